@@ -1,0 +1,192 @@
+package autoscale
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+)
+
+// ErrInvalidAction is returned (wrapped) by an Action's Validate.
+var ErrInvalidAction = errors.New("autoscale: invalid action")
+
+// An Action is one thing a policy asks for. The set is closed: [Scale], [SetWeight],
+// [Eject], [Shed], [Throttle] and [Route]. Actions are values; Validate reports what is
+// wrong with one, and the loop drops (and records) invalid actions.
+type Action interface {
+	// Kind names the action: "scale", "set_weight", "eject", "shed", "throttle", "route".
+	Kind() string
+	// Validate reports every problem with the action.
+	Validate() error
+	action()
+}
+
+// MaxReplicas bounds every replica count an action may ask for.
+const MaxReplicas = 1 << 20
+
+// Scale asks for a target's replicas. The loop's safety layer clamps and delays it.
+type Scale struct {
+	// Target names a target configured in the loop.
+	Target string
+	// Replicas is the desired count, 0..MaxReplicas.
+	Replicas int
+	// Reason says why, for the decision record.
+	Reason string
+	// Panic declares that the policy is in panic mode (as Knative's autoscaler is when
+	// load outruns capacity): while it is set, the loop does not scale the target down.
+	Panic bool
+}
+
+// SetWeight sets a backend's weight in a pool.
+type SetWeight struct {
+	Pool, Backend string
+	// Weight is the new weight, 0..1,000,000; 0 drains the backend (no new requests).
+	Weight int
+}
+
+// Eject takes a backend out of a pool's rotation for a while.
+type Eject struct {
+	Pool, Backend string
+	// Duration is how long, more than 0 and at most an hour.
+	Duration time.Duration
+	Reason   string
+}
+
+// Shed rejects a fraction of a route's requests with 503 and a Retry-After.
+type Shed struct {
+	// Route is the route's key; "*" means every route.
+	Route string
+	// Fraction of requests to reject, 0..1; 0 stops shedding.
+	Fraction float64
+	// RetryAfter is the hint given to rejected clients; zero lets the admission compute
+	// one from its current state.
+	RetryAfter time.Duration
+}
+
+// Throttle limits a tenant's request rate with a token bucket.
+type Throttle struct {
+	Tenant string
+	// RPS is the sustained rate; 0 blocks the tenant; math.Inf(1) removes the limit.
+	RPS float64
+	// Burst is the bucket's size, at least 1 unless RPS is infinite.
+	Burst int
+}
+
+// Route sends a fraction of one route's requests to another route.
+type Route struct {
+	From, To string
+	// Fraction of From's requests sent to To, 0..1; 0 stops re-routing.
+	Fraction float64
+}
+
+func (Scale) action()     {}
+func (SetWeight) action() {}
+func (Eject) action()     {}
+func (Shed) action()      {}
+func (Throttle) action()  {}
+func (Route) action()     {}
+
+// Kind returns "scale".
+func (Scale) Kind() string { return "scale" }
+
+// Kind returns "set_weight".
+func (SetWeight) Kind() string { return "set_weight" }
+
+// Kind returns "eject".
+func (Eject) Kind() string { return "eject" }
+
+// Kind returns "shed".
+func (Shed) Kind() string { return "shed" }
+
+// Kind returns "throttle".
+func (Throttle) Kind() string { return "throttle" }
+
+// Kind returns "route".
+func (Route) Kind() string { return "route" }
+
+func invalid(a Action, format string, args ...any) error {
+	return fmt.Errorf("%w: %s: %s", ErrInvalidAction, a.Kind(), fmt.Sprintf(format, args...))
+}
+
+func finite(f float64) bool { return !math.IsNaN(f) && !math.IsInf(f, 0) }
+
+// Validate reports every problem with the action.
+func (a Scale) Validate() error {
+	var errs []error
+	if a.Target == "" {
+		errs = append(errs, invalid(a, "empty target"))
+	}
+	if a.Replicas < 0 || a.Replicas > MaxReplicas {
+		errs = append(errs, invalid(a, "replicas %d out of [0, %d]", a.Replicas, MaxReplicas))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem with the action.
+func (a SetWeight) Validate() error {
+	var errs []error
+	if a.Pool == "" || a.Backend == "" {
+		errs = append(errs, invalid(a, "empty pool or backend"))
+	}
+	if a.Weight < 0 || a.Weight > 1_000_000 {
+		errs = append(errs, invalid(a, "weight %d out of [0, 1000000]", a.Weight))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem with the action.
+func (a Eject) Validate() error {
+	var errs []error
+	if a.Pool == "" || a.Backend == "" {
+		errs = append(errs, invalid(a, "empty pool or backend"))
+	}
+	if a.Duration <= 0 || a.Duration > time.Hour {
+		errs = append(errs, invalid(a, "duration %v out of (0, 1h]", a.Duration))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem with the action.
+func (a Shed) Validate() error {
+	var errs []error
+	if a.Route == "" {
+		errs = append(errs, invalid(a, "empty route"))
+	}
+	if !finite(a.Fraction) || a.Fraction < 0 || a.Fraction > 1 {
+		errs = append(errs, invalid(a, "fraction %v out of [0, 1]", a.Fraction))
+	}
+	if a.RetryAfter < 0 || a.RetryAfter > time.Hour {
+		errs = append(errs, invalid(a, "retry-after %v out of [0, 1h]", a.RetryAfter))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem with the action.
+func (a Throttle) Validate() error {
+	var errs []error
+	if a.Tenant == "" {
+		errs = append(errs, invalid(a, "empty tenant"))
+	}
+	switch {
+	case math.IsNaN(a.RPS) || a.RPS < 0 || math.IsInf(a.RPS, -1):
+		errs = append(errs, invalid(a, "rps %v is not >= 0", a.RPS))
+	case !math.IsInf(a.RPS, 1) && a.Burst < 1:
+		errs = append(errs, invalid(a, "burst %d is below 1", a.Burst))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem with the action.
+func (a Route) Validate() error {
+	var errs []error
+	if a.From == "" || a.To == "" {
+		errs = append(errs, invalid(a, "empty from or to"))
+	}
+	if a.From == a.To && a.From != "" {
+		errs = append(errs, invalid(a, "from and to are both %q", a.From))
+	}
+	if !finite(a.Fraction) || a.Fraction < 0 || a.Fraction > 1 {
+		errs = append(errs, invalid(a, "fraction %v out of [0, 1]", a.Fraction))
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,38 @@
+// Package metrics records request observations into sliding time windows and reads them
+// back as immutable snapshots: counts, rates, error rates, latency quantiles, bytes, a
+// user value (tokens, cost), in-flight requests and time-weighted concurrency.
+//
+// The pieces:
+//
+//   - [Window]: a ring of fixed-width buckets (1 s × 60 by default). Recording is
+//     lock-free and allocation-free; reading returns a [Snapshot] over any span up to the
+//     window's length.
+//   - [Histogram]: the mergeable log-linear latency histogram behind the quantiles, with a
+//     relative error of at most 1.6% ([HistogramRelativeError]).
+//   - [EWMA] and [PeakEWMA]: lock-free, time-decayed moving averages, the latter as
+//     Finagle's and Linkerd's balancers use.
+//   - [Registry]: windows by (scope, key) — route, tenant, backend, model, target or any
+//     scope of the caller's — each scope bounded by an LRU.
+//   - [Clock], [SystemClock], [ManualClock]: injected time, so tests and the simulator
+//     never sleep.
+//
+// OpenTelemetry export lives in the sub-package otelmetrics, so this package depends on
+// nothing but golang-lru.
+//
+// # Costs
+//
+// On the machines this project is built on an uncontended atomic add costs about 10 ns
+// and a monotonic clock read about 50 ns, so the record path is counted in atomics: two
+// per observation ([Window.RecordAt]), one more each for non-zero bytes and user value,
+// and two more for in-flight accounting ([Window.StartAt], [Window.DoneAt]). The mean
+// latency is read from the histogram rather than kept as a sum, to save an atomic per
+// request. The benchmarks in this package measure each path.
+//
+// # Memory
+//
+// A bucket allocates one 128-byte page of histogram counters for each power of two of
+// latency it sees (a service whose requests take 1–500 ms uses about ten), plus about
+// 400 bytes of counters. A busy window of 60 buckets therefore holds some 100 KB; an idle
+// or rarely used one a few KB. Size scopes with many keys (tenants) with
+// [WithScopeCapacity] and [WithScopeWindow].
+package metrics

@@ -1,0 +1,134 @@
+package metrics
+
+import (
+	"math"
+	"sync/atomic"
+	"time"
+)
+
+// DefaultDecay is the time constant of [EWMA] and [PeakEWMA] when none is given: ten
+// seconds, as Finagle's and Linkerd's peak-EWMA balancers use.
+const DefaultDecay = 10 * time.Second
+
+// The moving averages keep their value (a float32) and the time of their last update (in
+// units of 16 µs, modulo 2^32) in one 64-bit word, so an update is one compare-and-swap
+// and needs no lock. Gaps are read as signed 32-bit differences, good for ±9.5 hours: a
+// time before the last update counts as no time at all. float32 keeps seven significant
+// digits, more than a latency estimate has.
+
+func pack(v float32, us uint32) uint64 { return uint64(math.Float32bits(v))<<32 | uint64(us) }
+
+func unpack(x uint64) (float32, uint32) { return math.Float32frombits(uint32(x >> 32)), uint32(x) }
+
+const stampUnit = 16 * time.Microsecond
+
+// stamp returns t in units of 16 µs modulo 2^32, never zero (zero marks "no value yet").
+func stamp(t time.Time) uint32 { return uint32(t.UnixMicro()>>4) | 1 }
+
+func decayWeight(now, then uint32, tau time.Duration) float64 {
+	d := int32(now - then)
+	if d <= 0 {
+		return 1
+	}
+	return math.Exp(-float64(d) * float64(stampUnit) / float64(tau))
+}
+
+// EWMA is an exponentially weighted moving average decayed by time rather than by
+// count: a sample d after the last moves the average by 1-exp(-d/τ) of the way to it,
+// so irregular sampling weighs samples fairly. The zero value has τ = [DefaultDecay].
+// It is lock-free and safe for concurrent use.
+type EWMA struct {
+	tau   time.Duration
+	state atomic.Uint64
+}
+
+// NewEWMA returns an average with time constant tau (zero means [DefaultDecay]).
+func NewEWMA(tau time.Duration) *EWMA {
+	e := new(EWMA)
+	e.tau = tau
+	return e
+}
+
+func (e *EWMA) decay() time.Duration {
+	if e.tau <= 0 {
+		return DefaultDecay
+	}
+	return e.tau
+}
+
+// Observe adds a sample v taken at t. The first sample becomes the average.
+func (e *EWMA) Observe(t time.Time, v float64) {
+	now := stamp(t)
+	for {
+		old := e.state.Load()
+		cur, then := unpack(old)
+		next := v
+		if then != 0 {
+			w := decayWeight(now, then, e.decay())
+			next = float64(cur)*w + v*(1-w)
+		}
+		if e.state.CompareAndSwap(old, pack(float32(next), now)) {
+			return
+		}
+	}
+}
+
+// Value returns the average, or 0 before the first sample.
+func (e *EWMA) Value() float64 {
+	v, _ := unpack(e.state.Load())
+	return float64(v)
+}
+
+// PeakEWMA is the peak-sensitive moving average of latency that Finagle's and Linkerd's
+// balancers use (Finagle, "Peak EWMA"; github.com/twitter/finagle
+// finagle-core/.../loadbalancer/PeakEwma): a sample above the average replaces it at
+// once, a sample below it decays it as an [EWMA] does, and without samples the average
+// decays towards zero, so a slow backend is avoided at once and retried once it has
+// rested. The zero value has τ = [DefaultDecay]. It is lock-free and safe for
+// concurrent use.
+type PeakEWMA struct {
+	tau   time.Duration
+	state atomic.Uint64
+}
+
+// NewPeakEWMA returns an average with time constant tau (zero means [DefaultDecay]).
+func NewPeakEWMA(tau time.Duration) *PeakEWMA {
+	p := new(PeakEWMA)
+	p.tau = tau
+	return p
+}
+
+func (p *PeakEWMA) decay() time.Duration {
+	if p.tau <= 0 {
+		return DefaultDecay
+	}
+	return p.tau
+}
+
+// Observe adds a latency sample d taken at t.
+func (p *PeakEWMA) Observe(t time.Time, d time.Duration) {
+	now := stamp(t)
+	v := float64(d)
+	for {
+		old := p.state.Load()
+		cur, then := unpack(old)
+		next := v
+		if then != 0 && v < float64(cur) {
+			w := decayWeight(now, then, p.decay())
+			next = float64(cur)*w + v*(1-w)
+		}
+		if p.state.CompareAndSwap(old, pack(float32(next), now)) {
+			return
+		}
+	}
+}
+
+// ValueAt returns the average at time t, decayed for the time since the last sample;
+// 0 before the first sample. It does not change the average.
+func (p *PeakEWMA) ValueAt(t time.Time) time.Duration {
+	cur, then := unpack(p.state.Load())
+	if then == 0 {
+		return 0
+	}
+	return time.Duration(float64(cur) * decayWeight(stamp(t), then, p.decay()))
+}

@@ -1,0 +1,341 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"unicode/utf8"
+
+	"github.com/hashicorp/golang-lru/v2/simplelru"
+)
+
+// Scope names a family of windows: one window per key in the scope. Any string works;
+// the library uses these.
+type Scope string
+
+// Scopes the library records into.
+const (
+	ScopeRoute   Scope = "route"
+	ScopeTenant  Scope = "tenant"
+	ScopeBackend Scope = "backend"
+	ScopeModel   Scope = "model"
+	ScopeTarget  Scope = "target"
+	// ScopeTTFB holds, per route, the time to first byte of streamed responses (those
+	// that flushed before they ended).
+	ScopeTTFB Scope = "ttfb"
+)
+
+// OverlongKey is the key that stands in for every key longer than the registry's
+// maximum key length, so that traffic with absurd keys is still counted, in one window,
+// without growing the registry.
+const OverlongKey = "(overlong)"
+
+// Registry defaults.
+const (
+	DefaultCapacity  = 1024
+	DefaultMaxKeyLen = 256
+)
+
+// Registry holds windows by (scope, key). Each scope is bounded by an LRU
+// (github.com/hashicorp/golang-lru/v2): adding a key to a full scope evicts the least
+// recently used window, and evictions are counted.
+//
+// # Why a map in front of the LRU
+//
+// An LRU must be told about every use to keep its order, and golang-lru's is one mutex:
+// on the request path every goroutine would take the same lock. So each scope keeps a
+// [sync.Map] of its windows in front of the LRU. A lookup of a known key is a lock-free
+// map read (Go's sync.Map is a concurrent hash-trie since 1.24) and touches nothing else.
+// The LRU is told about a use when a window moves to a new bucket, which is at most once
+// per bucket width (one second by default) per busy window, and a new key takes the
+// scope's mutex once. The LRU's order is therefore exact to one bucket width, which is
+// all eviction needs. The benchmarks in registry_test.go compare this with taking the
+// LRU lock on every lookup.
+//
+// Keys are bytes: any string is accepted. The empty key is a key like any other (the
+// middleware does not record into a scope whose key is empty). A key longer than the
+// maximum key length is replaced by [OverlongKey] and counted in [RegistryStats.Overlong].
+// Keys that are not valid UTF-8 are kept as they are for lookup; [Window.Key] and
+// [Registry.Keys] report them with invalid bytes replaced by U+FFFD, so exporters never
+// see invalid UTF-8.
+//
+// A Registry is safe for concurrent use.
+type Registry struct {
+	clock     Clock
+	def       WindowConfig
+	configs   map[Scope]WindowConfig
+	caps      map[Scope]int
+	capacity  int
+	maxKeyLen int
+
+	mu     sync.Mutex                      // guards writes of scopes
+	scopes atomic.Pointer[map[Scope]*table] // copy on write
+
+	overlong atomic.Uint64
+}
+
+type table struct {
+	r     *Registry
+	scope Scope
+	cfg   WindowConfig
+	fast  sync.Map // string -> *Window
+
+	mu        sync.Mutex
+	lru       *simplelru.LRU[string, *Window]
+	evictions atomic.Uint64
+}
+
+// Option configures a [Registry].
+type Option func(*Registry) error
+
+// WithClock sets the clock the registry's windows read. The default is a new
+// [SystemClock].
+func WithClock(c Clock) Option {
+	return func(r *Registry) error {
+		if c == nil {
+			return fmt.Errorf("%w: nil clock", ErrInvalidConfig)
+		}
+		r.clock = c
+		return nil
+	}
+}
+
+// WithWindow sets the shape of the windows of every scope without its own.
+func WithWindow(cfg WindowConfig) Option {
+	return func(r *Registry) error {
+		if err := cfg.Validate(); err != nil {
+			return err
+		}
+		r.def = cfg
+		return nil
+	}
+}
+
+// WithScopeWindow sets the shape of one scope's windows.
+func WithScopeWindow(s Scope, cfg WindowConfig) Option {
+	return func(r *Registry) error {
+		if err := cfg.Validate(); err != nil {
+			return fmt.Errorf("scope %q: %w", s, err)
+		}
+		r.configs[s] = cfg
+		return nil
+	}
+}
+
+// WithCapacity sets how many windows a scope holds before it evicts, for every scope
+// without its own. The default is [DefaultCapacity]; it must be at least 1.
+func WithCapacity(n int) Option {
+	return func(r *Registry) error {
+		if n < 1 {
+			return fmt.Errorf("%w: capacity %d is below 1", ErrInvalidConfig, n)
+		}
+		r.capacity = n
+		return nil
+	}
+}
+
+// WithScopeCapacity sets one scope's capacity.
+func WithScopeCapacity(s Scope, n int) Option {
+	return func(r *Registry) error {
+		if n < 1 {
+			return fmt.Errorf("%w: scope %q capacity %d is below 1", ErrInvalidConfig, s, n)
+		}
+		r.caps[s] = n
+		return nil
+	}
+}
+
+// WithMaxKeyLen sets the longest key kept as it is, in bytes; longer keys become
+// [OverlongKey]. The default is [DefaultMaxKeyLen]; it must be at least
+// len(OverlongKey).
+func WithMaxKeyLen(n int) Option {
+	return func(r *Registry) error {
+		if n < len(OverlongKey) {
+			return fmt.Errorf("%w: max key length %d is below %d", ErrInvalidConfig, n, len(OverlongKey))
+		}
+		r.maxKeyLen = n
+		return nil
+	}
+}
+
+// NewRegistry returns an empty registry. It reports every bad option at once.
+func NewRegistry(opts ...Option) (*Registry, error) {
+	r := &Registry{
+		configs:   make(map[Scope]WindowConfig),
+		caps:      make(map[Scope]int),
+		capacity:  DefaultCapacity,
+		maxKeyLen: DefaultMaxKeyLen,
+	}
+	var errs []error
+	for _, o := range opts {
+		if err := o(r); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if r.clock == nil {
+		r.clock = NewSystemClock()
+	}
+	empty := map[Scope]*table{}
+	r.scopes.Store(&empty)
+	return r, nil
+}
+
+// Clock returns the registry's clock.
+func (r *Registry) Clock() Clock { return r.clock }
+
+// Window returns the window of (scope, key), making it if needed. The returned window
+// may be held and recorded into; if the registry evicts it meanwhile, the next record
+// that starts a bucket puts it back, unless another window has taken its key.
+func (r *Registry) Window(scope Scope, key string) *Window {
+	if len(key) > r.maxKeyLen {
+		r.overlong.Add(1)
+		key = OverlongKey
+	}
+	t := r.table(scope)
+	if w, ok := t.fast.Load(key); ok {
+		return w.(*Window)
+	}
+	return t.add(key)
+}
+
+// Lookup returns the window of (scope, key) if there is one.
+func (r *Registry) Lookup(scope Scope, key string) (*Window, bool) {
+	if len(key) > r.maxKeyLen {
+		key = OverlongKey
+	}
+	m := *r.scopes.Load()
+	t, ok := m[scope]
+	if !ok {
+		return nil, false
+	}
+	w, ok := t.fast.Load(key)
+	if !ok {
+		return nil, false
+	}
+	return w.(*Window), true
+}
+
+func (r *Registry) table(scope Scope) *table {
+	if t, ok := (*r.scopes.Load())[scope]; ok {
+		return t
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	old := *r.scopes.Load()
+	if t, ok := old[scope]; ok {
+		return t
+	}
+	capacity := r.capacity
+	if c, ok := r.caps[scope]; ok {
+		capacity = c
+	}
+	cfg := r.def
+	if c, ok := r.configs[scope]; ok {
+		cfg = c
+	}
+	t := &table{r: r, scope: scope, cfg: cfg}
+	// The capacity was validated, so NewLRU cannot fail.
+	t.lru, _ = simplelru.NewLRU(capacity, func(key string, _ *Window) {
+		t.fast.Delete(key)
+		t.evictions.Add(1)
+	})
+	m := make(map[Scope]*table, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	m[scope] = t
+	r.scopes.Store(&m)
+	return t
+}
+
+func (t *table) add(key string) *Window {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if w, ok := t.fast.Load(key); ok {
+		return w.(*Window)
+	}
+	display := key
+	if !utf8.ValidString(key) {
+		display = string([]rune(key)) // invalid bytes become U+FFFD
+	}
+	w := newWindow(t.scope, display, t.cfg, t.r.clock)
+	w.touch = func() { t.touch(key, w) }
+	t.lru.Add(key, w)
+	t.fast.Store(key, w)
+	return w
+}
+
+// touch marks key as used; if its window was evicted and its key is free, it comes back.
+func (t *table) touch(key string, w *Window) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.lru.Get(key); ok {
+		return
+	}
+	if _, taken := t.fast.LoadOrStore(key, w); !taken {
+		t.lru.Add(key, w)
+	}
+}
+
+// Scopes returns the scopes that hold windows, sorted.
+func (r *Registry) Scopes() []Scope {
+	m := *r.scopes.Load()
+	out := make([]Scope, 0, len(m))
+	for s := range m {
+		out = append(out, s)
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Keys returns the keys of a scope, sorted.
+func (r *Registry) Keys(scope Scope) []string {
+	var out []string
+	r.Range(scope, func(w *Window) bool {
+		out = append(out, w.Key())
+		return true
+	})
+	slices.Sort(out)
+	return out
+}
+
+// Range calls f for each window of a scope, in no particular order, until f returns
+// false. f runs outside the registry's locks and may record into windows.
+func (r *Registry) Range(scope Scope, f func(w *Window) bool) {
+	t, ok := (*r.scopes.Load())[scope]
+	if !ok {
+		return
+	}
+	t.fast.Range(func(_, v any) bool { return f(v.(*Window)) })
+}
+
+// RegistryStats counts what a registry did.
+type RegistryStats struct {
+	// Windows is the number of windows held, per scope.
+	Windows map[Scope]int
+	// Evictions is the number of windows evicted to make room, per scope.
+	Evictions map[Scope]uint64
+	// Overlong is the number of lookups whose key was longer than the maximum.
+	Overlong uint64
+}
+
+// Stats returns the registry's counts.
+func (r *Registry) Stats() RegistryStats {
+	st := RegistryStats{
+		Windows:   map[Scope]int{},
+		Evictions: map[Scope]uint64{},
+		Overlong:  r.overlong.Load(),
+	}
+	for s, t := range *r.scopes.Load() {
+		t.mu.Lock()
+		st.Windows[s] = t.lru.Len()
+		t.mu.Unlock()
+		st.Evictions[s] = t.evictions.Load()
+	}
+	return st
+}

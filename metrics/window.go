@@ -1,0 +1,663 @@
+package metrics
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Outcome says how a request ended.
+type Outcome uint8
+
+const (
+	// OutcomeOK is a request that succeeded.
+	OutcomeOK Outcome = iota
+	// OutcomeError is a request that failed on the server's side (a 5xx, a timeout, or
+	// whatever the caller's predicate calls a failure). It counts in the error rate.
+	OutcomeError
+	// OutcomeCanceled is a request whose client went away before it finished. It is
+	// counted, and not as an error.
+	OutcomeCanceled
+)
+
+// String returns "ok", "error" or "canceled".
+func (o Outcome) String() string {
+	switch o {
+	case OutcomeOK:
+		return "ok"
+	case OutcomeError:
+		return "error"
+	case OutcomeCanceled:
+		return "canceled"
+	}
+	return fmt.Sprintf("Outcome(%d)", uint8(o))
+}
+
+// Observation is what one finished request adds to a window.
+type Observation struct {
+	// Latency is the request's duration; it goes into the latency histogram.
+	Latency time.Duration
+	// Outcome classifies the request.
+	Outcome Outcome
+	// Bytes is the size of the response (or whatever byte count the caller tracks).
+	Bytes int64
+	// Value is an optional user quantity, summed per bucket: tokens, cost.
+	Value float64
+}
+
+// WindowConfig shapes a [Window]: Buckets buckets of Width each, so the window spans
+// Width × Buckets. The zero value means the defaults, 60 buckets of one second.
+type WindowConfig struct {
+	// Width is the width of one bucket, the resolution of the window in time.
+	// Zero means 1 s; at least 1 ms.
+	Width time.Duration
+	// Buckets is the number of buckets. Zero means 60; at most 3600.
+	Buckets int
+}
+
+// Defaults of [WindowConfig].
+const (
+	DefaultWidth   = time.Second
+	DefaultBuckets = 60
+)
+
+// ErrInvalidConfig is returned (wrapped) for settings out of range.
+var ErrInvalidConfig = errors.New("metrics: invalid config")
+
+func (c WindowConfig) withDefaults() WindowConfig {
+	if c.Width == 0 {
+		c.Width = DefaultWidth
+	}
+	if c.Buckets == 0 {
+		c.Buckets = DefaultBuckets
+	}
+	return c
+}
+
+// Validate reports every setting out of range.
+func (c WindowConfig) Validate() error {
+	c = c.withDefaults()
+	var errs []error
+	if c.Width < time.Millisecond {
+		errs = append(errs, fmt.Errorf("%w: window width %v is below 1ms", ErrInvalidConfig, c.Width))
+	}
+	if c.Buckets < 1 || c.Buckets > 3600 {
+		errs = append(errs, fmt.Errorf("%w: window buckets %d out of [1, 3600]", ErrInvalidConfig, c.Buckets))
+	}
+	return errors.Join(errs...)
+}
+
+// Length returns the span the window covers, Width × Buckets.
+func (c WindowConfig) Length() time.Duration {
+	c = c.withDefaults()
+	return c.Width * time.Duration(c.Buckets)
+}
+
+// ringSlack is how many buckets the ring keeps beyond the window's length, so a reader
+// that skips a few buckets between reads can still update its running histogram
+// incrementally (see histCache).
+const ringSlack = 4
+
+// resetting marks a bucket whose epoch is being changed; writers wait for it.
+const resetting = 1 << 63
+
+type atomicPage [subCount]atomic.Uint32
+
+// bucket holds one Width of observations. epoch is the bucket's number (time / Width)
+// plus one, so that zero means "never used".
+type bucket struct {
+	epoch       atomic.Uint64
+	countErr    atomic.Uint64 // requests in the low 32 bits, errors in the high 32
+	canceled    atomic.Uint64
+	bytes       atomic.Uint64
+	value       atomic.Uint64 // float64 bits
+	maxLatency  atomic.Int64
+	maxInFlight atomic.Int64
+	inFlight0   atomic.Int64 // requests in flight when the bucket began
+	// area accumulates, for every start in this bucket, the time from it to the
+	// bucket's end, and subtracts the same for every end: with inFlight0 it gives the
+	// integral of in-flight requests over the bucket (see Window.concurrency).
+	area  atomic.Int64
+	pages [numPages]atomic.Pointer[atomicPage]
+}
+
+func (b *bucket) clear() {
+	b.countErr.Store(0)
+	b.canceled.Store(0)
+	b.bytes.Store(0)
+	b.value.Store(0)
+	b.maxLatency.Store(0)
+	b.maxInFlight.Store(0)
+	b.area.Store(0)
+	for i := range b.pages {
+		if pg := b.pages[i].Load(); pg != nil {
+			for j := range pg {
+				pg[j].Store(0)
+			}
+		}
+	}
+}
+
+func (b *bucket) page(p int) *atomicPage {
+	if pg := b.pages[p].Load(); pg != nil {
+		return pg
+	}
+	pg := new(atomicPage)
+	if b.pages[p].CompareAndSwap(nil, pg) {
+		return pg
+	}
+	return b.pages[p].Load()
+}
+
+// Window is a rolling time window of fixed-width buckets holding request counts, errors,
+// a latency histogram, bytes, a user value, and in-flight requests. Recording is
+// lock-free and allocation-free (a bucket allocates a histogram page the first time it
+// sees an octave of latency, and keeps it): a request touches two atomic counters, plus
+// one for bytes and one for the user value when those are non-zero, plus two for
+// [Window.Start] and [Window.Done].
+//
+// Buckets are reused in a ring: a writer that finds a bucket from an older epoch claims
+// it with a compare-and-swap, clears it and moves it to its epoch; writers racing it wait
+// the few hundred nanoseconds that takes. An observation recorded more than a ring's
+// length after its time is dropped and counted by [Window.Late].
+//
+// Reads ([Window.Snapshot]) lock a mutex that only readers take, so they never delay
+// writers. A Window is safe for concurrent use.
+type Window struct {
+	scope   Scope
+	key     string
+	clock   Clock
+	width   int64 // ns
+	n       int64 // buckets in the window
+	ringLen int64 // n + ringSlack
+	created int64 // ns
+	ring    []atomic.Pointer[bucket]
+
+	inFlight atomic.Int64
+	late     atomic.Uint64
+
+	// touch, when set, is called after a writer moves a bucket to a new epoch: at most
+	// once per bucket width. The registry uses it to keep busy windows recent in its LRU.
+	touch func()
+
+	mu      sync.Mutex // readers only
+	cache   *histCache
+	scratch Histogram
+}
+
+// NewWindow returns a window shaped by cfg that reads time from clock (nil means a new
+// [SystemClock]).
+func NewWindow(cfg WindowConfig, clock Clock) (*Window, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if clock == nil {
+		clock = NewSystemClock()
+	}
+	return newWindow("", "", cfg, clock), nil
+}
+
+func newWindow(scope Scope, key string, cfg WindowConfig, clock Clock) *Window {
+	cfg = cfg.withDefaults()
+	n := int64(cfg.Buckets)
+	return &Window{
+		scope:   scope,
+		key:     key,
+		clock:   clock,
+		width:   int64(cfg.Width),
+		n:       n,
+		ringLen: n + ringSlack,
+		created: clock.Now().UnixNano(),
+		ring:    make([]atomic.Pointer[bucket], n+ringSlack),
+	}
+}
+
+// Scope returns the scope the window was registered under ("" outside a registry).
+func (w *Window) Scope() Scope { return w.scope }
+
+// Key returns the key the window was registered under ("" outside a registry).
+func (w *Window) Key() string { return w.key }
+
+// Config returns the window's shape.
+func (w *Window) Config() WindowConfig {
+	return WindowConfig{Width: time.Duration(w.width), Buckets: int(w.n)}
+}
+
+// Clock returns the clock the window reads when no time is given.
+func (w *Window) Clock() Clock { return w.clock }
+
+func (w *Window) epochOf(ns int64) int64 {
+	if ns < 0 {
+		return 0
+	}
+	return ns / w.width
+}
+
+// bucketAt returns the bucket for time ns, moving it to ns's epoch if needed, or nil
+// when the bucket already serves a later epoch (the time is older than the ring).
+func (w *Window) bucketAt(ns int64) *bucket {
+	n := w.epochOf(ns)
+	i := n % w.ringLen
+	b := w.ring[i].Load()
+	if b == nil {
+		b = new(bucket)
+		if !w.ring[i].CompareAndSwap(nil, b) {
+			b = w.ring[i].Load()
+		}
+	}
+	want := uint64(n) + 1
+	if e := b.epoch.Load(); e == want {
+		return b
+	}
+	return w.claim(b, want)
+}
+
+func (w *Window) claim(b *bucket, want uint64) *bucket {
+	for {
+		e := b.epoch.Load()
+		switch {
+		case e == want:
+			return b
+		case e&resetting != 0:
+			runtime.Gosched()
+		case e > want:
+			return nil
+		case b.epoch.CompareAndSwap(e, want|resetting):
+			b.clear()
+			b.inFlight0.Store(w.inFlight.Load())
+			b.epoch.Store(want)
+			if w.touch != nil {
+				w.touch()
+			}
+			return b
+		}
+	}
+}
+
+// bucketFor returns the bucket holding epoch n for reading, or nil when none does.
+func (w *Window) bucketFor(n int64) *bucket {
+	if n < 0 {
+		return nil
+	}
+	b := w.ring[n%w.ringLen].Load()
+	if b == nil || b.epoch.Load() != uint64(n)+1 {
+		return nil
+	}
+	return b
+}
+
+// Record adds o at the clock's current time, without in-flight accounting.
+func (w *Window) Record(o Observation) { w.RecordAt(w.clock.Now(), o) }
+
+// RecordAt adds o at time t, without in-flight accounting.
+func (w *Window) RecordAt(t time.Time, o Observation) {
+	ns := t.UnixNano()
+	b := w.bucketAt(ns)
+	if b == nil {
+		w.late.Add(1)
+		return
+	}
+	record(b, o)
+}
+
+func record(b *bucket, o Observation) {
+	inc := uint64(1)
+	switch o.Outcome {
+	case OutcomeError:
+		inc |= 1 << 32
+	case OutcomeCanceled:
+		b.canceled.Add(1)
+	}
+	b.countErr.Add(inc)
+	lat := max(int64(o.Latency), 0)
+	p, s := bucketOf(lat)
+	b.page(p)[s].Add(1)
+	if lat > b.maxLatency.Load() {
+		storeMax(&b.maxLatency, lat)
+	}
+	if o.Bytes > 0 {
+		b.bytes.Add(uint64(o.Bytes))
+	}
+	if o.Value != 0 {
+		addFloat(&b.value, o.Value)
+	}
+}
+
+// Start counts one more request in flight from the clock's current time. Pair it with
+// [Window.Done].
+func (w *Window) Start() { w.StartAt(w.clock.Now()) }
+
+// StartAt counts one more request in flight from time t.
+func (w *Window) StartAt(t time.Time) {
+	ns := t.UnixNano()
+	b := w.bucketAt(ns)
+	v := w.inFlight.Add(1)
+	if b == nil {
+		return
+	}
+	b.area.Add(w.toBucketEnd(ns))
+	if v > b.maxInFlight.Load() {
+		storeMax(&b.maxInFlight, v)
+	}
+}
+
+// Done ends a request begun with [Window.Start] at the clock's current time and records o.
+func (w *Window) Done(o Observation) { w.DoneAt(w.clock.Now(), o) }
+
+// DoneAt ends a request begun with [Window.StartAt] at time t and records o.
+func (w *Window) DoneAt(t time.Time, o Observation) {
+	ns := t.UnixNano()
+	b := w.bucketAt(ns)
+	w.inFlight.Add(-1)
+	if b == nil {
+		w.late.Add(1)
+		return
+	}
+	b.area.Add(-w.toBucketEnd(ns))
+	record(b, o)
+}
+
+// toBucketEnd returns the time from ns to the end of its bucket.
+func (w *Window) toBucketEnd(ns int64) int64 {
+	return (w.epochOf(ns)+1)*w.width - ns
+}
+
+// InFlight returns the requests started and not yet done.
+func (w *Window) InFlight() int64 { return w.inFlight.Load() }
+
+// Late returns how many observations were dropped because they arrived more than the
+// ring's length (the window's length plus four buckets) after their time.
+func (w *Window) Late() uint64 { return w.late.Load() }
+
+// Snapshot is an immutable summary of a window over a span of time. Quantiles and the
+// mean come from the log-linear histogram and are within [HistogramRelativeError] of the
+// exact figures; Max is exact.
+type Snapshot struct {
+	// Span is the time the figures cover: the span asked for, or less when the window
+	// is younger than that.
+	Span time.Duration
+	// Count is the number of requests that ended in the span; Errors and Canceled are
+	// those among them with [OutcomeError] and [OutcomeCanceled].
+	Count, Errors, Canceled uint64
+	// Rate is Count per second of Span.
+	Rate float64
+	// ErrorRate is Errors / Count, or 0 without requests.
+	ErrorRate float64
+	// Latency statistics of the requests that ended in the span.
+	Mean, P50, P90, P99, Max time.Duration
+	// Bytes is the sum of the observations' bytes.
+	Bytes uint64
+	// Value is the sum of the observations' user values.
+	Value float64
+	// InFlight is the number of requests in flight now.
+	InFlight int64
+	// MaxInFlight is the largest number of requests in flight at once in the span.
+	MaxInFlight int64
+	// Concurrency is the time-weighted average of requests in flight over the span: the
+	// quantity Knative's autoscaler scales on.
+	Concurrency float64
+}
+
+// Snapshot summarizes the last span of the window at the clock's current time. A span
+// of zero or longer than the window means the whole window.
+func (w *Window) Snapshot(span time.Duration) Snapshot {
+	return w.SnapshotAt(w.clock.Now(), span)
+}
+
+// SnapshotAt summarizes the span of the window ending at now. The span is rounded up to
+// whole buckets, the last of which is the one holding now, covered up to now.
+func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
+	ns := now.UnixNano()
+	n := w.epochOf(ns)
+	k := w.n
+	if span > 0 {
+		k = min(max((int64(span)+w.width-1)/w.width, 1), w.n)
+	}
+	elapsed := ns - n*w.width
+	dur := (k-1)*w.width + elapsed
+	if age := ns - w.created; dur > age {
+		dur = max(age, 0)
+	}
+
+	var s Snapshot
+	s.Span = time.Duration(dur)
+	s.InFlight = w.inFlight.Load()
+	var maxLat int64
+	for m := n - k + 1; m <= n; m++ {
+		b := w.bucketFor(m)
+		if b == nil {
+			continue
+		}
+		ce := b.countErr.Load()
+		s.Count += ce & math.MaxUint32
+		s.Errors += ce >> 32
+		s.Canceled += b.canceled.Load()
+		s.Bytes += b.bytes.Load()
+		s.Value += math.Float64frombits(b.value.Load())
+		maxLat = max(maxLat, b.maxLatency.Load())
+		s.MaxInFlight = max(s.MaxInFlight, b.maxInFlight.Load())
+	}
+	if dur > 0 {
+		sec := float64(dur) / float64(time.Second)
+		s.Rate = float64(s.Count) / sec
+		s.Concurrency = w.area(n, k, elapsed, s.InFlight) / float64(dur)
+	}
+	if s.Count > 0 {
+		s.ErrorRate = float64(s.Errors) / float64(s.Count)
+	}
+	s.MaxInFlight = max(s.MaxInFlight, s.InFlight)
+
+	w.mu.Lock()
+	h := w.histogramLocked(n, k)
+	h.max = maxLat
+	var qs [3]time.Duration
+	h.Quantiles([]float64{0.5, 0.9, 0.99}, qs[:])
+	s.P50, s.P90, s.P99 = qs[0], qs[1], qs[2]
+	s.Mean = h.Mean()
+	w.mu.Unlock()
+	s.Max = time.Duration(maxLat)
+	return s
+}
+
+// area returns the integral of in-flight requests over the k buckets ending with epoch
+// n, of which the last is covered for elapsed nanoseconds, in request-nanoseconds.
+//
+// Over a whole bucket that began with f requests in flight, every start at offset t adds
+// (W - t) request-nanoseconds and every end subtracts as much, so the integral is
+// f·W + area. A bucket without events had a constant number in flight: the number the
+// next bucket with events began with, or the current number when none did; hence the
+// walk from the newest bucket back.
+func (w *Window) area(n, k, elapsed, inFlightNow int64) float64 {
+	var total float64
+	cur := inFlightNow
+	for m := n; m > n-k; m-- {
+		length := w.width
+		if m == n {
+			length = elapsed
+		}
+		b := w.bucketFor(m)
+		if b == nil {
+			total += float64(cur) * float64(length)
+			continue
+		}
+		f := b.inFlight0.Load()
+		a := float64(f)*float64(length) + float64(b.area.Load())
+		if m == n {
+			// Starts and ends so far were counted up to the bucket's end; take back
+			// the part after now.
+			a -= float64(inFlightNow-f) * float64(w.width-elapsed)
+		}
+		total += max(a, 0)
+		cur = f
+	}
+	return total
+}
+
+// histogramLocked returns the latency histogram of the k buckets ending with epoch n in
+// w.scratch. The caller holds w.mu.
+func (w *Window) histogramLocked(n, k int64) *Histogram {
+	h := &w.scratch
+	h.Reset()
+	if k == w.n && k > 1 {
+		if w.cache == nil {
+			w.cache = newHistCache(w.ringLen)
+		}
+		w.cache.sync(w, n)
+		h.Merge(&w.cache.h)
+	} else {
+		for m := n - k + 1; m < n; m++ {
+			addBucket(h, w.bucketFor(m))
+		}
+	}
+	addBucket(h, w.bucketFor(n))
+	return h
+}
+
+// addBucket adds b's latency histogram to h and returns how many observations it added.
+func addBucket(h *Histogram, b *bucket) uint64 {
+	if b == nil {
+		return 0
+	}
+	var total uint64
+	for p := range b.pages {
+		pg := b.pages[p].Load()
+		if pg == nil {
+			continue
+		}
+		var hp *[subCount]uint64
+		for s := range pg {
+			if c := uint64(pg[s].Load()); c != 0 {
+				if hp == nil {
+					hp = h.page(p)
+				}
+				hp[s] += c
+				total += c
+			}
+		}
+	}
+	h.count += total
+	return total
+}
+
+// histCache is a reader's running histogram of the window's completed buckets, so a
+// whole-window quantile merges two histograms rather than sixty. Moving it forward
+// subtracts the buckets that left the window, which the ring's slack keeps intact for a
+// few buckets after they leave; when one was overwritten, or was written after it was
+// added, the cache is rebuilt from the ring.
+type histCache struct {
+	h          Histogram
+	ok         bool
+	lo, hi     int64    // epochs covered, inclusive
+	addedEpoch []int64  // per ring index, the epoch added (-1: none)
+	addedCount []uint64 // per ring index, the observations added
+}
+
+func newHistCache(ringLen int64) *histCache {
+	c := &histCache{addedEpoch: make([]int64, ringLen), addedCount: make([]uint64, ringLen)}
+	for i := range c.addedEpoch {
+		c.addedEpoch[i] = -1
+	}
+	return c
+}
+
+// sync moves the cache to cover the completed buckets of the window ending with epoch n.
+func (c *histCache) sync(w *Window, n int64) {
+	lo, hi := n-w.n+1, n-1
+	if c.ok && c.lo <= lo && c.hi <= hi && c.hi >= lo-1 {
+		for m := c.lo; m < lo; m++ {
+			if !c.sub(w, m) {
+				c.ok = false
+				break
+			}
+		}
+	} else {
+		c.ok = false
+	}
+	start := max(c.hi+1, lo)
+	if !c.ok {
+		c.h.Reset()
+		for i := range c.addedEpoch {
+			c.addedEpoch[i] = -1
+		}
+		start = lo
+	}
+	for m := start; m <= hi; m++ {
+		c.add(w, m)
+	}
+	c.ok, c.lo, c.hi = true, lo, hi
+}
+
+func (c *histCache) add(w *Window, m int64) {
+	if m < 0 {
+		return
+	}
+	i := m % w.ringLen
+	if got := addBucket(&c.h, w.bucketFor(m)); got > 0 {
+		c.addedEpoch[i], c.addedCount[i] = m, got
+	} else {
+		c.addedEpoch[i] = -1
+	}
+}
+
+// sub takes bucket m out of the cache; false when it can no longer be taken out exactly.
+func (c *histCache) sub(w *Window, m int64) bool {
+	if m < 0 {
+		return true
+	}
+	i := m % w.ringLen
+	if c.addedEpoch[i] != m {
+		return true // it was empty when added
+	}
+	c.addedEpoch[i] = -1
+	b := w.bucketFor(m)
+	if b == nil {
+		return false
+	}
+	var pages [numPages][subCount]uint32
+	var total uint64
+	for p := range b.pages {
+		if pg := b.pages[p].Load(); pg != nil {
+			for s := range pg {
+				v := pg[s].Load()
+				pages[p][s] = v
+				total += uint64(v)
+			}
+		}
+	}
+	if total != c.addedCount[i] {
+		return false
+	}
+	for p := range pages {
+		hp := c.h.pages[p]
+		if hp == nil {
+			continue
+		}
+		for s, v := range pages[p] {
+			hp[s] -= uint64(v)
+		}
+	}
+	c.h.count -= total
+	return true
+}
+
+func storeMax(a *atomic.Int64, v int64) {
+	for {
+		old := a.Load()
+		if v <= old || a.CompareAndSwap(old, v) {
+			return
+		}
+	}
+}
+
+func addFloat(a *atomic.Uint64, v float64) {
+	for {
+		old := a.Load()
+		if a.CompareAndSwap(old, math.Float64bits(math.Float64frombits(old)+v)) {
+			return
+		}
+	}
+}
