@@ -78,7 +78,7 @@ func Backoff(attempt int, base, maxDelay time.Duration, r float64) time.Duration
 	if attempt < 62 && base <= maxDelay>>min(attempt, 62) {
 		ceiling = base << attempt
 	}
-	if r < 0 || r >= 1 {
+	if !(r >= 0 && r < 1) { // also catches NaN
 		r = 0
 	}
 	return time.Duration(r * float64(ceiling))

@@ -1,0 +1,213 @@
+package actuator_test
+
+import (
+	"context"
+	"errors"
+	"math"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/actuator"
+	"github.com/autoscalelua/autoscalelua/actuator/actuatortest"
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestBackoff(t *testing.T) {
+	const base, maxD = 100 * time.Millisecond, 5 * time.Second
+	tests := []struct {
+		attempt int
+		r       float64
+		want    time.Duration
+	}{
+		{0, 0.5, 50 * time.Millisecond},
+		{1, 0.5, 100 * time.Millisecond},
+		{2, 0.999999, 399999600 * time.Nanosecond},
+		{5, 0.5, 1600 * time.Millisecond},
+		{6, 0.5, 2500 * time.Millisecond}, // capped: 6.4s > 5s
+		{62, 0.5, 2500 * time.Millisecond},
+		{1000, 0.5, 2500 * time.Millisecond},
+		{-3, 0.5, 50 * time.Millisecond},
+		{3, 0, 0},
+		{3, 1, 0},  // out of range treated as 0
+		{3, -1, 0}, // out of range treated as 0
+		{3, math.NaN(), 0},
+	}
+	for _, tt := range tests {
+		if got := actuator.Backoff(tt.attempt, base, maxD, tt.r); got != tt.want {
+			t.Errorf("Backoff(%d, r=%v) = %v, want %v", tt.attempt, tt.r, got, tt.want)
+		}
+	}
+}
+
+// flaky fails with errs[i] on call i and succeeds afterwards.
+type flaky struct {
+	actuatortest.Recorder
+	errs []error
+	n    int
+}
+
+func (f *flaky) Scale(ctx context.Context, req actuator.Request) error {
+	_ = f.Recorder.Scale(ctx, req)
+	f.n++
+	if f.n <= len(f.errs) {
+		return f.errs[f.n-1]
+	}
+	return nil
+}
+
+func TestRetry(t *testing.T) {
+	boom := errors.New("boom")
+	tests := []struct {
+		name       string
+		errs       []error
+		opts       []actuator.RetryOption
+		wantCalls  int
+		wantSleeps []time.Duration
+		wantErr    error // nil means success; else errors.Is target
+		wantPerm   bool
+	}{
+		{
+			name:      "first try",
+			wantCalls: 1,
+		},
+		{
+			name:       "two failures then success",
+			errs:       []error{boom, boom},
+			wantCalls:  3,
+			wantSleeps: []time.Duration{50 * time.Millisecond, 100 * time.Millisecond},
+		},
+		{
+			name:       "exhausted after default five attempts",
+			errs:       []error{boom, boom, boom, boom, boom, boom},
+			wantCalls:  5,
+			wantSleeps: []time.Duration{50, 100, 200, 400},
+			wantErr:    boom,
+		},
+		{
+			name:      "permanent stops at once",
+			errs:      []error{actuator.Permanent(boom)},
+			wantCalls: 1,
+			wantErr:   boom,
+			wantPerm:  true,
+		},
+		{
+			name:       "permanent after a retryable failure",
+			errs:       []error{boom, actuator.Permanent(boom)},
+			wantCalls:  2,
+			wantSleeps: []time.Duration{50 * time.Millisecond},
+			wantErr:    boom,
+			wantPerm:   true,
+		},
+		{
+			name:       "custom attempts and backoff, capped",
+			errs:       []error{boom, boom, boom, boom},
+			opts:       []actuator.RetryOption{actuator.WithAttempts(4), actuator.WithBackoff(time.Second, 3*time.Second)},
+			wantCalls:  4,
+			wantSleeps: []time.Duration{500 * time.Millisecond, time.Second, 1500 * time.Millisecond},
+			wantErr:    boom,
+		},
+		{
+			name:      "attempts below one mean one",
+			errs:      []error{boom},
+			opts:      []actuator.RetryOption{actuator.WithAttempts(0)},
+			wantCalls: 1,
+			wantErr:   boom,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			// The exhausted case lists its sleeps in milliseconds for brevity.
+			for i, d := range tt.wantSleeps {
+				if d < time.Millisecond {
+					tt.wantSleeps[i] = d * time.Millisecond
+				}
+			}
+			f := &flaky{errs: tt.errs}
+			var sleeps []time.Duration
+			opts := append([]actuator.RetryOption{
+				actuator.WithRandom(func() float64 { return 0.5 }),
+				actuator.WithSleep(func(_ context.Context, d time.Duration) error {
+					sleeps = append(sleeps, d)
+					return nil
+				}),
+			}, tt.opts...)
+			err := actuator.Retry(f, opts...).Scale(context.Background(), validRequest())
+			if tt.wantErr == nil && err != nil {
+				t.Fatalf("Scale = %v, want nil", err)
+			}
+			if tt.wantErr != nil && !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Scale = %v, want %v", err, tt.wantErr)
+			}
+			if actuator.IsPermanent(err) != tt.wantPerm {
+				t.Errorf("IsPermanent(%v) = %v, want %v", err, !tt.wantPerm, tt.wantPerm)
+			}
+			if f.n != tt.wantCalls {
+				t.Errorf("calls = %d, want %d", f.n, tt.wantCalls)
+			}
+			if diff := cmp.Diff(tt.wantSleeps, sleeps); diff != "" {
+				t.Errorf("sleeps (-want +got):\n%s", diff)
+			}
+		})
+	}
+}
+
+func TestRetryStopsAtContextEnd(t *testing.T) {
+	boom := errors.New("boom")
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	called := make(chan struct{}, 10)
+	a := actuator.Retry(actuator.Func(func(context.Context, actuator.Request) error {
+		called <- struct{}{}
+		return boom
+	}), actuator.WithBackoff(time.Hour, time.Hour), actuator.WithRandom(func() float64 { return 0.5 }))
+	errc := make(chan error, 1)
+	go func() { errc <- a.Scale(ctx, validRequest()) }()
+	<-called // the first attempt failed; Retry now waits 30 minutes
+	cancel()
+	err := <-errc
+	if !errors.Is(err, context.Canceled) || !errors.Is(err, boom) {
+		t.Fatalf("Scale = %v, want it to wrap context.Canceled and the last failure", err)
+	}
+	if !strings.Contains(err.Error(), "after 1 attempts") {
+		t.Errorf("Scale = %q, want the attempt count", err)
+	}
+	if n := len(called); n != 0 {
+		t.Errorf("%d more calls after cancel, want 0", n)
+	}
+}
+
+func TestRetryContextErrorFromActuator(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	a := actuator.Retry(actuator.Func(func(ctx context.Context, _ actuator.Request) error {
+		calls++
+		cancel()
+		return ctx.Err()
+	}))
+	if err := a.Scale(ctx, validRequest()); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Scale = %v, want context.Canceled", err)
+	}
+	if calls != 1 {
+		t.Errorf("calls = %d, want 1 (no retry once ctx is done)", calls)
+	}
+}
+
+func TestRetryReplicaReaderAndNil(t *testing.T) {
+	var rec actuatortest.Recorder
+	rec.SetReplicas(actuator.Target{Name: "checkout"}, 9)
+	rr, ok := actuator.Retry(&rec).(actuator.ReplicaReader)
+	if !ok {
+		t.Fatal("Retry of a ReplicaReader is not a ReplicaReader")
+	}
+	if n, err := rr.Replicas(context.Background(), actuator.Target{Name: "checkout"}); err != nil || n != 9 {
+		t.Errorf("Replicas = %d, %v; want 9, nil", n, err)
+	}
+	if _, ok := actuator.Retry(actuator.Func(nil)).(actuator.ReplicaReader); ok {
+		t.Error("Retry of a Func claims to be a ReplicaReader")
+	}
+	err := actuator.Retry(nil).Scale(context.Background(), validRequest())
+	if !errors.Is(err, actuator.ErrInvalidRequest) || !actuator.IsPermanent(err) {
+		t.Errorf("Retry(nil).Scale = %v, want permanent ErrInvalidRequest", err)
+	}
+}
