@@ -134,7 +134,7 @@ func (h *Histogram) Mean() time.Duration {
 			}
 		}
 	}
-	return min(time.Duration(sum/float64(h.count)), time.Duration(h.max))
+	return min(time.Duration(math.Round(sum/float64(h.count))), time.Duration(h.max))
 }
 
 // Quantile returns the q-quantile (0 <= q <= 1) by nearest rank, within

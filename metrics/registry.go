@@ -70,7 +70,7 @@ type Registry struct {
 	capacity  int
 	maxKeyLen int
 
-	mu     sync.Mutex                      // guards writes of scopes
+	mu     sync.Mutex                       // guards writes of scopes
 	scopes atomic.Pointer[map[Scope]*table] // copy on write
 
 	overlong atomic.Uint64
