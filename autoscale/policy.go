@@ -11,6 +11,12 @@ import (
 // state the policy keeps itself): that is what makes it testable, replayable and
 // simulatable. Decide must not block on I/O; the loop calls it from one goroutine at a
 // time.
+//
+// Decide may return actions together with an error: the loop applies the actions, and
+// every target without a valid Scale action among them counts as failed on this tick
+// (it holds, or falls back; see [Safety]). Return an error wrapping [ErrMissingMetrics]
+// when the metrics a decision needs are absent. A panic in Decide is recovered and
+// treated as an error.
 type Policy interface {
 	Decide(ctx context.Context, in *Input) ([]Action, error)
 }

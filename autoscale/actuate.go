@@ -1,0 +1,160 @@
+package autoscale
+
+import (
+	"context"
+	"log/slog"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/actuator"
+)
+
+// job is one dispatched actuator request.
+type job struct {
+	req  actuator.Request
+	from int
+	at   time.Time // wall time of dispatch
+}
+
+// dispatch hands req to t's worker, starting one if none runs. A request still pending
+// is superseded (latest wins). It runs under Loop.stepMu, never after Close.
+func (l *Loop) dispatch(t *target, req actuator.Request, from int) {
+	j := &job{req: req, from: from, at: time.Now()}
+	t.mu.Lock()
+	old := t.pending
+	t.pending = j
+	start := !t.running
+	t.running = true
+	t.mu.Unlock()
+	if old != nil {
+		l.finish(t, old, ActuationResult{Done: true, Superseded: true, Err: "superseded before it started"})
+	}
+	select {
+	case t.wake <- struct{}{}:
+	default:
+	}
+	if start {
+		l.idleMu.Lock()
+		if l.active == 0 {
+			l.idle = make(chan struct{})
+		}
+		l.active++
+		l.idleMu.Unlock()
+		l.wg.Go(func() { l.work(t) })
+	}
+}
+
+// work applies t's pending requests until there are none.
+func (l *Loop) work(t *target) {
+	defer func() {
+		l.idleMu.Lock()
+		l.active--
+		if l.active == 0 {
+			close(l.idle)
+		}
+		l.idleMu.Unlock()
+	}()
+	for {
+		t.mu.Lock()
+		j := t.pending
+		t.pending, t.inflight = nil, j
+		if j == nil {
+			t.running = false
+			t.mu.Unlock()
+			return
+		}
+		t.mu.Unlock()
+		select { // forget the wake-up that announced j
+		case <-t.wake:
+		default:
+		}
+		res := l.call(t, j)
+		t.mu.Lock()
+		t.inflight = nil
+		t.mu.Unlock()
+		if res.Err == "" {
+			t.applied(j.req.Time, j.from, j.req.Replicas)
+		}
+		l.finish(t, j, res)
+	}
+}
+
+// call makes the attempts for j: each under the timeout, retried with exponential
+// back-off and full jitter on errors not marked permanent, until it succeeds, the loop
+// closes or a newer request supersedes it.
+func (l *Loop) call(t *target, j *job) ActuationResult {
+	var (
+		err error
+		res ActuationResult
+	)
+	for attempt := range l.act.Attempts {
+		if attempt > 0 {
+			d := actuator.Backoff(attempt-1, l.act.RetryBase, l.act.RetryMax, l.random())
+			if !l.backoff(t, d) {
+				break
+			}
+		}
+		ctx, cancel := context.WithTimeout(l.ctx, l.act.Timeout)
+		err = t.act.Scale(ctx, j.req)
+		cancel()
+		res.Attempts++
+		if err == nil || actuator.IsPermanent(err) || l.ctx.Err() != nil {
+			break
+		}
+		if l.superseded(t) {
+			break
+		}
+	}
+	res.Done = true
+	res.Duration = time.Since(j.at)
+	if err != nil {
+		res.Err = err.Error()
+		res.Superseded = l.superseded(t)
+	}
+	return res
+}
+
+func (l *Loop) superseded(t *target) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.pending != nil
+}
+
+// backoff waits d; false when the loop closed or a newer request arrived meanwhile.
+func (l *Loop) backoff(t *target, d time.Duration) bool {
+	if l.superseded(t) {
+		return false
+	}
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return true
+	case <-l.ctx.Done():
+		return false
+	case <-t.wake:
+		return false
+	}
+}
+
+// finish records the outcome of j.
+func (l *Loop) finish(t *target, j *job, res ActuationResult) {
+	l.ring.update(j.req.DecisionID, func(d *Decision) { d.Actuation = res })
+	ctx := context.Background()
+	switch {
+	case res.Err == "":
+		l.logger.LogAttrs(ctx, slog.LevelInfo, "autoscale: scaled",
+			slog.String("id", j.req.DecisionID), slog.String("target", t.cfg.Name),
+			slog.Int("replicas", j.req.Replicas), slog.Int("attempts", res.Attempts),
+			slog.Duration("duration", res.Duration))
+	case res.Superseded:
+		l.logger.LogAttrs(ctx, slog.LevelDebug, "autoscale: superseded",
+			slog.String("id", j.req.DecisionID), slog.String("target", t.cfg.Name),
+			slog.String("error", res.Err))
+	default:
+		l.tel.actuatorError(ctx, t)
+		l.logger.LogAttrs(ctx, slog.LevelWarn, "autoscale: actuator failed",
+			slog.String("id", j.req.DecisionID), slog.String("target", t.cfg.Name),
+			slog.Int("replicas", j.req.Replicas), slog.Int("attempts", res.Attempts),
+			slog.String("error", res.Err))
+	}
+}

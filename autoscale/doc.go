@@ -1,0 +1,39 @@
+// Package autoscale runs the scaling loop: every tick it snapshots the metric windows,
+// asks a policy what to do, passes every action through a safety layer and applies it,
+// leaving a record of why.
+//
+// The pieces:
+//
+//   - [Loop]: [Loop.Step] for tests and simulation, [Loop.Run] for production; targets
+//     ([Target]) with min and max replicas, scaled through an [actuator.Actuator] and
+//     read back when it is an [actuator.ReplicaReader].
+//   - [Policy]: a Go policy or [PolicyFunc]; Lua policies come from package luabind.
+//     Policies return typed actions: [Scale], [SetWeight], [Eject], [Shed], [Throttle],
+//     [Route].
+//   - The safety layer ([Safety]): min/max, a tolerance band, stabilization windows
+//     and step limits with the Kubernetes HPA's semantics, a cooldown, no scale-down in
+//     panic, hold or KEDA-style fallback when the policy fails.
+//   - Appliers ([Pool], [Shedder], [Throttler], [Router]): small interfaces satisfied by
+//     the balancer's pools and the middleware's admission.
+//   - [Decision] records, kept in a bounded ring ([Loop.Decisions]), logged with slog,
+//     exported as OpenTelemetry metrics and a span per tick; dry-run, shadow policies
+//     and a leader gate ([Elector]).
+//   - Shipped policies: [TargetTracking] (the HPA) and [KPA] (Knative) in Go, and the
+//     Lua files of [Policies]: target_tracking, kpa, threshold, schedule, predictive.
+//
+// # Example
+//
+//	rec := new(actuatortest.Recorder)
+//	policy, _ := autoscale.TargetTracking(autoscale.TargetTrackingConfig{TargetValue: 10})
+//	loop, _ := autoscale.NewLoop(
+//		autoscale.WithPolicy(policy),
+//		autoscale.WithRegistry(reg),
+//		autoscale.WithTargets(autoscale.Target{Name: "checkout", Min: 1, Max: 20, Actuator: rec}),
+//	)
+//	go loop.Run(ctx) // or loop.Step(ctx, now) under a manual clock
+//
+// Actuator calls are asynchronous: a decision is dispatched to a goroutine owned by
+// the loop, one per target at most; a newer decision replaces a pending one, retries
+// back off exponentially with jitter, and each call has a timeout. The request path
+// never waits on an actuator.
+package autoscale

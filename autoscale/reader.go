@@ -1,0 +1,84 @@
+package autoscale
+
+import (
+	"errors"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/metrics"
+)
+
+// ErrMissingMetrics is what a policy returns (wrapped) when the metrics it needs are
+// absent or invalid. The loop then holds each target's count, or uses its
+// [Fallback], and records the failure.
+var ErrMissingMetrics = errors.New("autoscale: missing metrics")
+
+// RegistryReader is a [Reader] over a [metrics.Registry], as of a fixed time: every
+// snapshot it takes ends at that time, so a tick's reads agree with each other. Its
+// zero value reads nothing. It is safe for concurrent use.
+type RegistryReader struct {
+	reg *metrics.Registry
+	now time.Time
+}
+
+var _ Reader = RegistryReader{}
+
+// NewRegistryReader returns a reader of reg's windows as of now. A nil reg reads
+// nothing.
+func NewRegistryReader(reg *metrics.Registry, now time.Time) RegistryReader {
+	return RegistryReader{reg: reg, now: now}
+}
+
+// Snapshot summarizes the window of (scope, key) over span as of the reader's time;
+// false when there is no such window.
+func (r RegistryReader) Snapshot(scope metrics.Scope, key string, span time.Duration) (metrics.Snapshot, bool) {
+	if r.reg == nil {
+		return metrics.Snapshot{}, false
+	}
+	w, ok := r.reg.Lookup(scope, key)
+	if !ok {
+		return metrics.Snapshot{}, false
+	}
+	return w.SnapshotAt(r.now, span), true
+}
+
+// Keys lists the keys of a scope, sorted.
+func (r RegistryReader) Keys(scope metrics.Scope) []string {
+	if r.reg == nil {
+		return nil
+	}
+	return r.reg.Keys(scope)
+}
+
+// recorder is a Reader that records the reads made through it. It is used by one
+// policy call at a time.
+type recorder struct {
+	r     Reader
+	reads []Read
+	on    bool
+}
+
+func (c *recorder) Snapshot(scope metrics.Scope, key string, span time.Duration) (metrics.Snapshot, bool) {
+	if c.r == nil {
+		return metrics.Snapshot{}, false
+	}
+	s, ok := c.r.Snapshot(scope, key, span)
+	if c.on {
+		c.reads = append(c.reads, Read{Scope: scope, Key: key, Span: span, Found: ok, Snapshot: s})
+	}
+	return s, ok
+}
+
+func (c *recorder) Keys(scope metrics.Scope) []string {
+	if c.r == nil {
+		return nil
+	}
+	return c.r.Keys(scope)
+}
+
+// emptyReader reads nothing.
+type emptyReader struct{}
+
+func (emptyReader) Snapshot(metrics.Scope, string, time.Duration) (metrics.Snapshot, bool) {
+	return metrics.Snapshot{}, false
+}
+func (emptyReader) Keys(metrics.Scope) []string { return nil }
