@@ -33,6 +33,7 @@ type target struct {
 
 	// Guarded by Loop.stepMu.
 	recs     []timed
+	seeded   bool
 	failures int
 
 	// Telemetry attributes, fixed at construction.
@@ -211,6 +212,12 @@ func (t *target) safe(now time.Time, current int, out PolicyOutput) (int, []Safe
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.window > 0 {
+		if !t.seeded {
+			// As the HPA does, start with the current count as a recommendation, so a
+			// (re)started loop does not scale down before its window has passed.
+			t.seeded = true
+			t.recs = append(t.recs, timed{now, current})
+		}
 		t.recs = prune(t.recs, now.Add(-t.window))
 		upRec, downRec := desired, desired
 		upCut, downCut := now.Add(-t.up.StabilizationWindow), now.Add(-t.down.StabilizationWindow)
