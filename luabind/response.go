@@ -1,0 +1,117 @@
+package luabind
+
+import (
+	"context"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/metrics"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Response is what on_response sees of a finished request.
+type Response struct {
+	// Status is the response's status code.
+	Status int
+	// Latency is the request's duration (Lua: milliseconds).
+	Latency time.Duration
+	// Bytes is the response's size.
+	Bytes int64
+	// Values are user values the host attaches (tokens used, cost, cache hit), read by
+	// res:value(name). Supported types: string, bool, integers, floats and
+	// time.Duration (seconds); others read as nil.
+	Values map[string]any
+}
+
+var responseFields = [...]string{"status", "latency", "bytes", "value"}
+
+// OnResponse runs the script's on_response. Failures are counted, logged and
+// returned; there is nothing to fail closed. ctx bounds only the wait for a free VM.
+func (r *Runtime) OnResponse(ctx context.Context, req *Request, res *Response) error {
+	p := r.prog.Load()
+	if !p.has[hResponse] {
+		return nil
+	}
+	v, err := r.acquire(ctx, p, hResponse)
+	if err != nil {
+		return r.failed(ctx, hResponse, err)
+	}
+	v.reqv.set(v, req)
+	v.resv.set(res)
+	L := v.L
+	L.Push(v.fns[hResponse])
+	L.Push(v.reqv.proxy)
+	L.Push(v.resv.proxy)
+	err = v.pcall(2, 0, r.cfg.limits.budget(hResponse))
+	v.reqv.cur, v.resv.cur = nil, nil
+	if err != nil {
+		cerr := v.callErr(hResponse, err)
+		r.release(v, false)
+		return r.failed(ctx, hResponse, cerr)
+	}
+	r.release(v, true)
+	return nil
+}
+
+type resView struct {
+	proxy, data *lua.LTable
+	cur         *Response
+}
+
+func (rv *resView) init(v *vm) {
+	L := v.L
+	rv.data = L.CreateTable(0, len(responseFields))
+	rv.data.RawSetString("value", L.NewFunction(func(L *lua.LState) int {
+		name := stringArg(L, rv.proxy)
+		if rv.cur == nil {
+			L.Push(lua.LNil)
+			return 1
+		}
+		L.Push(scalarToLua(rv.cur.Values[name]))
+		return 1
+	}))
+	rv.proxy = v.protect(rv.data)
+	v.data.RawSetString("observe", L.NewFunction(v.luaObserve))
+}
+
+func (rv *resView) set(res *Response) {
+	rv.cur = res
+	rv.data.RawSetString("status", lua.LNumber(res.Status))
+	rv.data.RawSetString("latency", ms(res.Latency))
+	rv.data.RawSetString("bytes", lua.LNumber(res.Bytes))
+}
+
+func scalarToLua(x any) lua.LValue {
+	switch x := x.(type) {
+	case string, bool, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64, time.Duration:
+		return toLua(nil, x)
+	}
+	return lua.LNil
+}
+
+// builtinScopes are the scopes observe refuses: they count requests, and a custom
+// observation would count as one.
+var builtinScopes = [...]metrics.Scope{metrics.ScopeRoute, metrics.ScopeTenant, metrics.ScopeBackend, metrics.ScopeModel, metrics.ScopeTarget, metrics.ScopeTTFB}
+
+// luaObserve is observe(scope, key, value): it records one observation with the value
+// into the registry's window of (scope, key).
+func (v *vm) luaObserve(L *lua.LState) int {
+	scope := L.CheckString(1)
+	key := L.CheckString(2)
+	val := float64(L.CheckNumber(3))
+	reg := v.rt.cfg.registry
+	switch {
+	case reg == nil:
+		L.RaiseError("observe: the host gave no registry (luabind.WithRegistry)")
+	case scope == "" || len(scope) > 64:
+		L.RaiseError("observe: scope must be 1..64 bytes")
+	case val != val:
+		L.RaiseError("observe: value is NaN")
+	}
+	for _, s := range builtinScopes {
+		if metrics.Scope(scope) == s {
+			L.RaiseError("observe: scope %q is the library's; use a scope of your own", scope)
+		}
+	}
+	reg.Window(metrics.Scope(scope), key).Record(metrics.Observation{Value: val})
+	return 0
+}

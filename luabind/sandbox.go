@@ -1,0 +1,461 @@
+package luabind
+
+import (
+	"context"
+	"fmt"
+	"hash/maphash"
+	"math"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// protectedMeta is the value getmetatable returns for every table and userdata the
+// sandbox hands to Lua, and what makes setmetatable refuse them.
+const protectedMeta = "luabind: protected"
+
+// removedGlobals are the base functions a sandboxed VM does not have.
+var removedGlobals = [...]string{
+	"dofile", "loadfile", "load", "loadstring", "require", "module", "getfenv", "setfenv",
+	"collectgarbage", "newproxy", "_printregs", "_GOPHER_LUA_VERSION",
+}
+
+// vm is one sandboxed Lua state and the reusable views it hands to hooks. A vm is used
+// by one goroutine at a time.
+type vm struct {
+	L    *lua.LState
+	prog *program
+	rt   *Runtime
+
+	data  *lua.LTable // the real globals, behind env
+	env   *lua.LTable // the proxy every script function sees as its environment
+	envMT *lua.LTable
+	fns   [hTick + 1]*lua.LFunction
+	hook  int // the hook running, for print and errors
+
+	cancel context.CancelFunc
+	timer  *time.Timer
+	ctxSet bool
+
+	readOnly *lua.LFunction // __newindex of every view
+	seed     maphash.Seed
+	intern   [256]internEntry
+
+	reqv  reqView
+	resv  resView
+	picks pickViews
+	tickv tickView
+	mod   *lua.LTable // the autoscale module (a protected proxy)
+	actMT *lua.LTable
+}
+
+type internEntry struct {
+	s string
+	v lua.LValue
+}
+
+// str returns s as a Lua value, reusing the box of an equal string seen recently so
+// that the request path does not allocate for repeated values (methods, hosts, routes,
+// tenants).
+func (v *vm) str(s string) lua.LValue {
+	if s == "" {
+		return lua.LString("")
+	}
+	e := &v.intern[maphash.String(v.seed, s)&255]
+	if e.v != nil && e.s == s {
+		return e.v
+	}
+	e.s, e.v = s, lua.LString(s)
+	return e.v
+}
+
+
+// newVM opens a sandboxed state, runs the program's main chunk in it and freezes its
+// globals. The caller owns the returned vm.
+func (rt *Runtime) newVM(p *program, budget time.Duration) (*vm, error) {
+	lim := rt.cfg.limits
+	L := lua.NewState(lua.Options{
+		SkipOpenLibs:    true,
+		CallStackSize:   lim.CallStackSize,
+		RegistrySize:    lim.RegistrySize,
+		RegistryMaxSize: lim.RegistryMaxSize,
+	})
+	v := &vm{L: L, prog: p, rt: rt, seed: maphash.MakeSeed(), hook: hLoad}
+	for _, lib := range []struct {
+		name string
+		fn   lua.LGFunction
+	}{{lua.BaseLibName, lua.OpenBase}, {lua.StringLibName, lua.OpenString}, {lua.TabLibName, lua.OpenTable}, {lua.MathLibName, lua.OpenMath}} {
+		L.Push(L.NewFunction(lib.fn))
+		L.Push(lua.LString(lib.name))
+		L.Call(1, 0)
+	}
+	v.data = L.G.Global
+	for _, name := range removedGlobals {
+		v.data.RawSetString(name, lua.LNil)
+	}
+	v.readOnly = L.NewFunction(luaReadOnly)
+	v.installBase()
+	v.installModule()
+	v.installConfig()
+	v.reqv.init(v)
+	v.resv.init(v)
+	v.picks.init(v)
+	v.tickv.init(v)
+
+	// The environment: an empty table whose reads go to the globals and whose writes go
+	// there too while the main chunk runs, and raise afterwards.
+	v.env = L.NewTable()
+	v.envMT = L.NewTable()
+	v.envMT.RawSetString("__index", v.data)
+	v.envMT.RawSetString("__newindex", v.data)
+	v.envMT.RawSetString("__metatable", lua.LString(protectedMeta))
+	v.env.Metatable = v.envMT
+	v.data.RawSetString("_G", v.env)
+
+	if budget > 0 || lim.budget(hLoad) > 0 {
+		ctx, cancel := context.WithCancel(context.Background())
+		v.cancel = cancel
+		v.timer = time.AfterFunc(time.Hour, cancel)
+		v.timer.Stop()
+		L.SetContext(ctx)
+		v.ctxSet = true
+	}
+
+	if p.suite != nil {
+		p.suite.install(v)
+	}
+	for _, c := range p.chunks() {
+		fn := L.NewFunctionFromProto(c.proto)
+		fn.Env = v.env
+		L.Push(fn)
+		if err := v.pcall(0, 0, lim.budget(hLoad)); err != nil {
+			v.close()
+			return nil, scriptError(HookLoad, c.name, err, sentinelOf(err, ErrCompile))
+		}
+	}
+	v.envMT.RawSetString("__newindex", L.NewFunction(luaGlobalWrite))
+	for i, h := range allHooksArray[:hTick+1] {
+		if f, ok := v.data.RawGetString(string(h)).(*lua.LFunction); ok {
+			v.fns[i] = f
+		}
+	}
+	if budget == 0 && v.ctxSet {
+		L.RemoveContext()
+		v.ctxSet = false
+	}
+	return v, nil
+}
+
+// errTimeout marks a pcall that the budget's timer stopped.
+type errTimeout struct{ budget time.Duration }
+
+func (e errTimeout) Error() string { return fmt.Sprintf("time budget of %v exceeded", e.budget) }
+
+// sentinelOf returns ErrScriptTimeout for a timeout, else def.
+func sentinelOf(err error, def error) error {
+	if _, ok := err.(errTimeout); ok {
+		return ErrScriptTimeout
+	}
+	return def
+}
+
+// pcall calls the function below nargs arguments under the budget. A timeout is
+// reported as errTimeout; the vm must then be closed (its context is cancelled).
+func (v *vm) pcall(nargs, nret int, budget time.Duration) error {
+	if budget <= 0 || !v.ctxSet {
+		return v.L.PCall(nargs, nret, nil)
+	}
+	v.timer.Reset(budget)
+	err := v.L.PCall(nargs, nret, nil)
+	if !v.timer.Stop() {
+		// The timer fired: the context is cancelled, whatever the call returned.
+		return errTimeout{budget}
+	}
+	return err
+}
+
+func (v *vm) close() {
+	if v.timer != nil {
+		v.timer.Stop()
+	}
+	if v.cancel != nil {
+		v.cancel()
+	}
+	v.L.Close()
+}
+
+func luaReadOnly(L *lua.LState) int {
+	L.RaiseError("attempt to modify a read-only view (field %s)", L.Get(2).String())
+	return 0
+}
+
+func luaGlobalWrite(L *lua.LState) int {
+	L.RaiseError("assignment to global '%s' after load: globals are read-only in hooks; use a local (or state in on_tick)", L.Get(2).String())
+	return 0
+}
+
+// protect makes t read-only and hides its metatable: writes raise, setmetatable and
+// rawset refuse it.
+func (v *vm) protect(data *lua.LTable) *lua.LTable {
+	mt := v.L.NewTable()
+	mt.RawSetString("__index", data)
+	mt.RawSetString("__newindex", v.readOnly)
+	mt.RawSetString("__metatable", lua.LString(protectedMeta))
+	p := v.L.NewTable()
+	p.Metatable = mt
+	return p
+}
+
+func isProtected(L *lua.LState, val lua.LValue) bool {
+	mt, ok := L.GetMetatable(val).(*lua.LTable)
+	return ok && mt.RawGetString("__metatable") != lua.LNil
+}
+
+func (v *vm) installBase() {
+	L, d := v.L, v.data
+	d.RawSetString("print", L.NewFunction(v.luaPrint))
+	rawset := d.RawGetString("rawset").(*lua.LFunction)
+	d.RawSetString("rawset", L.NewFunction(func(L *lua.LState) int {
+		if isProtected(L, L.Get(1)) {
+			L.RaiseError("rawset on a protected table")
+		}
+		return rawset.GFunction(L)
+	}))
+	d.RawSetString("require", L.NewFunction(func(L *lua.LState) int {
+		name := L.CheckString(1)
+		if name != "autoscale" {
+			L.RaiseError("module '%s' not found: the sandbox has only 'autoscale'", name)
+		}
+		L.Push(v.mod)
+		return 1
+	}))
+	d.RawSetString("now", L.NewFunction(v.luaNow))
+
+	maxLen := v.rt.cfg.limits.MaxStringLen
+	str := d.RawGetString("string").(*lua.LTable)
+	str.RawSetString("dump", lua.LNil)
+	str.RawSetString("rep", L.NewFunction(func(L *lua.LState) int {
+		s := L.CheckString(1)
+		n := L.CheckInt(2)
+		if n <= 0 || s == "" {
+			L.Push(lua.LString(""))
+			return 1
+		}
+		if n > maxLen/len(s) {
+			L.RaiseError("string.rep: result longer than %d bytes (limit)", maxLen)
+		}
+		L.Push(lua.LString(strings.Repeat(s, n)))
+		return 1
+	}))
+	format := str.RawGetString("format").(*lua.LFunction)
+	str.RawSetString("format", L.NewFunction(func(L *lua.LState) int {
+		if err := checkFormat(L.CheckString(1)); err != "" {
+			L.RaiseError("string.format: %s", err)
+		}
+		return format.GFunction(L)
+	}))
+	gsub := str.RawGetString("gsub").(*lua.LFunction)
+	str.RawSetString("gsub", L.NewFunction(func(L *lua.LState) int {
+		s := L.CheckString(1)
+		if r, ok := L.Get(3).(lua.LString); ok && (len(s)+1)*(len(r)+1) > maxLen {
+			L.RaiseError("string.gsub: result may be longer than %d bytes (limit)", maxLen)
+		}
+		return gsub.GFunction(L)
+	}))
+	tbl := d.RawGetString("table").(*lua.LTable)
+	concat := tbl.RawGetString("concat").(*lua.LFunction)
+	tbl.RawSetString("concat", L.NewFunction(func(L *lua.LState) int {
+		t := L.CheckTable(1)
+		sep := len(L.OptString(2, ""))
+		total := 0
+		for i, n := 1, t.Len(); i <= n; i++ {
+			if s, ok := t.RawGetInt(i).(lua.LString); ok {
+				total += len(s) + sep
+			} else {
+				total += 24 + sep
+			}
+			if total > maxLen {
+				L.RaiseError("table.concat: result longer than %d bytes (limit)", maxLen)
+			}
+		}
+		return concat.GFunction(L)
+	}))
+	m := d.RawGetString("math").(*lua.LTable)
+	m.RawSetString("randomseed", lua.LNil) // it would reseed the process-wide source
+}
+
+// checkFormat refuses the widths and precisions Lua 5.1 refuses (more than two digits),
+// which Go's fmt would otherwise honour up to a million bytes each.
+func checkFormat(f string) string {
+	for i := 0; i < len(f); i++ {
+		if f[i] != '%' {
+			continue
+		}
+		i++
+		if i < len(f) && f[i] == '%' {
+			continue
+		}
+		for i < len(f) && strings.IndexByte("-+ #0", f[i]) >= 0 {
+			i++
+		}
+		digits := 0
+		for i < len(f) && f[i] >= '0' && f[i] <= '9' {
+			i++
+			digits++
+		}
+		if i < len(f) && f[i] == '.' {
+			i++
+			p := 0
+			for i < len(f) && f[i] >= '0' && f[i] <= '9' {
+				i++
+				p++
+			}
+			digits = max(digits, p)
+		}
+		if digits > 2 {
+			return "invalid format (width or precision too long)"
+		}
+	}
+	return ""
+}
+
+func (v *vm) luaPrint(L *lua.LState) int {
+	var b strings.Builder
+	for i := 1; i <= L.GetTop(); i++ {
+		if i > 1 {
+			b.WriteByte('\t')
+		}
+		b.WriteString(L.ToStringMeta(L.Get(i)).String())
+		if b.Len() > 4096 {
+			break
+		}
+	}
+	msg := b.String()
+	if len(msg) > 4096 {
+		msg = msg[:4096] + "…"
+	}
+	v.rt.cfg.logger.Info("lua print", "script", v.prog.name, "hook", string(allHooksArray[v.hook]), "msg", msg)
+	return 0
+}
+
+func (v *vm) luaNow(L *lua.LState) int {
+	L.Push(lua.LNumber(unixSeconds(v.rt.cfg.clock.Now())))
+	return 1
+}
+
+func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// seconds converts Lua seconds to a duration, refusing what no duration can hold.
+func seconds(f float64) (time.Duration, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e9 {
+		return 0, false
+	}
+	return time.Duration(f * float64(time.Second)), true
+}
+
+// ms converts a duration to Lua milliseconds.
+func ms(d time.Duration) lua.LValue { return lua.LNumber(float64(d) / 1e6) }
+
+// installConfig sets the global config from the runtime's values.
+func (v *vm) installConfig() {
+	t := v.L.NewTable()
+	for k, val := range v.rt.cfg.values {
+		t.RawSetString(k, toLua(v.L, val))
+	}
+	v.data.RawSetString("config", t)
+}
+
+func checkConfigValue(x any, depth int) error {
+	if depth > 32 {
+		return fmt.Errorf("nested deeper than 32")
+	}
+	switch x := x.(type) {
+	case nil, bool, string, int, int8, int16, int32, int64, uint, uint8, uint16, uint32, uint64, float32, float64, time.Duration, []string, []float64, map[string]string:
+		return nil
+	case []any:
+		for _, e := range x {
+			if err := checkConfigValue(e, depth+1); err != nil {
+				return err
+			}
+		}
+		return nil
+	case map[string]any:
+		for k, e := range x {
+			if err := checkConfigValue(e, depth+1); err != nil {
+				return fmt.Errorf("%s: %w", k, err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("unsupported type %T", x)
+}
+
+// toLua copies a checked config value into Lua.
+func toLua(L *lua.LState, x any) lua.LValue {
+	switch x := x.(type) {
+	case nil:
+		return lua.LNil
+	case bool:
+		return lua.LBool(x)
+	case string:
+		return lua.LString(x)
+	case int:
+		return lua.LNumber(x)
+	case int8:
+		return lua.LNumber(x)
+	case int16:
+		return lua.LNumber(x)
+	case int32:
+		return lua.LNumber(x)
+	case int64:
+		return lua.LNumber(x)
+	case uint:
+		return lua.LNumber(x)
+	case uint8:
+		return lua.LNumber(x)
+	case uint16:
+		return lua.LNumber(x)
+	case uint32:
+		return lua.LNumber(x)
+	case uint64:
+		return lua.LNumber(x)
+	case float32:
+		return lua.LNumber(x)
+	case float64:
+		return lua.LNumber(x)
+	case time.Duration:
+		return lua.LNumber(x.Seconds())
+	case []string:
+		t := L.CreateTable(len(x), 0)
+		for _, e := range x {
+			t.Append(lua.LString(e))
+		}
+		return t
+	case []float64:
+		t := L.CreateTable(len(x), 0)
+		for _, e := range x {
+			t.Append(lua.LNumber(e))
+		}
+		return t
+	case []any:
+		t := L.CreateTable(len(x), 0)
+		for i, e := range x {
+			t.RawSetInt(i+1, toLua(L, e))
+		}
+		return t
+	case map[string]string:
+		t := L.CreateTable(0, len(x))
+		for k, e := range x {
+			t.RawSetString(k, lua.LString(e))
+		}
+		return t
+	case map[string]any:
+		t := L.CreateTable(0, len(x))
+		for k, e := range x {
+			t.RawSetString(k, toLua(L, e))
+		}
+		return t
+	}
+	return lua.LNil
+}

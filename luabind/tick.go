@@ -1,0 +1,474 @@
+package luabind
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/metrics"
+	lua "github.com/yuin/gopher-lua"
+)
+
+var _ autoscale.Policy = (*Runtime)(nil)
+
+// Decide runs the script's on_tick with a view of in and returns the actions it made,
+// each already validated. It implements [autoscale.Policy]. The tick hook has a VM of
+// its own and calls are serialized; the state table passed to on_tick persists between
+// ticks and across reloads. When the hook fails, Decide returns no actions and a nil
+// error (fail-open, the default) or the error (fail-closed); the failure is counted
+// and logged either way. Without an on_tick, Decide returns no actions.
+func (r *Runtime) Decide(ctx context.Context, in *autoscale.Input) ([]autoscale.Action, error) {
+	p := r.prog.Load()
+	if !p.has[hTick] {
+		return nil, nil
+	}
+	if in == nil {
+		return nil, fmt.Errorf("luabind: nil input")
+	}
+	r.tickMu.Lock()
+	defer r.tickMu.Unlock()
+	if r.closed.Load() {
+		return nil, ErrClosed
+	}
+	if r.tickVM != nil && r.tickVM.prog != p {
+		r.discard(r.tickVM)
+		r.tickVM = nil
+	}
+	if r.tickVM == nil {
+		v, err := r.newVM(p, r.cfg.limits.budget(hTick))
+		if err != nil {
+			return r.tickFailed(ctx, err)
+		}
+		r.created.Add(1)
+		r.tickVM = v
+	}
+	v := r.tickVM
+	v.hook = hTick
+	if r.state == nil {
+		r.state = v.L.NewTable()
+	}
+	acts, err := v.tick(in, r.state, r.cfg.limits.budget(hTick))
+	if err != nil {
+		if !isBadReturn(err) {
+			r.discard(v)
+			r.tickVM = nil
+		}
+		return r.tickFailed(ctx, err)
+	}
+	return acts, nil
+}
+
+func isBadReturn(err error) bool {
+	_, ok := err.(badReturn)
+	return ok
+}
+
+type badReturn struct{ error }
+
+func (e badReturn) Unwrap() error { return e.error }
+
+func (r *Runtime) tickFailed(ctx context.Context, err error) ([]autoscale.Action, error) {
+	err = r.failed(ctx, hTick, err)
+	if r.cfg.fail[hTick] == FailClosed {
+		return nil, err
+	}
+	return nil, nil
+}
+
+// tick calls on_tick(m, state) and converts its return value.
+func (v *vm) tick(in *autoscale.Input, state *lua.LTable, budget time.Duration) ([]autoscale.Action, error) {
+	v.tickv.set(in)
+	defer v.tickv.clear()
+	L := v.L
+	L.Push(v.fns[hTick])
+	L.Push(v.tickv.proxy)
+	L.Push(state)
+	if err := v.pcall(2, 1, budget); err != nil {
+		return nil, v.callErr(hTick, err)
+	}
+	ret := L.Get(-1)
+	L.Pop(1)
+	acts, err := actionsOf(ret)
+	if err != nil {
+		return nil, badReturn{fmt.Errorf("%w: on_tick: %w", ErrBadReturn, err)}
+	}
+	return acts, nil
+}
+
+// actionsOf reads on_tick's return value: nil, one action, or a list of actions.
+func actionsOf(ret lua.LValue) ([]autoscale.Action, error) {
+	switch ret := ret.(type) {
+	case *lua.LNilType:
+		return nil, nil
+	case *lua.LUserData:
+		a, ok := ret.Value.(autoscale.Action)
+		if !ok {
+			return nil, fmt.Errorf("got a userdata that is not an action")
+		}
+		return []autoscale.Action{a}, nil
+	case *lua.LTable:
+		n := ret.Len()
+		out := make([]autoscale.Action, 0, n)
+		for i := 1; i <= n; i++ {
+			ud, ok := ret.RawGetInt(i).(*lua.LUserData)
+			if !ok {
+				return nil, fmt.Errorf("element %d is a %s, not an action", i, ret.RawGetInt(i).Type())
+			}
+			a, ok := ud.Value.(autoscale.Action)
+			if !ok {
+				return nil, fmt.Errorf("element %d is not an action", i)
+			}
+			out = append(out, a)
+		}
+		var extra bool
+		ret.ForEach(func(k, _ lua.LValue) {
+			if n, ok := k.(lua.LNumber); !ok || int(n) < 1 || int(n) > len(out) {
+				extra = true
+			}
+		})
+		if extra {
+			return nil, fmt.Errorf("the action list has keys beyond 1..%d", len(out))
+		}
+		return out, nil
+	}
+	return nil, fmt.Errorf("got a %s, want nil, an action or a list of actions", ret.Type())
+}
+
+// tickView is the m argument of on_tick: a protected proxy whose functions read the
+// current input.
+type tickView struct {
+	proxy, data *lua.LTable
+	in          *autoscale.Input
+}
+
+var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys"}
+
+var snapshotFields = [...]string{"ok", "span", "count", "errors", "canceled", "rps", "error_rate", "mean", "p50", "p90", "p99", "max", "bytes", "value", "in_flight", "max_in_flight", "concurrency"}
+
+var targetFields = [...]string{"name", "replicas", "desired", "min", "max"}
+
+func (tv *tickView) init(v *vm) {
+	L := v.L
+	tv.data = L.CreateTable(0, len(tickFields))
+	for _, s := range []metrics.Scope{metrics.ScopeRoute, metrics.ScopeTenant, metrics.ScopeBackend, metrics.ScopeModel} {
+		tv.data.RawSetString(string(s), L.NewFunction(func(L *lua.LState) int {
+			return tv.snapshot(L, s, 1)
+		}))
+	}
+	tv.data.RawSetString("scope", L.NewFunction(func(L *lua.LState) int {
+		return tv.snapshot(L, metrics.Scope(L.CheckString(1)), 2)
+	}))
+	tv.data.RawSetString("target", L.NewFunction(func(L *lua.LState) int {
+		in := tv.input(L)
+		t, ok := in.Target(L.CheckString(1))
+		if !ok {
+			L.Push(lua.LNil)
+			return 1
+		}
+		L.Push(targetTable(L, t))
+		return 1
+	}))
+	tv.data.RawSetString("keys", L.NewFunction(func(L *lua.LState) int {
+		in := tv.input(L)
+		scope := metrics.Scope(L.CheckString(1))
+		var keys []string
+		if scope == metrics.ScopeTarget {
+			for _, t := range in.Targets {
+				keys = append(keys, t.Name)
+			}
+		} else if in.Metrics != nil {
+			keys = in.Metrics.Keys(scope)
+		}
+		t := L.CreateTable(len(keys), 0)
+		for _, k := range keys {
+			t.Append(lua.LString(k))
+		}
+		L.Push(t)
+		return 1
+	}))
+	tv.proxy = v.protect(tv.data)
+}
+
+func (tv *tickView) input(L *lua.LState) *autoscale.Input {
+	if tv.in == nil {
+		L.RaiseError("m is only valid during on_tick")
+	}
+	return tv.in
+}
+
+func (tv *tickView) set(in *autoscale.Input) {
+	tv.in = in
+	tv.data.RawSetString("now", lua.LNumber(unixSeconds(in.Now)))
+	tv.data.RawSetString("tick", lua.LNumber(in.Tick.Seconds()))
+}
+
+func (tv *tickView) clear() { tv.in = nil }
+
+// snapshot pushes the snapshot table of (scope, the string argument at arg) over the
+// optional span (seconds) at arg+1.
+func (tv *tickView) snapshot(L *lua.LState, scope metrics.Scope, arg int) int {
+	in := tv.input(L)
+	key := L.CheckString(arg)
+	var span time.Duration
+	if L.GetTop() > arg && L.Get(arg+1) != lua.LNil {
+		s := float64(L.CheckNumber(arg + 1))
+		d, ok := seconds(s)
+		if !ok || d <= 0 {
+			L.ArgError(arg+1, "span must be a positive number of seconds")
+		}
+		span = d
+	}
+	var snap metrics.Snapshot
+	ok := false
+	if in.Metrics != nil {
+		snap, ok = in.Metrics.Snapshot(scope, key, span)
+	}
+	L.Push(snapshotTable(L, snap, ok))
+	return 1
+}
+
+// snapshotTable converts a snapshot to a fresh Lua table; latencies in milliseconds.
+func snapshotTable(L *lua.LState, s metrics.Snapshot, ok bool) *lua.LTable {
+	t := L.CreateTable(0, len(snapshotFields))
+	t.RawSetString("ok", lua.LBool(ok))
+	t.RawSetString("span", lua.LNumber(s.Span.Seconds()))
+	t.RawSetString("count", lua.LNumber(s.Count))
+	t.RawSetString("errors", lua.LNumber(s.Errors))
+	t.RawSetString("canceled", lua.LNumber(s.Canceled))
+	t.RawSetString("rps", lua.LNumber(s.Rate))
+	t.RawSetString("error_rate", lua.LNumber(s.ErrorRate))
+	t.RawSetString("mean", ms(s.Mean))
+	t.RawSetString("p50", ms(s.P50))
+	t.RawSetString("p90", ms(s.P90))
+	t.RawSetString("p99", ms(s.P99))
+	t.RawSetString("max", ms(s.Max))
+	t.RawSetString("bytes", lua.LNumber(s.Bytes))
+	t.RawSetString("value", lua.LNumber(s.Value))
+	t.RawSetString("in_flight", lua.LNumber(s.InFlight))
+	t.RawSetString("max_in_flight", lua.LNumber(s.MaxInFlight))
+	t.RawSetString("concurrency", lua.LNumber(s.Concurrency))
+	return t
+}
+
+func targetTable(L *lua.LState, t autoscale.TargetState) *lua.LTable {
+	tb := L.CreateTable(0, len(targetFields))
+	tb.RawSetString("name", lua.LString(t.Name))
+	tb.RawSetString("replicas", lua.LNumber(t.Replicas))
+	tb.RawSetString("desired", lua.LNumber(t.Desired))
+	tb.RawSetString("min", lua.LNumber(t.Min))
+	tb.RawSetString("max", lua.LNumber(t.Max))
+	return tb
+}
+
+// The autoscale module: action constructors, as globals and as require("autoscale").
+
+var actionConstructors = [...]string{"scale", "set_weight", "eject", "shed", "throttle", "route"}
+
+var actionFields = map[string][]string{
+	"scale":      {"kind", "target", "replicas", "reason", "panic"},
+	"set_weight": {"kind", "pool", "backend", "weight"},
+	"eject":      {"kind", "pool", "backend", "seconds", "reason"},
+	"shed":       {"kind", "route", "fraction", "retry_after"},
+	"throttle":   {"kind", "tenant", "rps", "burst"},
+	"route":      {"kind", "from", "to", "fraction"},
+}
+
+func (v *vm) installModule() {
+	L := v.L
+	mod := L.NewTable()
+	v.actMT = L.NewTable()
+	v.actMT.RawSetString("__index", L.NewFunction(luaActionIndex))
+	v.actMT.RawSetString("__newindex", L.NewFunction(luaReadOnly))
+	v.actMT.RawSetString("__metatable", lua.LString(protectedMeta))
+	v.actMT.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
+		a := L.CheckUserData(1).Value
+		L.Push(lua.LString(fmt.Sprintf("%s%+v", a.(autoscale.Action).Kind(), a)))
+		return 1
+	}))
+	ctors := map[string]func(*lua.LState) (autoscale.Action, error){
+		"scale":      ctorScale,
+		"set_weight": ctorSetWeight,
+		"eject":      ctorEject,
+		"shed":       ctorShed,
+		"throttle":   ctorThrottle,
+		"route":      ctorRoute,
+	}
+	for _, name := range actionConstructors {
+		ctor := ctors[name]
+		f := L.NewFunction(func(L *lua.LState) int {
+			a, err := ctor(L)
+			if err == nil {
+				err = a.Validate()
+			}
+			if err != nil {
+				L.RaiseError("%s: %v", name, err)
+			}
+			ud := L.NewUserData()
+			ud.Value = a
+			ud.Metatable = v.actMT
+			L.Push(ud)
+			return 1
+		})
+		mod.RawSetString(name, f)
+		v.data.RawSetString(name, f)
+	}
+	mod.RawSetString("now", L.NewFunction(v.luaNow))
+	v.mod = v.protect(mod)
+}
+
+func optString(L *lua.LState, n int) string {
+	if L.Get(n) == lua.LNil {
+		return ""
+	}
+	return L.CheckString(n)
+}
+
+func checkInt(L *lua.LState, n int, what string) int {
+	i, ok := intOf(L.Get(n))
+	if !ok {
+		L.ArgError(n, what+" must be an integer (use math.floor or math.ceil)")
+	}
+	return i
+}
+
+func checkSeconds(L *lua.LState, n int, what string) time.Duration {
+	d, ok := seconds(float64(L.CheckNumber(n)))
+	if !ok {
+		L.ArgError(n, what+" must be a finite number of seconds")
+	}
+	return d
+}
+
+func ctorScale(L *lua.LState) (autoscale.Action, error) {
+	a := autoscale.Scale{Target: L.CheckString(1), Replicas: checkInt(L, 2, "replicas"), Reason: optString(L, 3)}
+	if L.GetTop() >= 4 && L.Get(4) != lua.LNil {
+		opts := L.CheckTable(4)
+		var bad error
+		opts.ForEach(func(k, val lua.LValue) {
+			switch {
+			case k == lua.LString("panic"):
+				b, ok := val.(lua.LBool)
+				if !ok {
+					bad = fmt.Errorf("option panic must be a boolean")
+				}
+				a.Panic = bool(b)
+			case bad == nil:
+				bad = fmt.Errorf("unknown option %v", k)
+			}
+		})
+		if bad != nil {
+			return nil, bad
+		}
+	}
+	return a, nil
+}
+
+func ctorSetWeight(L *lua.LState) (autoscale.Action, error) {
+	return autoscale.SetWeight{Pool: L.CheckString(1), Backend: L.CheckString(2), Weight: checkInt(L, 3, "weight")}, nil
+}
+
+func ctorEject(L *lua.LState) (autoscale.Action, error) {
+	return autoscale.Eject{Pool: L.CheckString(1), Backend: L.CheckString(2), Duration: checkSeconds(L, 3, "seconds"), Reason: optString(L, 4)}, nil
+}
+
+func ctorShed(L *lua.LState) (autoscale.Action, error) {
+	a := autoscale.Shed{Route: L.CheckString(1), Fraction: float64(L.CheckNumber(2))}
+	if L.GetTop() >= 3 && L.Get(3) != lua.LNil {
+		a.RetryAfter = checkSeconds(L, 3, "retry_after")
+	}
+	return a, nil
+}
+
+func ctorThrottle(L *lua.LState) (autoscale.Action, error) {
+	a := autoscale.Throttle{Tenant: L.CheckString(1), RPS: float64(L.CheckNumber(2))}
+	if L.GetTop() >= 3 && L.Get(3) != lua.LNil {
+		a.Burst = checkInt(L, 3, "burst")
+	} else if a.RPS >= 0 && a.RPS < math.MaxInt32 {
+		a.Burst = max(1, int(math.Ceil(a.RPS)))
+	}
+	return a, nil
+}
+
+func ctorRoute(L *lua.LState) (autoscale.Action, error) {
+	return autoscale.Route{From: L.CheckString(1), To: L.CheckString(2), Fraction: float64(L.CheckNumber(3))}, nil
+}
+
+// luaActionIndex reads a field of an action userdata.
+func luaActionIndex(L *lua.LState) int {
+	a, _ := L.CheckUserData(1).Value.(autoscale.Action)
+	L.Push(actionField(a, L.CheckString(2)))
+	return 1
+}
+
+// actionField returns one field of an action as Lua sees it (durations in seconds).
+func actionField(a autoscale.Action, f string) lua.LValue {
+	if a == nil {
+		return lua.LNil
+	}
+	if f == "kind" {
+		return lua.LString(a.Kind())
+	}
+	switch a := a.(type) {
+	case autoscale.Scale:
+		switch f {
+		case "target":
+			return lua.LString(a.Target)
+		case "replicas":
+			return lua.LNumber(a.Replicas)
+		case "reason":
+			return lua.LString(a.Reason)
+		case "panic":
+			return lua.LBool(a.Panic)
+		}
+	case autoscale.SetWeight:
+		switch f {
+		case "pool":
+			return lua.LString(a.Pool)
+		case "backend":
+			return lua.LString(a.Backend)
+		case "weight":
+			return lua.LNumber(a.Weight)
+		}
+	case autoscale.Eject:
+		switch f {
+		case "pool":
+			return lua.LString(a.Pool)
+		case "backend":
+			return lua.LString(a.Backend)
+		case "seconds":
+			return lua.LNumber(a.Duration.Seconds())
+		case "reason":
+			return lua.LString(a.Reason)
+		}
+	case autoscale.Shed:
+		switch f {
+		case "route":
+			return lua.LString(a.Route)
+		case "fraction":
+			return lua.LNumber(a.Fraction)
+		case "retry_after":
+			return lua.LNumber(a.RetryAfter.Seconds())
+		}
+	case autoscale.Throttle:
+		switch f {
+		case "tenant":
+			return lua.LString(a.Tenant)
+		case "rps":
+			return lua.LNumber(a.RPS)
+		case "burst":
+			return lua.LNumber(a.Burst)
+		}
+	case autoscale.Route:
+		switch f {
+		case "from":
+			return lua.LString(a.From)
+		case "to":
+			return lua.LString(a.To)
+		case "fraction":
+			return lua.LNumber(a.Fraction)
+		}
+	}
+	return lua.LNil
+}
