@@ -1,0 +1,78 @@
+// Package balancer spreads requests over a pool of backends: algorithms, passive and
+// active health, run-time weights, and a reverse proxy that picks, proxies, retries
+// safely and feeds per-backend metric windows.
+//
+// A [Pool] holds [Backend]s, made from [Endpoint]s by [Pool.Update] (from any
+// [Discovery]; [Static] is a fixed list). Membership, weights and health live in an
+// immutable snapshot swapped atomically, so [Pool.Pick] is one atomic load, the
+// algorithm's [Picker], and one atomic add; per-backend live state (in flight,
+// peak-EWMA latency, failure counters, the metrics window) survives every swap.
+// [Result.Done] ends a request, as grpc-go's PickResult.Done.
+//
+// Algorithms ([Algorithm]), each citing its source: [RoundRobin], [SmoothWeighted]
+// (nginx), [Random], [P2C] (least request, Envoy and grpc-go; the default), [PeakEWMA]
+// (Finagle, Linkerd) and [Hash] (consistent hashing with bounded loads, Mirrokni,
+// Thorup and Zadimoghaddam 2018). A [PickFunc] plugs in a custom pick, such as a Lua
+// pick(req, backends) function; an invalid answer falls back to the algorithm.
+// [SlowStart] ramps new backends up (Envoy).
+//
+// Health: [Outlier] configures passive outlier detection (consecutive 5xx, consecutive
+// gateway failures, success-rate and latency outliers, exponential back-off, a maximum
+// ejected percentage); [Pool.Eject] and [Pool.SetWeight] are what the scaling loop
+// calls (weight 0 drains a backend); [HealthChecker] runs optional active checks.
+//
+// [Proxy] is an [net/http.Handler] around an [net/http/httputil.ReverseProxy]
+// (Rewrite, streaming, X-Forwarded-*), with retries of failed connections for
+// idempotent requests and 502/503/504 mapping.
+//
+// # Load reports
+//
+// An active health check ([HealthCheck]) that passes may carry a load report, read
+// from a response header (Endpoint-Load-Metrics by default) or, failing that, from a
+// JSON body (Content-Type application/json). The header holds comma-separated
+// key=value pairs, optionally after "TEXT " (as the text form of gRPC's ORCA reports):
+//
+//	Endpoint-Load-Metrics: utilization=0.73, in_flight=12, queue=4, rps=118.5
+//
+// and the JSON body the same keys:
+//
+//	{"utilization": 0.73, "in_flight": 12, "queue": 4, "rps": 118.5}
+//
+// utilization is a busy fraction (usually 0..1), in_flight and queue are counts of
+// requests being served and waiting, rps is a rate per second. Every key is optional;
+// unknown keys are ignored; negative or non-finite values make the report invalid
+// (counted in [HealthStats.BadReports] and ignored). The latest report is
+// [Backend.Load]; each is also recorded into the backend's load window
+// ([Backend.LoadWindow]; scope [ScopeBackendLoad] of the pool's registry when it has
+// one) as an observation whose Value is the utilization and whose latency is the
+// check's, so that Snapshot.Value / Snapshot.Count is the mean utilization over a span.
+//
+// # Bad input
+//
+//   - An empty pool, or one whose backends are all drained: Pick returns
+//     [ErrNoBackend]; the proxy answers 503 with Retry-After.
+//   - Every backend ejected or failing health checks: panic routing picks among all of
+//     them (see [WithoutPanic] for [ErrNoBackend] instead). Passive ejection and
+//     [Pool.Eject] never eject more than [Outlier.MaxEjectionPercent] (at least one).
+//   - Duplicate ids, invalid URLs, weights out of range in [Pool.Update]: an error
+//     wrapping [ErrInvalidEndpoint] listing every problem; the pool is unchanged.
+//   - [Endpoint.Weight] 0 means weight 1; [Pool.SetWeight] with 0 drains; negative
+//     weights are errors.
+//
+// # Example
+//
+//	pool, err := balancer.New(balancer.WithAlgorithm(&balancer.PeakEWMA{}))
+//	if err != nil { ... }
+//	err = pool.Update([]balancer.Endpoint{
+//		{ID: "a", URL: "http://10.0.0.1:8080"},
+//		{ID: "b", URL: "http://10.0.0.2:8080", Weight: 2, Labels: map[string]string{"zone": "b"}},
+//	})
+//	proxy, err := balancer.NewProxy(pool, balancer.WithKey(balancer.HeaderKey("X-Tenant")))
+//	http.ListenAndServe(":8080", proxy)
+//
+// # Costs
+//
+// See bench_test.go: Pick costs an atomic add or two and, for P2C and peak-EWMA, a
+// random draw; Done costs an atomic add, a peak-EWMA update (a compare-and-swap and an
+// exponential) and a window record (a few atomic adds). Neither allocates.
+package balancer

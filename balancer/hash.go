@@ -1,0 +1,165 @@
+package balancer
+
+import (
+	"math"
+	"math/bits"
+	"slices"
+)
+
+// Hash is consistent hashing with bounded loads (Mirrokni, Thorup, Zadimoghaddam,
+// "Consistent Hashing with Bounded Loads", SODA 2018), keyed by [Request.Key]: a
+// tenant, a session id, a header value. Each backend owns points on a hash ring in
+// proportion to its effective weight; a key goes to the owner of the first point at or
+// after the key's hash whose load (requests in flight) is below its capacity,
+//
+//	ceil((1+Epsilon) × (in flight in the pool + 1) × weight / total weight),
+//
+// so no backend carries more than (1+ε) times its share while keys still stick to
+// their backend whenever it has room (Vimeo's and HAProxy's hash-balance-factor use the
+// same rule). With a negative Epsilon it is plain ring hashing (Karger et al., STOC
+// 1997). A request without a key goes to a random point.
+//
+// The ring lookup uses a table indexed by the hash's top bits, so a pick is a table
+// read and a short scan rather than a binary search. Point hashes depend only on the
+// backend ids, so gateway replicas agree on the ring. The zero value is ready to use;
+// it is safe for concurrent use.
+type Hash struct {
+	// Epsilon is the allowed overload, above 0; zero means 0.25. Negative means no
+	// bound.
+	Epsilon float64
+	// Replicas is the number of ring points of a backend of average weight; zero means
+	// 100. The ring holds at most 2^20 points in all (fewer per backend in very large
+	// pools).
+	Replicas int
+}
+
+var _ Algorithm = (*Hash)(nil)
+
+// NeedsTotalInFlight implements [LoadAware]: the bound needs the pool's load.
+func (a *Hash) NeedsTotalInFlight() bool { return a == nil || a.Epsilon >= 0 }
+
+const maxRingPoints = 1 << 20
+
+type ringPoint struct {
+	hash uint64
+	idx  int32
+}
+
+// Build returns a bounded-load consistent-hash picker over set.
+func (a *Hash) Build(set *Set) Picker {
+	eps, reps := 0.25, 100
+	if a != nil {
+		if a.Epsilon != 0 {
+			eps = a.Epsilon
+		}
+		if a.Replicas > 0 {
+			reps = a.Replicas
+		}
+	}
+	n := set.Len()
+	ws := set.Weights()
+	var wsum float64
+	for _, w := range ws {
+		wsum += w
+	}
+	mean := wsum / float64(n)
+	per := float64(reps)
+	if per*float64(n) > maxRingPoints {
+		per = maxRingPoints / float64(n)
+	}
+	var pts []ringPoint
+	for i, b := range set.Backends() {
+		k := max(int(math.Round(per*ws[i]/mean)), 1)
+		h := hashString(b.id)
+		for r := range k {
+			pts = append(pts, ringPoint{hash: mix64(h + uint64(r+1)*0x9e3779b97f4a7c15), idx: int32(i)})
+		}
+	}
+	slices.SortFunc(pts, func(x, y ringPoint) int {
+		switch {
+		case x.hash < y.hash:
+			return -1
+		case x.hash > y.hash:
+			return 1
+		}
+		return int(x.idx - y.idx)
+	})
+	tbits := min(max(bits.Len(uint(len(pts))), 1), 16)
+	table := make([]uint32, 1<<tbits)
+	j := 0
+	for t := range table {
+		lo := uint64(t) << (64 - tbits)
+		for j < len(pts) && pts[j].hash < lo {
+			j++
+		}
+		table[t] = uint32(j)
+	}
+	p := &hashPicker{
+		set:     set,
+		points:  pts,
+		table:   table,
+		shift:   uint(64 - tbits),
+		bounded: eps >= 0,
+		factor:  1 + eps,
+		uniform: set.Uniform(),
+		wsum:    wsum,
+	}
+	return p
+}
+
+type hashPicker struct {
+	set     *Set
+	points  []ringPoint
+	table   []uint32
+	shift   uint
+	bounded bool
+	factor  float64
+	uniform bool
+	wsum    float64
+}
+
+// start returns the index of the first point at or after h (wrapping to 0).
+func (p *hashPicker) start(h uint64) int {
+	i := int(p.table[h>>p.shift])
+	for i < len(p.points) && p.points[i].hash < h {
+		i++
+	}
+	if i == len(p.points) {
+		return 0
+	}
+	return i
+}
+
+func (p *hashPicker) Pick(req *Request) *Backend {
+	var h uint64
+	if req == nil || req.Key == "" {
+		h = p.set.rand()
+	} else {
+		h = hashString(req.Key)
+	}
+	i := p.start(h)
+	bs := p.set.backends
+	if !p.bounded {
+		return bs[p.points[i].idx]
+	}
+	m := float64(p.set.TotalInFlight() + 1)
+	capUniform := int64(math.Ceil(p.factor * m / float64(len(bs))))
+	for range len(p.points) {
+		pt := p.points[i]
+		b := bs[pt.idx]
+		c := capUniform
+		if !p.uniform {
+			c = int64(math.Ceil(p.factor * m * p.set.weights[pt.idx] / p.wsum))
+		}
+		if b.inFlight.Load() < c {
+			return b
+		}
+		i++
+		if i == len(p.points) {
+			i = 0
+		}
+	}
+	// Every backend is at capacity (possible only under concurrent picks): take the
+	// key's own backend.
+	return bs[p.points[p.start(h)].idx]
+}

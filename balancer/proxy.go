@@ -1,0 +1,378 @@
+package balancer
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Proxy is an [http.Handler] around an [httputil.ReverseProxy] that picks a backend
+// from a [Pool] for every request, proxies to it, and records the outcome with
+// [Result.Done] (latency to the end of the response body, status or transport error),
+// which feeds the backend's window, peak-EWMA and failure counters.
+//
+// The reverse proxy uses Rewrite (not Director): the outbound URL is the backend's URL
+// joined with the request's path, X-Forwarded-For, -Host and -Proto are set (see
+// [WithTrustForwarded]), and Host is the backend's unless [WithPreserveHost].
+// Responses stream: FlushInterval is -1, so server-sent events and chunked responses
+// flush at once.
+//
+// # Errors
+//
+// No error text reaches the client, only a status and its standard text:
+//   - no backend ready ([ErrNoBackend]): 503 with Retry-After;
+//   - a timeout (the transport's or a context deadline): 504;
+//   - any other transport failure: 502.
+//
+// Responses from backends, 5xx included, pass through unchanged.
+//
+// # Retries
+//
+// A request whose connection to the backend could not be made (a dial error: refused,
+// unreachable, dial timeout — the request never left) is retried on another backend
+// when its method is idempotent (GET, HEAD, OPTIONS, TRACE, PUT, DELETE) and it has no
+// body, at most [WithRetries] times (default 2). Retries also draw on a budget, as
+// Finagle's RetryBudget: every request deposits 0.2 tokens, a retry costs one, and the
+// balance is capped at 100 tokens and starts full, so retries add at most 20% to the
+// load on backends in steady state (plus a burst of 100) however many backends fail.
+// Failures after the request was sent are never retried.
+//
+// A Proxy is safe for concurrent use.
+type Proxy struct {
+	pool        *Pool
+	rp          *httputil.ReverseProxy
+	key         func(*http.Request) string
+	retries     int
+	retryAfter  string
+	trust       bool
+	preserve    bool
+	budget      atomic.Int64 // milli-tokens
+	budgetCap   int64
+	transport   http.RoundTripper
+	flush       time.Duration
+	errorLog    *log.Logger
+	bufferPool  httputil.BufferPool
+	retriesDone atomic.Uint64
+}
+
+// ProxyOption configures a [Proxy].
+type ProxyOption func(*Proxy) error
+
+// WithKey sets how the hashing key ([Request.Key]) is read from a request: a tenant
+// header, a session cookie. The default is no key.
+func WithKey(f func(*http.Request) string) ProxyOption {
+	return func(p *Proxy) error {
+		p.key = f
+		return nil
+	}
+}
+
+// HeaderKey returns a key function that reads a header, for [WithKey].
+func HeaderKey(name string) func(*http.Request) string {
+	name = http.CanonicalHeaderKey(name)
+	return func(r *http.Request) string {
+		if v := r.Header[name]; len(v) > 0 {
+			return v[0]
+		}
+		return ""
+	}
+}
+
+// WithRetries sets the most retries of a request on connection failure, 0..10.
+// The default is 2; 0 turns retries off.
+func WithRetries(n int) ProxyOption {
+	return func(p *Proxy) error {
+		if n < 0 || n > 10 {
+			return fmt.Errorf("%w: retries %d out of [0, 10]", ErrInvalidConfig, n)
+		}
+		p.retries = n
+		return nil
+	}
+}
+
+// WithRetryAfter sets the Retry-After sent with a 503 when no backend is ready, at
+// least 1 s (whole seconds; the default is 1 s).
+func WithRetryAfter(d time.Duration) ProxyOption {
+	return func(p *Proxy) error {
+		if d < time.Second {
+			return fmt.Errorf("%w: retry-after %v is below 1s", ErrInvalidConfig, d)
+		}
+		p.retryAfter = strconv.Itoa(int(d / time.Second))
+		return nil
+	}
+}
+
+// WithTransport sets the round tripper to backends. The default is a clone of
+// [http.DefaultTransport] with 256 idle connections per host.
+func WithTransport(t http.RoundTripper) ProxyOption {
+	return func(p *Proxy) error {
+		if t == nil {
+			return fmt.Errorf("%w: nil transport", ErrInvalidConfig)
+		}
+		p.transport = t
+		return nil
+	}
+}
+
+// WithTrustForwarded keeps the client's X-Forwarded-For chain and appends to it, as
+// behind a trusted load balancer. By default inbound X-Forwarded-* headers are
+// dropped and replaced, so clients cannot spoof them.
+func WithTrustForwarded() ProxyOption {
+	return func(p *Proxy) error {
+		p.trust = true
+		return nil
+	}
+}
+
+// WithPreserveHost sends the client's Host header to backends rather than the
+// backend's host.
+func WithPreserveHost() ProxyOption {
+	return func(p *Proxy) error {
+		p.preserve = true
+		return nil
+	}
+}
+
+// WithFlushInterval sets the reverse proxy's FlushInterval. The default is -1 (flush
+// after every write), which streams server-sent events.
+func WithFlushInterval(d time.Duration) ProxyOption {
+	return func(p *Proxy) error {
+		p.flush = d
+		return nil
+	}
+}
+
+// WithErrorLog sets the reverse proxy's error log. nil (the default) means the log
+// package's standard logger.
+func WithErrorLog(l *log.Logger) ProxyOption {
+	return func(p *Proxy) error {
+		p.errorLog = l
+		return nil
+	}
+}
+
+// WithBufferPool sets the buffers used to copy bodies. The default is a pool of
+// 32 KiB buffers.
+func WithBufferPool(b httputil.BufferPool) ProxyOption {
+	return func(p *Proxy) error {
+		if b == nil {
+			return fmt.Errorf("%w: nil buffer pool", ErrInvalidConfig)
+		}
+		p.bufferPool = b
+		return nil
+	}
+}
+
+// NewProxy returns a proxy to pool's backends. It reports every bad option at once.
+func NewProxy(pool *Pool, opts ...ProxyOption) (*Proxy, error) {
+	p := &Proxy{pool: pool, retries: 2, retryAfter: "1", flush: -1, budgetCap: 100_000}
+	var errs []error
+	if pool == nil {
+		errs = append(errs, fmt.Errorf("%w: nil pool", ErrInvalidConfig))
+	}
+	for _, o := range opts {
+		if o == nil {
+			continue
+		}
+		if err := o(p); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	p.budget.Store(p.budgetCap)
+	if p.transport == nil {
+		t := http.DefaultTransport.(*http.Transport).Clone()
+		t.MaxIdleConns = 1024
+		t.MaxIdleConnsPerHost = 256
+		p.transport = t
+	}
+	if p.bufferPool == nil {
+		p.bufferPool = NewBufferPool()
+	}
+	p.rp = &httputil.ReverseProxy{
+		Rewrite:        p.rewrite,
+		Transport:      p.transport,
+		FlushInterval:  p.flush,
+		ErrorLog:       p.errorLog,
+		BufferPool:     p.bufferPool,
+		ModifyResponse: modifyResponse,
+		ErrorHandler:   errorHandler,
+	}
+	return p, nil
+}
+
+// ProxyStats counts what a proxy did.
+type ProxyStats struct {
+	// Retries counts requests retried on another backend.
+	Retries uint64
+}
+
+// Stats returns the proxy's counts.
+func (p *Proxy) Stats() ProxyStats { return ProxyStats{Retries: p.retriesDone.Load()} }
+
+// proxyState is one request's state, shared with the reverse proxy's hooks through
+// the request's context.
+type proxyState struct {
+	req     Request
+	backend *Backend
+	status  int
+	err     error
+}
+
+type stateKey struct{}
+
+func stateOf(r *http.Request) *proxyState {
+	st, _ := r.Context().Value(stateKey{}).(*proxyState)
+	return st
+}
+
+func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
+	st := stateOf(pr.In)
+	if p.trust {
+		if v := pr.In.Header["X-Forwarded-For"]; len(v) > 0 {
+			pr.Out.Header["X-Forwarded-For"] = v
+		}
+	}
+	pr.SetURL(st.backend.url)
+	pr.SetXForwarded()
+	if p.preserve {
+		pr.Out.Host = pr.In.Host
+	}
+}
+
+func modifyResponse(res *http.Response) error {
+	if st := stateOf(res.Request); st != nil {
+		st.status = res.StatusCode
+	}
+	return nil
+}
+
+// errorHandler keeps the error for ServeHTTP, which decides between a retry and an
+// answer; it writes nothing.
+func errorHandler(_ http.ResponseWriter, r *http.Request, err error) {
+	if st := stateOf(r); st != nil {
+		st.err = err
+	}
+}
+
+func idempotent(method string) bool {
+	switch method {
+	case http.MethodGet, http.MethodHead, http.MethodOptions, http.MethodTrace, http.MethodPut, http.MethodDelete:
+		return true
+	}
+	return false
+}
+
+// ServeHTTP proxies r to a backend of the pool.
+func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	st := &proxyState{}
+	st.req.HTTP = r
+	if p.key != nil {
+		st.req.Key = p.key(r)
+	}
+	out := r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	retryable := p.retries > 0 && idempotent(r.Method) && (r.Body == nil || r.Body == http.NoBody)
+	if retryable {
+		p.deposit()
+	}
+	clock := p.pool.clock
+	start := clock.Now()
+	for attempt := 0; ; attempt++ {
+		st.req.Now = start
+		res, err := p.pool.Pick(&st.req)
+		if err != nil {
+			w.Header().Set("Retry-After", p.retryAfter)
+			http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
+			return
+		}
+		st.backend, st.status, st.err = res.Backend, 0, nil
+		p.rp.ServeHTTP(w, out)
+		end := clock.Now()
+		res.Done(Outcome{Latency: end.Sub(start), Status: st.status, Err: st.err, At: end})
+		if st.err == nil {
+			return
+		}
+		if retryable && attempt < p.retries && isDialError(st.err) && r.Context().Err() == nil && p.withdraw() {
+			p.retriesDone.Add(1)
+			st.req.Avoid = res.Backend
+			start = end
+			continue
+		}
+		code := http.StatusBadGateway
+		if isTimeout(st.err) {
+			code = http.StatusGatewayTimeout
+		}
+		http.Error(w, http.StatusText(code), code)
+		return
+	}
+}
+
+func isTimeout(err error) bool {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
+
+func (p *Proxy) deposit() {
+	if p.budget.Load() < p.budgetCap {
+		if v := p.budget.Add(200); v > p.budgetCap {
+			p.budget.Store(p.budgetCap)
+		}
+	}
+}
+
+func (p *Proxy) withdraw() bool {
+	for {
+		v := p.budget.Load()
+		if v < 1000 {
+			return false
+		}
+		if p.budget.CompareAndSwap(v, v-1000) {
+			return true
+		}
+	}
+}
+
+// BufferPool is an [httputil.BufferPool] of 32 KiB buffers backed by a [sync.Pool].
+// It is safe for concurrent use.
+type BufferPool struct{ pool sync.Pool }
+
+// NewBufferPool returns an empty buffer pool.
+func NewBufferPool() *BufferPool {
+	return &BufferPool{pool: sync.Pool{New: func() any {
+		b := make([]byte, 32<<10)
+		return &b
+	}}}
+}
+
+// Get returns a buffer.
+func (b *BufferPool) Get() []byte { return *(b.pool.Get().(*[]byte)) }
+
+// Put returns a buffer to the pool.
+func (b *BufferPool) Put(buf []byte) {
+	if cap(buf) < 32<<10 {
+		return
+	}
+	buf = buf[:cap(buf)]
+	b.pool.Put(&buf)
+}
+
+// CloseIdleConnections closes the idle connections of the proxy's transport, when it
+// has such a method (as [http.Transport] does).
+func (p *Proxy) CloseIdleConnections() {
+	if t, ok := p.transport.(interface{ CloseIdleConnections() }); ok {
+		t.CloseIdleConnections()
+	}
+}
