@@ -1,0 +1,52 @@
+// Package autoscalelua is an embeddable library for programmable, request-level
+// autoscaling in Go gateways. This package holds only documentation; the library lives
+// in its sub-packages.
+//
+// # Two loops
+//
+// The data plane runs per request and must stay cheap: the [middleware] classifies a
+// request (route, tenant, model, priority), records it into the [metrics] windows with
+// lock-free atomics and no allocation, and, in a gateway, the [balancer] picks a backend
+// whose outcome feeds per-backend windows and moving averages. Lua runs on this path only
+// when the user installs a per-request hook ([luabind]'s on_request, pick, on_response).
+//
+// The control plane runs per tick (one second by default): the [autoscale] loop
+// snapshots the windows, asks a policy — a Lua script's on_tick, or Go — what to do,
+// passes each action through a safety layer (bounds, stabilisation, step limits,
+// cooldowns, panic mode, a leader gate, dry-run), and applies it: Scale through an
+// [actuator] (Kubernetes, a webhook, a queue, or your own), SetWeight and Eject on a
+// balancer pool, Shed, Throttle and Route in the middleware's admission. An actuator call
+// never blocks a request.
+//
+//	request ─► middleware ─► admission ─► on_request ─► balancer.Pick ─► backend
+//	              │ records                                              │
+//	              ▼                                                      │
+//	        metrics windows ◄──────────── outcome (latency, status) ◄────┘
+//	              │ every tick
+//	              ▼
+//	       autoscale.Loop ─► policy ─► safety layer ─► actuator / pool / admission
+//
+// # Packages
+//
+//   - [metrics]: windows, histograms, EWMAs, the keyed registry, clocks; imports nothing
+//     of the module. metrics/otelmetrics exports windows to OpenTelemetry.
+//   - [middleware]: func(http.Handler) http.Handler that records every request.
+//   - [actuator]: the Actuator interface and generic helpers; sub-packages hold the
+//     webhook and queue actuators.
+//   - [autoscale]: the loop, actions, safety layer and decisions.
+//   - [balancer]: pools, algorithms, health and the reverse proxy.
+//   - [luabind]: the sandboxed, pooled Lua runtime and its hooks.
+//
+// Lower packages never import higher ones: metrics and actuator import nothing of the
+// module; balancer imports metrics; autoscale imports metrics and actuator; luabind
+// imports metrics, autoscale and balancer; middleware imports metrics and balancer.
+// Where a higher package acts on a lower one's object, it declares a small interface
+// that the other satisfies.
+//
+// [middleware]: https://pkg.go.dev/github.com/autoscalelua/autoscalelua/middleware
+// [metrics]: https://pkg.go.dev/github.com/autoscalelua/autoscalelua/metrics
+// [balancer]: https://pkg.go.dev/github.com/autoscalelua/autoscalelua/balancer
+// [luabind]: https://pkg.go.dev/github.com/autoscalelua/autoscalelua/luabind
+// [autoscale]: https://pkg.go.dev/github.com/autoscalelua/autoscalelua/autoscale
+// [actuator]: https://pkg.go.dev/github.com/autoscalelua/autoscalelua/actuator
+package autoscalelua

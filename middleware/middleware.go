@@ -1,0 +1,242 @@
+package middleware
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/textproto"
+	"sync"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+
+	"github.com/autoscalelua/autoscalelua/metrics"
+	"github.com/autoscalelua/autoscalelua/metrics/otelmetrics"
+)
+
+// Keys classify a request: each non-empty key names the window of its scope that the
+// request is recorded into.
+type Keys struct {
+	// Route is the key in [metrics.ScopeRoute].
+	Route string
+	// Tenant is the key in [metrics.ScopeTenant].
+	Tenant string
+	// Model is the key in [metrics.ScopeModel] (AI gateways: the model asked for).
+	Model string
+	// Priority is the request's priority class; higher is more important. Admission
+	// control uses it; it is not a window key.
+	Priority int
+}
+
+// A Classifier derives a request's keys. It runs on every request, before the handler,
+// and must be cheap and safe for concurrent use.
+type Classifier func(r *http.Request) Keys
+
+// Default header names read by [DefaultClassifier].
+const (
+	TenantHeader = "X-Tenant-ID"
+	ModelHeader  = "X-Model"
+)
+
+// DefaultClassifier returns a classifier that takes the route from the pattern the
+// request matched ([http.Request.Pattern], set when the middleware is mounted inside a
+// [http.ServeMux] route) or else from the URL path, the tenant from the X-Tenant-ID
+// header and the model from the X-Model header.
+//
+// The URL path is unbounded in cardinality (/users/1, /users/2, ...); the registry's LRU
+// bounds the memory, but routes keyed by pattern read far better. Mount the middleware
+// per route (mux.Handle(pattern, mw(h))), or pass a classifier of your own.
+func DefaultClassifier() Classifier { return HeaderClassifier(TenantHeader, ModelHeader) }
+
+// HeaderClassifier is [DefaultClassifier] with other header names; an empty name skips
+// that key.
+func HeaderClassifier(tenantHeader, modelHeader string) Classifier {
+	tenant := textproto.CanonicalMIMEHeaderKey(tenantHeader)
+	model := textproto.CanonicalMIMEHeaderKey(modelHeader)
+	return func(r *http.Request) Keys {
+		k := Keys{Route: r.Pattern}
+		if k.Route == "" {
+			k.Route = r.URL.Path
+		}
+		if tenant != "" {
+			if v := r.Header[tenant]; len(v) > 0 {
+				k.Tenant = v[0]
+			}
+		}
+		if model != "" {
+			if v := r.Header[model]; len(v) > 0 {
+				k.Model = v[0]
+			}
+		}
+		return k
+	}
+}
+
+// IsServerError is the default failure predicate: a status of 500 or more.
+func IsServerError(_ *http.Request, status int) bool { return status >= 500 }
+
+type config struct {
+	registry  *metrics.Registry
+	classify  Classifier
+	isFailure func(r *http.Request, status int) bool
+	clock     metrics.Clock
+	logger    *slog.Logger
+	meter     metric.MeterProvider
+	writers   *sync.Pool // of *responseWriter
+}
+
+// An Option configures [New]. A nil argument to an option means its default.
+type Option func(*config)
+
+// WithRegistry sets the registry requests are recorded into. The default is a new
+// registry, reachable through [Handler.Registry].
+func WithRegistry(r *metrics.Registry) Option { return func(c *config) { c.registry = r } }
+
+// WithClassifier sets how requests are classified. The default is [DefaultClassifier].
+func WithClassifier(f Classifier) Option { return func(c *config) { c.classify = f } }
+
+// WithFailure sets which responses count as failures (errors in the windows). The
+// default is [IsServerError]. A request whose client went away counts as canceled, and a
+// handler that panics as a failure, whatever this says.
+func WithFailure(f func(r *http.Request, status int) bool) Option {
+	return func(c *config) { c.isFailure = f }
+}
+
+// WithClock sets the clock that times requests. The default is the registry's clock.
+func WithClock(clk metrics.Clock) Option { return func(c *config) { c.clock = clk } }
+
+// WithLogger sets the logger. The default is [slog.Default].
+func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+
+// WithMeterProvider exports the registry's windows as OpenTelemetry gauges through mp
+// (see package otelmetrics), for as long as mp lives. A failure to register is logged.
+func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.meter = mp } }
+
+// New returns a middleware that records every request into the registry's windows: the
+// route's, the tenant's and the model's (each when its key is not empty), and, for
+// streamed responses, the route's time to first byte in [metrics.ScopeTTFB].
+//
+// Per request it classifies, reads the clock twice, takes a response-writer wrapper from
+// a pool, and records into each window without locks: no allocation.
+func New(opts ...Option) func(http.Handler) http.Handler {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	if c.logger == nil {
+		c.logger = slog.Default()
+	}
+	if c.registry == nil {
+		reg, err := metrics.NewRegistry(registryClock(c.clock)...)
+		if err != nil { // cannot happen: the only option is a non-nil clock
+			panic(err)
+		}
+		c.registry = reg
+	}
+	if c.clock == nil {
+		c.clock = c.registry.Clock()
+	}
+	if c.classify == nil {
+		c.classify = DefaultClassifier()
+	}
+	if c.isFailure == nil {
+		c.isFailure = IsServerError
+	}
+	c.writers = &sync.Pool{New: func() any { return new(responseWriter) }}
+	if c.meter != nil {
+		if _, err := otelmetrics.Register(c.meter.Meter("github.com/autoscalelua/autoscalelua/middleware"), c.registry); err != nil {
+			c.logger.Error("middleware: cannot export windows to OpenTelemetry", "err", err)
+		}
+	}
+	return func(next http.Handler) http.Handler {
+		return &Handler{next: next, cfg: c}
+	}
+}
+
+func registryClock(clk metrics.Clock) []metrics.Option {
+	if clk == nil {
+		return nil
+	}
+	return []metrics.Option{metrics.WithClock(clk)}
+}
+
+// Wrap wraps h with [New](opts...).
+func Wrap(h http.Handler, opts ...Option) http.Handler { return New(opts...)(h) }
+
+// Handler is the http.Handler that [New] returns around the next handler. It is safe
+// for concurrent use.
+type Handler struct {
+	next http.Handler
+	cfg  config
+}
+
+// Registry returns the registry the handler records into.
+func (h *Handler) Registry() *metrics.Registry { return h.cfg.registry }
+
+// ServeHTTP records the request around the next handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	c := &h.cfg
+	keys := c.classify(r)
+	var route, tenant, model *metrics.Window
+	start := c.clock.Now()
+	if keys.Route != "" {
+		route = c.registry.Window(metrics.ScopeRoute, keys.Route)
+		route.StartAt(start)
+	}
+	if keys.Tenant != "" {
+		tenant = c.registry.Window(metrics.ScopeTenant, keys.Tenant)
+		tenant.StartAt(start)
+	}
+	if keys.Model != "" {
+		model = c.registry.Window(metrics.ScopeModel, keys.Model)
+		model.StartAt(start)
+	}
+
+	rw := c.writers.Get().(*responseWriter)
+	*rw = responseWriter{ResponseWriter: w, clock: c.clock}
+	returned := false
+	defer func() {
+		// A handler that panics (or calls runtime.Goexit) still ends the request: record
+		// it as a failure and let the panic go on, its stack intact.
+		if returned {
+			return
+		}
+		end := c.clock.Now()
+		o := metrics.Observation{Latency: end.Sub(start), Outcome: metrics.OutcomeError, Bytes: rw.bytes}
+		done(route, tenant, model, end, o)
+	}()
+	h.next.ServeHTTP(rw, r)
+	returned = true
+
+	end := c.clock.Now()
+	o := metrics.Observation{Latency: end.Sub(start), Bytes: rw.bytes}
+	switch {
+	case r.Context().Err() == context.Canceled:
+		o.Outcome = metrics.OutcomeCanceled
+	case c.isFailure(r, rw.statusCode()):
+		o.Outcome = metrics.OutcomeError
+	}
+	done(route, tenant, model, end, o)
+	if !rw.firstFlush.IsZero() && keys.Route != "" {
+		c.registry.Window(metrics.ScopeTTFB, keys.Route).RecordAt(end, metrics.Observation{
+			Latency: rw.firstFlush.Sub(start), Outcome: o.Outcome,
+		})
+	}
+	// The wrapper goes back to the pool only when the handler returned normally: a
+	// ResponseWriter may not be used after ServeHTTP returns, and a panicking handler's
+	// may still be referenced by whoever recovers.
+	*rw = responseWriter{}
+	c.writers.Put(rw)
+}
+
+func done(route, tenant, model *metrics.Window, end time.Time, o metrics.Observation) {
+	if route != nil {
+		route.DoneAt(end, o)
+	}
+	if tenant != nil {
+		tenant.DoneAt(end, o)
+	}
+	if model != nil {
+		model.DoneAt(end, o)
+	}
+}
