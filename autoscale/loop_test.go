@@ -605,3 +605,7 @@ func TestNoActuatorRepliesLeavesCurrentUnknown(t *testing.T) {
 		t.Fatalf("after applying: decision = %+v, calls %d", d, calls)
 	}
 }
+
+type nopActuator struct{}
+
+func (nopActuator) Scale(context.Context, actuator.Request) error { return nil }

@@ -1,0 +1,80 @@
+package autoscale
+
+import (
+	"context"
+	"embed"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+)
+
+//go:embed policies/*.lua
+var policyFiles embed.FS
+
+// ErrUnknownPolicy is returned by [PolicySource] for a name it does not ship.
+var ErrUnknownPolicy = errors.New("autoscale: unknown policy")
+
+// PolicyNames lists the shipped Lua policies: kpa, predictive, schedule, threshold,
+// target_tracking.
+func PolicyNames() []string {
+	return []string{"kpa", "predictive", "schedule", "target_tracking", "threshold"}
+}
+
+// Policies returns the shipped Lua policies as a file system: policies/NAME.lua and
+// its tests policies/NAME_test.lua, for luabind to load (luabind.FromFS) and for its
+// luatest harness to run. Each file documents, at its top, the algorithm it implements
+// and the keys of the config table it reads.
+//
+//   - target_tracking: the Kubernetes HPA's algorithm (tolerance 0.1); the loop's
+//     default [Safety] supplies the HPA's stabilization and behaviour. Twin of
+//     [TargetTracking].
+//   - kpa: Knative's KPA (stable 60 s, panic 6 s, threshold 2.0, rates 1000 and 2,
+//     utilisation 0.7, no scale-down in panic, scale to zero after a grace period).
+//     Twin of [KPA].
+//   - threshold: latency above a threshold for N consecutive ticks adds K replicas,
+//     with hysteresis and a cooldown.
+//   - schedule: pre-warm to N replicas at given times; combine with a reactive policy
+//     (see [Combine]).
+//   - predictive: Holt's linear trend on request rate, one cold start ahead.
+func Policies() fs.FS { return policyFiles }
+
+// PolicySource returns the Lua source of a shipped policy by name (see [PolicyNames]).
+func PolicySource(name string) (string, error) {
+	if strings.ContainsAny(name, "/.") {
+		return "", fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
+	}
+	b, err := policyFiles.ReadFile("policies/" + name + ".lua")
+	if err != nil {
+		return "", fmt.Errorf("%w: %q", ErrUnknownPolicy, name)
+	}
+	return string(b), nil
+}
+
+// Combine returns a policy that runs every policy on the same input and returns all
+// their actions. The loop takes the largest of several Scale actions for a target, so
+// Combine(schedule, reactive) pre-warms with the schedule and reacts above it. The
+// errors of the policies are joined; the actions of those that succeeded are kept.
+// Combine is safe for concurrent use if every policy is.
+func Combine(policies ...Policy) Policy {
+	ps := make([]Policy, 0, len(policies))
+	for _, p := range policies {
+		if p != nil {
+			ps = append(ps, p)
+		}
+	}
+	return PolicyFunc(func(ctx context.Context, in *Input) ([]Action, error) {
+		var (
+			all  []Action
+			errs []error
+		)
+		for _, p := range ps {
+			acts, err := p.Decide(ctx, in)
+			all = append(all, acts...)
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+		return all, errors.Join(errs...)
+	})
+}

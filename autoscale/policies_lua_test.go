@@ -1,0 +1,195 @@
+package autoscale_test
+
+import (
+	"context"
+	"fmt"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+
+	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/luabind"
+	"github.com/autoscalelua/autoscalelua/luabind/luatest"
+	"github.com/autoscalelua/autoscalelua/metrics"
+)
+
+// The config each shipped policy's tests assume (see the top of each *_test.lua).
+var luaTestConfigs = map[string]map[string]any{
+	"target_tracking": {"target_value": 50, "per_replica": true, "signal": "concurrency"},
+	"kpa": {"target_value": 1, "target_utilization": 1, "panic_threshold": 2,
+		"max_scale_up_rate": 10, "max_scale_down_rate": 10},
+	"threshold": {"target": "api", "up_ms": 200, "down_ms": 80, "breaches": 3, "step": 2, "cooldown": 60},
+	"schedule": {"target": "shop", "windows": []any{
+		map[string]any{"at": 1700003600, "duration": 1800, "lead": 900, "replicas": 30},
+		map[string]any{"daily": "12:00", "duration": 3600, "lead": 600, "replicas": 8},
+	}},
+	"predictive": {"target": "api", "rps_per_replica": 10, "alpha": 0.5, "beta": 0.5, "cold_start": 10},
+}
+
+func TestShippedLuaPolicies(t *testing.T) {
+	for _, name := range autoscale.PolicyNames() {
+		t.Run(name, func(t *testing.T) {
+			cfg, ok := luaTestConfigs[name]
+			if !ok {
+				t.Fatalf("no test config for %s", name)
+			}
+			luatest.Run(t, autoscale.Policies(), "policies/"+name+".lua", "policies/"+name+"_test.lua", luabind.WithConfig(cfg))
+		})
+	}
+}
+
+func TestPolicySource(t *testing.T) {
+	for _, name := range autoscale.PolicyNames() {
+		if src, err := autoscale.PolicySource(name); err != nil || len(src) == 0 {
+			t.Errorf("PolicySource(%q) = %d bytes, %v", name, len(src), err)
+		}
+	}
+	for _, bad := range []string{"nope", "../policy", "kpa_test.lua", ""} {
+		if _, err := autoscale.PolicySource(bad); err == nil {
+			t.Errorf("PolicySource(%q) succeeded", bad)
+		}
+	}
+}
+
+// fixedReader answers every snapshot with the figure of its span.
+type fixedReader map[time.Duration]float64
+
+func (r fixedReader) Snapshot(_ metrics.Scope, _ string, span time.Duration) (metrics.Snapshot, bool) {
+	v, ok := r[span]
+	if !ok {
+		v = r[0]
+	}
+	return metrics.Snapshot{Concurrency: v, Count: 1}, true
+}
+func (fixedReader) Keys(metrics.Scope) []string { return nil }
+
+func luaPolicy(t *testing.T, name string, cfg map[string]any) *luabind.Runtime {
+	t.Helper()
+	src, err := luabind.FromFS(autoscale.Policies(), "policies/"+name+".lua")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := luabind.New(src, luabind.WithConfig(cfg), luabind.WithFailMode(luabind.HookTick, luabind.FailClosed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { rt.Close() })
+	return rt
+}
+
+func scales(acts []autoscale.Action) []autoscale.Scale {
+	var out []autoscale.Scale
+	for _, a := range acts {
+		s := a.(autoscale.Scale)
+		s.Reason = ""
+		out = append(out, s)
+	}
+	return out
+}
+
+// TestLuaMatchesGo checks the Lua twins against the Go policies on random inputs.
+func TestLuaMatchesGo(t *testing.T) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	t.Run("target_tracking", func(t *testing.T) {
+		lp := luaPolicy(t, "target_tracking", map[string]any{"target_value": 7.5})
+		gp, err := autoscale.TargetTracking(autoscale.TargetTrackingConfig{TargetValue: 7.5})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for i := range 300 {
+			in := &autoscale.Input{Now: t0, Tick: time.Second,
+				Targets: []autoscale.TargetState{{Name: "a", Replicas: rng.IntN(30), Max: 100}},
+				Metrics: fixedReader{0: rng.Float64() * 300}}
+			la, lerr := lp.Decide(context.Background(), in)
+			ga, gerr := gp.Decide(context.Background(), in)
+			if (lerr != nil) != (gerr != nil) {
+				t.Fatalf("case %d: lua err %v, go err %v", i, lerr, gerr)
+			}
+			if diff := cmp.Diff(scales(ga), scales(la)); diff != "" {
+				t.Fatalf("case %d (%+v, %v): go (-) vs lua (+):\n%s", i, in.Targets, in.Metrics, diff)
+			}
+		}
+	})
+	t.Run("kpa", func(t *testing.T) {
+		lp := luaPolicy(t, "kpa", map[string]any{"target_value": 10})
+		gp, err := autoscale.KPA(autoscale.KPAConfig{TargetValue: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := t0
+		replicas := 5
+		for i := range 300 {
+			now = now.Add(time.Duration(1+rng.IntN(20)) * time.Second)
+			stable := rng.Float64() * 200
+			if rng.IntN(5) == 0 {
+				stable = 0
+			}
+			panicV := stable * (0.5 + 2*rng.Float64())
+			in := &autoscale.Input{Now: now, Tick: time.Second,
+				Targets: []autoscale.TargetState{{Name: "a", Replicas: replicas, Max: 1000}},
+				Metrics: fixedReader{autoscale.DefaultKPAStableWindow: stable, autoscale.DefaultKPAPanicWindow: panicV}}
+			la, lerr := lp.Decide(context.Background(), in)
+			ga, gerr := gp.Decide(context.Background(), in)
+			if lerr != nil || gerr != nil {
+				t.Fatalf("case %d: lua err %v, go err %v", i, lerr, gerr)
+			}
+			if diff := cmp.Diff(scales(ga), scales(la)); diff != "" {
+				t.Fatalf("case %d (replicas %d, stable %v, panic %v): go (-) vs lua (+):\n%s", i, replicas, stable, panicV, diff)
+			}
+			replicas = ga[0].(autoscale.Scale).Replicas
+		}
+	})
+}
+
+// BenchmarkStepLua100 is a Step over 100 targets with the Lua target-tracking policy.
+// The budget is 2 ms.
+func BenchmarkStepLua100(b *testing.B) {
+	rt, err := func() (*luabind.Runtime, error) {
+		src, err := luabind.FromFS(autoscale.Policies(), "policies/target_tracking.lua")
+		if err != nil {
+			return nil, err
+		}
+		return luabind.New(src, luabind.WithConfig(map[string]any{"target_value": 10}))
+	}()
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer rt.Close()
+	benchStep(b, rt)
+}
+
+func benchStep(b *testing.B, p autoscale.Policy) {
+	clock := metrics.NewManualClock(t0)
+	reg, err := metrics.NewRegistry(metrics.WithClock(clock))
+	if err != nil {
+		b.Fatal(err)
+	}
+	var targets []autoscale.Target
+	for i := range 100 {
+		name := fmt.Sprintf("svc-%03d", i)
+		w := reg.Window(metrics.ScopeRoute, name)
+		for j := range 50 {
+			w.StartAt(t0.Add(time.Duration(j) * 10 * time.Millisecond))
+		}
+		targets = append(targets, autoscale.Target{Name: name, Min: 1, Max: 100, Safety: autoscale.Safety{ScaleUp: &autoscale.Rules{}}})
+	}
+	clock.Advance(30 * time.Second)
+	l, err := autoscale.NewLoop(autoscale.WithPolicy(p), autoscale.WithRegistry(reg),
+		autoscale.WithActuator(nopActuator{}), autoscale.WithTargets(targets...), autoscale.WithDryRun(true))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	ctx := context.Background()
+	now := clock.Now()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		now = now.Add(time.Second)
+		if _, err := l.Step(ctx, now); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
