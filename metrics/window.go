@@ -22,6 +22,10 @@ const (
 	// OutcomeCanceled is a request whose client went away before it finished. It is
 	// counted, and not as an error.
 	OutcomeCanceled
+	// OutcomeRejected is a request that admission control turned away (shed,
+	// throttled, queue full) without serving it. It counts in Count and Rate, which
+	// therefore measure demand, but not in the latency statistics.
+	OutcomeRejected
 )
 
 // String returns "ok", "error" or "canceled".
@@ -33,6 +37,8 @@ func (o Outcome) String() string {
 		return "error"
 	case OutcomeCanceled:
 		return "canceled"
+	case OutcomeRejected:
+		return "rejected"
 	}
 	return fmt.Sprintf("Outcome(%d)", uint8(o))
 }
@@ -113,6 +119,7 @@ type bucket struct {
 	epoch       atomic.Uint64
 	countErr    atomic.Uint64 // requests in the low 32 bits, errors in the high 32
 	canceled    atomic.Uint64
+	rejected    atomic.Uint64
 	bytes       atomic.Uint64
 	value       atomic.Uint64 // float64 bits
 	maxLatency  atomic.Int64
@@ -128,6 +135,7 @@ type bucket struct {
 func (b *bucket) clear() {
 	b.countErr.Store(0)
 	b.canceled.Store(0)
+	b.rejected.Store(0)
 	b.bytes.Store(0)
 	b.value.Store(0)
 	b.maxLatency.Store(0)
@@ -311,6 +319,10 @@ func record(b *bucket, o Observation) {
 		inc |= 1 << 32
 	case OutcomeCanceled:
 		b.canceled.Add(1)
+	case OutcomeRejected:
+		b.rejected.Add(1)
+		b.countErr.Add(inc)
+		return
 	}
 	b.countErr.Add(inc)
 	lat := max(int64(o.Latency), 0)
@@ -380,14 +392,15 @@ type Snapshot struct {
 	// Span is the time the figures cover: the span asked for, or less when the window
 	// is younger than that.
 	Span time.Duration
-	// Count is the number of requests that ended in the span; Errors and Canceled are
-	// those among them with [OutcomeError] and [OutcomeCanceled].
-	Count, Errors, Canceled uint64
-	// Rate is Count per second of Span.
+	// Count is the number of requests that ended in the span; Errors, Canceled and
+	// Rejected are those among them with [OutcomeError], [OutcomeCanceled] and
+	// [OutcomeRejected].
+	Count, Errors, Canceled, Rejected uint64
+	// Rate is Count per second of Span: the rate of demand, rejected requests included.
 	Rate float64
-	// ErrorRate is Errors / Count, or 0 without requests.
+	// ErrorRate is Errors over the requests not rejected, or 0 without any.
 	ErrorRate float64
-	// Latency statistics of the requests that ended in the span.
+	// Latency statistics of the requests that ended in the span, rejected ones excepted.
 	Mean, P50, P90, P99, Max time.Duration
 	// Bytes is the sum of the observations' bytes.
 	Bytes uint64
@@ -436,6 +449,7 @@ func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
 		s.Count += ce & math.MaxUint32
 		s.Errors += ce >> 32
 		s.Canceled += b.canceled.Load()
+		s.Rejected += b.rejected.Load()
 		s.Bytes += b.bytes.Load()
 		s.Value += math.Float64frombits(b.value.Load())
 		maxLat = max(maxLat, b.maxLatency.Load())
@@ -446,8 +460,8 @@ func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
 		s.Rate = float64(s.Count) / sec
 		s.Concurrency = w.area(n, k, elapsed, s.InFlight) / float64(dur)
 	}
-	if s.Count > 0 {
-		s.ErrorRate = float64(s.Errors) / float64(s.Count)
+	if served := s.Count - s.Rejected; served > 0 {
+		s.ErrorRate = float64(s.Errors) / float64(served)
 	}
 	s.MaxInFlight = max(s.MaxInFlight, s.InFlight)
 

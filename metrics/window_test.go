@@ -113,6 +113,21 @@ func TestWindowSnapshot(t *testing.T) {
 	}
 }
 
+func TestWindowRejected(t *testing.T) {
+	w, clk := newTestWindow(t, WindowConfig{})
+	w.RecordAt(clk.Now(), Observation{Latency: 50 * time.Millisecond})
+	for range 3 {
+		w.RecordAt(clk.Now(), Observation{Outcome: OutcomeRejected})
+	}
+	s := w.SnapshotAt(clk.Advance(time.Second), 0)
+	if s.Count != 4 || s.Rejected != 3 || s.Errors != 0 || s.Rate != 4 {
+		t.Errorf("count %d rejected %d errors %d rate %v, want 4, 3, 0, 4", s.Count, s.Rejected, s.Errors, s.Rate)
+	}
+	if s.P50 < 49*time.Millisecond || s.Max != 50*time.Millisecond {
+		t.Errorf("p50 %v max %v: rejected requests must not count in latency", s.P50, s.Max)
+	}
+}
+
 func TestWindowYoungRate(t *testing.T) {
 	w, clk := newTestWindow(t, WindowConfig{})
 	for range 20 {
@@ -272,7 +287,7 @@ func TestWindowConcurrentRecord(t *testing.T) {
 }
 
 func TestOutcomeString(t *testing.T) {
-	for o, want := range map[Outcome]string{OutcomeOK: "ok", OutcomeError: "error", OutcomeCanceled: "canceled", 9: "Outcome(9)"} {
+	for o, want := range map[Outcome]string{OutcomeOK: "ok", OutcomeError: "error", OutcomeCanceled: "canceled", OutcomeRejected: "rejected", 9: "Outcome(9)"} {
 		if o.String() != want {
 			t.Errorf("%d: %q", o, o.String())
 		}
