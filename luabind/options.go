@@ -80,7 +80,9 @@ const NoBudget time.Duration = -1
 // per Lua instruction; see the package documentation for the measured cost.
 type Limits struct {
 	// RequestBudget bounds one call of on_request, pick or on_response, in wall time.
-	// Zero means 10 ms; [NoBudget] turns it off; otherwise at least 100 µs.
+	// Zero means 50 ms; [NoBudget] turns it off; otherwise at least 100 µs. The budget
+	// is wall time, so a goroutine descheduled on a saturated machine spends it too:
+	// it is a backstop against runaway scripts, not a latency target.
 	RequestBudget time.Duration
 	// TickBudget bounds one call of on_tick. Zero means 250 ms; [NoBudget] turns it
 	// off; otherwise at least 100 µs.
@@ -112,7 +114,7 @@ func (l Limits) withDefaults() Limits {
 			*p = d
 		}
 	}
-	def(&l.RequestBudget, 10*time.Millisecond)
+	def(&l.RequestBudget, 50*time.Millisecond)
 	def(&l.TickBudget, 250*time.Millisecond)
 	def(&l.LoadBudget, time.Second)
 	if l.CallStackSize == 0 {

@@ -48,6 +48,8 @@ type vm struct {
 	tickv tickView
 	mod   *lua.LTable // the autoscale module (a protected proxy)
 	actMT *lua.LTable
+	// snapMT is the metatable of snapshot userdata.
+	snapMT *lua.LTable
 }
 
 type internEntry struct {
@@ -70,7 +72,6 @@ func (v *vm) str(s string) lua.LValue {
 	return e.v
 }
 
-
 // newVM opens a sandboxed state, runs the program's main chunk in it and freezes its
 // globals. The caller owns the returned vm.
 func (rt *Runtime) newVM(p *program, budget time.Duration) (*vm, error) {
@@ -80,6 +81,9 @@ func (rt *Runtime) newVM(p *program, budget time.Duration) (*vm, error) {
 		CallStackSize:   lim.CallStackSize,
 		RegistrySize:    lim.RegistrySize,
 		RegistryMaxSize: lim.RegistryMaxSize,
+		// gopher-lua grows the value stack by 32 slots at a time by default, copying it
+		// each time: unpack of a large table then costs seconds.
+		RegistryGrowStep: max(lim.RegistrySize, lim.RegistryMaxSize/16),
 	})
 	v := &vm{L: L, prog: p, rt: rt, seed: maphash.MakeSeed(), hook: hLoad}
 	for _, lib := range []struct {
@@ -207,8 +211,14 @@ func (v *vm) protect(data *lua.LTable) *lua.LTable {
 	return p
 }
 
-func isProtected(L *lua.LState, val lua.LValue) bool {
-	mt, ok := L.GetMetatable(val).(*lua.LTable)
+// isProtected reports whether val is a table with a protected metatable (a view, the
+// global environment, the module).
+func isProtected(_ *lua.LState, val lua.LValue) bool {
+	t, ok := val.(*lua.LTable)
+	if !ok {
+		return false
+	}
+	mt, ok := t.Metatable.(*lua.LTable)
 	return ok && mt.RawGetString("__metatable") != lua.LNil
 }
 

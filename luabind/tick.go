@@ -141,6 +141,7 @@ func actionsOf(ret lua.LValue) ([]autoscale.Action, error) {
 type tickView struct {
 	proxy, data *lua.LTable
 	in          *autoscale.Input
+	vm          *vm
 }
 
 var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys"}
@@ -151,6 +152,13 @@ var targetFields = [...]string{"name", "replicas", "desired", "min", "max"}
 
 func (tv *tickView) init(v *vm) {
 	L := v.L
+	tv.vm = v
+	if v.snapMT == nil {
+		v.snapMT = L.NewTable()
+		v.snapMT.RawSetString("__index", L.NewFunction(luaSnapshotIndex))
+		v.snapMT.RawSetString("__newindex", v.readOnly)
+		v.snapMT.RawSetString("__metatable", lua.LString(protectedMeta))
+	}
 	tv.data = L.CreateTable(0, len(tickFields))
 	for _, s := range []metrics.Scope{metrics.ScopeRoute, metrics.ScopeTenant, metrics.ScopeBackend, metrics.ScopeModel} {
 		tv.data.RawSetString(string(s), L.NewFunction(func(L *lua.LState) int {
@@ -225,31 +233,75 @@ func (tv *tickView) snapshot(L *lua.LState, scope metrics.Scope, arg int) int {
 	if in.Metrics != nil {
 		snap, ok = in.Metrics.Snapshot(scope, key, span)
 	}
-	L.Push(snapshotTable(L, snap, ok))
+	L.Push(tv.vm.newSnapshot(snap, ok))
 	return 1
 }
 
-// snapshotTable converts a snapshot to a fresh Lua table; latencies in milliseconds.
-func snapshotTable(L *lua.LState, s metrics.Snapshot, ok bool) *lua.LTable {
-	t := L.CreateTable(0, len(snapshotFields))
-	t.RawSetString("ok", lua.LBool(ok))
-	t.RawSetString("span", lua.LNumber(s.Span.Seconds()))
-	t.RawSetString("count", lua.LNumber(s.Count))
-	t.RawSetString("errors", lua.LNumber(s.Errors))
-	t.RawSetString("canceled", lua.LNumber(s.Canceled))
-	t.RawSetString("rps", lua.LNumber(s.Rate))
-	t.RawSetString("error_rate", lua.LNumber(s.ErrorRate))
-	t.RawSetString("mean", ms(s.Mean))
-	t.RawSetString("p50", ms(s.P50))
-	t.RawSetString("p90", ms(s.P90))
-	t.RawSetString("p99", ms(s.P99))
-	t.RawSetString("max", ms(s.Max))
-	t.RawSetString("bytes", lua.LNumber(s.Bytes))
-	t.RawSetString("value", lua.LNumber(s.Value))
-	t.RawSetString("in_flight", lua.LNumber(s.InFlight))
-	t.RawSetString("max_in_flight", lua.LNumber(s.MaxInFlight))
-	t.RawSetString("concurrency", lua.LNumber(s.Concurrency))
-	return t
+// snapView is the Go side of a snapshot userdata.
+type snapView struct {
+	s  metrics.Snapshot
+	ok bool
+}
+
+// newSnapshot returns a read-only snapshot userdata. A userdata whose fields are read
+// on demand costs two allocations to make, where a table of its seventeen fields costs
+// about thirty (BenchmarkSnapshotView).
+func (v *vm) newSnapshot(s metrics.Snapshot, ok bool) *lua.LUserData {
+	ud := v.L.NewUserData()
+	ud.Value = &snapView{s, ok}
+	ud.Metatable = v.snapMT
+	return ud
+}
+
+// luaSnapshotIndex reads a field of a snapshot userdata; latencies in milliseconds.
+func luaSnapshotIndex(L *lua.LState) int {
+	sv, _ := L.CheckUserData(1).Value.(*snapView)
+	if sv == nil {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(snapshotField(&sv.s, sv.ok, L.CheckString(2)))
+	return 1
+}
+
+func snapshotField(s *metrics.Snapshot, ok bool, f string) lua.LValue {
+	switch f {
+	case "ok":
+		return lua.LBool(ok)
+	case "span":
+		return lua.LNumber(s.Span.Seconds())
+	case "count":
+		return lua.LNumber(s.Count)
+	case "errors":
+		return lua.LNumber(s.Errors)
+	case "canceled":
+		return lua.LNumber(s.Canceled)
+	case "rps":
+		return lua.LNumber(s.Rate)
+	case "error_rate":
+		return lua.LNumber(s.ErrorRate)
+	case "mean":
+		return ms(s.Mean)
+	case "p50":
+		return ms(s.P50)
+	case "p90":
+		return ms(s.P90)
+	case "p99":
+		return ms(s.P99)
+	case "max":
+		return ms(s.Max)
+	case "bytes":
+		return lua.LNumber(s.Bytes)
+	case "value":
+		return lua.LNumber(s.Value)
+	case "in_flight":
+		return lua.LNumber(s.InFlight)
+	case "max_in_flight":
+		return lua.LNumber(s.MaxInFlight)
+	case "concurrency":
+		return lua.LNumber(s.Concurrency)
+	}
+	return lua.LNil
 }
 
 func targetTable(L *lua.LState, t autoscale.TargetState) *lua.LTable {
