@@ -609,3 +609,12 @@ func TestNoActuatorRepliesLeavesCurrentUnknown(t *testing.T) {
 type nopActuator struct{}
 
 func (nopActuator) Scale(context.Context, actuator.Request) error { return nil }
+
+// BenchmarkStepGo100 is a Step over 100 targets with the Go target-tracking policy.
+func BenchmarkStepGo100(b *testing.B) {
+	p, err := autoscale.TargetTracking(autoscale.TargetTrackingConfig{TargetValue: 10})
+	if err != nil {
+		b.Fatal(err)
+	}
+	benchStep(b, p)
+}

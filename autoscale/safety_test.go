@@ -144,7 +144,7 @@ func TestSafetySequences(t *testing.T) {
 		ticks  []tick
 	}{
 		{
-			name: "down stabilization keeps the highest recommendation for 300s",
+			name:   "down stabilization keeps the highest recommendation for 300s",
 			safety: Safety{ScaleUp: &Rules{}},
 			ticks: []tick{
 				{at: 0, current: 10, out: ask(10), want: 10},
@@ -155,7 +155,7 @@ func TestSafetySequences(t *testing.T) {
 			},
 		},
 		{
-			name: "up stabilization takes the lowest recommendation",
+			name:   "up stabilization takes the lowest recommendation",
 			safety: Safety{ScaleUp: &Rules{StabilizationWindow: 30 * time.Second}, ScaleDown: &Rules{}},
 			ticks: []tick{
 				{at: 0, current: 2, out: ask(2), want: 2},
@@ -165,7 +165,7 @@ func TestSafetySequences(t *testing.T) {
 			},
 		},
 		{
-			name: "rate limit counts the changes within the period",
+			name:   "rate limit counts the changes within the period",
 			safety: Safety{ScaleUp: &Rules{Policies: []RatePolicy{{Kind: Pods, Value: 4, Period: 60 * time.Second}}}, ScaleDown: &Rules{}},
 			ticks: []tick{
 				{at: 0, current: 2, out: ask(20), want: 6, apply: true},
@@ -175,7 +175,7 @@ func TestSafetySequences(t *testing.T) {
 			},
 		},
 		{
-			name: "cooldown after a change",
+			name:   "cooldown after a change",
 			safety: Safety{ScaleUp: &Rules{}, ScaleDown: &Rules{}, Cooldown: time.Minute},
 			ticks: []tick{
 				{at: 0, current: 2, out: ask(4), want: 4, apply: true},
@@ -184,7 +184,7 @@ func TestSafetySequences(t *testing.T) {
 			},
 		},
 		{
-			name: "fallback after three failures, reset by a success",
+			name:   "fallback after three failures, reset by a success",
 			safety: Safety{ScaleUp: &Rules{}, ScaleDown: &Rules{}, Fallback: &Fallback{FailureThreshold: 3, Replicas: 9}},
 			ticks: []tick{
 				{at: 0, current: 4, out: PolicyOutput{Err: "x"}, want: 4},
