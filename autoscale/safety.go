@@ -213,8 +213,8 @@ func (t *target) safe(now time.Time, current int, out PolicyOutput) (int, []Safe
 	defer t.mu.Unlock()
 	if t.window > 0 {
 		if !t.seeded {
-			// As the HPA does, start with the current count as a recommendation, so a
-			// (re)started loop does not scale down before its window has passed.
+			// Start with the current count as a recommendation, so a (re)started loop
+			// does not scale down before its down window has passed.
 			t.seeded = true
 			t.recs = append(t.recs, timed{now, current})
 		}
