@@ -9,6 +9,12 @@
 // records a panicking handler as a failure before letting the panic go on, and tells a
 // client that went away from a server error.
 //
+// In front of the handler it can run a [Hook] (where a Lua on_request plugs in) and an
+// [Admission]: shedding fractions of routes and priority classes with 503 and a
+// Retry-After estimated from the backlog, per-tenant token buckets with 429, a
+// concurrency limit, and a bounded priority queue with deadlines. The scaling loop
+// drives the admission at run time through its Shed, Throttle and Route actions.
+//
 // Usage:
 //
 //	reg, _ := metrics.NewRegistry()

@@ -2,9 +2,12 @@ package middleware
 
 import (
 	"context"
+	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/textproto"
+	"strconv"
 	"sync"
 	"time"
 
@@ -75,8 +78,29 @@ func HeaderClassifier(tenantHeader, modelHeader string) Classifier {
 // IsServerError is the default failure predicate: a status of 500 or more.
 func IsServerError(_ *http.Request, status int) bool { return status >= 500 }
 
+// A Hook runs on every request after classification and before admission (the access
+// phase of OpenResty, where a Lua on_request runs): it returns the request's keys,
+// changed or not, and a verdict that may reject it. It must be safe for concurrent use
+// and must not block. (Keys go in and out by value so that they stay on the stack.)
+type Hook func(r *http.Request, k Keys) (Keys, Verdict)
+
+// Verdict is a [Hook]'s answer. The zero value lets the request through unchanged.
+type Verdict struct {
+	// Status, when not zero, rejects the request with this status (400..599).
+	Status int
+	// RetryAfter, when positive, is sent as a Retry-After header (whole seconds,
+	// rounded up) with a rejection.
+	RetryAfter time.Duration
+	// Body is the rejection's body; empty means the status text.
+	Body string
+	// Header holds headers to set on the response, rejected or not.
+	Header http.Header
+}
+
 type config struct {
 	registry  *metrics.Registry
+	admission *Admission
+	hook      Hook
 	classify  Classifier
 	isFailure func(r *http.Request, status int) bool
 	clock     metrics.Clock
@@ -101,6 +125,14 @@ func WithClassifier(f Classifier) Option { return func(c *config) { c.classify =
 func WithFailure(f func(r *http.Request, status int) bool) Option {
 	return func(c *config) { c.isFailure = f }
 }
+
+// WithAdmission puts an [Admission] in front of the handler: requests it rejects get a
+// 503 or 429 with a Retry-After and a short fixed text, and are recorded in their
+// windows as [metrics.OutcomeRejected]. The default admits everything.
+func WithAdmission(a *Admission) Option { return func(c *config) { c.admission = a } }
+
+// WithHook sets a hook run on every request before admission. The default is none.
+func WithHook(h Hook) Option { return func(c *config) { c.hook = h } }
 
 // WithClock sets the clock that times requests. The default is the registry's clock.
 func WithClock(clk metrics.Clock) Option { return func(c *config) { c.clock = clk } }
@@ -173,12 +205,36 @@ type Handler struct {
 // Registry returns the registry the handler records into.
 func (h *Handler) Registry() *metrics.Registry { return h.cfg.registry }
 
-// ServeHTTP records the request around the next handler.
+// ServeHTTP runs the hook and admission, then records the request around the next
+// handler.
 func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c := &h.cfg
 	keys := c.classify(r)
-	var route, tenant, model *metrics.Window
 	start := c.clock.Now()
+	if c.hook != nil {
+		var v Verdict
+		keys, v = c.hook(r, keys)
+		setHeaders(w, v.Header)
+		if v.Status != 0 {
+			h.reject(w, keys, start, v.Status, v.RetryAfter, v.Body)
+			return
+		}
+	}
+	var permit Permit
+	if c.admission != nil {
+		var err error
+		permit, err = c.admission.Admit(r.Context(), Info{Route: keys.Route, Tenant: keys.Tenant, Priority: keys.Priority, Now: start})
+		if err != nil {
+			h.reject(w, keys, start, StatusOf(err), permit.RetryAfter(), "")
+			return
+		}
+		if rt := permit.Route(); rt != keys.Route {
+			keys.Route = rt
+			r = r.WithContext(context.WithValue(r.Context(), routeKey{}, rt))
+		}
+	}
+
+	var route, tenant, model *metrics.Window
 	if keys.Route != "" {
 		route = c.registry.Window(metrics.ScopeRoute, keys.Route)
 		route.StartAt(start)
@@ -197,13 +253,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	returned := false
 	defer func() {
 		// A handler that panics (or calls runtime.Goexit) still ends the request: record
-		// it as a failure and let the panic go on, its stack intact.
+		// it as a failure, free its slot, and let the panic go on, its stack intact.
 		if returned {
 			return
 		}
 		end := c.clock.Now()
 		o := metrics.Observation{Latency: end.Sub(start), Outcome: metrics.OutcomeError, Bytes: rw.bytes}
 		done(route, tenant, model, end, o)
+		permit.Done()
 	}()
 	h.next.ServeHTTP(rw, r)
 	returned = true
@@ -217,6 +274,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.Outcome = metrics.OutcomeError
 	}
 	done(route, tenant, model, end, o)
+	permit.Done()
 	if !rw.firstFlush.IsZero() && keys.Route != "" {
 		c.registry.Window(metrics.ScopeTTFB, keys.Route).RecordAt(end, metrics.Observation{
 			Latency: rw.firstFlush.Sub(start), Outcome: o.Outcome,
@@ -227,6 +285,48 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	// may still be referenced by whoever recovers.
 	*rw = responseWriter{}
 	c.writers.Put(rw)
+}
+
+// reject answers a request that the hook or admission turned away, with a short fixed
+// text (never an error's text), and records it as rejected in its windows.
+func (h *Handler) reject(w http.ResponseWriter, keys Keys, now time.Time, status int, retryAfter time.Duration, body string) {
+	if status < 400 || status > 599 {
+		status = http.StatusServiceUnavailable
+	}
+	if retryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64(math.Ceil(retryAfter.Seconds())), 10))
+	}
+	if body == "" {
+		body = http.StatusText(status)
+	}
+	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.WriteHeader(status)
+	io.WriteString(w, body+"\n")
+	o := metrics.Observation{Outcome: metrics.OutcomeRejected}
+	reg := h.cfg.registry
+	for _, k := range [...]struct {
+		scope metrics.Scope
+		key   string
+	}{{metrics.ScopeRoute, keys.Route}, {metrics.ScopeTenant, keys.Tenant}, {metrics.ScopeModel, keys.Model}} {
+		if k.key != "" {
+			reg.Window(k.scope, k.key).RecordAt(now, o)
+		}
+	}
+}
+
+func setHeaders(w http.ResponseWriter, hdr http.Header) {
+	for k, vs := range hdr {
+		w.Header()[k] = vs
+	}
+}
+
+type routeKey struct{}
+
+// RouteFrom returns the route an [Admission] re-routed the request to, if it did.
+func RouteFrom(ctx context.Context) (string, bool) {
+	r, ok := ctx.Value(routeKey{}).(string)
+	return r, ok
 }
 
 func done(route, tenant, model *metrics.Window, end time.Time, o metrics.Observation) {

@@ -1,0 +1,625 @@
+package middleware
+
+import (
+	"container/heap"
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/time/rate"
+
+	"github.com/autoscalelua/autoscalelua/metrics"
+)
+
+// Errors an [Admission] rejects with. Callers branch on them with errors.Is; the
+// middleware maps them to a status code and a short fixed text.
+var (
+	// ErrShed: the request fell in a shed fraction (503).
+	ErrShed = errors.New("middleware: request shed")
+	// ErrThrottled: the tenant is over its rate (429).
+	ErrThrottled = errors.New("middleware: tenant throttled")
+	// ErrQueueFull: the concurrency limit is reached and the queue is full, or the
+	// request was pushed out by a more important one (503).
+	ErrQueueFull = errors.New("middleware: admission queue full")
+	// ErrQueueTimeout: the request waited in the queue past its deadline (503).
+	ErrQueueTimeout = errors.New("middleware: admission queue wait timed out")
+)
+
+// StatusOf returns the HTTP status for an admission error: 429 for [ErrThrottled] and
+// 503 for every other rejection.
+func StatusOf(err error) int {
+	if errors.Is(err, ErrThrottled) {
+		return 429
+	}
+	return 503
+}
+
+// Info is what admission needs to know of a request.
+type Info struct {
+	Route, Tenant string
+	// Priority orders queued requests (higher first) and selects priority-class shedding.
+	Priority int
+	// Now is the request's arrival time.
+	Now time.Time
+}
+
+// Permit is an admitted request's slot. Exactly one of Done or Drop must be called when
+// the request ends (Done when it was served, Drop when it was abandoned unserved), which
+// frees its slot for the next request. After a rejection the Permit holds no slot; its
+// RetryAfter tells the client when to come back. A Permit is a value: returning it
+// allocates nothing.
+type Permit struct {
+	a          *Admission
+	held       bool
+	retryAfter time.Duration
+	route      string
+}
+
+// RetryAfter is, after a rejection, how long the client should wait; zero otherwise.
+func (p Permit) RetryAfter() time.Duration { return p.retryAfter }
+
+// Route is the route the request should go to: its own, or the one a [Admission.Route]
+// rule re-routed it to.
+func (p Permit) Route() string { return p.route }
+
+// Done releases the slot of a served request.
+func (p Permit) Done() {
+	if p.a != nil {
+		p.a.completed.Add(1)
+		if p.held {
+			p.a.release()
+		}
+	}
+}
+
+// Drop releases the slot of a request that was not served.
+func (p Permit) Drop() {
+	if p.a != nil && p.held {
+		p.a.release()
+	}
+}
+
+// AdmissionConfig holds an [Admission]'s settings. The zero value admits everything:
+// no concurrency limit, no queue, no rules.
+type AdmissionConfig struct {
+	// MaxConcurrency is the number of requests admitted at once; 0 means no limit.
+	// It can be changed at run time with [Admission.SetMaxConcurrency].
+	MaxConcurrency int
+	// QueueSize is how many requests may wait for a slot when MaxConcurrency is
+	// reached; 0 means none wait (they are rejected with ErrQueueFull).
+	QueueSize int
+	// MaxWait is the longest a request waits in the queue; 0 means 1 s. A request's
+	// own context deadline, if earlier, applies too.
+	MaxWait time.Duration
+}
+
+// AdmissionOption configures an [Admission].
+type AdmissionOption func(*Admission) error
+
+// WithAdmissionRand sets the source of randomness for shedding and re-routing: a
+// function returning uniform uint64s, safe for concurrent use. The default is
+// math/rand/v2's lock-free generator.
+func WithAdmissionRand(f func() uint64) AdmissionOption {
+	return func(a *Admission) error {
+		if f == nil {
+			return errors.New("middleware: nil random source")
+		}
+		a.rand = f
+		return nil
+	}
+}
+
+// WithAdmissionClock sets the clock used to estimate Retry-After; the default is a
+// [metrics.SystemClock].
+func WithAdmissionClock(c metrics.Clock) AdmissionOption {
+	return func(a *Admission) error {
+		if c == nil {
+			return errors.New("middleware: nil clock")
+		}
+		a.clock = c
+		return nil
+	}
+}
+
+// Admission decides which requests proceed: it sheds fractions of routes and priority
+// classes (503), throttles tenants with token buckets (429), limits concurrency, and
+// queues requests over the limit by priority with deadlines. Its rules change at run
+// time — from the scaling loop (it satisfies autoscale.Shedder, Throttler and Router)
+// or from the host — and the request path reads them from immutable maps swapped
+// atomically. Below the concurrency limit, admission takes no lock.
+//
+// An Admission is safe for concurrent use.
+type Admission struct {
+	cfg   AdmissionConfig
+	rand  func() uint64
+	clock metrics.Clock
+
+	rules atomic.Pointer[rules]
+	mu    sync.Mutex // serializes rule changes
+
+	limit    atomic.Int64
+	inFlight atomic.Int64
+	waiting  atomic.Int64
+	qmu      sync.Mutex
+	queue    waitHeap
+	seq      uint64
+
+	completed atomic.Uint64
+	drain     drainEstimate
+
+	stats struct {
+		admitted, shed, throttled, queueFull, queueTimeout, canceled, rerouted atomic.Uint64
+	}
+}
+
+type shedRule struct {
+	fraction   float64
+	retryAfter time.Duration
+}
+
+type routeRule struct {
+	to       string
+	fraction float64
+}
+
+type rules struct {
+	shed     map[string]shedRule // by route; "*" is every route
+	shedPrio map[int]shedRule
+	throttle map[string]*rate.Limiter
+	route    map[string]routeRule
+}
+
+// NewAdmission returns an admission with cfg's settings. It reports every bad setting.
+func NewAdmission(cfg AdmissionConfig, opts ...AdmissionOption) (*Admission, error) {
+	var errs []error
+	if cfg.MaxConcurrency < 0 {
+		errs = append(errs, fmt.Errorf("middleware: max concurrency %d is negative", cfg.MaxConcurrency))
+	}
+	if cfg.QueueSize < 0 {
+		errs = append(errs, fmt.Errorf("middleware: queue size %d is negative", cfg.QueueSize))
+	}
+	if cfg.MaxWait < 0 {
+		errs = append(errs, fmt.Errorf("middleware: max wait %v is negative", cfg.MaxWait))
+	}
+	if cfg.MaxWait == 0 {
+		cfg.MaxWait = time.Second
+	}
+	a := &Admission{cfg: cfg, rand: rand.Uint64}
+	for _, o := range opts {
+		if err := o(a); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	if a.clock == nil {
+		a.clock = metrics.NewSystemClock()
+	}
+	a.limit.Store(int64(cfg.MaxConcurrency))
+	a.rules.Store(&rules{})
+	return a, nil
+}
+
+// update applies f to a copy of the rules and publishes it.
+func (a *Admission) update(f func(r *rules)) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := a.rules.Load()
+	r := &rules{
+		shed:     cloneMap(old.shed),
+		shedPrio: cloneMap(old.shedPrio),
+		throttle: cloneMap(old.throttle),
+		route:    cloneMap(old.route),
+	}
+	f(r)
+	a.rules.Store(r)
+}
+
+func cloneMap[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m)+1)
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+func checkFraction(f float64) error {
+	if math.IsNaN(f) || f < 0 || f > 1 {
+		return fmt.Errorf("middleware: fraction %v out of [0, 1]", f)
+	}
+	return nil
+}
+
+// Shed rejects fraction (0..1) of route's requests with 503; route "*" means every
+// route, and fraction 0 stops shedding. A retryAfter of zero lets the admission
+// estimate one from its state at each rejection (see [Admission.RetryAfterEstimate]).
+func (a *Admission) Shed(route string, fraction float64, retryAfter time.Duration) error {
+	if err := checkFraction(fraction); err != nil {
+		return err
+	}
+	if retryAfter < 0 {
+		return fmt.Errorf("middleware: negative retry-after %v", retryAfter)
+	}
+	a.update(func(r *rules) {
+		if fraction == 0 {
+			delete(r.shed, route)
+			return
+		}
+		r.shed[route] = shedRule{fraction, retryAfter}
+	})
+	return nil
+}
+
+// ShedPriority rejects fraction of the requests of one priority class, as [Admission.Shed]
+// does for a route.
+func (a *Admission) ShedPriority(class int, fraction float64, retryAfter time.Duration) error {
+	if err := checkFraction(fraction); err != nil {
+		return err
+	}
+	if retryAfter < 0 {
+		return fmt.Errorf("middleware: negative retry-after %v", retryAfter)
+	}
+	a.update(func(r *rules) {
+		if fraction == 0 {
+			delete(r.shedPrio, class)
+			return
+		}
+		r.shedPrio[class] = shedRule{fraction, retryAfter}
+	})
+	return nil
+}
+
+// Throttle limits tenant to rps requests per second with bursts of burst, by a token
+// bucket (golang.org/x/time/rate). rps = +Inf removes the limit; rps = 0 blocks the
+// tenant. Changing a tenant's limit keeps its bucket's tokens.
+func (a *Admission) Throttle(tenant string, rps float64, burst int) error {
+	switch {
+	case tenant == "":
+		return errors.New("middleware: throttle: empty tenant")
+	case math.IsNaN(rps) || rps < 0:
+		return fmt.Errorf("middleware: throttle: rps %v is not >= 0", rps)
+	case !math.IsInf(rps, 1) && burst < 1 && rps > 0:
+		return fmt.Errorf("middleware: throttle: burst %d is below 1", burst)
+	}
+	a.update(func(r *rules) {
+		if math.IsInf(rps, 1) {
+			delete(r.throttle, tenant)
+			return
+		}
+		if rps == 0 {
+			burst = 0
+		}
+		if l, ok := r.throttle[tenant]; ok {
+			now := a.clock.Now()
+			l.SetLimitAt(now, rate.Limit(rps))
+			l.SetBurstAt(now, burst)
+			return
+		}
+		r.throttle[tenant] = rate.NewLimiter(rate.Limit(rps), burst)
+	})
+	return nil
+}
+
+// Route sends fraction (0..1) of from's requests to route to; [Permit.Route] tells the
+// host where a request goes. Fraction 0 stops re-routing from.
+func (a *Admission) Route(from, to string, fraction float64) error {
+	if err := checkFraction(fraction); err != nil {
+		return err
+	}
+	if from == "" || to == "" {
+		return errors.New("middleware: route: empty from or to")
+	}
+	a.update(func(r *rules) {
+		if fraction == 0 {
+			delete(r.route, from)
+			return
+		}
+		r.route[from] = routeRule{to, fraction}
+	})
+	return nil
+}
+
+// SetMaxConcurrency changes the concurrency limit; 0 removes it. Requests already
+// admitted keep their slots; queued ones are admitted as slots free up.
+func (a *Admission) SetMaxConcurrency(n int) error {
+	if n < 0 {
+		return fmt.Errorf("middleware: max concurrency %d is negative", n)
+	}
+	a.limit.Store(int64(n))
+	a.handOff()
+	return nil
+}
+
+// chance reports true with probability f.
+func (a *Admission) chance(f float64) bool {
+	return f >= 1 || float64(a.rand()>>11)/(1<<53) < f
+}
+
+// Admit decides on a request. It returns at once unless the concurrency limit is
+// reached and a queue is configured; then it waits, by priority and arrival, until a
+// slot frees, its deadline passes ([ErrQueueTimeout]), it is pushed out by a more
+// important request ([ErrQueueFull]) or ctx ends (ctx's error).
+func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
+	r := a.rules.Load()
+	route := in.Route
+	if len(r.shed) > 0 || len(r.shedPrio) > 0 {
+		rule, ok := r.shed[in.Route]
+		if all, ok2 := r.shed["*"]; ok2 && (!ok || all.fraction > rule.fraction) {
+			rule, ok = all, true
+		}
+		if p, ok3 := r.shedPrio[in.Priority]; ok3 && (!ok || p.fraction > rule.fraction) {
+			rule, ok = p, true
+		}
+		if ok && a.chance(rule.fraction) {
+			a.stats.shed.Add(1)
+			ra := rule.retryAfter
+			if ra == 0 {
+				ra = a.RetryAfterEstimate(in.Now)
+			}
+			return Permit{retryAfter: ra}, ErrShed
+		}
+	}
+	if len(r.throttle) > 0 {
+		if l, ok := r.throttle[in.Tenant]; ok && !l.AllowN(in.Now, 1) {
+			a.stats.throttled.Add(1)
+			return Permit{retryAfter: throttleDelay(l, in.Now)}, ErrThrottled
+		}
+	}
+	if len(r.route) > 0 {
+		if rr, ok := r.route[in.Route]; ok && a.chance(rr.fraction) {
+			route = rr.to
+			a.stats.rerouted.Add(1)
+		}
+	}
+	if err := a.acquire(ctx, in); err != nil {
+		return Permit{retryAfter: a.RetryAfterEstimate(in.Now)}, err
+	}
+	a.stats.admitted.Add(1)
+	return Permit{a: a, held: true, route: route}, nil
+}
+
+// throttleDelay is how long until l has a token for one more request, at most a minute.
+func throttleDelay(l *rate.Limiter, now time.Time) time.Duration {
+	if l.Limit() == 0 {
+		return time.Minute
+	}
+	r := l.ReserveN(now, 1)
+	d := r.DelayFrom(now)
+	r.CancelAt(now)
+	return min(max(d, time.Second), time.Minute)
+}
+
+// RetryAfterEstimate is the Retry-After given to shed and queue-rejected requests when
+// no rule sets one: the time the current backlog (requests in flight plus those
+// waiting) takes to drain at the recent completion rate, rounded up to whole seconds,
+// between 1 s and 60 s. Without a completion rate yet, it is 1 s.
+func (a *Admission) RetryAfterEstimate(now time.Time) time.Duration {
+	rateNow := a.drain.rate(now, a.completed.Load())
+	backlog := float64(a.inFlight.Load() + a.waiting.Load())
+	if rateNow <= 0 || backlog <= 0 {
+		return time.Second
+	}
+	secs := math.Ceil(backlog / rateNow)
+	return time.Duration(min(max(secs, 1), 60)) * time.Second
+}
+
+// drainEstimate is a moving average of the completion rate, sampled at most every
+// 100 ms by whichever rejection comes first; the others read the last value.
+type drainEstimate struct {
+	mu       sync.Mutex
+	lastAt   time.Time
+	lastDone uint64
+	value    atomic.Uint64 // float64 bits, completions per second
+}
+
+func (d *drainEstimate) rate(now time.Time, done uint64) float64 {
+	if d.mu.TryLock() {
+		if d.lastAt.IsZero() {
+			d.lastAt, d.lastDone = now, done
+		} else if dt := now.Sub(d.lastAt); dt >= 100*time.Millisecond {
+			sample := float64(done-d.lastDone) / dt.Seconds()
+			old := math.Float64frombits(d.value.Load())
+			next := sample
+			if old > 0 {
+				w := math.Exp(-dt.Seconds() / 2) // a two-second time constant
+				next = old*w + sample*(1-w)
+			}
+			d.value.Store(math.Float64bits(next))
+			d.lastAt, d.lastDone = now, done
+		}
+		d.mu.Unlock()
+	}
+	return math.Float64frombits(d.value.Load())
+}
+
+// acquire takes a concurrency slot, waiting in the queue if need be.
+func (a *Admission) acquire(ctx context.Context, in Info) error {
+	for {
+		v := a.inFlight.Load()
+		lim := a.limit.Load()
+		if lim > 0 && v >= lim || a.waiting.Load() > 0 {
+			break
+		}
+		if a.inFlight.CompareAndSwap(v, v+1) {
+			return nil
+		}
+	}
+	if a.cfg.QueueSize == 0 {
+		if a.tryTake() {
+			return nil
+		}
+		a.stats.queueFull.Add(1)
+		return ErrQueueFull
+	}
+
+	w := &waiter{prio: in.Priority, ready: make(chan error, 1)}
+	a.qmu.Lock()
+	if a.queue.Len() >= a.cfg.QueueSize {
+		low := a.queue.lowest()
+		if low == nil || low.prio >= in.Priority {
+			a.qmu.Unlock()
+			if a.tryTake() {
+				return nil
+			}
+			a.stats.queueFull.Add(1)
+			return ErrQueueFull
+		}
+		heap.Remove(&a.queue, low.index)
+		a.waiting.Add(-1)
+		a.stats.queueFull.Add(1)
+		low.ready <- ErrQueueFull
+	}
+	a.seq++
+	w.seq = a.seq
+	heap.Push(&a.queue, w)
+	a.waiting.Add(1)
+	a.qmu.Unlock()
+	// A slot may have freed between the fast path and the push; releasers check
+	// waiting after freeing, we check slots after waiting: one of us hands it over.
+	a.handOff()
+
+	wait := a.cfg.MaxWait
+	if dl, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(dl))
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case err := <-w.ready:
+		return err
+	case <-timer.C:
+		if a.leave(w) {
+			a.stats.queueTimeout.Add(1)
+			return ErrQueueTimeout
+		}
+	case <-ctx.Done():
+		if a.leave(w) {
+			a.stats.canceled.Add(1)
+			return ctx.Err()
+		}
+	}
+	// We were handed a slot (or pushed out) just as we gave up: take the verdict.
+	return <-w.ready
+}
+
+// tryTake takes a slot under the queue lock if one is free and nobody waits.
+func (a *Admission) tryTake() bool {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	lim := a.limit.Load()
+	if a.queue.Len() == 0 && (lim == 0 || a.inFlight.Load() < lim) {
+		a.inFlight.Add(1)
+		return true
+	}
+	return false
+}
+
+// leave takes w out of the queue; false if it was already handed a verdict.
+func (a *Admission) leave(w *waiter) bool {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	if w.index < 0 {
+		return false
+	}
+	heap.Remove(&a.queue, w.index)
+	a.waiting.Add(-1)
+	return true
+}
+
+func (a *Admission) release() {
+	a.inFlight.Add(-1)
+	if a.waiting.Load() > 0 {
+		a.handOff()
+	}
+}
+
+// handOff gives free slots to the most important waiters.
+func (a *Admission) handOff() {
+	a.qmu.Lock()
+	defer a.qmu.Unlock()
+	for a.queue.Len() > 0 {
+		lim := a.limit.Load()
+		if lim > 0 && a.inFlight.Load() >= lim {
+			return
+		}
+		w := heap.Pop(&a.queue).(*waiter)
+		a.waiting.Add(-1)
+		a.inFlight.Add(1)
+		w.ready <- nil
+	}
+}
+
+// AdmissionStats counts an admission's verdicts.
+type AdmissionStats struct {
+	Admitted, Shed, Throttled, QueueFull, QueueTimeout, Canceled, Rerouted uint64
+	// InFlight and Waiting are the requests holding and waiting for slots now.
+	InFlight, Waiting int64
+}
+
+// Stats returns the admission's counts.
+func (a *Admission) Stats() AdmissionStats {
+	return AdmissionStats{
+		Admitted:     a.stats.admitted.Load(),
+		Shed:         a.stats.shed.Load(),
+		Throttled:    a.stats.throttled.Load(),
+		QueueFull:    a.stats.queueFull.Load(),
+		QueueTimeout: a.stats.queueTimeout.Load(),
+		Canceled:     a.stats.canceled.Load(),
+		Rerouted:     a.stats.rerouted.Load(),
+		InFlight:     a.inFlight.Load(),
+		Waiting:      a.waiting.Load(),
+	}
+}
+
+// waiter is a queued request. index is its place in the heap, -1 once out of it.
+type waiter struct {
+	prio  int
+	seq   uint64
+	index int
+	ready chan error
+}
+
+// waitHeap orders waiters by priority (higher first), then arrival.
+type waitHeap []*waiter
+
+func (h waitHeap) Len() int { return len(h) }
+func (h waitHeap) Less(i, j int) bool {
+	if h[i].prio != h[j].prio {
+		return h[i].prio > h[j].prio
+	}
+	return h[i].seq < h[j].seq
+}
+func (h waitHeap) Swap(i, j int) {
+	h[i], h[j] = h[j], h[i]
+	h[i].index, h[j].index = i, j
+}
+func (h *waitHeap) Push(x any) {
+	w := x.(*waiter)
+	w.index = len(*h)
+	*h = append(*h, w)
+}
+func (h *waitHeap) Pop() any {
+	old := *h
+	w := old[len(old)-1]
+	old[len(old)-1] = nil
+	w.index = -1
+	*h = old[:len(old)-1]
+	return w
+}
+
+// lowest returns the least important waiter (lowest priority, latest arrival).
+func (h waitHeap) lowest() *waiter {
+	var low *waiter
+	for _, w := range h {
+		if low == nil || w.prio < low.prio || w.prio == low.prio && w.seq > low.seq {
+			low = w
+		}
+	}
+	return low
+}
