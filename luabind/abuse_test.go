@@ -12,7 +12,9 @@ import (
 	"github.com/autoscalelua/autoscalelua/luabind"
 )
 
-func quiet() luabind.Option { return luabind.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))) }
+func quiet() luabind.Option {
+	return luabind.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))
+}
 
 func newRT(t *testing.T, code string, opts ...luabind.Option) *luabind.Runtime {
 	t.Helper()

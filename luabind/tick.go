@@ -318,15 +318,6 @@ func targetTable(L *lua.LState, t autoscale.TargetState) *lua.LTable {
 
 var actionConstructors = [...]string{"scale", "set_weight", "eject", "shed", "throttle", "route"}
 
-var actionFields = map[string][]string{
-	"scale":      {"kind", "target", "replicas", "reason", "panic"},
-	"set_weight": {"kind", "pool", "backend", "weight"},
-	"eject":      {"kind", "pool", "backend", "seconds", "reason"},
-	"shed":       {"kind", "route", "fraction", "retry_after"},
-	"throttle":   {"kind", "tenant", "rps", "burst"},
-	"route":      {"kind", "from", "to", "fraction"},
-}
-
 func (v *vm) installModule() {
 	L := v.L
 	mod := L.NewTable()

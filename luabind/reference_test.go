@@ -1,0 +1,188 @@
+package luabind
+
+import (
+	"go/ast"
+	"go/parser"
+	"go/token"
+	"os"
+	"reflect"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/metrics"
+	"github.com/google/go-cmp/cmp"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// referenceSections reads REFERENCE.md: for each "## " heading, the backquoted names
+// in the first column of its tables, and for the Actions table the fields column.
+func referenceSections(t *testing.T) (map[string][]string, map[string][]string) {
+	t.Helper()
+	b, err := os.ReadFile("REFERENCE.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	secs := map[string][]string{}
+	actFields := map[string][]string{}
+	row := regexp.MustCompile("^\\| `([^`]+)` \\|")
+	tick := regexp.MustCompile("`([^`]+)`")
+	sec := ""
+	for _, line := range strings.Split(string(b), "\n") {
+		if h, ok := strings.CutPrefix(line, "## "); ok {
+			sec = h
+			continue
+		}
+		m := row.FindStringSubmatch(line)
+		if m == nil {
+			continue
+		}
+		secs[sec] = append(secs[sec], m[1])
+		if sec == "Actions" {
+			cols := strings.Split(line, "|")
+			for _, f := range tick.FindAllStringSubmatch(cols[len(cols)-2], -1) {
+				actFields[m[1]] = append(actFields[m[1]], f[1])
+			}
+		}
+	}
+	return secs, actFields
+}
+
+func sorted(s []string) []string {
+	s = slices.Clone(s)
+	slices.Sort(s)
+	return s
+}
+
+func tableKeys(t *lua.LTable) []string {
+	var out []string
+	t.ForEach(func(k, _ lua.LValue) { out = append(out, k.String()) })
+	return sorted(out)
+}
+
+func TestReferenceMatchesCode(t *testing.T) {
+	secs, actFields := referenceSections(t)
+	rt, err := New(FromString("ref.lua", "function on_request(req) end"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	v, err := rt.newVM(rt.prog.Load(), 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.close()
+
+	// Globals: what a real VM has, minus the script's own.
+	globals := tableKeys(v.data)
+	globals = slices.DeleteFunc(globals, func(s string) bool { return s == "on_request" })
+	v.reqv.set(v, &Request{Tokens: 1})
+	v.resv.set(&Response{})
+	tv := &tickView{}
+	tv.init(v)
+	tv.set(&autoscale.Input{})
+	var hooks []string
+	for _, h := range allHooksArray[:hTick+1] {
+		hooks = append(hooks, string(h))
+	}
+	var errs []string
+	fset := token.NewFileSet()
+	for _, f := range []string{"errors.go"} {
+		file, err := parser.ParseFile(fset, f, nil, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ast.Inspect(file, func(n ast.Node) bool {
+			if vs, ok := n.(*ast.ValueSpec); ok {
+				for _, name := range vs.Names {
+					if strings.HasPrefix(name.Name, "Err") {
+						errs = append(errs, name.Name)
+					}
+				}
+			}
+			return true
+		})
+	}
+	var limits []string
+	for f := range reflect.TypeFor[Limits]().Fields() {
+		limits = append(limits, f.Name)
+	}
+	var reasons []string
+	for _, r := range allReasons {
+		reasons = append(reasons, string(r))
+	}
+	decisionKeys := []string{}
+	for _, k := range []string{"status", "reject", "retry_after", "body", "priority", "route", "tenant", "model", "headers", "nonsense"} {
+		var d Decision
+		val := lua.LValue(lua.LNumber(400))
+		if err := d.set(k, val); err == nil || !strings.Contains(err.Error(), "unknown field") {
+			decisionKeys = append(decisionKeys, k)
+		}
+	}
+	mod := v.mod.Metatable.(*lua.LTable).RawGetString("__index").(*lua.LTable)
+	if got := tableKeys(mod); !slices.Equal(got, sorted(append(actionConstructors[:], "now"))) {
+		t.Errorf("module has %v", got)
+	}
+	for _, c := range []struct {
+		sec  string
+		code []string
+	}{
+		{"Hooks", append(hooks, string(HookSelfTest))},
+		{"Globals", globals},
+		{"Request view (`req`)", tableKeys(v.reqv.data)},
+		{"Decision table (on_request's return)", decisionKeys},
+		{"Backend view (`backends[i]` in pick)", backendFields[:]},
+		{"Response view (`res`)", tableKeys(v.resv.data)},
+		{"m (on_tick)", tableKeys(tv.data)},
+		{"Snapshot fields", snapshotFields[:]},
+		{"Target fields", targetFields[:]},
+		{"Actions", actionConstructors[:]},
+		{"Test helpers (luatest)", suiteHelpers[:]},
+		{"Errors (Go)", errs},
+		{"Failure reasons", reasons},
+		{"Limits", limits},
+	} {
+		if diff := cmp.Diff(sorted(c.code), sorted(secs[c.sec])); diff != "" {
+			t.Errorf("REFERENCE.md section %q disagrees with the code (-code +doc):\n%s", c.sec, diff)
+		}
+	}
+	// Every snapshot field is readable, every other is nil.
+	for _, f := range snapshotFields {
+		if snapshotField(nil2(), true, f) == lua.LNil {
+			t.Errorf("snapshot field %s reads nil", f)
+		}
+	}
+	// Action fields: the documented ones are exactly those that read non-nil.
+	for _, name := range actionConstructors {
+		a := sampleAction(name)
+		var got []string
+		for _, f := range []string{"kind", "target", "replicas", "reason", "panic", "pool", "backend", "weight", "seconds", "route", "fraction", "retry_after", "tenant", "rps", "burst", "from", "to", "nonsense"} {
+			if actionField(a, f) != lua.LNil {
+				got = append(got, f)
+			}
+		}
+		if diff := cmp.Diff(sorted(got), sorted(actFields[name])); diff != "" {
+			t.Errorf("fields of %s (-code +doc):\n%s", name, diff)
+		}
+	}
+}
+
+func nil2() *metrics.Snapshot { return &metrics.Snapshot{} }
+
+func sampleAction(kind string) autoscale.Action {
+	switch kind {
+	case "scale":
+		return autoscale.Scale{}
+	case "set_weight":
+		return autoscale.SetWeight{}
+	case "eject":
+		return autoscale.Eject{}
+	case "shed":
+		return autoscale.Shed{}
+	case "throttle":
+		return autoscale.Throttle{}
+	}
+	return autoscale.Route{}
+}
