@@ -74,6 +74,9 @@ type backend struct {
 	// delay, status can be changed while it runs.
 	delay  time.Duration
 	status int
+	// clock, when set, is advanced by delay instead of sleeping: the backend's
+	// latency is then exact for a client that sends one request at a time.
+	clock *metrics.ManualClock
 }
 
 func newBackend(t testing.TB, name string) *backend {
@@ -83,8 +86,11 @@ func newBackend(t testing.TB, name string) *backend {
 		b.hits++
 		d, s := b.delay, b.status
 		b.mu.Unlock()
-		if d > 0 {
-			time.Sleep(d) // simulates a slow backend; not used for synchronisation
+		switch {
+		case d > 0 && b.clock != nil:
+			b.clock.Advance(d)
+		case d > 0:
+			time.Sleep(d) // a slow backend; not used for synchronisation
 		}
 		w.Header().Set("X-Backend", name)
 		w.WriteHeader(s)

@@ -51,6 +51,7 @@ type Pool struct {
 
 	snap     atomic.Pointer[snapshot]
 	pickFunc atomic.Pointer[PickFunc]
+	empty    Request // stands in for a nil *Request; never modified
 
 	mu          sync.Mutex // guards what follows and serializes rebuilds
 	members     map[string]*Backend
@@ -434,12 +435,12 @@ type Result struct {
 
 // Pick chooses a backend for req (nil means an empty [Request]) and counts a request
 // in flight on it. It returns an error wrapping [ErrNoBackend] when no backend is
-// ready. It does not block, does not allocate and, except when the pool has no ready
-// backend or the algorithm needs the time and req.Now is zero, does not read the clock.
+// ready. It does not block and does not allocate (but for the error). It reads the
+// clock only when the pool has no ready backend or is in panic (to see whether an
+// ejection has ended), or when the algorithm needs the time and req.Now is zero.
 func (p *Pool) Pick(req *Request) (Result, error) {
-	var zero Request
 	if req == nil {
-		req = &zero
+		req = &p.empty
 	}
 	s := p.snap.Load()
 	if len(s.set.backends) == 0 || s.panic {
