@@ -1,0 +1,165 @@
+package balancer_test
+
+import (
+	"fmt"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/balancer"
+	"github.com/autoscalelua/autoscalelua/metrics"
+)
+
+// benchPool returns a pool of n backends with the default random source (lock-free)
+// and a system clock.
+func benchPool(b *testing.B, n int, alg balancer.Algorithm, opts ...balancer.Option) *balancer.Pool {
+	b.Helper()
+	p, err := balancer.New(append([]balancer.Option{balancer.WithAlgorithm(alg)}, opts...)...)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := p.Update(endpoints(n)); err != nil {
+		b.Fatal(err)
+	}
+	return p
+}
+
+var benchAlgorithms = []struct {
+	name string
+	alg  func() balancer.Algorithm
+}{
+	{"RoundRobin", func() balancer.Algorithm { return balancer.RoundRobin{} }},
+	{"SmoothWeighted", func() balancer.Algorithm { return &balancer.SmoothWeighted{} }},
+	{"Random", func() balancer.Algorithm { return balancer.Random{} }},
+	{"P2C", func() balancer.Algorithm { return &balancer.P2C{} }},
+	{"PeakEWMA", func() balancer.Algorithm { return &balancer.PeakEWMA{} }},
+	{"Hash", func() balancer.Algorithm { return &balancer.Hash{} }},
+}
+
+// BenchmarkPick measures Pick alone (with the in-flight count it takes) over 1,000
+// backends. Each op ends the request too, but with the Done of a bare in-flight
+// counter, so the figure is the picker's.
+func BenchmarkPick(b *testing.B) {
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprint("tenant-", i)
+	}
+	for _, a := range benchAlgorithms {
+		b.Run(a.name, func(b *testing.B) {
+			p := benchPool(b, 1000, a.alg())
+			req := &balancer.Request{Now: time.Now()}
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				req.Key = keys[i&1023]
+				i++
+				r, err := p.Pick(req)
+				if err != nil {
+					b.Fatal(err)
+				}
+				_ = r
+			}
+		})
+	}
+}
+
+// BenchmarkPickDone measures Pick + Done over 1,000 backends, as the proxy calls them:
+// the request's time is known (req.Now and Outcome.At advance by 1 µs per request, so
+// the moving averages decay and the window moves on as in real traffic). Done updates
+// the in-flight count, the peak-EWMA, the failure counters and the backend's window.
+func BenchmarkPickDone(b *testing.B) {
+	for _, a := range benchAlgorithms {
+		b.Run(a.name, func(b *testing.B) {
+			benchPickDone(b, benchPool(b, 1000, a.alg()), false)
+		})
+	}
+}
+
+// BenchmarkPickDoneParallel is BenchmarkPickDone from GOMAXPROCS goroutines: the
+// figure is wall time per op across them, to compare with the serial one.
+func BenchmarkPickDoneParallel(b *testing.B) {
+	for _, a := range benchAlgorithms {
+		b.Run(a.name, func(b *testing.B) {
+			benchPickDone(b, benchPool(b, 1000, a.alg()), true)
+		})
+	}
+}
+
+func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
+	keys := make([]string, 1024)
+	for i := range keys {
+		keys[i] = fmt.Sprint("tenant-", i)
+	}
+	base := time.Now()
+	var clock atomic.Int64
+	one := func(req *balancer.Request, i int) {
+		req.Key = keys[i&1023]
+		now := base.Add(time.Duration(clock.Add(1000)))
+		req.Now = now
+		r, err := p.Pick(req)
+		if err != nil {
+			b.Fatal(err)
+		}
+		r.Done(balancer.Outcome{Latency: time.Duration(i&63) * time.Millisecond, Status: 200, At: now})
+	}
+	b.ReportAllocs()
+	if !parallel {
+		req := &balancer.Request{}
+		i := 0
+		for b.Loop() {
+			one(req, i)
+			i++
+		}
+		return
+	}
+	b.RunParallel(func(pb *testing.PB) {
+		req := &balancer.Request{}
+		i := 0
+		for pb.Next() {
+			one(req, i)
+			i++
+		}
+	})
+}
+
+// BenchmarkDoneParts splits Done's cost: the peak-EWMA update and the window record
+// dominate; the in-flight count and failure counters are a few atomics.
+func BenchmarkDoneParts(b *testing.B) {
+	base := time.Now()
+	b.Run("PeakEWMA.Observe", func(b *testing.B) {
+		e := metrics.NewPeakEWMA(0)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			e.Observe(base.Add(time.Duration(i)*time.Microsecond), time.Duration(i&63)*time.Millisecond)
+			i++
+		}
+	})
+	b.Run("Window.RecordAt", func(b *testing.B) {
+		w, _ := metrics.NewWindow(metrics.WindowConfig{}, nil)
+		b.ReportAllocs()
+		i := 0
+		for b.Loop() {
+			w.RecordAt(base.Add(time.Duration(i)*time.Microsecond), metrics.Observation{Latency: time.Duration(i&63) * time.Millisecond})
+			i++
+		}
+	})
+}
+
+// BenchmarkSnapshotRebuild measures a SetWeight, which rebuilds the snapshot and the
+// algorithm's state, over 1,000 backends: the control-plane cost.
+func BenchmarkSnapshotRebuild(b *testing.B) {
+	for _, a := range benchAlgorithms {
+		b.Run(a.name, func(b *testing.B) {
+			p := benchPool(b, 1000, a.alg())
+			b.ReportAllocs()
+			i := 0
+			for b.Loop() {
+				if err := p.SetWeight("b00", 1+i%3); err != nil {
+					b.Fatal(err)
+				}
+				i++
+			}
+		})
+	}
+}
