@@ -8,6 +8,14 @@ cd "$(dirname "$0")/.."
 
 export AUTOSCALELUA_INTEGRATION=1
 
+# Headless Chromium, for the dashboard's browser test (Debian's package).
+if ! command -v chromium >/dev/null 2>&1; then
+  echo "== installing chromium"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
+fi
+
 echo "== go test -race ./..."
 go test -race -count=1 -timeout 30m ./...
 
