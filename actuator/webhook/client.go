@@ -1,0 +1,343 @@
+package webhook
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/actuator"
+)
+
+// ErrInvalidConfig reports a bad argument or option to [New] or
+// [NewReceiver].
+var ErrInvalidConfig = errors.New("webhook: invalid configuration")
+
+// DefaultTimeout is the default time limit of one HTTP attempt.
+const DefaultTimeout = 10 * time.Second
+
+// maxTokenFileSize bounds the bearer token file.
+const maxTokenFileSize = 64 << 10
+
+// StatusError reports a response whose status code is not 2xx. Statuses 429
+// and 5xx are retried; any other is returned marked [actuator.Permanent].
+// Use [errors.As] to read the code.
+type StatusError struct {
+	// URL is the endpoint, without user information or query.
+	URL string
+	// Code is the HTTP status code.
+	Code int
+}
+
+// Error names the endpoint and status; it never includes the response body.
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("webhook: POST %s: unexpected status %d %s", e.URL, e.Code, http.StatusText(e.Code))
+}
+
+// Retryable reports whether the status is worth retrying: 429 and 5xx.
+func (e *StatusError) Retryable() bool {
+	return e.Code == http.StatusTooManyRequests || e.Code >= 500
+}
+
+// Actuator is an [actuator.Actuator] that POSTs each request as a signed JSON
+// body (see [Encode] and [Sign]) to one URL. Each attempt sends:
+//
+//	Content-Type: application/json
+//	Idempotency-Key: <decision id>
+//	Autoscalelua-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">
+//	Authorization: Bearer <token>      (only with WithTokenEnv or WithTokenFile)
+//
+// A 2xx response is success. Network errors, timeouts, 429 and 5xx are retried
+// with exponential back-off and full jitter ([actuator.Retry]); other
+// statuses fail at once with a permanent [*StatusError]. Every attempt sends
+// the same body and idempotency key with a fresh signature timestamp, so the
+// receiver applies the decision once. Redirects are not followed (unless you
+// pass your own client with [WithHTTPClient]).
+//
+// Errors and log lines never contain the secret, the token, the URL's user
+// information or query, or the response body. An Actuator is safe for
+// concurrent use.
+type Actuator struct {
+	url       string // as given, used for requests
+	redacted  string // scheme://host/path, for errors
+	secret    []byte
+	client    *http.Client
+	tokenEnv  string
+	tokenFile string
+	timeout   time.Duration
+	now       func() time.Time
+	retryOpts []actuator.RetryOption
+	logger    *slog.Logger
+}
+
+var _ actuator.Actuator = (*Actuator)(nil)
+
+type clientConfig struct {
+	tokenEnv, tokenFile string
+	tls                 *tls.Config
+	client              *http.Client
+	timeout             time.Duration
+	now                 func() time.Time
+	retryOpts           []actuator.RetryOption
+	logger              *slog.Logger
+	errs                []error
+}
+
+// Option configures an [Actuator].
+type Option func(*clientConfig)
+
+// WithTokenEnv sends "Authorization: Bearer <token>" with the token read from
+// the environment variable name at each attempt. An empty variable fails the
+// call permanently. Not with [WithTokenFile].
+func WithTokenEnv(name string) Option {
+	return func(c *clientConfig) {
+		if name == "" {
+			c.errs = append(c.errs, errors.New("token environment variable name is empty"))
+		}
+		c.tokenEnv = name
+	}
+}
+
+// WithTokenFile sends "Authorization: Bearer <token>" with the token read
+// from the file at path at each attempt (surrounding white space trimmed), so
+// a rotated token (for example a projected Kubernetes secret) is picked up
+// without a restart. A missing or empty file fails the attempt, and the
+// attempt is retried. Not with [WithTokenEnv].
+func WithTokenFile(path string) Option {
+	return func(c *clientConfig) {
+		if path == "" {
+			c.errs = append(c.errs, errors.New("token file path is empty"))
+		}
+		c.tokenFile = path
+	}
+}
+
+// WithTLSConfig sets the TLS configuration (root CAs, client certificates)
+// of the default HTTP client; it is cloned. Not with [WithHTTPClient].
+func WithTLSConfig(cfg *tls.Config) Option {
+	return func(c *clientConfig) {
+		if cfg == nil {
+			c.errs = append(c.errs, errors.New("nil TLS config"))
+			return
+		}
+		c.tls = cfg.Clone()
+	}
+}
+
+// WithHTTPClient sets the HTTP client, for full control of transport, proxy
+// and redirects. Its Timeout, if any, adds to the per-attempt timeout. Not
+// with [WithTLSConfig].
+func WithHTTPClient(hc *http.Client) Option {
+	return func(c *clientConfig) {
+		if hc == nil {
+			c.errs = append(c.errs, errors.New("nil HTTP client"))
+			return
+		}
+		c.client = hc
+	}
+}
+
+// WithTimeout sets the time limit of one attempt, response included. Default
+// [DefaultTimeout]; it must be positive.
+func WithTimeout(d time.Duration) Option {
+	return func(c *clientConfig) {
+		if d <= 0 {
+			c.errs = append(c.errs, fmt.Errorf("timeout %s is not positive", d))
+			return
+		}
+		c.timeout = d
+	}
+}
+
+// WithRetry sets the retry policy, passed to [actuator.Retry]; the defaults
+// are its defaults (5 attempts, 100 ms base, 5 s cap). WithRetry(
+// actuator.WithAttempts(1)) disables retries.
+func WithRetry(opts ...actuator.RetryOption) Option {
+	return func(c *clientConfig) { c.retryOpts = append(c.retryOpts, opts...) }
+}
+
+// WithClock sets the clock used for signature timestamps. Default
+// [time.Now].
+func WithClock(now func() time.Time) Option {
+	return func(c *clientConfig) {
+		if now != nil {
+			c.now = now
+		}
+	}
+}
+
+// WithLogger logs failed attempts at Debug level (the error returned to the
+// caller is the record of a failed call). Default: no logging.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *clientConfig) {
+		if l != nil {
+			c.logger = l
+		}
+	}
+}
+
+// New returns an [Actuator] that POSTs to endpoint, an absolute http or https
+// URL, signing with secret (which must not be empty; it is copied). Use https
+// outside of tests: the token travels in a header. Bad arguments return an
+// error wrapping [ErrInvalidConfig].
+func New(endpoint string, secret []byte, opts ...Option) (*Actuator, error) {
+	cfg := clientConfig{timeout: DefaultTimeout, now: time.Now, logger: slog.New(slog.DiscardHandler)}
+	for _, o := range opts {
+		if o != nil {
+			o(&cfg)
+		}
+	}
+	errs := cfg.errs
+	u, err := url.Parse(endpoint)
+	switch {
+	case err != nil:
+		errs = append(errs, errors.New("endpoint is not a URL"))
+	case u.Scheme != "http" && u.Scheme != "https":
+		errs = append(errs, errors.New("endpoint scheme must be http or https"))
+	case u.Host == "":
+		errs = append(errs, errors.New("endpoint has no host"))
+	}
+	if len(secret) == 0 {
+		errs = append(errs, errors.New("signing secret is empty"))
+	}
+	if cfg.tokenEnv != "" && cfg.tokenFile != "" {
+		errs = append(errs, errors.New("WithTokenEnv and WithTokenFile are exclusive"))
+	}
+	if cfg.tls != nil && cfg.client != nil {
+		errs = append(errs, errors.New("WithTLSConfig and WithHTTPClient are exclusive"))
+	}
+	if len(errs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
+	}
+	hc := cfg.client
+	if hc == nil {
+		tr := http.DefaultTransport.(*http.Transport).Clone()
+		if cfg.tls != nil {
+			tr.TLSClientConfig = cfg.tls
+		}
+		hc = &http.Client{
+			Transport:     tr,
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		}
+	}
+	return &Actuator{
+		url:       endpoint,
+		redacted:  (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String(),
+		secret:    bytes.Clone(secret),
+		client:    hc,
+		tokenEnv:  cfg.tokenEnv,
+		tokenFile: cfg.tokenFile,
+		timeout:   cfg.timeout,
+		now:       cfg.now,
+		retryOpts: cfg.retryOpts,
+		logger:    cfg.logger,
+	}, nil
+}
+
+// Scale validates and encodes req, then POSTs it, retrying as described on
+// [Actuator]. An invalid request fails permanently with an error wrapping
+// [actuator.ErrInvalidRequest].
+func (a *Actuator) Scale(ctx context.Context, req actuator.Request) error {
+	body, err := Encode(req)
+	if err != nil {
+		return actuator.Permanent(err)
+	}
+	post := actuator.Func(func(ctx context.Context, req actuator.Request) error {
+		err := a.post(ctx, req.DecisionID, body)
+		if err != nil {
+			a.logger.LogAttrs(ctx, slog.LevelDebug, "webhook: attempt failed",
+				slog.String("decision_id", req.DecisionID), slog.String("error", err.Error()))
+		}
+		return err
+	})
+	return actuator.Retry(post, a.retryOpts...).Scale(ctx, req)
+}
+
+// post makes one attempt.
+func (a *Actuator) post(ctx context.Context, key string, body []byte) error {
+	token, err := a.token()
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, a.timeout)
+	defer cancel()
+	hreq, err := http.NewRequestWithContext(ctx, http.MethodPost, a.url, bytes.NewReader(body))
+	if err != nil {
+		return actuator.Permanent(fmt.Errorf("webhook: POST %s: cannot build request", a.redacted))
+	}
+	hreq.Header.Set("Content-Type", "application/json")
+	hreq.Header.Set("User-Agent", "autoscalelua-webhook/1")
+	hreq.Header.Set(IdempotencyKeyHeader, key)
+	hreq.Header.Set(SignatureHeader, Sign(a.secret, body, a.now()))
+	if token != "" {
+		hreq.Header.Set("Authorization", "Bearer "+token)
+	}
+	resp, err := a.client.Do(hreq)
+	if err != nil {
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err // its text repeats the full URL
+		}
+		return fmt.Errorf("webhook: POST %s: %w", a.redacted, err)
+	}
+	// Drain a little so the connection can be reused; never report the body.
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 4<<10))
+	_ = resp.Body.Close()
+	if resp.StatusCode >= 200 && resp.StatusCode < 300 {
+		return nil
+	}
+	serr := &StatusError{URL: a.redacted, Code: resp.StatusCode}
+	if serr.Retryable() {
+		return serr
+	}
+	return actuator.Permanent(serr)
+}
+
+// CloseIdleConnections closes idle keep-alive connections of the HTTP
+// client, for example when the actuator is no longer used.
+func (a *Actuator) CloseIdleConnections() { a.client.CloseIdleConnections() }
+
+// token reads the bearer token, if one is configured.
+func (a *Actuator) token() (string, error) {
+	var tok string
+	switch {
+	case a.tokenEnv != "":
+		tok = strings.TrimSpace(os.Getenv(a.tokenEnv))
+		if tok == "" {
+			return "", actuator.Permanent(fmt.Errorf("webhook: token environment variable %s is empty", a.tokenEnv))
+		}
+	case a.tokenFile != "":
+		f, err := os.Open(a.tokenFile)
+		if err != nil {
+			return "", fmt.Errorf("webhook: read token file: %w", err)
+		}
+		b, err := io.ReadAll(io.LimitReader(f, maxTokenFileSize+1))
+		_ = f.Close()
+		if err != nil {
+			return "", fmt.Errorf("webhook: read token file: %w", err)
+		}
+		if len(b) > maxTokenFileSize {
+			return "", actuator.Permanent(fmt.Errorf("webhook: token file %s is larger than %d bytes", a.tokenFile, maxTokenFileSize))
+		}
+		tok = strings.TrimSpace(string(b))
+		if tok == "" {
+			return "", fmt.Errorf("webhook: token file %s is empty", a.tokenFile)
+		}
+	default:
+		return "", nil
+	}
+	for i := range len(tok) {
+		if tok[i] < 0x21 || tok[i] > 0x7e {
+			return "", actuator.Permanent(errors.New("webhook: token contains a character not allowed in a header"))
+		}
+	}
+	return tok, nil
+}
