@@ -466,12 +466,7 @@ func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
 	s.MaxInFlight = max(s.MaxInFlight, s.InFlight)
 
 	w.mu.Lock()
-	h := w.histogramLocked(n, k)
-	h.max = maxLat
-	var qs [3]time.Duration
-	h.Quantiles([]float64{0.5, 0.9, 0.99}, qs[:])
-	s.P50, s.P90, s.P99 = qs[0], qs[1], qs[2]
-	s.Mean = h.Mean()
+	w.latencyLocked(n, k, maxLat, &s)
 	w.mu.Unlock()
 	s.Max = time.Duration(maxLat)
 	return s
@@ -511,24 +506,83 @@ func (w *Window) area(n, k, elapsed, inFlightNow int64) float64 {
 	return total
 }
 
-// histogramLocked returns the latency histogram of the k buckets ending with epoch n in
-// w.scratch. The caller holds w.mu.
-func (w *Window) histogramLocked(n, k int64) *Histogram {
-	h := &w.scratch
-	h.Reset()
+// latencyLocked fills s's mean and quantiles from the histograms of the k buckets
+// ending with epoch n. The completed buckets come merged: from the running histogram
+// for a whole window, else merged here; the current bucket, still being written, is
+// copied once and walked beside them, so a whole-window read never merges sixty
+// histograms nor copies the running one. The caller holds w.mu.
+func (w *Window) latencyLocked(n, k, maxLat int64, s *Snapshot) {
+	var base *Histogram
 	if k == w.n && k > 1 {
 		if w.cache == nil {
 			w.cache = newHistCache(w.ringLen)
 		}
 		w.cache.sync(w, n)
-		h.Merge(&w.cache.h)
+		base = &w.cache.h
 	} else {
+		base = &w.scratch
+		base.Reset()
 		for m := n - k + 1; m < n; m++ {
-			addBucket(h, w.bucketFor(m))
+			addBucket(base, w.bucketFor(m))
 		}
 	}
-	addBucket(h, w.bucketFor(n))
-	return h
+	var cur [numPages][subCount]uint32
+	var curUsed [numPages]bool
+	var total uint64
+	if b := w.bucketFor(n); b != nil {
+		for p := range b.pages {
+			pg := b.pages[p].Load()
+			if pg == nil {
+				continue
+			}
+			for i := range pg {
+				if v := pg[i].Load(); v != 0 {
+					cur[p][i] = v
+					total += uint64(v)
+					curUsed[p] = true
+				}
+			}
+		}
+	}
+	total += base.count
+	if total == 0 {
+		return
+	}
+	qs := [...]float64{0.5, 0.9, 0.99}
+	var out [len(qs)]time.Duration
+	i := 0
+	rank := nearestRank(qs[0], total)
+	var cum uint64
+	var sum float64
+	for p := range numPages {
+		bp := base.pages[p]
+		if bp == nil && !curUsed[p] {
+			continue
+		}
+		for j := range subCount {
+			c := uint64(cur[p][j])
+			if bp != nil {
+				c += bp[j]
+			}
+			if c == 0 {
+				continue
+			}
+			mid := bucketMid(p, j)
+			cum += c
+			sum += float64(c) * float64(mid)
+			for i < len(qs) && cum >= rank {
+				out[i] = time.Duration(min(mid, maxLat))
+				if i++; i < len(qs) {
+					rank = nearestRank(qs[i], total)
+				}
+			}
+		}
+	}
+	for ; i < len(qs); i++ {
+		out[i] = time.Duration(maxLat)
+	}
+	s.P50, s.P90, s.P99 = out[0], out[1], out[2]
+	s.Mean = min(time.Duration(math.Round(sum/float64(total))), time.Duration(maxLat))
 }
 
 // addBucket adds b's latency histogram to h and returns how many observations it added.
