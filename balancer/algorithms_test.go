@@ -30,14 +30,6 @@ func chiSquare(counts map[string]int, expected map[string]float64) float64 {
 // degrees of freedom: a fair picker exceeds them once in a thousand runs.
 var chiSquareCritical001 = map[int]float64{1: 10.83, 2: 13.82, 3: 16.27, 4: 18.47, 5: 20.52, 6: 22.46, 9: 27.88}
 
-func uniformShares(n int) map[string]float64 {
-	m := map[string]float64{}
-	for _, e := range endpoints(n) {
-		m[e.ID] = 1 / float64(n)
-	}
-	return m
-}
-
 // concurrentCounts picks total times from g goroutines, ending each pick at once.
 func concurrentCounts(t *testing.T, p *balancer.Pool, g, total int) map[string]int {
 	t.Helper()

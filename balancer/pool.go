@@ -59,13 +59,12 @@ type Pool struct {
 	initialized bool       // a non-empty Update happened
 	lastSweep   int64
 
-	fallbacks      atomic.Uint64
-	noBackend      atomic.Uint64
-	ejections      atomic.Uint64
-	ejectionsSkip  atomic.Uint64
-	panics         atomic.Uint64
-	rebuilds       atomic.Uint64
-	activeFailures atomic.Uint64
+	fallbacks     atomic.Uint64
+	noBackend     atomic.Uint64
+	ejections     atomic.Uint64
+	ejectionsSkip atomic.Uint64
+	panics        atomic.Uint64
+	rebuilds      atomic.Uint64
 }
 
 type snapshot struct {

@@ -530,3 +530,14 @@ func TestStaticDiscovery(t *testing.T) {
 		t.Errorf("Sync with bad list = %v, want ErrInvalidEndpoint", err)
 	}
 }
+
+func TestPoolRunStops(t *testing.T) {
+	p, _ := newPool(t, 1)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- p.Run(ctx) }()
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+}

@@ -350,3 +350,24 @@ func TestProxyOptions(t *testing.T) {
 		t.Errorf("NewProxy with defaults = %v", err)
 	}
 }
+
+func TestProxyRetryBudget(t *testing.T) {
+	d1, d2 := newBackend(t, "d1"), newBackend(t, "d2")
+	d1.Close()
+	d2.Close()
+	_, px, front := proxyTo(t, []*backend{d1, d2},
+		[]balancer.Option{balancer.WithOutlier(balancer.Outlier{Consecutive5xx: -1, ConsecutiveGatewayFailure: -1})},
+		balancer.WithRetries(10))
+	const requests = 30
+	for range requests {
+		if code, _ := get(t, front.Client(), front.URL); code != 502 {
+			t.Fatalf("status %d, want 502", code)
+		}
+	}
+	// 30 requests could retry 300 times; the budget allows its initial 100 tokens
+	// plus 0.2 per request.
+	got := px.Stats().Retries
+	if got < 100 || got > 100+requests/5 {
+		t.Errorf("retries = %d, want between 100 and %d", got, 100+requests/5)
+	}
+}

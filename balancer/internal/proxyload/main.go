@@ -1,0 +1,214 @@
+// Command proxyload compares the throughput of balancer.Proxy with a bare
+// httputil.ReverseProxy (Rewrite with SetURL and SetXForwarded, and a BufferPool) in
+// the same run, on loopback: one backend server, the two proxies in front of it, and a
+// closed-loop Go load generator with keep-alive connections. Rounds alternate between
+// the two proxies (bare, balancer, bare, ...) so that drift in the machine's load hits
+// both alike; it prints each round and the ratio of the medians.
+//
+//	go run ./balancer/internal/proxyload -rounds 5 -duration 3s -conc 32 -size 1024
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/balancer"
+)
+
+func main() {
+	rounds := flag.Int("rounds", 5, "rounds per proxy")
+	duration := flag.Duration("duration", 3*time.Second, "length of a round")
+	conc := flag.Int("conc", 32, "concurrent clients")
+	size := flag.Int("size", 1024, "response body size in bytes")
+	backends := flag.Int("backends", 1, "backend servers (the bare proxy uses the first)")
+	alg := flag.String("alg", "p2c", "balancer algorithm: rr, p2c, ewma, hash")
+	flag.Parse()
+	if err := run(*rounds, *duration, *conc, *size, *backends, *alg); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func serve(h http.Handler) (string, func(), error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second, ErrorLog: log.New(io.Discard, "", 0)}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		_ = srv.Serve(ln)
+	}()
+	return "http://" + ln.Addr().String(), func() {
+		_ = srv.Shutdown(context.Background())
+		<-done
+	}, nil
+}
+
+func transport(conc int) *http.Transport {
+	t := http.DefaultTransport.(*http.Transport).Clone()
+	t.MaxIdleConns = 4 * conc
+	t.MaxIdleConnsPerHost = 2 * conc
+	return t
+}
+
+func run(rounds int, d time.Duration, conc, size, nBackends int, alg string) error {
+	body := []byte(strings.Repeat("x", size))
+	var urls []string
+	for range nBackends {
+		u, stop, err := serve(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/octet-stream")
+			_, _ = w.Write(body)
+		}))
+		if err != nil {
+			return err
+		}
+		defer stop()
+		urls = append(urls, u)
+	}
+
+	target, err := url.Parse(urls[0])
+	if err != nil {
+		return err
+	}
+	bareTr := transport(conc)
+	bare := &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(target)
+			pr.SetXForwarded()
+		},
+		Transport:  bareTr,
+		BufferPool: balancer.NewBufferPool(),
+		ErrorLog:   log.New(io.Discard, "", 0),
+	}
+
+	var a balancer.Algorithm
+	switch alg {
+	case "rr":
+		a = balancer.RoundRobin{}
+	case "p2c":
+		a = &balancer.P2C{}
+	case "ewma":
+		a = &balancer.PeakEWMA{}
+	case "hash":
+		a = &balancer.Hash{}
+	default:
+		return fmt.Errorf("unknown algorithm %q", alg)
+	}
+	pool, err := balancer.New(balancer.WithAlgorithm(a))
+	if err != nil {
+		return err
+	}
+	var eps []balancer.Endpoint
+	for i, u := range urls {
+		eps = append(eps, balancer.Endpoint{ID: fmt.Sprint("be", i), URL: u})
+	}
+	if err := pool.Update(eps); err != nil {
+		return err
+	}
+	ourTr := transport(conc)
+	px, err := balancer.NewProxy(pool, balancer.WithTransport(ourTr), balancer.WithErrorLog(log.New(io.Discard, "", 0)),
+		balancer.WithKey(balancer.HeaderKey("X-Tenant")))
+	if err != nil {
+		return err
+	}
+	bareURL, stopBare, err := serve(bare)
+	if err != nil {
+		return err
+	}
+	defer stopBare()
+	ourURL, stopOur, err := serve(px)
+	if err != nil {
+		return err
+	}
+	defer stopOur()
+
+	client := &http.Client{Transport: transport(conc)}
+	// Warm up connections on both.
+	for _, u := range []string{bareURL, ourURL} {
+		if _, err := load(client, u, conc, 300*time.Millisecond); err != nil {
+			return err
+		}
+	}
+	fmt.Printf("proxyload: %d rounds of %v, %d clients, %d-byte responses, %d backend(s), algorithm %s, GOMAXPROCS %d\n",
+		rounds, d, conc, size, nBackends, alg, runtimeProcs())
+	var bareRPS, ourRPS []float64
+	for i := range rounds {
+		b, err := load(client, bareURL, conc, d)
+		if err != nil {
+			return err
+		}
+		o, err := load(client, ourURL, conc, d)
+		if err != nil {
+			return err
+		}
+		bareRPS, ourRPS = append(bareRPS, b), append(ourRPS, o)
+		fmt.Printf("round %d: bare %8.0f req/s   balancer %8.0f req/s   ratio %.3f\n", i+1, b, o, o/b)
+	}
+	mb, mo := median(bareRPS), median(ourRPS)
+	fmt.Printf("median: bare %.0f req/s, balancer %.0f req/s, ratio %.3f\n", mb, mo, mo/mb)
+	st := pool.Stats()
+	fmt.Printf("pool: %d members, %d ready, %d no-backend\n", st.Members, st.Ready, st.NoBackend)
+	client.CloseIdleConnections()
+	bareTr.CloseIdleConnections()
+	px.CloseIdleConnections()
+	return nil
+}
+
+// load runs conc closed-loop clients against u for d and returns completed requests
+// per second; a non-200 answer is an error.
+func load(c *http.Client, u string, conc int, d time.Duration) (float64, error) {
+	var n atomic.Int64
+	var firstErr error
+	var once sync.Once
+	deadline := time.Now().Add(d)
+	start := time.Now()
+	var wg sync.WaitGroup
+	for g := range conc {
+		wg.Go(func() {
+			tenant := fmt.Sprint("t", g)
+			for time.Now().Before(deadline) {
+				req, _ := http.NewRequest(http.MethodGet, u+"/x", nil)
+				req.Header.Set("X-Tenant", tenant)
+				res, err := c.Do(req)
+				if err == nil {
+					_, err = io.Copy(io.Discard, res.Body)
+					res.Body.Close()
+					if err == nil && res.StatusCode != 200 {
+						err = fmt.Errorf("status %d from %s", res.StatusCode, u)
+					}
+				}
+				if err != nil {
+					once.Do(func() { firstErr = err })
+					return
+				}
+				n.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	return float64(n.Load()) / time.Since(start).Seconds(), firstErr
+}
+
+func median(xs []float64) float64 {
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	if len(s)%2 == 1 {
+		return s[len(s)/2]
+	}
+	return (s[len(s)/2-1] + s[len(s)/2]) / 2
+}
