@@ -364,6 +364,16 @@ func seconds(f float64) (time.Duration, bool) {
 	return time.Duration(f * float64(time.Second)), true
 }
 
+// instant converts Lua Unix seconds to a time, refusing what is not a time between the
+// years 1 and 5000.
+func instant(f float64) (time.Time, bool) {
+	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 95e9 {
+		return time.Time{}, false
+	}
+	sec, frac := math.Modf(f)
+	return time.Unix(int64(sec), int64(math.Round(frac*1e9))), true
+}
+
 // ms converts a duration to Lua milliseconds.
 func ms(d time.Duration) lua.LValue { return lua.LNumber(float64(d) / 1e6) }
 

@@ -219,11 +219,11 @@ func (s *Suite) install(v *vm) {
 	clock := L.NewTable()
 	clock.RawSetString("now", L.NewFunction(v.luaNow))
 	clock.RawSetString("set", L.NewFunction(func(L *lua.LState) int {
-		d, ok := seconds(float64(L.CheckNumber(1)))
+		t, ok := instant(float64(L.CheckNumber(1)))
 		if !ok {
 			L.ArgError(1, "not a time")
 		}
-		s.clock.Set(time.Unix(0, int64(d)))
+		s.clock.Set(t)
 		return 0
 	}))
 	clock.RawSetString("advance", L.NewFunction(func(L *lua.LState) int {
@@ -423,11 +423,11 @@ func fixtureInput(t *lua.LTable, now time.Time) (*autoscale.Input, error) {
 	in := &autoscale.Input{Now: now, Tick: time.Second}
 	if v, ok := f["now"]; ok {
 		n, ok := v.(lua.LNumber)
-		d, ok2 := seconds(float64(n))
+		t, ok2 := instant(float64(n))
 		if !ok || !ok2 {
 			return nil, fmt.Errorf("now: %v is not a time in seconds", v)
 		}
-		in.Now = time.Unix(0, int64(d))
+		in.Now = t
 	}
 	tick, err := num(f, "tick", 1)
 	if err != nil {
