@@ -1,0 +1,245 @@
+package simulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+)
+
+// StandardNames lists the standard scenarios, in the order [Standard] returns them.
+func StandardNames() []string {
+	return []string{"flash-sale", "diurnal", "bursty", "slow-cold-start", "scale-from-zero"}
+}
+
+// Standard returns the standard scenarios the shipped policies are compared on. Each
+// serves a service whose replica handles 10 requests at once, for a log-normal 100 ms
+// (coefficient of variation 0.5), so 100 requests per second at full utilisation, with
+// a 500 ms SLO and a 30 s client timeout:
+//
+//   - flash-sale: 100 rps rising to 12× (1,200 rps) over 2 minutes at minute 10,
+//     holding 10 minutes, falling back over 3; 10 s cold start; 40 minutes.
+//   - diurnal: a day compressed into an hour, 30 to 400 rps; 10 s cold start.
+//   - bursty: Poisson at 200 rps with 3× bursts of 20–60 s every 4 minutes on average;
+//     10 s cold start; 30 minutes.
+//   - slow-cold-start: 100 rps, a step to 500 at minute 5 and down to 150 at minute 20,
+//     with a 45 s cold start; 30 minutes.
+//   - scale-from-zero: Min 0, starting with no replica: idle, 20 rps, idle, 150 rps,
+//     idle, 5 rps; 3 s cold start (requests wait for a first replica, as at Knative's
+//     activator); 30 minutes.
+func Standard() []Scenario {
+	return []Scenario{
+		{
+			Name:        "flash-sale",
+			Description: "100 rps → 1,200 rps in 2 min, 10 min plateau, back in 3 min; 10 s cold start",
+			Duration:    40 * time.Minute,
+			Traffic: FlashSale{Base: 100, Peak: 12, Start: 10 * time.Minute, Rise: 2 * time.Minute,
+				Hold: 10 * time.Minute, Fall: 3 * time.Minute},
+			Service: Service{Replicas: 2, Min: 1, Max: 100},
+		},
+		{
+			Name:        "diurnal",
+			Description: "a day compressed into an hour, 30–400 rps; 10 s cold start",
+			Duration:    time.Hour,
+			Traffic:     Diurnal{Min: 30, Max: 400, Period: time.Hour},
+			Service:     Service{Replicas: 1, Min: 1, Max: 100},
+		},
+		{
+			Name:        "bursty",
+			Description: "Poisson 200 rps with 3× bursts of 20–60 s every ~4 min; 10 s cold start",
+			Duration:    30 * time.Minute,
+			Traffic:     mustBursty(NewBursty(200, 3, 4*time.Minute, 20*time.Second, 60*time.Second, 30*time.Minute, 7)),
+			Service:     Service{Replicas: 3, Min: 1, Max: 100},
+		},
+		{
+			Name:        "slow-cold-start",
+			Description: "100 → 500 rps at 5 min, → 150 at 20 min; 45 s cold start",
+			Duration:    30 * time.Minute,
+			Traffic:     Sum{Step{From: 100, To: 500, At: 5 * time.Minute}, Step{From: 0, To: -350, At: 20 * time.Minute}},
+			Service:     Service{Replicas: 2, Min: 1, Max: 100, ColdStart: 45 * time.Second},
+		},
+		{
+			Name:        "scale-from-zero",
+			Description: "from zero replicas: idle, 20 rps, idle, 150 rps, idle, 5 rps; 3 s cold start",
+			Duration:    30 * time.Minute,
+			Traffic: Func(func(t time.Duration) float64 {
+				switch {
+				case t < 2*time.Minute:
+					return 0
+				case t < 6*time.Minute:
+					return 20
+				case t < 12*time.Minute:
+					return 0
+				case t < 15*time.Minute:
+					return 150
+				case t < 22*time.Minute:
+					return 0
+				}
+				return 5
+			}),
+			Service: Service{InitialZero: true, Min: 0, Max: 100, ColdStart: 3 * time.Second},
+		},
+	}
+}
+
+// Extra returns scenarios beyond the standard set, for the command and for tests:
+// constant, step, ramp and multi-tenant (three tenants: a steady one, a diurnal one
+// and one with a flash sale).
+func Extra() []Scenario {
+	return []Scenario{
+		{Name: "constant", Description: "300 rps", Duration: 20 * time.Minute, Traffic: Constant(300),
+			Service: Service{Replicas: 2, Min: 1, Max: 100}},
+		{Name: "step", Description: "100 → 600 rps at 5 min", Duration: 20 * time.Minute,
+			Traffic: Step{From: 100, To: 600, At: 5 * time.Minute}, Service: Service{Replicas: 2, Min: 1, Max: 100}},
+		{Name: "ramp", Description: "50 → 800 rps over 15 min", Duration: 30 * time.Minute,
+			Traffic: Ramp{From: 50, To: 800, Start: 5 * time.Minute, Length: 15 * time.Minute},
+			Service: Service{Replicas: 1, Min: 1, Max: 100}},
+		{Name: "multi-tenant", Description: "three tenants: steady 100 rps, diurnal 20–200 rps, a 10× flash sale from 30 rps",
+			Duration: 40 * time.Minute,
+			Traffic: Mix{
+				{Name: "steady", Profile: Constant(100)},
+				{Name: "daily", Profile: Diurnal{Min: 20, Max: 200, Period: 40 * time.Minute}},
+				{Name: "sale", Profile: FlashSale{Base: 30, Peak: 10, Start: 15 * time.Minute, Rise: time.Minute,
+					Hold: 5 * time.Minute, Fall: time.Minute}},
+			},
+			Service: Service{Replicas: 3, Min: 1, Max: 100}},
+	}
+}
+
+func mustBursty(b *Bursty, err error) *Bursty {
+	if err != nil {
+		panic(err) // the arguments are constants checked by the tests
+	}
+	return b
+}
+
+// ScenarioByName returns a standard or extra scenario by name.
+func ScenarioByName(name string) (Scenario, bool) {
+	for _, sc := range append(Standard(), Extra()...) {
+		if sc.Name == name {
+			return sc, true
+		}
+	}
+	return Scenario{}, false
+}
+
+// ScenarioNames lists the standard and extra scenarios' names.
+func ScenarioNames() []string {
+	var out []string
+	for _, sc := range append(Standard(), Extra()...) {
+		out = append(out, sc.Name)
+	}
+	return out
+}
+
+// TraceScenario returns a scenario replaying a trace (see [Trace]) for its length, on
+// the default service, named after name.
+func TraceScenario(name string, tr *Trace) Scenario {
+	return Scenario{Name: name, Description: fmt.Sprintf("replay of %d requests", tr.Requests()),
+		Duration: max(tr.Length(), time.Second), Traffic: tr,
+		Service: Service{Replicas: 1, Min: 1, Max: 100}}
+}
+
+// Comparison runs every policy on every scenario.
+type Comparison struct {
+	Scenarios []Scenario
+	Policies  []Policy
+	// Seed seeds every run (each run gets the same seed).
+	Seed uint64
+	// Workers is how many runs go at once; zero means 1. Results do not depend on it.
+	Workers int
+}
+
+// Compare runs every policy of c on every scenario and returns the results in
+// scenario-major order (all policies of the first scenario first). It returns the
+// first error; the runs are independent and deterministic, so Workers changes only
+// the wall time.
+func Compare(ctx context.Context, c Comparison) ([]*Result, error) {
+	if len(c.Scenarios) == 0 || len(c.Policies) == 0 {
+		return nil, fmt.Errorf("%w: comparison needs scenarios and policies", ErrInvalidConfig)
+	}
+	n := len(c.Scenarios) * len(c.Policies)
+	out := make([]*Result, n)
+	errs := make([]error, n)
+	workers := min(max(c.Workers, 1), n)
+	jobs := make(chan int)
+	var wg sync.WaitGroup
+	for range workers {
+		wg.Go(func() {
+			for k := range jobs {
+				sc, p := c.Scenarios[k/len(c.Policies)], c.Policies[k%len(c.Policies)]
+				out[k], errs[k] = Run(ctx, Config{Scenario: sc, Policy: p, Seed: c.Seed})
+			}
+		})
+	}
+	for k := range n {
+		jobs <- k
+	}
+	close(jobs)
+	wg.Wait()
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// Summaries returns the summaries of results.
+func Summaries(results []*Result) []Summary {
+	out := make([]Summary, len(results))
+	for i, r := range results {
+		out[i] = r.Summary
+	}
+	return out
+}
+
+// Verdict compares a candidate policy with references on each scenario: the
+// candidate meets the bar on a scenario when it has fewer SLO-violating requests than
+// every reference, no more replica-seconds than any, and no flap. It returns one line
+// per scenario, in the order of first appearance, saying which parts of the bar were
+// met.
+func Verdict(sums []Summary, candidate string, references ...string) []string {
+	byScenario := map[string]map[string]Summary{}
+	var order []string
+	for _, s := range sums {
+		if byScenario[s.Scenario] == nil {
+			byScenario[s.Scenario] = map[string]Summary{}
+			order = append(order, s.Scenario)
+		}
+		byScenario[s.Scenario][s.Policy] = s
+	}
+	var out []string
+	for _, name := range order {
+		m := byScenario[name]
+		c, ok := m[candidate]
+		if !ok {
+			continue
+		}
+		var misses []string
+		refs := append([]string(nil), references...)
+		sort.Strings(refs)
+		for _, r := range refs {
+			s, ok := m[r]
+			if !ok {
+				continue
+			}
+			if c.Violations >= s.Violations {
+				misses = append(misses, fmt.Sprintf("%d violations, not fewer than %s's %d", c.Violations, r, s.Violations))
+			}
+			if c.ReplicaSeconds > s.ReplicaSeconds {
+				misses = append(misses, fmt.Sprintf("%.0f replica-seconds, more than %s's %.0f", c.ReplicaSeconds, r, s.ReplicaSeconds))
+			}
+		}
+		if c.Flaps > 0 {
+			misses = append(misses, fmt.Sprintf("%d flaps", c.Flaps))
+		}
+		if len(misses) == 0 {
+			out = append(out, fmt.Sprintf("%s: meets the bar", name))
+		} else {
+			out = append(out, fmt.Sprintf("%s: falls short: %s", name, strings.Join(misses, "; ")))
+		}
+	}
+	return out
+}
