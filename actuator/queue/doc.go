@@ -1,0 +1,26 @@
+// Package queue publishes scale decisions to a message broker as CloudEvents,
+// and turns them back into actuator calls on the other side.
+//
+// The producer side is [NewActuator]: each decision is encoded with [Encode]
+// (CloudEvents 1.0, JSON structured format, type [EventType], id = decision
+// ID) and handed to a [Publisher]. A failed publish is an error the scaling
+// loop retries, so nothing is silently lost.
+//
+// The consumer side is [Consumer], the core of a dedicated scaling
+// controller: it decodes each message strictly ([Decode]), skips poison
+// messages, duplicates and out-of-order stale decisions, and applies the rest
+// to any [actuator.Actuator]. It knows nothing of brokers; the adapters in
+// the sub-packages (nats, kafka) feed it through [Handler] and acknowledge,
+// redeliver or commit according to what Handle returns.
+//
+// Example, with the NATS JetStream adapter:
+//
+//	// In the gateway:
+//	pub, err := nats.NewPublisher(nc, "autoscale.decisions")
+//	act := actuator.Retry(queue.NewActuator(pub, "/gateway/eu-1"))
+//
+//	// In the scaling controller:
+//	c, err := queue.NewConsumer(kubernetesActuator)
+//	sub, err := nats.NewSubscriber(nc, "DECISIONS", "controller", c)
+//	err = sub.Run(ctx)
+package queue
