@@ -57,6 +57,7 @@ type Loop struct {
 	throttler      Throttler
 	router         Router
 	elector        Elector
+	observer       func(Tick)
 	history        int
 	act            Actuation
 	random         func() float64
@@ -279,7 +280,18 @@ func (l *Loop) nextID() string {
 // the policy returned no valid Scale action holds (or falls back, see [Fallback]). A
 // policy may return actions together with an error (for example [ErrMissingMetrics]
 // for some targets): the actions are applied and the other targets hold. Step returns an error only when ctx is done or the loop is closed.
+//
+// When an observer is set ([WithObserver]), Step calls it with the tick's record after
+// the step, outside the loop's locks.
 func (l *Loop) Step(ctx context.Context, now time.Time) (Tick, error) {
+	tk, err := l.step(ctx, now)
+	if err == nil && l.observer != nil {
+		l.observer(tk)
+	}
+	return tk, err
+}
+
+func (l *Loop) step(ctx context.Context, now time.Time) (Tick, error) {
 	if err := ctx.Err(); err != nil {
 		return Tick{}, fmt.Errorf("autoscale: step: %w", err)
 	}

@@ -73,6 +73,7 @@ func TestNewLoopErrors(t *testing.T) {
 		{"bad history", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithHistory(0)}, "history"},
 		{"bad actuation", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithActuation(autoscale.Actuation{Attempts: -1})}, "attempts"},
 		{"bad target and no policy, both reported", []autoscale.Option{autoscale.WithTargets(autoscale.Target{Name: "a"})}, "no policy"},
+		{"nil observer", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithObserver(nil)}, "observer"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -119,6 +120,23 @@ func TestStepScalesAndReadsBack(t *testing.T) {
 	}
 	if got := l.Targets(); got[0].Replicas != 5 || got[0].Desired != 5 {
 		t.Fatalf("targets = %+v", got)
+	}
+}
+
+func TestObserver(t *testing.T) {
+	rec := new(actuatortest.Recorder)
+	var seen []autoscale.Tick
+	var l *autoscale.Loop
+	l = newLoop(t, autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithTargets(autoscale.Target{Name: "a", Max: 5, Actuator: rec, Safety: free}),
+		autoscale.WithObserver(func(tk autoscale.Tick) {
+			// Outside the loop's locks: reading the loop from the observer does not deadlock.
+			_ = l.Targets()
+			seen = append(seen, tk)
+		}))
+	step(t, l, t0)
+	step(t, l, t0.Add(time.Second))
+	if len(seen) != 2 || !seen[0].Time.Equal(t0) || seen[0].Decisions[0].Desired != 3 {
+		t.Fatalf("observed %d ticks: %+v", len(seen), seen)
 	}
 }
 

@@ -185,6 +185,21 @@ func WithElector(e Elector) Option {
 	}
 }
 
+// WithObserver sets a function called with every tick's record after [Loop.Step] (and
+// so every tick of [Loop.Run]), from the stepping goroutine, outside the loop's locks:
+// to print decisions, feed a dashboard, or assert in tests. It must not call Step. The
+// actuator results in the record may still be pending; read them later with
+// [Loop.Decision].
+func WithObserver(f func(Tick)) Option {
+	return func(l *Loop) error {
+		if f == nil {
+			return fmt.Errorf("%w: nil observer", ErrInvalidConfig)
+		}
+		l.observer = f
+		return nil
+	}
+}
+
 // WithDryRun makes the loop compute and record decisions without applying any action
 // (no actuator call, no applier call).
 func WithDryRun(on bool) Option {
