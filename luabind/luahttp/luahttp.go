@@ -1,0 +1,83 @@
+// Package luahttp plugs a Lua script's on_request (a [luabind.Runtime]) into the
+// recording middleware as its [middleware.Hook]: the access phase of an OpenResty
+// gateway, in Go.
+//
+//	rt, _ := luabind.New(src)
+//	mw := middleware.New(middleware.WithRegistry(reg), middleware.WithHook(luahttp.Hook(rt)))
+//
+// The script sees the request's method, path, host, headers, query, the middleware's
+// keys (route, tenant, model, priority), the content length and, when the host
+// estimates them, tokens; what it returns changes the keys, sets response headers or
+// rejects the request (see luabind's REFERENCE.md).
+//
+// This package imports both luabind and middleware, which do not import each other
+// (DESIGN.md keeps luabind above metrics, autoscale and balancer, and middleware above
+// metrics and balancer only); it is the small leaf that joins them, as otelmetrics
+// joins metrics to OpenTelemetry.
+package luahttp
+
+import (
+	"net/http"
+
+	"github.com/autoscalelua/autoscalelua/luabind"
+	"github.com/autoscalelua/autoscalelua/middleware"
+)
+
+// Option configures [Hook].
+type Option func(*config)
+
+type config struct {
+	tokens func(*http.Request) int64
+}
+
+// WithTokens sets how the host estimates a request's tokens (AI gateways), shown to
+// the script as req.tokens; by default the script sees nil.
+func WithTokens(f func(*http.Request) int64) Option { return func(c *config) { c.tokens = f } }
+
+// Hook returns a middleware hook that runs rt's on_request. A script without
+// on_request costs nothing. A failing hook is handled by the runtime's failure policy
+// (fail-open by default: the request proceeds); the failure is counted and logged
+// there, never shown to the client.
+func Hook(rt *luabind.Runtime, opts ...Option) middleware.Hook {
+	var c config
+	for _, o := range opts {
+		o(&c)
+	}
+	return func(r *http.Request, k middleware.Keys) (middleware.Keys, middleware.Verdict) {
+		if !rt.Has(luabind.HookRequest) {
+			return k, middleware.Verdict{}
+		}
+		req := luabind.Request{
+			Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, RawQuery: r.URL.RawQuery,
+			Tenant: k.Tenant, Route: k.Route, Model: k.Model, Priority: k.Priority, ContentLength: r.ContentLength,
+		}
+		if c.tokens != nil {
+			req.Tokens = c.tokens(r)
+		}
+		d, _ := rt.OnRequest(r.Context(), &req)
+		var v middleware.Verdict
+		if len(d.Headers) > 0 {
+			v.Header = make(http.Header, len(d.Headers))
+			for _, h := range d.Headers {
+				v.Header.Add(h.Name, h.Value)
+			}
+		}
+		if d.Reject {
+			v.Status, v.RetryAfter, v.Body = d.Status, d.RetryAfter, d.Body
+			return k, v
+		}
+		if d.SetPriority {
+			k.Priority = d.Priority
+		}
+		if d.Route != "" {
+			k.Route = d.Route
+		}
+		if d.Tenant != "" {
+			k.Tenant = d.Tenant
+		}
+		if d.Model != "" {
+			k.Model = d.Model
+		}
+		return k, v
+	}
+}
