@@ -436,11 +436,11 @@ func TestMiddlewareAdmission(t *testing.T) {
 		codes[rec.Code]++
 		switch rec.Code {
 		case 503:
-			if rec.Header().Get("Retry-After") != "3" || rec.Body.String() != "Service Unavailable\n" {
+			if rec.Header().Get("Retry-After") != "3" || rec.Body.String() != "Service Unavailable\n" || rec.Header().Get(middleware.RejectedHeader) != "shed" {
 				t.Fatalf("shed response: Retry-After %q body %q", rec.Header().Get("Retry-After"), rec.Body)
 			}
 		case 429:
-			if rec.Header().Get("Retry-After") != "60" || rec.Body.String() != "Too Many Requests\n" {
+			if rec.Header().Get("Retry-After") != "60" || rec.Body.String() != "Too Many Requests\n" || rec.Header().Get(middleware.RejectedHeader) != "throttled" {
 				t.Fatalf("throttled response: Retry-After %q body %q", rec.Header().Get("Retry-After"), rec.Body)
 			}
 		}
@@ -480,7 +480,7 @@ func TestHook(t *testing.T) {
 		}))
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest("GET", "/h?block=1", nil))
-	if rec.Code != 403 || rec.Body.String() != "blocked by policy\n" || rec.Header().Get("Retry-After") != "2" {
+	if rec.Code != 403 || rec.Body.String() != "blocked by policy\n" || rec.Header().Get("Retry-After") != "2" || rec.Header().Get(middleware.RejectedHeader) != "hook" {
 		t.Errorf("rejected: %d %q Retry-After %q", rec.Code, rec.Body, rec.Header().Get("Retry-After"))
 	}
 	rec = httptest.NewRecorder()

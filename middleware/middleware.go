@@ -2,6 +2,7 @@ package middleware
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log/slog"
 	"math"
@@ -216,7 +217,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		keys, v = c.hook(r, keys)
 		setHeaders(w, v.Header)
 		if v.Status != 0 {
-			h.reject(w, keys, start, v.Status, v.RetryAfter, v.Body)
+			h.reject(w, keys, start, v.Status, v.RetryAfter, v.Body, "hook")
 			return
 		}
 	}
@@ -225,7 +226,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		permit, err = c.admission.Admit(r.Context(), Info{Route: keys.Route, Tenant: keys.Tenant, Priority: keys.Priority, Now: start})
 		if err != nil {
-			h.reject(w, keys, start, StatusOf(err), permit.RetryAfter(), "")
+			h.reject(w, keys, start, StatusOf(err), permit.RetryAfter(), "", reasonOf(err))
 			return
 		}
 		if rt := permit.Route(); rt != keys.Route {
@@ -287,9 +288,29 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	c.writers.Put(rw)
 }
 
+// RejectedHeader is set on every response the middleware itself gives to a request it
+// turned away, to say why: "shed", "throttled", "queue-full", "queue-timeout",
+// "canceled" or "hook". Like Envoy's x-envoy-overloaded, it lets clients and load
+// generators tell load shedding from a failing backend.
+const RejectedHeader = "X-Autoscale-Rejected"
+
+func reasonOf(err error) string {
+	switch {
+	case errors.Is(err, ErrShed):
+		return "shed"
+	case errors.Is(err, ErrThrottled):
+		return "throttled"
+	case errors.Is(err, ErrQueueFull):
+		return "queue-full"
+	case errors.Is(err, ErrQueueTimeout):
+		return "queue-timeout"
+	}
+	return "canceled"
+}
+
 // reject answers a request that the hook or admission turned away, with a short fixed
 // text (never an error's text), and records it as rejected in its windows.
-func (h *Handler) reject(w http.ResponseWriter, keys Keys, now time.Time, status int, retryAfter time.Duration, body string) {
+func (h *Handler) reject(w http.ResponseWriter, keys Keys, now time.Time, status int, retryAfter time.Duration, body, reason string) {
 	if status < 400 || status > 599 {
 		status = http.StatusServiceUnavailable
 	}
@@ -301,6 +322,7 @@ func (h *Handler) reject(w http.ResponseWriter, keys Keys, now time.Time, status
 	}
 	w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 	w.Header().Set("X-Content-Type-Options", "nosniff")
+	w.Header().Set(RejectedHeader, reason)
 	w.WriteHeader(status)
 	io.WriteString(w, body+"\n")
 	o := metrics.Observation{Outcome: metrics.OutcomeRejected}
