@@ -181,46 +181,65 @@ func TestProxyTimeoutIs504(t *testing.T) {
 }
 
 func TestProxyStreams(t *testing.T) {
-	release := make(chan struct{})
-	sse := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		w.Header().Set("Content-Type", "text/event-stream")
-		fmt.Fprint(w, "data: first\n\n")
-		w.(http.Flusher).Flush()
-		<-release
-		fmt.Fprint(w, "data: last\n\n")
-	}))
-	defer sse.Close()
-	_, _, front := proxyTo(t, nil, nil)
-	_ = front
-	p, err := balancer.New()
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name        string
+		contentType string
+		length      bool // the backend sends a Content-Length
+		opts        []balancer.ProxyOption
+	}{
+		{"server-sent events", "text/event-stream", false, nil},
+		{"chunked without content length", "application/x-ndjson", false, nil},
+		{"content length with flush interval -1", "text/plain", true, []balancer.ProxyOption{balancer.WithFlushInterval(-1)}},
 	}
-	if err := p.Update([]balancer.Endpoint{{ID: "sse", URL: sse.URL}}); err != nil {
-		t.Fatal(err)
-	}
-	px, err := balancer.NewProxy(p)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer px.CloseIdleConnections()
-	fs := httptest.NewServer(px)
-	defer fs.Close()
-	res, err := http.Get(fs.URL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer res.Body.Close()
-	r := bufio.NewReader(res.Body)
-	// The first event arrives while the backend is still writing: it was flushed.
-	line, err := r.ReadString('\n')
-	if err != nil || line != "data: first\n" {
-		t.Fatalf("first line %q, %v", line, err)
-	}
-	close(release)
-	rest, _ := io.ReadAll(r)
-	if !strings.Contains(string(rest), "data: last") {
-		t.Errorf("rest %q", rest)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			release := make(chan struct{})
+			be := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				w.Header().Set("Content-Type", tt.contentType)
+				if tt.length {
+					w.Header().Set("Content-Length", fmt.Sprint(len("data: first\n\ndata: last\n\n")))
+				}
+				fmt.Fprint(w, "data: first\n\n")
+				w.(http.Flusher).Flush()
+				<-release
+				fmt.Fprint(w, "data: last\n\n")
+			}))
+			defer be.Close()
+			p, err := balancer.New()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := p.Update([]balancer.Endpoint{{ID: "s", URL: be.URL}}); err != nil {
+				t.Fatal(err)
+			}
+			px, err := balancer.NewProxy(p, tt.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer px.CloseIdleConnections()
+			front := httptest.NewServer(px)
+			defer front.Close()
+			// The timeout only turns a missing flush into a failure, not a hang.
+			client := &http.Client{Timeout: 10 * time.Second}
+			res, err := client.Get(front.URL)
+			if err != nil {
+				close(release)
+				t.Fatal(err)
+			}
+			defer res.Body.Close()
+			r := bufio.NewReader(res.Body)
+			// The first event arrives while the backend is still writing: it was
+			// flushed through the proxy.
+			line, err := r.ReadString('\n')
+			close(release)
+			if err != nil || line != "data: first\n" {
+				t.Fatalf("first line %q, %v", line, err)
+			}
+			rest, _ := io.ReadAll(r)
+			if !strings.Contains(string(rest), "data: last") {
+				t.Errorf("rest %q", rest)
+			}
+		})
 	}
 }
 

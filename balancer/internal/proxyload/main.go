@@ -35,8 +35,10 @@ func main() {
 	size := flag.Int("size", 1024, "response body size in bytes")
 	backends := flag.Int("backends", 1, "backend servers (the bare proxy uses the first)")
 	alg := flag.String("alg", "p2c", "balancer algorithm: rr, p2c, ewma, hash")
+	flush := flag.Duration("flush", -1, "FlushInterval of the balancer's proxy (its default is -1, streaming)")
+	bareFlush := flag.Duration("bare-flush", 0, "FlushInterval of the bare proxy (httputil's default is 0)")
 	flag.Parse()
-	if err := run(*rounds, *duration, *conc, *size, *backends, *alg); err != nil {
+	if err := run(*rounds, *duration, *conc, *size, *backends, *alg, *flush, *bareFlush); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
@@ -66,7 +68,7 @@ func transport(conc int) *http.Transport {
 	return t
 }
 
-func run(rounds int, d time.Duration, conc, size, nBackends int, alg string) error {
+func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flush, bareFlush time.Duration) error {
 	body := []byte(strings.Repeat("x", size))
 	var urls []string
 	for range nBackends {
@@ -91,9 +93,10 @@ func run(rounds int, d time.Duration, conc, size, nBackends int, alg string) err
 			pr.SetURL(target)
 			pr.SetXForwarded()
 		},
-		Transport:  bareTr,
-		BufferPool: balancer.NewBufferPool(),
-		ErrorLog:   log.New(io.Discard, "", 0),
+		Transport:     bareTr,
+		BufferPool:    balancer.NewBufferPool(),
+		FlushInterval: bareFlush,
+		ErrorLog:      log.New(io.Discard, "", 0),
 	}
 
 	var a balancer.Algorithm
@@ -122,7 +125,7 @@ func run(rounds int, d time.Duration, conc, size, nBackends int, alg string) err
 	}
 	ourTr := transport(conc)
 	px, err := balancer.NewProxy(pool, balancer.WithTransport(ourTr), balancer.WithErrorLog(log.New(io.Discard, "", 0)),
-		balancer.WithKey(balancer.HeaderKey("X-Tenant")))
+		balancer.WithKey(balancer.HeaderKey("X-Tenant")), balancer.WithFlushInterval(flush))
 	if err != nil {
 		return err
 	}
@@ -144,29 +147,45 @@ func run(rounds int, d time.Duration, conc, size, nBackends int, alg string) err
 			return err
 		}
 	}
-	fmt.Printf("proxyload: %d rounds of %v, %d clients, %d-byte responses, %d backend(s), algorithm %s, GOMAXPROCS %d\n",
-		rounds, d, conc, size, nBackends, alg, runtimeProcs())
-	var bareRPS, ourRPS []float64
+	fmt.Printf("proxyload: %d rounds of %v, %d clients, %d-byte responses, %d backend(s), algorithm %s, flush %v (bare %v), GOMAXPROCS %d\n",
+		rounds, d, conc, size, nBackends, alg, flush, bareFlush, runtimeProcs())
+	var bareRPS, ourRPS, bareCPU, ourCPU []float64
 	for i := range rounds {
-		b, err := load(client, bareURL, conc, d)
+		b, bc, err := measure(client, bareURL, conc, d)
 		if err != nil {
 			return err
 		}
-		o, err := load(client, ourURL, conc, d)
+		o, oc, err := measure(client, ourURL, conc, d)
 		if err != nil {
 			return err
 		}
 		bareRPS, ourRPS = append(bareRPS, b), append(ourRPS, o)
-		fmt.Printf("round %d: bare %8.0f req/s   balancer %8.0f req/s   ratio %.3f\n", i+1, b, o, o/b)
+		bareCPU, ourCPU = append(bareCPU, bc), append(ourCPU, oc)
+		fmt.Printf("round %d: bare %7.0f req/s %6.1f cpu-µs/req   balancer %7.0f req/s %6.1f cpu-µs/req   throughput ratio %.3f   cpu ratio %.3f\n",
+			i+1, b, bc, o, oc, o/b, bc/oc)
 	}
 	mb, mo := median(bareRPS), median(ourRPS)
-	fmt.Printf("median: bare %.0f req/s, balancer %.0f req/s, ratio %.3f\n", mb, mo, mo/mb)
+	cb, co := median(bareCPU), median(ourCPU)
+	fmt.Printf("median: bare %.0f req/s, balancer %.0f req/s: throughput ratio %.3f\n", mb, mo, mo/mb)
+	fmt.Printf("median: bare %.1f, balancer %.1f CPU-µs per request (whole process: clients, proxy, backend): throughput at equal CPU, ratio %.3f\n", cb, co, cb/co)
 	st := pool.Stats()
 	fmt.Printf("pool: %d members, %d ready, %d no-backend\n", st.Members, st.Ready, st.NoBackend)
 	client.CloseIdleConnections()
 	bareTr.CloseIdleConnections()
 	px.CloseIdleConnections()
 	return nil
+}
+
+// measure runs load and returns requests per second and the process's CPU time
+// (user + system) per request, in microseconds. The CPU figure does not depend on what
+// else the machine runs, which the wall-clock rate does.
+func measure(c *http.Client, u string, conc int, d time.Duration) (float64, float64, error) {
+	before := cpuTime()
+	start := time.Now()
+	rps, err := load(c, u, conc, d)
+	n := rps * time.Since(start).Seconds()
+	cpu := cpuTime() - before
+	return rps, float64(cpu.Microseconds()) / n, err
 }
 
 // load runs conc closed-loop clients against u for d and returns completed requests
