@@ -77,6 +77,10 @@ type Policy struct {
 	// New builds the policy for a run, and optionally a function that releases what
 	// it holds (a Lua runtime), called when the run ends. Required.
 	New func(env Env) (autoscale.Policy, func() error, error)
+	// Config, for a Lua policy, returns the config table New gives the script for an
+	// env: what a host running the same script outside the simulator should pass to
+	// luabind.WithConfig. Nil for Go policies.
+	Config func(env Env) map[string]any
 }
 
 // Validate reports every problem with the policy.
@@ -182,7 +186,7 @@ func Shipped(name string) (Policy, error) {
 }
 
 func shippedLua(name string, tick time.Duration, safety autoscale.Safety, cfg func(Env) map[string]any) Policy {
-	return Policy{Name: name, Tick: tick, Safety: safety, New: func(e Env) (autoscale.Policy, func() error, error) {
+	return Policy{Name: name, Tick: tick, Safety: safety, Config: cfg, New: func(e Env) (autoscale.Policy, func() error, error) {
 		src, err := luabind.FromFS(autoscale.Policies(), "policies/"+name+".lua")
 		if err != nil {
 			return nil, nil, err
