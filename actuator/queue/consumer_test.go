@@ -57,7 +57,7 @@ func TestConsumerSequences(t *testing.T) {
 		},
 		{
 			name:         "out of order never moves backwards",
-			msgs:         []msg{{data: ev("new", 8, 2 * time.Second)}, {data: ev("old", 2, time.Second)}},
+			msgs:         []msg{{data: ev("new", 8, 2*time.Second)}, {data: ev("old", 2, time.Second)}},
 			wantApplied:  []string{"new"},
 			wantReplicas: 8,
 			wantStats:    queue.Stats{Applied: 1, Stale: 1},
