@@ -228,7 +228,9 @@ func reactions(tl []Sample, scales []ScaleEvent, perReplica float64) []Reaction 
 // String returns the summary as "key: value" lines, in a fixed order and format.
 func (s Summary) String() string {
 	var b strings.Builder
-	f := func(k, format string, args ...any) { fmt.Fprintf(&b, "%-16s "+format+"\n", append([]any{k + ":"}, args...)...) }
+	f := func(k, format string, args ...any) {
+		fmt.Fprintf(&b, "%-16s "+format+"\n", append([]any{k + ":"}, args...)...)
+	}
 	f("scenario", "%s", s.Scenario)
 	f("policy", "%s", s.Policy)
 	f("seed", "%d", s.Seed)

@@ -208,9 +208,9 @@ func (g *timestamps) next() (int64, bool) {
 
 // spread places a second's n arrivals at (k + u_k)/n of the second, u_k uniform.
 type spread struct {
-	counts []float64
-	rng    *rand.Rand
-	end    int64
+	counts  []float64
+	rng     *rand.Rand
+	end     int64
 	sec     int
 	k, n    int
 	started bool
