@@ -3,13 +3,17 @@
 // the same run, on loopback: one backend server, the two proxies in front of it, and a
 // closed-loop Go load generator with keep-alive connections. Rounds alternate between
 // the two proxies (bare, balancer, bare, ...) so that drift in the machine's load hits
-// both alike; it prints each round and the ratio of the medians.
+// both alike (the order alternates too); it prints each round and the ratio of the
+// medians, of requests per second and of the process's CPU time per request. On a
+// machine shared with other work the CPU figure is the steadier: the wall-clock rate
+// moves with what else runs.
 //
 //	go run ./balancer/internal/proxyload -rounds 5 -duration 3s -conc 32 -size 1024
 package main
 
 import (
 	"context"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -19,6 +23,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"os"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -35,11 +40,29 @@ func main() {
 	size := flag.Int("size", 1024, "response body size in bytes")
 	backends := flag.Int("backends", 1, "backend servers (the bare proxy uses the first)")
 	alg := flag.String("alg", "p2c", "balancer algorithm: rr, p2c, ewma, hash")
-	flush := flag.Duration("flush", -1, "FlushInterval of the balancer's proxy (its default is -1, streaming)")
+	flush := flag.Duration("flush", 0, "FlushInterval of the balancer's proxy for responses with a Content-Length (its default, 0)")
 	bareFlush := flag.Duration("bare-flush", 0, "FlushInterval of the bare proxy (httputil's default is 0)")
+	aa := flag.Bool("aa", false, "A/A check: put a second bare proxy where the balancer's goes, to see the harness's own bias")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
-	if err := run(*rounds, *duration, *conc, *size, *backends, *alg, *flush, *bareFlush); err != nil {
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(1)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
+	if err := run(*rounds, *duration, *conc, *size, *backends, *alg, *flush, *bareFlush, *aa); err != nil {
 		fmt.Fprintln(os.Stderr, err)
+		pprof.StopCPUProfile()
 		os.Exit(1)
 	}
 }
@@ -68,7 +91,18 @@ func transport(conc int) *http.Transport {
 	return t
 }
 
-func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flush, bareFlush time.Duration) error {
+// countDials makes t count the connections it dials.
+func countDials(t *http.Transport) *atomic.Int64 {
+	n := new(atomic.Int64)
+	d := &net.Dialer{Timeout: 30 * time.Second, KeepAlive: 30 * time.Second}
+	t.DialContext = func(ctx context.Context, network, addr string) (net.Conn, error) {
+		n.Add(1)
+		return d.DialContext(ctx, network, addr)
+	}
+	return n
+}
+
+func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flush, bareFlush time.Duration, aa bool) error {
 	body := []byte(strings.Repeat("x", size))
 	var urls []string
 	for range nBackends {
@@ -88,6 +122,7 @@ func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flu
 		return err
 	}
 	bareTr := transport(conc)
+	bareDials := countDials(bareTr)
 	bare := &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(target)
@@ -124,6 +159,7 @@ func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flu
 		return err
 	}
 	ourTr := transport(conc)
+	ourDials := countDials(ourTr)
 	px, err := balancer.NewProxy(pool, balancer.WithTransport(ourTr), balancer.WithErrorLog(log.New(io.Discard, "", 0)),
 		balancer.WithKey(balancer.HeaderKey("X-Tenant")), balancer.WithFlushInterval(flush))
 	if err != nil {
@@ -134,13 +170,20 @@ func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flu
 		return err
 	}
 	defer stopBare()
-	ourURL, stopOur, err := serve(px)
+	var ours http.Handler = px
+	if aa {
+		ours = &httputil.ReverseProxy{Rewrite: bare.Rewrite, Transport: ourTr, BufferPool: balancer.NewBufferPool(), FlushInterval: bareFlush, ErrorLog: bare.ErrorLog}
+		fmt.Println("A/A: the balancer's slot runs a second bare proxy")
+	}
+	ourURL, stopOur, err := serve(ours)
 	if err != nil {
 		return err
 	}
 	defer stopOur()
 
-	client := &http.Client{Transport: transport(conc)}
+	clientTr := transport(conc)
+	clientDials := countDials(clientTr)
+	client := &http.Client{Transport: clientTr}
 	// Warm up connections on both.
 	for _, u := range []string{bareURL, ourURL} {
 		if _, err := load(client, u, conc, 300*time.Millisecond); err != nil {
@@ -151,12 +194,18 @@ func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flu
 		rounds, d, conc, size, nBackends, alg, flush, bareFlush, runtimeProcs())
 	var bareRPS, ourRPS, bareCPU, ourCPU []float64
 	for i := range rounds {
-		b, bc, err := measure(client, bareURL, conc, d)
-		if err != nil {
-			return err
+		// Alternate which goes first, so that neither always inherits the other's
+		// garbage or a drift in the machine's load.
+		var b, bc, o, oc float64
+		var err1, err2 error
+		if i%2 == 0 {
+			b, bc, err1 = measure(client, bareURL, conc, d)
+			o, oc, err2 = measure(client, ourURL, conc, d)
+		} else {
+			o, oc, err2 = measure(client, ourURL, conc, d)
+			b, bc, err1 = measure(client, bareURL, conc, d)
 		}
-		o, oc, err := measure(client, ourURL, conc, d)
-		if err != nil {
+		if err := errors.Join(err1, err2); err != nil {
 			return err
 		}
 		bareRPS, ourRPS = append(bareRPS, b), append(ourRPS, o)
@@ -168,6 +217,7 @@ func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flu
 	cb, co := median(bareCPU), median(ourCPU)
 	fmt.Printf("median: bare %.0f req/s, balancer %.0f req/s: throughput ratio %.3f\n", mb, mo, mo/mb)
 	fmt.Printf("median: bare %.1f, balancer %.1f CPU-µs per request (whole process: clients, proxy, backend): throughput at equal CPU, ratio %.3f\n", cb, co, cb/co)
+	fmt.Printf("connections dialed to the backend: bare %d, balancer %d; by the clients to both proxies: %d\n", bareDials.Load(), ourDials.Load(), clientDials.Load())
 	st := pool.Stats()
 	fmt.Printf("pool: %d members, %d ready, %d no-backend\n", st.Members, st.Ready, st.NoBackend)
 	client.CloseIdleConnections()
