@@ -19,6 +19,9 @@ import (
 // same rule). With a negative Epsilon it is plain ring hashing (Karger et al., STOC
 // 1997). A request without a key goes to a random point.
 //
+// The load check and the pick are not one atomic step, so picks racing on the same
+// backend may overshoot its capacity by the number of racers, briefly.
+//
 // The ring lookup uses a table indexed by the hash's top bits, so a pick is a table
 // read and a short scan rather than a binary search. Point hashes depend only on the
 // backend ids, so gateway replicas agree on the ring. The zero value is ready to use;

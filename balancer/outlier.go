@@ -142,8 +142,10 @@ func (p *Pool) Run(ctx context.Context) error {
 // back-off to each backend not ejected. It returns the ids ejected. [Pool.Run] calls
 // it; tests call it with a manual clock.
 func (p *Pool) Sweep(now time.Time) []string {
+	// Read the windows without the pool's lock, which Done may need.
 	p.mu.Lock()
-	defer p.mu.Unlock()
+	members := slices.Clone(p.order)
+	p.mu.Unlock()
 	ns := now.UnixNano()
 	o := &p.outlier
 	type stat struct {
@@ -153,9 +155,10 @@ func (p *Pool) Sweep(now time.Time) []string {
 		eligible bool
 	}
 	var stats []stat
-	for _, b := range p.order {
+	forgive := ns-p.lastSweep.Swap(ns) >= int64(o.Interval)/2
+	for _, b := range members {
 		ejected := b.ejectedUntil.Load() > ns
-		if !ejected && b.ejections.Load() > 0 && ns-p.lastSweep >= int64(o.Interval)/2 {
+		if forgive && !ejected && b.ejections.Load() > 0 {
 			b.ejections.Add(-1)
 		}
 		if ejected || b.Weight() == 0 {
@@ -171,7 +174,6 @@ func (p *Pool) Sweep(now time.Time) []string {
 		}
 		stats = append(stats, stat{b: b, success: 1 - float64(snap.Errors)/float64(n), meanLat: float64(snap.Mean)})
 	}
-	p.lastSweep = ns
 	var out []string
 	if len(stats) < max(o.MinimumHosts, 1) {
 		return nil
@@ -209,8 +211,10 @@ func (p *Pool) Sweep(now time.Time) []string {
 			}
 		}
 	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	for _, s := range stats {
-		if s.eligible && s.b.ejectedUntil.Load() <= ns {
+		if s.eligible && !s.b.removed.Load() && s.b.ejectedUntil.Load() <= ns {
 			p.passiveEjectLocked(s.b, ns)
 			if s.b.ejectedUntil.Load() > ns {
 				out = append(out, s.b.id)

@@ -57,7 +57,7 @@ type Pool struct {
 	members     map[string]*Backend
 	order       []*Backend // sorted by id
 	initialized bool       // a non-empty Update happened
-	lastSweep   int64
+	lastSweep   atomic.Int64
 
 	fallbacks     atomic.Uint64
 	noBackend     atomic.Uint64
@@ -524,8 +524,8 @@ type Outcome struct {
 	Bytes int64
 }
 
-// Done ends the request: it takes it out of flight, feeds the latency to the backend's
-// peak-EWMA, updates the consecutive-failure counters (ejecting the backend when one
+// Done ends the request: it takes it out of flight, feeds the latency of a success to
+// the backend's peak-EWMA, updates the consecutive-failure counters (ejecting the backend when one
 // reaches its threshold), and records the outcome into the backend's window. A status
 // of 500 or more, or a transport error, is a failure; 502, 503, 504 and transport
 // errors are also gateway failures (as Envoy classifies them). Done on the zero Result
@@ -559,10 +559,12 @@ func (r Result) Done(o Outcome) {
 	}
 	ns := at.UnixNano()
 	if mo != metrics.OutcomeCanceled {
-		b.peak.Observe(at, o.Latency)
 		if fail {
+			// A failure does not feed the latency average: a backend that fails
+			// fast must not look fast to peak-EWMA. The outlier detectors judge it.
 			p.countFailure(b, ns, gw)
 		} else {
+			b.peak.Observe(at, o.Latency)
 			if b.consec5xx.Load() != 0 {
 				b.consec5xx.Store(0)
 			}

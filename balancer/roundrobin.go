@@ -48,7 +48,8 @@ func (p *rrPicker) Pick(*Request) *Backend {
 // [RoundRobin]. Weights are reduced by their greatest common divisor; a period longer
 // than MaxPeriod (or effective weights that are not whole, during slow start, which are
 // first multiplied by 100) is scaled down to fit, keeping every weight at least 1, so
-// the proportions are then exact to within about n/MaxPeriod.
+// the proportions are then exact to within about n/MaxPeriod. Building costs n × period
+// steps, so the period is also held to 2^24/n (16,384 picks for 1,000 backends).
 //
 // The zero value is ready to use. It is safe for concurrent use.
 type SmoothWeighted struct {
@@ -66,7 +67,9 @@ func (a *SmoothWeighted) Build(set *Set) Picker {
 	if a != nil && a.MaxPeriod > 0 {
 		maxPeriod = a.MaxPeriod
 	}
-	maxPeriod = max(maxPeriod, n)
+	// Building costs n × period steps: keep it under 2^24 (some 20 ms) so that a
+	// weight change in a pool of thousands does not stall the control plane.
+	maxPeriod = max(min(maxPeriod, (1<<24)/n), n)
 	ws := integerWeights(set.Weights(), maxPeriod)
 	seq := nginxSequence(set.Backends(), ws)
 	p := &seqPicker{seq: seq, n: uint32(len(seq))}
