@@ -173,12 +173,12 @@ function on_tick(m, state)
   end
 
   -- Traffic at all? Track the last time anything arrived or was in flight.
-  if pw.count > 0 or pw.in_flight > 0 or sw.count > 0 or state.active == nil then
+  if pw.count > 0 or pw.in_flight > 0 or sw.count > 0 then
     state.active = now
   end
   local floor = 1
-  if t.min == 0 and now - state.active >= idle_grace then
-    floor = 0
+  if t.min == 0 and (state.active == nil or now - state.active >= idle_grace) then
+    floor = 0 -- never had traffic, or idle for the grace period
   end
   up = math.max(up, floor)
   down = math.max(remember(state, now, math.max(down, floor)), floor)

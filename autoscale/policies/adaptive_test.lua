@@ -62,6 +62,7 @@ function TestScalesToZeroOnlyWhenIdleAndAllowed()
   local state = {}
   -- (a fixture reads the clock when it is made)
   local function idle() return at(1, 0, 0, { count = 0, min = 0 }) end
+  decide(at(1, 10, 1, { min = 0 }), state) -- some traffic, then none
   for _ = 1, 59 do
     clock.advance(1)
     assert(assert_action(decide(idle(), state), "scale", {}).replicas >= 1, "scaled to zero early")
@@ -80,6 +81,11 @@ function TestScalesToZeroOnlyWhenIdleAndAllowed()
     clock.advance(1)
     assert(assert_action(decide(busy(), state), "scale", {}).replicas >= 1)
   end
+end
+
+function TestStaysAtZeroWithoutTraffic()
+  local m = at(0, 0, 0, { count = 0, min = 0 })
+  assert_action(decide(m, {}), "scale", { replicas = 0 })
 end
 
 function TestFromZeroTheQueueIsTheDemand()

@@ -324,8 +324,10 @@ func newSim(cfg Config) (*sim, error) {
 	// The replicas at the start are warm.
 	for range svc.Replicas {
 		ri := s.newReplica()
-		s.reps[ri].state = repReady
+		rep := s.reps[ri]
+		rep.state = repReady
 		s.ready++
+		s.scheduleCrash(ri, 0)
 	}
 	s.maxRep = s.ready
 	s.act.setSpec(s.ready)
@@ -464,9 +466,7 @@ func (s *sim) event(e event, t int64) {
 		s.starting--
 		s.ready++
 		rep.gen++
-		if s.svc.CrashEvery > 0 {
-			s.ev.push(event{t: t + int64(s.rngMisc.ExpFloat64()*float64(s.svc.CrashEvery)), kind: evCrash, idx: e.idx, gen: rep.gen})
-		}
+		s.scheduleCrash(e.idx, t)
 		_ = s.updatePool()
 		s.drainBuffer(t)
 	case evCrash:
@@ -480,6 +480,14 @@ func (s *sim) event(e event, t int64) {
 		if rep.gen == e.gen && rep.state == repDraining {
 			s.maybeGone(e.idx, t)
 		}
+	}
+}
+
+// scheduleCrash draws the time a replica that became ready at t crashes.
+func (s *sim) scheduleCrash(ri int32, t int64) {
+	if s.svc.CrashEvery > 0 {
+		rep := s.reps[ri]
+		s.ev.push(event{t: t + int64(s.rngMisc.ExpFloat64()*float64(s.svc.CrashEvery)), kind: evCrash, idx: ri, gen: rep.gen})
 	}
 }
 
