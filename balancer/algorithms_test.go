@@ -318,3 +318,45 @@ func TestSlowStartRamps(t *testing.T) {
 		t.Fatalf("ready = %d", st.Ready)
 	}
 }
+
+func TestPeakEWMAColdBackends(t *testing.T) {
+	p, clock := newPool(t, 2, balancer.WithAlgorithm(&balancer.PeakEWMA{}))
+	a, _ := p.Lookup("b00")
+	b, _ := p.Lookup("b01")
+	// One measured request on a.
+	p.SetPickFunc(func(*balancer.Request, []*balancer.Backend) (int, error) { return 0, nil })
+	pickDone(t, p, nil, balancer.Outcome{Status: 200, Latency: 10 * time.Millisecond, At: clock.Now()})
+	p.SetPickFunc(nil)
+	req := &balancer.Request{Now: clock.Now()}
+	// b has no sample and nothing in flight: it costs nothing, so it is tried.
+	r, err := p.Pick(req)
+	if err != nil || r.Backend != b {
+		t.Fatalf("picked %v, want the untried b01", r.Backend)
+	}
+	// Now b is busy without a sample: it costs the penalty, so a wins.
+	for range 10 {
+		if got, _ := p.Pick(req); got.Backend != a {
+			t.Fatalf("picked %v while b01 is busy and unmeasured, want b00", got.Backend)
+		} else {
+			got.Done(balancer.Outcome{Status: 200, Latency: 10 * time.Millisecond, At: clock.Now()})
+		}
+	}
+}
+
+func TestAvoid(t *testing.T) {
+	algs := []balancer.Algorithm{balancer.RoundRobin{}, &balancer.SmoothWeighted{}, balancer.Random{}, &balancer.P2C{}, &balancer.PeakEWMA{}, &balancer.Hash{}}
+	for _, alg := range algs {
+		t.Run(fmt.Sprintf("%T", alg), func(t *testing.T) {
+			p, _ := newPool(t, 3, balancer.WithAlgorithm(alg))
+			for i := range 50 {
+				req := &balancer.Request{Key: fmt.Sprint("k", i)}
+				first := pickDone(t, p, req, balancer.Outcome{Status: 200})
+				b, _ := p.Lookup(first)
+				req.Avoid = b
+				if again := pickDone(t, p, req, balancer.Outcome{Status: 200}); again == first {
+					t.Fatalf("key k%d: retry went back to %s", i, first)
+				}
+			}
+		})
+	}
+}
