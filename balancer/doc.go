@@ -21,7 +21,7 @@
 // ejected percentage); [Pool.Eject] and [Pool.SetWeight] are what the scaling loop
 // calls (weight 0 drains a backend); [HealthChecker] runs optional active checks.
 //
-// [Proxy] is an [net/http.Handler] around an [net/http/httputil.ReverseProxy]
+// [Proxy] is a [net/http.Handler] around a [net/http/httputil.ReverseProxy]
 // (Rewrite, streaming, X-Forwarded-*), with retries of failed connections for
 // idempotent requests and 502/503/504 mapping.
 //

@@ -222,7 +222,10 @@ func (h *HealthChecker) Run(ctx context.Context) error {
 
 // HealthStats counts what a checker did.
 type HealthStats struct {
-	Checks, Failures, BadReports uint64
+	// Checks counts probes; Failures those that failed (no answer in time, or not 2xx).
+	Checks, Failures uint64
+	// BadReports counts load reports that did not parse; they are ignored.
+	BadReports uint64
 }
 
 // Stats returns the checker's counts.

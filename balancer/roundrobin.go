@@ -20,21 +20,21 @@ var (
 
 // Build returns a round-robin picker over set.
 func (RoundRobin) Build(set *Set) Picker {
-	p := &rrPicker{backends: set.Backends(), n: uint32(set.Len())}
+	p := &rrPicker{backends: set.Backends(), n: uint64(set.Len()), m: fastmodM(uint32(set.Len()))}
 	p.next.Store(uint32(set.Rand()))
 	return p
 }
 
 type rrPicker struct {
 	backends []*Backend
-	n        uint32
+	n, m     uint64   // len(backends) and its fastmod multiplier
 	_        [64]byte // keep the counter off the slice header's cache line
 	next     atomic.Uint32
 	_        [60]byte
 }
 
 func (p *rrPicker) Pick(*Request) *Backend {
-	return p.backends[p.next.Add(1)%p.n]
+	return p.backends[fastmod(p.next.Add(1), p.m, p.n)]
 }
 
 // SmoothWeighted is nginx's smooth weighted round robin (ngx_http_upstream_round_robin.c,
@@ -72,7 +72,7 @@ func (a *SmoothWeighted) Build(set *Set) Picker {
 	maxPeriod = max(min(maxPeriod, (1<<24)/n), n)
 	ws := integerWeights(set.Weights(), maxPeriod)
 	seq := nginxSequence(set.Backends(), ws)
-	p := &seqPicker{seq: seq, n: uint32(len(seq))}
+	p := &seqPicker{seq: seq, n: uint64(len(seq)), m: fastmodM(uint32(len(seq)))}
 	p.next.Store(uint32(set.Rand()))
 	return p
 }
@@ -137,14 +137,14 @@ func nginxSequence(bs []*Backend, ws []int) []*Backend {
 
 type seqPicker struct {
 	seq  []*Backend
-	n    uint32
+	n, m uint64
 	_    [64]byte
 	next atomic.Uint32
 	_    [60]byte
 }
 
 func (p *seqPicker) Pick(*Request) *Backend {
-	return p.seq[p.next.Add(1)%p.n]
+	return p.seq[fastmod(p.next.Add(1), p.m, p.n)]
 }
 
 // Random picks a ready backend uniformly at random from the pool's random source,

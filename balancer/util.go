@@ -30,3 +30,13 @@ func hashString(s string) uint64 {
 	}
 	return mix64(h)
 }
+
+// fastmodM returns the multiplier with which fastmod computes a remainder by n > 0.
+func fastmodM(n uint32) uint64 { return ^uint64(0)/uint64(n) + 1 }
+
+// fastmod returns a % n for 32-bit a and n with two multiplications instead of a
+// division (Lemire, Kaser, Kurz, "Faster Remainder by Direct Computation", 2019).
+func fastmod(a uint32, m, n uint64) uint32 {
+	hi, _ := bits.Mul64(m*uint64(a), n)
+	return uint32(hi)
+}
