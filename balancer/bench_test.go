@@ -112,6 +112,7 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
 		}
 		return
 	}
+	b.ResetTimer() // b.Loop does this itself; RunParallel does not
 	b.RunParallel(func(pb *testing.PB) {
 		req := &balancer.Request{}
 		i := 0
