@@ -43,10 +43,12 @@ func (a *Hash) NeedsTotalInFlight() bool { return a == nil || a.Epsilon >= 0 }
 
 const maxRingPoints = 1 << 20
 
-type ringPoint struct {
-	hash uint64
-	idx  int32
-}
+// A ring point is one uint64: the point's hash in the high 40 bits and the backend's
+// index in the low 24, so the ring is 8 bytes a point and sorts as the hashes do.
+const (
+	idxBits = 24
+	idxMask = 1<<idxBits - 1
+)
 
 // Build returns a bounded-load consistent-hash picker over set.
 func (a *Hash) Build(set *Set) Picker {
@@ -66,33 +68,28 @@ func (a *Hash) Build(set *Set) Picker {
 		wsum += w
 	}
 	mean := wsum / float64(n)
+	if n > idxMask+1 {
+		n = idxMask + 1 // more backends than a ring point can name: the rest get none
+	}
 	per := float64(reps)
 	if per*float64(n) > maxRingPoints {
 		per = maxRingPoints / float64(n)
 	}
-	var pts []ringPoint
-	for i, b := range set.Backends() {
+	var pts []uint64
+	for i, b := range set.Backends()[:n] {
 		k := max(int(math.Round(per*ws[i]/mean)), 1)
 		h := hashString(b.id)
 		for r := range k {
-			pts = append(pts, ringPoint{hash: mix64(h + uint64(r+1)*0x9e3779b97f4a7c15), idx: int32(i)})
+			pts = append(pts, mix64(h+uint64(r+1)*0x9e3779b97f4a7c15)&^idxMask|uint64(i))
 		}
 	}
-	slices.SortFunc(pts, func(x, y ringPoint) int {
-		switch {
-		case x.hash < y.hash:
-			return -1
-		case x.hash > y.hash:
-			return 1
-		}
-		return int(x.idx - y.idx)
-	})
+	slices.Sort(pts)
 	tbits := min(max(bits.Len(uint(len(pts))), 1), 16)
 	table := make([]uint32, 1<<tbits)
 	j := 0
 	for t := range table {
 		lo := uint64(t) << (64 - tbits)
-		for j < len(pts) && pts[j].hash < lo {
+		for j < len(pts) && pts[j] < lo {
 			j++
 		}
 		table[t] = uint32(j)
@@ -112,7 +109,7 @@ func (a *Hash) Build(set *Set) Picker {
 
 type hashPicker struct {
 	set     *Set
-	points  []ringPoint
+	points  []uint64
 	table   []uint32
 	shift   uint
 	bounded bool
@@ -123,8 +120,9 @@ type hashPicker struct {
 
 // start returns the index of the first point at or after h (wrapping to 0).
 func (p *hashPicker) start(h uint64) int {
+	h &^= idxMask
 	i := int(p.table[h>>p.shift])
-	for i < len(p.points) && p.points[i].hash < h {
+	for i < len(p.points) && p.points[i] < h {
 		i++
 	}
 	if i == len(p.points) {
@@ -143,16 +141,16 @@ func (p *hashPicker) Pick(req *Request) *Backend {
 	i := p.start(h)
 	bs := p.set.backends
 	if !p.bounded {
-		return bs[p.points[i].idx]
+		return bs[p.points[i]&idxMask]
 	}
 	m := float64(p.set.TotalInFlight() + 1)
 	capUniform := int64(math.Ceil(p.factor * m / float64(len(bs))))
 	for range len(p.points) {
-		pt := p.points[i]
-		b := bs[pt.idx]
+		idx := p.points[i] & idxMask
+		b := bs[idx]
 		c := capUniform
 		if !p.uniform {
-			c = int64(math.Ceil(p.factor * m * p.set.weights[pt.idx] / p.wsum))
+			c = int64(math.Ceil(p.factor * m * p.set.weights[idx] / p.wsum))
 		}
 		if b.inFlight.Load() < c {
 			return b
@@ -164,5 +162,5 @@ func (p *hashPicker) Pick(req *Request) *Backend {
 	}
 	// Every backend is at capacity (possible only under concurrent picks): take the
 	// key's own backend.
-	return bs[p.points[p.start(h)].idx]
+	return bs[p.points[p.start(h)]&idxMask]
 }
