@@ -72,18 +72,20 @@ func (e Endpoint) validate() (*url.URL, error) {
 // picker, a Lua pick function or a dashboard may read them on every request. A Backend
 // is safe for concurrent use; it must not be copied.
 type Backend struct {
-	id     string
-	url    *url.URL
-	pool   *Pool
-	window *metrics.Window
-	peak   *metrics.PeakEWMA
-	labels atomic.Pointer[map[string]string]
-
+	// What Pick and Done touch comes first, to share cache lines.
 	inFlight atomic.Int64
 	// Consecutive failures, reset by a success (Envoy's consecutive_5xx and
 	// consecutive_gateway_failure).
 	consec5xx atomic.Int32
 	consecGw  atomic.Int32
+	peak      *metrics.PeakEWMA // &peakv unless the pool has its own decay
+	window    *metrics.Window
+	pool      *Pool
+	peakv     metrics.PeakEWMA // the zero value decays with metrics.DefaultDecay
+
+	id     string
+	url    *url.URL
+	labels atomic.Pointer[map[string]string]
 
 	base     atomic.Int64 // weight from Update
 	override atomic.Int64 // weight from SetWeight, -1 for none

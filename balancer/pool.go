@@ -318,7 +318,11 @@ func (p *Pool) Update(endpoints []Endpoint) error {
 }
 
 func (p *Pool) newBackend(id string, u *url.URL) *Backend {
-	b := &Backend{id: id, url: u, pool: p, peak: metrics.NewPeakEWMA(p.decay)}
+	b := &Backend{id: id, url: u, pool: p}
+	b.peak = &b.peakv
+	if p.decay > 0 && p.decay != metrics.DefaultDecay {
+		b.peak = metrics.NewPeakEWMA(p.decay)
+	}
 	b.override.Store(-1)
 	if p.registry != nil {
 		b.window = p.registry.Window(metrics.ScopeBackend, id)
