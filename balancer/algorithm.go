@@ -8,7 +8,8 @@ import (
 )
 
 // Request is what a picker knows about the request it places. It is passed by pointer
-// so that picking copies nothing; the pool and the pickers never retain it.
+// so that picking copies nothing; the pool and the pickers never retain or modify it.
+// A Request belongs to one request at a time: do not share one between goroutines.
 type Request struct {
 	// Key is the affinity key for consistent hashing: a tenant, a session id, a header
 	// value. Pickers that do not hash ignore it; an empty key makes [Hash] pick at
@@ -25,9 +26,10 @@ type Request struct {
 }
 
 // An Algorithm is a load-balancing algorithm. The pool calls Build whenever its set of
-// ready backends or their weights change (never on the request path) and then calls
-// the returned Picker for every request until the next change, as grpc-go's balancers
-// build pickers. Build may precompute (a hash ring, a weighted schedule).
+// ready backends or their weights change (never on the request path, and one call at a
+// time) and then calls the returned Picker for every request until the next change,
+// as grpc-go's balancers build pickers. Build may precompute (a hash ring, a weighted
+// schedule). A set given to Build is never empty.
 type Algorithm interface {
 	Build(set *Set) Picker
 }
@@ -43,7 +45,9 @@ type Picker interface {
 // backends) script does (see the luabind package). backends are the ready backends,
 // in the pool's order (sorted by id); the function returns an index into them. An
 // index out of range or an error makes the pool fall back to its [Algorithm] and count
-// a fallback ([Stats.Fallbacks]). The function must not retain or modify backends.
+// a fallback ([Stats.Fallbacks]). The function must not retain or modify backends. It
+// is called concurrently, from every request's goroutine, so it must be safe for
+// concurrent use (a Lua pick runs on a VM taken from a pool for the call).
 type PickFunc func(req *Request, backends []*Backend) (int, error)
 
 // Set is the immutable set of ready backends a [Picker] is built for: the pool's

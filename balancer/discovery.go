@@ -15,7 +15,8 @@ type Discovery interface {
 	Watch(ctx context.Context, update func([]Endpoint) error) error
 }
 
-// Static is a fixed list of endpoints: a [Discovery] that reports it once.
+// Static is a fixed list of endpoints: a [Discovery] that reports it once. It is safe
+// for concurrent use as long as nobody modifies the slice.
 type Static []Endpoint
 
 var _ Discovery = Static(nil)

@@ -35,7 +35,7 @@ const never = math.MaxInt64
 // no goroutine is needed. [Pool.Run] adds the interval-driven outlier detectors
 // (success rate, latency).
 //
-// A Pool is safe for concurrent use.
+// A Pool is safe for concurrent use. Its zero value is not usable: make one with [New].
 type Pool struct {
 	clock      metrics.Clock
 	registry   *metrics.Registry
@@ -430,7 +430,8 @@ func (p *Pool) SetPickFunc(f PickFunc) {
 }
 
 // Result is a picked backend. Call Done exactly once when the request ends, as
-// grpc-go's PickResult.Done.
+// grpc-go's PickResult.Done; a Result not returned by [Pool.Pick] must not be ended.
+// It is a small value, copied freely.
 type Result struct {
 	// Backend is the backend picked.
 	Backend *Backend
@@ -512,7 +513,7 @@ func (p *Pool) refreshEmpty() *snapshot {
 	return p.snap.Load()
 }
 
-// Outcome is how a request to a backend ended.
+// Outcome is how a request to a backend ended: a plain value.
 type Outcome struct {
 	// Latency is the request's duration.
 	Latency time.Duration

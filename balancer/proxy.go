@@ -92,6 +92,18 @@ func HeaderKey(name string) func(*http.Request) string {
 	}
 }
 
+// CookieKey returns a key function that reads a cookie (a session id), for [WithKey].
+// A request without the cookie has no key.
+func CookieKey(name string) func(*http.Request) string {
+	return func(r *http.Request) string {
+		c, err := r.Cookie(name)
+		if err != nil {
+			return ""
+		}
+		return c.Value
+	}
+}
+
 // WithRetries sets the most retries of a request on connection failure, 0..10.
 // The default is 2; 0 turns retries off.
 func WithRetries(n int) ProxyOption {

@@ -392,3 +392,18 @@ func TestProxyRetryBudget(t *testing.T) {
 		t.Errorf("retries = %d, want between 100 and %d", got, 100+requests/5)
 	}
 }
+
+func TestKeyFuncs(t *testing.T) {
+	r := httptest.NewRequest(http.MethodGet, "/", nil)
+	r.Header.Set("x-tenant", "acme")
+	r.AddCookie(&http.Cookie{Name: "sid", Value: "s-42"})
+	got := []string{
+		balancer.HeaderKey("X-Tenant")(r),
+		balancer.HeaderKey("X-Missing")(r),
+		balancer.CookieKey("sid")(r),
+		balancer.CookieKey("nope")(r),
+	}
+	if diff := cmp.Diff([]string{"acme", "", "s-42", ""}, got); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+}
