@@ -102,14 +102,14 @@ func TestDecodePoison(t *testing.T) {
 		{"wrong content type, string data", strings.Replace(strings.Split(good, `,"data"`)[0], `"application/json"`, `"text/plain"`, 1) + `,"data":"x"}`, "datacontenttype"},
 		{"missing id", strings.Replace(good, `"id":"d-1",`, ``, 1), ""},
 		{"missing source", strings.Replace(good, `"source":"/gateway/test",`, ``, 1), ""},
-		{"wrong data version", strings.Replace(good, `"version":"v1"`, `"version":"v2"`, 1), "data version"},
-		{"unknown data field", strings.Replace(good, `"reason"`, `"zone":"a","reason"`, 1), "unknown data field"},
-		{"missing data field", strings.Replace(good, `"replicas":5,`, ``, 1), `missing data field "replicas"`},
+		{"wrong data version", strings.Replace(good, `"version":"v1"`, `"version":"v2"`, 1), `data: version "v2"`},
+		{"unknown data field", strings.Replace(good, `"reason"`, `"zone":"a","reason"`, 1), `data: unknown field "zone"`},
+		{"missing data field", strings.Replace(good, `"replicas":5,`, ``, 1), `data: missing field "replicas"`},
 		{"wrong data type", strings.Replace(good, `"replicas":5`, `"replicas":"5"`, 1), "wrong type"},
 		{"null data field", strings.Replace(good, `"replicas":5`, `"replicas":null`, 1), "null"},
 		{"id mismatch", strings.Replace(good, `"id":"d-1"`, `"id":"d-2"`, 1), "differs"},
 		{"negative replicas", strings.Replace(good, `"replicas":5`, `"replicas":-5`, 1), "negative"},
-		{"no data", strings.Split(good, `,"data"`)[0] + "}", "data is not JSON"},
+		{"no data", strings.Split(good, `,"data"`)[0] + "}", "data: not JSON"},
 		{"too big", good + strings.Repeat(" ", queue.MaxEventSize), "more than"},
 	}
 	for _, tt := range tests {
