@@ -3,6 +3,7 @@ package balancer_test
 import (
 	"fmt"
 	"io"
+	"log"
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
@@ -160,3 +161,5 @@ func get(t testing.TB, c *http.Client, url string, hdr ...string) (int, string) 
 }
 
 func yield() { runtime.Gosched() }
+
+func quietLog() *log.Logger { return log.New(io.Discard, "", 0) }

@@ -251,6 +251,9 @@ type proxyState struct {
 
 type stateKey struct{}
 
+// errCopyAborted is the outcome of a response whose body could not be copied whole.
+var errCopyAborted = errors.New("balancer: response body copy aborted")
+
 func stateOf(r *http.Request) *proxyState {
 	st, _ := r.Context().Value(stateKey{}).(*proxyState)
 	return st
@@ -307,6 +310,21 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	clock := p.pool.clock
 	start := clock.Now()
+	var cur Result // the attempt in progress, not yet done
+	defer func() {
+		if cur.Backend == nil {
+			return
+		}
+		// The reverse proxy panics with http.ErrAbortHandler when copying the body
+		// fails (the backend or the client broke the connection): end the attempt,
+		// and let the panic go on to the server, which aborts the response.
+		err := errCopyAborted
+		if r.Context().Err() != nil {
+			err = context.Canceled
+		}
+		end := clock.Now()
+		cur.Done(Outcome{Latency: end.Sub(start), Status: st.status, Err: err, At: end})
+	}()
 	for attempt := 0; ; attempt++ {
 		st.req.Now = start
 		res, err := p.pool.Pick(&st.req)
@@ -316,7 +334,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 		st.backend, st.status, st.err = res.Backend, 0, nil
+		cur = res
 		p.rp.ServeHTTP(w, out)
+		cur = Result{}
 		end := clock.Now()
 		res.Done(Outcome{Latency: end.Sub(start), Status: st.status, Err: st.err, At: end})
 		if st.err == nil {

@@ -407,3 +407,31 @@ func TestKeyFuncs(t *testing.T) {
 		t.Errorf("(-want +got):\n%s", diff)
 	}
 }
+
+func TestProxyBrokenBodyEndsTheRequest(t *testing.T) {
+	broken := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Length", "1000")
+		w.WriteHeader(200)
+		io.WriteString(w, "partial")
+		w.(http.Flusher).Flush()
+		panic(http.ErrAbortHandler) // cut the connection mid-body
+	}))
+	defer broken.Close()
+	pool, _, front := proxyTo(t, nil, nil, balancer.WithErrorLog(quietLog()))
+	if err := pool.Update([]balancer.Endpoint{{ID: "broken", URL: broken.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := front.Client().Get(front.URL)
+	if err == nil {
+		_, err = io.ReadAll(res.Body)
+		res.Body.Close()
+	}
+	if err == nil {
+		t.Fatal("the client read a whole body from a backend that broke mid-body")
+	}
+	b, _ := pool.Lookup("broken")
+	s := b.Window().Snapshot(0)
+	if b.InFlight() != 0 || s.Count != 1 || s.Errors != 1 {
+		t.Errorf("in flight %d, window %d/%d errors; want 0, 1/1", b.InFlight(), s.Errors, s.Count)
+	}
+}
