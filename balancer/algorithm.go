@@ -44,8 +44,8 @@ type Picker interface {
 // PickFunc adapts a function to pick a backend by index, the way a Lua pick(req,
 // backends) script does (see the luabind package). backends are the ready backends,
 // in the pool's order (sorted by id); the function returns an index into them. An
-// index out of range or an error makes the pool fall back to its [Algorithm] and count
-// a fallback ([Stats.Fallbacks]). The function must not retain or modify backends. It
+// index out of range, an error or a panic makes the pool fall back to its [Algorithm]
+// and count a fallback ([Stats.Fallbacks]). The function must not retain or modify backends. It
 // is called concurrently, from every request's goroutine, so it must be safe for
 // concurrent use (a Lua pick runs on a VM taken from a pool for the call).
 type PickFunc func(req *Request, backends []*Backend) (int, error)

@@ -32,7 +32,9 @@ const never = math.MaxInt64
 // Time-driven changes (the end of an ejection, a slow-start step) are applied lazily:
 // the snapshot records when it goes stale and the next [Result.Done] (or a Pick that
 // finds no backend) after that rebuilds it, so the pick path never reads the clock and
-// no goroutine is needed. [Pool.Run] adds the interval-driven outlier detectors
+// no goroutine is needed. That Done pays for the rebuild: microseconds for most
+// algorithms, milliseconds for [Hash] and [SmoothWeighted] over thousands of backends;
+// other requests carry on with the old snapshot meanwhile. [Pool.Run] adds the interval-driven outlier detectors
 // (success rate, latency).
 //
 // A Pool is safe for concurrent use. Its zero value is not usable: make one with [New].
@@ -456,7 +458,7 @@ func (p *Pool) Pick(req *Request) (Result, error) {
 	}
 	var b *Backend
 	if fp := p.pickFunc.Load(); fp != nil {
-		i, err := (*fp)(req, s.set.backends)
+		i, err := callPickFunc(*fp, req, s.set.backends)
 		if err == nil && i >= 0 && i < len(s.set.backends) {
 			b = s.set.backends[i]
 		} else {
@@ -479,6 +481,19 @@ func (p *Pool) Pick(req *Request) (Result, error) {
 	}
 	return Result{Backend: b}, nil
 }
+
+// callPickFunc calls f, turning a panic into an error so that a broken pick function
+// costs a fallback, not the request.
+func callPickFunc(f PickFunc, req *Request, bs []*Backend) (i int, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			i, err = -1, errPickPanic
+		}
+	}()
+	return f(req, bs)
+}
+
+var errPickPanic = errors.New("balancer: pick function panicked")
 
 // avoid picks again, up to twice, and then takes the next ready backend in order.
 func avoid(s *snapshot, req *Request, b *Backend) *Backend {

@@ -437,6 +437,7 @@ func TestPickFuncFallback(t *testing.T) {
 		{"negative", func(*balancer.Request, []*balancer.Backend) (int, error) { return -1, nil }, "", 1},
 		{"out of range", func(_ *balancer.Request, bs []*balancer.Backend) (int, error) { return len(bs), nil }, "", 1},
 		{"error", func(*balancer.Request, []*balancer.Backend) (int, error) { return 0, errors.New("lua: boom") }, "", 1},
+		{"panic", func(*balancer.Request, []*balancer.Backend) (int, error) { panic("boom") }, "", 1},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
