@@ -175,12 +175,16 @@ func BenchmarkPickFunc(b *testing.B) {
 		return n % len(bs), nil
 	})
 	req := &balancer.Request{}
+	base := time.Now()
 	b.ReportAllocs()
+	i := 0
 	for b.Loop() {
+		req.Now = base.Add(time.Duration(i) * time.Microsecond)
+		i++
 		r, err := p.Pick(req)
 		if err != nil {
 			b.Fatal(err)
 		}
-		r.Done(balancer.Outcome{Status: 200, At: req.Now})
+		r.Done(balancer.Outcome{Status: 200, Latency: time.Millisecond, At: req.Now})
 	}
 }
