@@ -11,7 +11,8 @@
 // current replica count implements [ReplicaReader].
 //
 // Errors are retryable unless marked with [Permanent]; [Retry] retries the
-// others with exponential back-off and full jitter. [FanOut] sends one decision
+// others with exponential back-off and full jitter, waiting longer when a
+// failure carries the other side's requested wait ([RetryAfter]). [FanOut] sends one decision
 // to several actuators, [Log] is a dry-run actuator that logs and remembers what
 // it was asked, and [Func] adapts a plain function. Concrete actuators live in
 // sub-packages (webhook, queue) so that a user links only what they use; the

@@ -2,6 +2,7 @@ package actuator
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"time"
@@ -98,10 +99,49 @@ func sleepCtx(ctx context.Context, d time.Duration) error {
 	}
 }
 
+// retryAfterError carries a server's requested wait; see [RetryAfter].
+type retryAfterError struct {
+	err error
+	d   time.Duration
+}
+
+func (e *retryAfterError) Error() string { return e.err.Error() }
+func (e *retryAfterError) Unwrap() error { return e.err }
+
+// RetryAfter marks err with a wait the other side asked for before the next
+// attempt, for example an HTTP Retry-After header on a 429 or 503 response:
+// [Retry] then waits at least d (capped by its maximum delay) instead of its
+// usual back-off when that is shorter. The result wraps err and keeps its
+// text, so [errors.Is], [errors.As] and [IsPermanent] see through it.
+// RetryAfter(nil, d) is nil, and a d <= 0 returns err unchanged.
+func RetryAfter(err error, d time.Duration) error {
+	if err == nil || d <= 0 {
+		return err
+	}
+	return &retryAfterError{err: err, d: d}
+}
+
+// RetryAfterOf returns the wait attached to err, or to an error it wraps,
+// with [RetryAfter], and whether there is one. When several are attached the
+// first found by [errors.As] wins. Retrying loops of your own can use it to
+// honour the same hint as [Retry].
+func RetryAfterOf(err error) (time.Duration, bool) {
+	var ra *retryAfterError
+	if errors.As(err, &ra) {
+		return ra.d, true
+	}
+	return 0, false
+}
+
 // Retry returns an [Actuator] that calls a and, when it fails with an error
 // that is not [Permanent], calls it again after an exponential back-off with
 // full jitter (see [Backoff]), up to the number of attempts. It stops early
 // when ctx is done. Because Scale is idempotent, repeating it is safe.
+//
+// When the failure carries a requested wait ([RetryAfter]), the delay before
+// the next attempt is the larger of the back-off and that wait, the wait
+// capped by the maximum delay ([WithBackoff]); the delay still ends early when
+// ctx is done.
 //
 // A permanent error is returned at once, still marked permanent. After the
 // last attempt the last error is returned, wrapped. When ctx ends during a
@@ -144,6 +184,9 @@ func (r *retry) Scale(ctx context.Context, req Request) error {
 	for attempt := range r.cfg.attempts {
 		if attempt > 0 {
 			d := Backoff(attempt-1, r.cfg.base, r.cfg.max, r.cfg.random())
+			if wait, ok := RetryAfterOf(err); ok {
+				d = max(d, min(wait, r.cfg.max))
+			}
 			if serr := r.cfg.sleep(ctx, d); serr != nil {
 				return fmt.Errorf("actuator: retry: gave up after %d attempts: %w (last error: %w)", attempt, serr, err)
 			}

@@ -3,6 +3,7 @@ package actuator_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
 	"strings"
 	"testing"
@@ -108,6 +109,44 @@ func TestRetry(t *testing.T) {
 			wantErr:    boom,
 		},
 		{
+			name:       "retry-after longer than the back-off is waited",
+			errs:       []error{actuator.RetryAfter(boom, 2*time.Second), boom},
+			wantCalls:  3,
+			wantSleeps: []time.Duration{2 * time.Second, 100 * time.Millisecond},
+		},
+		{
+			name:       "retry-after shorter than the back-off is not",
+			errs:       []error{actuator.RetryAfter(boom, 10*time.Millisecond)},
+			wantCalls:  2,
+			wantSleeps: []time.Duration{50 * time.Millisecond},
+		},
+		{
+			name:       "retry-after capped by the maximum delay",
+			errs:       []error{actuator.RetryAfter(boom, time.Hour)},
+			wantCalls:  2,
+			wantSleeps: []time.Duration{actuator.DefaultRetryMaxDelay},
+		},
+		{
+			name:       "retry-after capped by a custom maximum delay",
+			errs:       []error{actuator.RetryAfter(boom, time.Hour)},
+			opts:       []actuator.RetryOption{actuator.WithBackoff(time.Second, 3*time.Second)},
+			wantCalls:  2,
+			wantSleeps: []time.Duration{3 * time.Second},
+		},
+		{
+			name:       "retry-after seen through wrapping",
+			errs:       []error{fmt.Errorf("post: %w", actuator.RetryAfter(boom, 2*time.Second))},
+			wantCalls:  2,
+			wantSleeps: []time.Duration{2 * time.Second},
+		},
+		{
+			name:      "retry-after on a permanent error does not retry",
+			errs:      []error{actuator.RetryAfter(actuator.Permanent(boom), time.Second)},
+			wantCalls: 1,
+			wantErr:   boom,
+			wantPerm:  true,
+		},
+		{
 			name:      "attempts below one mean one",
 			errs:      []error{boom},
 			opts:      []actuator.RetryOption{actuator.WithAttempts(0)},
@@ -209,5 +248,39 @@ func TestRetryReplicaReaderAndNil(t *testing.T) {
 	err := actuator.Retry(nil).Scale(context.Background(), validRequest())
 	if !errors.Is(err, actuator.ErrInvalidRequest) || !actuator.IsPermanent(err) {
 		t.Errorf("Retry(nil).Scale = %v, want permanent ErrInvalidRequest", err)
+	}
+}
+
+func TestRetryAfter(t *testing.T) {
+	boom := errors.New("boom")
+	tests := []struct {
+		name     string
+		err      error
+		wantWait time.Duration
+		wantOK   bool
+	}{
+		{"nil", actuator.RetryAfter(nil, time.Second), 0, false},
+		{"plain", boom, 0, false},
+		{"marked", actuator.RetryAfter(boom, time.Second), time.Second, true},
+		{"zero wait leaves the error alone", actuator.RetryAfter(boom, 0), 0, false},
+		{"negative wait leaves the error alone", actuator.RetryAfter(boom, -time.Second), 0, false},
+		{"wrapped", fmt.Errorf("ctx: %w", actuator.RetryAfter(boom, 2*time.Second)), 2 * time.Second, true},
+		{"joined", errors.Join(boom, actuator.RetryAfter(boom, 3*time.Second)), 3 * time.Second, true},
+		{"outermost wins", actuator.RetryAfter(actuator.RetryAfter(boom, time.Second), 4*time.Second), 4 * time.Second, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wait, ok := actuator.RetryAfterOf(tt.err)
+			if wait != tt.wantWait || ok != tt.wantOK {
+				t.Errorf("RetryAfterOf(%v) = %v, %v; want %v, %v", tt.err, wait, ok, tt.wantWait, tt.wantOK)
+			}
+		})
+	}
+	marked := actuator.RetryAfter(actuator.Permanent(boom), time.Second)
+	if marked.Error() != "boom" || !errors.Is(marked, boom) || !actuator.IsPermanent(marked) {
+		t.Errorf("RetryAfter(Permanent(boom)) = %q: want the same text, wrapping boom, still permanent", marked)
+	}
+	if got := actuator.RetryAfter(boom, 0); got != boom {
+		t.Errorf("RetryAfter(boom, 0) = %v, want boom itself", got)
 	}
 }

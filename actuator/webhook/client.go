@@ -8,9 +8,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
 	"net/url"
 	"os"
+	"strconv"
 	"strings"
 	"time"
 
@@ -35,6 +37,11 @@ type StatusError struct {
 	URL string
 	// Code is the HTTP status code.
 	Code int
+	// RetryAfter is the wait the server asked for with a Retry-After header
+	// (delay-seconds or an HTTP-date, RFC 9110 section 10.2.3) on a 429 or
+	// 503 response. Zero when there was none, it did not parse, it lay in
+	// the past, or the status was another one.
+	RetryAfter time.Duration
 }
 
 // Error names the endpoint and status; it never includes the response body.
@@ -57,7 +64,10 @@ func (e *StatusError) Retryable() bool {
 //
 // A 2xx response is success. Network errors, timeouts, 429 and 5xx are retried
 // with exponential back-off and full jitter ([actuator.Retry]); other
-// statuses fail at once with a permanent [*StatusError]. Every attempt sends
+// statuses fail at once with a permanent [*StatusError]. A 429 or 503 with a
+// Retry-After header is retried no sooner than the server asked: the wait is
+// the larger of the back-off and Retry-After, capped by the retry policy's
+// maximum delay ([WithRetry], default 5 s) and ended by ctx. Every attempt sends
 // the same body and idempotency key with a fresh signature timestamp, so the
 // receiver applies the decision once. Redirects are not followed (unless you
 // pass your own client with [WithHTTPClient]).
@@ -164,8 +174,8 @@ func WithRetry(opts ...actuator.RetryOption) Option {
 	return func(c *clientConfig) { c.retryOpts = append(c.retryOpts, opts...) }
 }
 
-// WithClock sets the clock used for signature timestamps. Default
-// [time.Now].
+// WithClock sets the clock used for signature timestamps and to turn a
+// Retry-After date into a wait. Default [time.Now].
 func WithClock(now func() time.Time) Option {
 	return func(c *clientConfig) {
 		if now != nil {
@@ -295,10 +305,36 @@ func (a *Actuator) post(ctx context.Context, key string, body []byte) error {
 		return nil
 	}
 	serr := &StatusError{URL: a.redacted, Code: resp.StatusCode}
+	if serr.Code == http.StatusTooManyRequests || serr.Code == http.StatusServiceUnavailable {
+		serr.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), a.now())
+	}
 	if serr.Retryable() {
-		return serr
+		return actuator.RetryAfter(serr, serr.RetryAfter)
 	}
 	return actuator.Permanent(serr)
+}
+
+// retryAfter parses a Retry-After value, delay-seconds or an HTTP-date
+// (RFC 9110 section 10.2.3), into a wait from now. It returns 0 for an empty
+// or malformed value or a date not after now; a number of seconds too large
+// for a time.Duration gives the largest one (the retry policy caps it).
+func retryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if strings.Trim(v, "0123456789") == "" {
+		secs, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || secs > int64(math.MaxInt64/time.Second) {
+			return math.MaxInt64 // only digits, so the error is a range error
+		}
+		return time.Duration(secs) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	return max(t.Sub(now), 0)
 }
 
 // CloseIdleConnections closes idle keep-alive connections of the HTTP

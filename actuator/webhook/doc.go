@@ -12,6 +12,11 @@
 //	Autoscalelua-Signature: t=1740830400,v1=<64 lower-case hex digits>
 //	Authorization: Bearer <token>   (optional, read from an environment variable or a file)
 //
+// Network errors, timeouts, 429 and 5xx are retried with jittered
+// exponential back-off; a 429 or 503 with a Retry-After header (seconds or
+// an HTTP date) is retried no sooner than it asks, within the retry policy's
+// maximum delay and the caller's context.
+//
 // # Signature scheme
 //
 // The scheme is Stripe's, under our header name. v1 is the lower-case hex
