@@ -9,6 +9,9 @@
 // moves with what else runs.
 //
 //	go run ./balancer/internal/proxyload -rounds 5 -duration 3s -conc 32 -size 1024
+//
+// With -serve it only serves, for an external load generator: wrk.sh runs wrk
+// (apt-get install wrk) against both proxies in alternation.
 package main
 
 import (
@@ -42,6 +45,7 @@ func main() {
 	alg := flag.String("alg", "p2c", "balancer algorithm: rr, p2c, ewma, hash")
 	flush := flag.Duration("flush", 0, "FlushInterval of the balancer's proxy for responses with a Content-Length (its default, 0)")
 	bareFlush := flag.Duration("bare-flush", 0, "FlushInterval of the bare proxy (httputil's default is 0)")
+	serveOnly := flag.Bool("serve", false, "only serve: print the two proxies' URLs and wait for stdin to close (for an external load generator such as wrk; see wrk.sh)")
 	aa := flag.Bool("aa", false, "A/A check: put a second bare proxy where the balancer's goes, to see the harness's own bias")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
@@ -60,7 +64,7 @@ func main() {
 			f.Close()
 		}()
 	}
-	if err := run(*rounds, *duration, *conc, *size, *backends, *alg, *flush, *bareFlush, *aa); err != nil {
+	if err := run(*rounds, *duration, *conc, *size, *backends, *alg, *flush, *bareFlush, *aa, *serveOnly); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		pprof.StopCPUProfile()
 		os.Exit(1)
@@ -102,7 +106,7 @@ func countDials(t *http.Transport) *atomic.Int64 {
 	return n
 }
 
-func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flush, bareFlush time.Duration, aa bool) error {
+func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flush, bareFlush time.Duration, aa, serveOnly bool) error {
 	body := []byte(strings.Repeat("x", size))
 	var urls []string
 	for range nBackends {
@@ -181,6 +185,13 @@ func run(rounds int, d time.Duration, conc, size, nBackends int, alg string, flu
 	}
 	defer stopOur()
 
+	if serveOnly {
+		fmt.Printf("bare=%s/x\nbalancer=%s/x\n", bareURL, ourURL)
+		_, _ = io.Copy(io.Discard, os.Stdin) // until stdin closes
+		bareTr.CloseIdleConnections()
+		px.CloseIdleConnections()
+		return nil
+	}
 	clientTr := transport(conc)
 	clientDials := countDials(clientTr)
 	client := &http.Client{Transport: clientTr}
