@@ -5,7 +5,7 @@
 // platform, which prints one line per scale request it applies.
 //
 // The gateway records a load step in a metrics window: 20 requests per second,
-// then 120 for the middle half of the run, then 20 again. The loop holds 20
+// then 120 from a fifth to half of the run, then 20 again. The loop holds 20
 // requests per second per replica (the Kubernetes HPA's algorithm), so it
 // scales the platform up to about 6 replicas and back down. After the run the
 // program shows the signature scheme at work on a captured request: the HMAC
@@ -34,6 +34,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -91,6 +92,9 @@ func (p *platform) Scale(ctx context.Context, req actuator.Request) error {
 	if err := req.Validate(); err != nil {
 		return actuator.Permanent(err)
 	}
+	if err := ctx.Err(); err != nil { // the sender gave up; it will send again
+		return err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	from, ok := p.replicas[req.Target]
@@ -119,15 +123,18 @@ type captured struct {
 }
 
 // tap keeps the first request that reaches the receiver, for the signature
-// demonstration.
+// demonstration, and counts the requests being handled.
 type tap struct {
-	next http.Handler
+	next     http.Handler
+	inFlight atomic.Int64
 
 	mu    sync.Mutex
 	first *captured
 }
 
 func (t *tap) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	t.inFlight.Add(1)
+	defer t.inFlight.Add(-1)
 	body, err := io.ReadAll(io.LimitReader(r.Body, webhook.DefaultMaxBodyBytes+1))
 	if err != nil {
 		http.Error(w, "cannot read body", http.StatusBadRequest)
@@ -211,8 +218,8 @@ func run(ctx context.Context, out io.Writer, d time.Duration) error {
 		autoscale.WithActuation(autoscale.Actuation{Timeout: 3 * time.Second, Attempts: 2}),
 		autoscale.WithTargets(autoscale.Target{
 			Name: "checkout", Ref: target, Min: 1, Max: 10, Actuator: hook,
-			// Up at once; down after 1 s of lower recommendations (the HPA waits 300 s).
-			Safety: autoscale.Safety{ScaleUp: &autoscale.Rules{}, ScaleDown: &autoscale.Rules{StabilizationWindow: time.Second}},
+			// Up at once; down after 0.5 s of lower recommendations (the HPA waits 300 s).
+			Safety: autoscale.Safety{ScaleUp: &autoscale.Rules{}, ScaleDown: &autoscale.Rules{StabilizationWindow: 500 * time.Millisecond}},
 		}),
 		autoscale.WithObserver(func(tk autoscale.Tick) {
 			for _, dec := range tk.Decisions {
@@ -241,6 +248,10 @@ func run(ctx context.Context, out io.Writer, d time.Duration) error {
 		return nil
 	}
 
+	// The loop has stopped; let the receiver finish a request it may still hold.
+	for deadline := time.Now().Add(5 * time.Second); tp.inFlight.Load() > 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
 	n, applied := plat.state(target)
 	p.printf("platform: %s runs %d replicas after %d scale requests\n", target, n, applied)
 	if err := demonstrate(p, url, secret, tp.captured()); err != nil {
@@ -260,7 +271,7 @@ func from(current int) string {
 }
 
 // load records the load step into w until ctx ends: baseRate requests per
-// second, peakRate from a quarter to three quarters of d, each taking 20 ms.
+// second, peakRate from a fifth to half of d, each taking 20 ms.
 func load(ctx context.Context, clock metrics.Clock, w *metrics.Window, start time.Time, d time.Duration) {
 	t := time.NewTicker(10 * time.Millisecond)
 	defer t.Stop()
@@ -273,7 +284,7 @@ func load(ctx context.Context, clock metrics.Clock, w *metrics.Window, start tim
 		}
 		now := clock.Now()
 		rate := baseRate
-		if el := now.Sub(start); el >= d/4 && el < 3*d/4 {
+		if el := now.Sub(start); el >= d/5 && el < d/2 {
 			rate = peakRate
 		}
 		// Record what is due since the last tick, so a late tick loses nothing.

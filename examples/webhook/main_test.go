@@ -15,7 +15,7 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 func TestRun(t *testing.T) {
 	var out strings.Builder
-	if err := run(context.Background(), &out, 3*time.Second); err != nil {
+	if err := run(context.Background(), &out, 4*time.Second); err != nil {
 		t.Fatal(err)
 	}
 	got := out.String()
