@@ -103,6 +103,16 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
 		r.Done(balancer.Outcome{Latency: time.Duration(i&63) * time.Millisecond, Status: 200, At: now})
 	}
 	b.ReportAllocs()
+	// CPU time per op, beside the wall time: on a machine shared with other work the
+	// wall time of RunParallel says more about the neighbours than about contention,
+	// while CPU time per op grows only with the work (and the cache-line transfers)
+	// each op costs.
+	cpu0, cpuOK := processCPU()
+	defer func() {
+		if cpu1, ok := processCPU(); ok && cpuOK && b.N > 0 {
+			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+		}
+	}()
 	if !parallel {
 		req := &balancer.Request{}
 		i := 0

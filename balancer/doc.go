@@ -73,13 +73,21 @@
 // # Costs
 //
 // Measured with bench_test.go on the 2-core machine shared with other builds on which
-// this was written, over 1,000 backends (medians of 10 runs; runs varied by ±50%):
-// Pick alone costs about 20–25 ns for round robin, smooth weighted and random, 30–65 ns
-// for P2C, 50–100 ns for peak-EWMA (it decays two averages) and 40–90 ns for
-// bounded-load hashing. Done adds 70–150 ns: an atomic add, the peak-EWMA update of a
-// success (a compare-and-swap and an exponential, ~15–50 ns), and the window record
-// ([metrics.Window.RecordAt], ~25–75 ns), with cache misses across 1,000 backends'
-// windows. Neither allocates. In the proxy the balancer adds about 1 µs of CPU per
-// request to httputil.ReverseProxy's own 4–6 µs (BenchmarkProxyHandler, profiled), well
-// under 1% of a proxied request's CPU on loopback (internal/proxyload).
+// this was written, over 1,000 backends (medians of 6–10 runs; wall times varied by
+// ±50% with the neighbours, so the benchmarks also report CPU time per op). Pick alone
+// costs about 20–25 ns for round robin, smooth weighted and random, 30–65 ns for P2C,
+// 50–100 ns for peak-EWMA (it decays two averages) and 40–90 ns for bounded-load
+// hashing. Pick and Done together cost 75–90 ns of CPU for round robin and smooth
+// weighted, which walk the backends in order, and 200–300 ns for random, P2C and
+// peak-EWMA, whose random choices over 1,000 backends miss the cache on the backend,
+// its window and its histogram page; 120–130 ns for hashing. Done's own work is an
+// atomic add, the peak-EWMA update of a success (a compare-and-swap and an
+// exponential, ~15–50 ns) and the window record ([metrics.Window.RecordAt], ~25–75 ns).
+// Nothing allocates. From two goroutines the CPU per op stays within 1.2× of one
+// goroutine's, except for peak-EWMA (~1.5×) and [Hash] (~2.3×: the pool-wide in-flight
+// count that the bound needs is one shared cache line; see [LoadAware]).
+//
+// In the proxy the balancer adds about 1 µs of CPU per request to
+// httputil.ReverseProxy's own 4–6 µs (BenchmarkProxyHandler, profiled), under 1% of a
+// proxied request's CPU on loopback (internal/proxyload).
 package balancer
