@@ -72,6 +72,10 @@ func BenchmarkPickDone(b *testing.B) {
 			benchPickDone(b, benchPool(b, 1000, a.alg()), false)
 		})
 	}
+	// The cost of WithWindowConcurrency: Window.StartAt and DoneAt for RecordAt.
+	b.Run("RoundRobin+WindowConcurrency", func(b *testing.B) {
+		benchPickDone(b, benchPool(b, 1000, balancer.RoundRobin{}, balancer.WithWindowConcurrency()), false)
+	})
 }
 
 // BenchmarkPickDoneParallel is BenchmarkPickDone from GOMAXPROCS goroutines: the

@@ -542,3 +542,43 @@ func TestPoolRunStops(t *testing.T) {
 		t.Errorf("Run = %v, want context.Canceled", err)
 	}
 }
+
+func TestWindowConcurrency(t *testing.T) {
+	for _, on := range []bool{false, true} {
+		t.Run(fmt.Sprintf("on=%v", on), func(t *testing.T) {
+			var opts []balancer.Option
+			if on {
+				opts = append(opts, balancer.WithWindowConcurrency())
+			}
+			p, clock := newPool(t, 1, opts...)
+			var held []balancer.Result
+			for range 3 {
+				r, err := p.Pick(&balancer.Request{Now: clock.Now()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				held = append(held, r)
+			}
+			clock.Advance(time.Second)
+			b := held[0].Backend
+			s := b.Window().SnapshotAt(clock.Now(), 0)
+			wantInFlight := int64(0)
+			if on {
+				wantInFlight = 3
+			}
+			if s.InFlight != wantInFlight || b.InFlight() != 3 {
+				t.Errorf("window in flight %d (want %d), backend in flight %d (want 3)", s.InFlight, wantInFlight, b.InFlight())
+			}
+			for _, r := range held {
+				r.Done(balancer.Outcome{Status: 200, Latency: time.Second, At: clock.Now()})
+			}
+			s = b.Window().SnapshotAt(clock.Now(), 0)
+			if s.Count != 3 || s.InFlight != 0 || b.InFlight() != 0 {
+				t.Errorf("after done: count %d, window in flight %d, backend %d", s.Count, s.InFlight, b.InFlight())
+			}
+			if on && s.Concurrency < 2.9 {
+				t.Errorf("concurrency %.2f, want about 3 over the second the three requests took", s.Concurrency)
+			}
+		})
+	}
+}
