@@ -2,6 +2,7 @@ package simulate_test
 
 import (
 	"testing"
+	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
 	"github.com/autoscalelua/autoscalelua/luabind"
@@ -13,5 +14,7 @@ import (
 // shipped policies does not run it.)
 func TestAdaptiveLua(t *testing.T) {
 	luatest.Run(t, autoscale.Policies(), "policies/adaptive.lua", "policies/adaptive_test.lua",
-		luabind.WithConfig(map[string]any{"target": "api", "target_value": 10, "cold_start": 10}))
+		luabind.WithConfig(map[string]any{"target": "api", "target_value": 10, "cold_start": 10}),
+		// Some tests tick hundreds of times: give them room under the race detector.
+		luabind.WithLimits(luabind.Limits{LoadBudget: time.Minute, TickBudget: time.Minute}))
 }

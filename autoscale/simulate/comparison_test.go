@@ -42,14 +42,14 @@ func comparison(t *testing.T, scenarios []simulate.Scenario) []simulate.Summary 
 
 // TestComparisonTable runs the shipped policies over the standard scenarios, prints
 // the comparison table and checks that testdata/comparison.md is up to date (run with
-// -update to rewrite it). Under the race detector it runs the scenarios at a tenth of
+// -update to rewrite it). Under the race detector it runs two scenarios at a tenth of
 // their traffic and checks only the runs' sanity.
 func TestComparisonTable(t *testing.T) {
 	scenarios := simulate.Standard()
 	if raceEnabled {
-		for i := range scenarios {
-			scenarios[i] = lighter(scenarios[i])
-		}
+		// Two scenarios at a tenth of their traffic: the race detector makes Lua ~10×
+		// slower.
+		scenarios = []simulate.Scenario{lighter(scenarios[0]), lighter(scenarios[len(scenarios)-1])}
 	}
 	sums := comparison(t, scenarios)
 	for _, s := range sums {

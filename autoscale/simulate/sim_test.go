@@ -54,6 +54,9 @@ func csvOf(t testing.TB, r *simulate.Result) string {
 func TestSameSeedSameResult(t *testing.T) {
 	sc, _ := simulate.ScenarioByName("multi-tenant")
 	sc.Duration = 5 * time.Minute
+	if raceEnabled {
+		sc = lighter(sc)
+	}
 	sc.Service.CrashEvery = 2 * time.Minute
 	sc.Service.FailureRate = 0.001
 	for _, name := range []string{"adaptive", "kpa", "kpa_go"} {
@@ -77,6 +80,9 @@ func TestSameSeedSameResult(t *testing.T) {
 func TestLuaAndGoTwinsAgree(t *testing.T) {
 	sc, _ := simulate.ScenarioByName("step")
 	sc.Duration = 10 * time.Minute
+	if raceEnabled {
+		sc = lighter(sc)
+	}
 	for _, pair := range [][2]string{{"kpa", "kpa_go"}, {"target_tracking", "target_tracking_go"}} {
 		t.Run(pair[0], func(t *testing.T) {
 			a, b := run(t, sc, mustShipped(t, pair[0]), 1), run(t, sc, mustShipped(t, pair[1]), 1)
