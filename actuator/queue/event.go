@@ -57,10 +57,10 @@ func Encode(req actuator.Request, source string) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: encode: %w", err)
 	}
-	// A json.RawMessage, not a []byte, which SetData would base64-encode.
-	if err := e.SetData(event.ApplicationJSON, json.RawMessage(body)); err != nil {
-		return nil, fmt.Errorf("queue: encode: %w", err)
-	}
+	// The body is JSON already: store it as is (SetData would base64-encode
+	// a []byte, or marshal it once more).
+	e.SetDataContentType(event.ApplicationJSON)
+	e.DataEncoded = body
 	if err := e.Validate(); err != nil {
 		return nil, fmt.Errorf("queue: encode: %w: %w", actuator.ErrInvalidRequest, err)
 	}

@@ -162,3 +162,28 @@ func FuzzUnmarshal(f *testing.F) {
 		}
 	})
 }
+
+// The body is encoded and decoded once per decision, on the control plane;
+// these measure what that costs.
+func BenchmarkMarshal(b *testing.B) {
+	req := request("d-1", 5)
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := wire.Marshal(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func BenchmarkUnmarshal(b *testing.B) {
+	body, err := wire.Marshal(request("d-1", 5))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := wire.Unmarshal(body); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
