@@ -416,13 +416,15 @@ type Snapshot struct {
 }
 
 // Snapshot summarizes the last span of the window at the clock's current time. A span
-// of zero or longer than the window means the whole window.
+// of zero or longer than the window means the whole window. See [Window.SnapshotAt].
 func (w *Window) Snapshot(span time.Duration) Snapshot {
 	return w.SnapshotAt(w.clock.Now(), span)
 }
 
 // SnapshotAt summarizes the span of the window ending at now. The span is rounded up to
-// whole buckets, the last of which is the one holding now, covered up to now.
+// whole buckets: it covers the ceil(span/Width) completed buckets before the one holding
+// now, and that one up to now, so between span and span+Width of time ([Snapshot.Span]
+// says how much), and a read on a bucket boundary still covers the whole span.
 func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
 	ns := now.UnixNano()
 	n := w.epochOf(ns)
@@ -431,7 +433,7 @@ func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
 		k = min(max((int64(span)+w.width-1)/w.width, 1), w.n)
 	}
 	elapsed := ns - n*w.width
-	dur := (k-1)*w.width + elapsed
+	dur := k*w.width + elapsed
 	if age := ns - w.created; dur > age {
 		dur = max(age, 0)
 	}
@@ -440,7 +442,7 @@ func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
 	s.Span = time.Duration(dur)
 	s.InFlight = w.inFlight.Load()
 	var maxLat int64
-	for m := n - k + 1; m <= n; m++ {
+	for m := n - k; m <= n; m++ {
 		b := w.bucketFor(m)
 		if b == nil {
 			continue
@@ -458,7 +460,7 @@ func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
 	if dur > 0 {
 		sec := float64(dur) / float64(time.Second)
 		s.Rate = float64(s.Count) / sec
-		s.Concurrency = w.area(n, k, elapsed, s.InFlight) / float64(dur)
+		s.Concurrency = w.area(n, k+1, elapsed, s.InFlight) / float64(dur)
 	}
 	if served := s.Count - s.Rejected; served > 0 {
 		s.ErrorRate = float64(s.Errors) / float64(served)
@@ -506,8 +508,8 @@ func (w *Window) area(n, k, elapsed, inFlightNow int64) float64 {
 	return total
 }
 
-// latencyLocked fills s's mean and quantiles from the histograms of the k buckets
-// ending with epoch n. The completed buckets come merged: from the running histogram
+// latencyLocked fills s's mean and quantiles from the histograms of the k completed
+// buckets before epoch n and of bucket n. The completed buckets come merged: from the running histogram
 // for a whole window, else merged here; the current bucket, still being written, is
 // copied once and walked beside them, so a whole-window read never merges sixty
 // histograms nor copies the running one. The caller holds w.mu.
@@ -522,7 +524,7 @@ func (w *Window) latencyLocked(n, k, maxLat int64, s *Snapshot) {
 	} else {
 		base = &w.scratch
 		base.Reset()
-		for m := n - k + 1; m < n; m++ {
+		for m := n - k; m < n; m++ {
 			addBucket(base, w.bucketFor(m))
 		}
 	}
@@ -632,9 +634,9 @@ func newHistCache(ringLen int64) *histCache {
 	return c
 }
 
-// sync moves the cache to cover the completed buckets of the window ending with epoch n.
+// sync moves the cache to cover the window's length of completed buckets before epoch n.
 func (c *histCache) sync(w *Window, n int64) {
-	lo, hi := n-w.n+1, n-1
+	lo, hi := n-w.n, n-1
 	if c.ok && c.lo <= lo && c.hi <= hi && c.hi >= lo-1 {
 		for m := c.lo; m < lo; m++ {
 			if !c.sub(w, m) {

@@ -75,14 +75,14 @@ func TestWindowSnapshot(t *testing.T) {
 
 	got := w.SnapshotAt(now, 0)
 	want := Snapshot{
-		Span:      time.Minute - 500*time.Millisecond,
+		Span:      time.Minute + 500*time.Millisecond,
 		Count:     100,
 		Errors:    10,
 		Canceled:  10,
 		Bytes:     10000,
 		Value:     250,
 		ErrorRate: 0.1,
-		Rate:      100 / 59.5,
+		Rate:      100 / 60.5,
 		P50:       5 * time.Millisecond,
 		P90:       9 * time.Millisecond,
 		P99:       10 * time.Millisecond,
@@ -97,17 +97,23 @@ func TestWindowSnapshot(t *testing.T) {
 		t.Errorf("whole window (-want +got):\n%s", diff)
 	}
 
-	// The last 3 seconds: buckets now-2s .. now (the current one half covered).
+	// The last 3 seconds: the three completed buckets now-3s .. now-1s and the current
+	// one, half covered.
 	got = w.SnapshotAt(now, 3*time.Second)
-	if got.Count != 30 || got.Errors != 3 || got.Span != 2500*time.Millisecond {
-		t.Errorf("3s span: count %d errors %d span %v, want 30, 3, 2.5s", got.Count, got.Errors, got.Span)
+	if got.Count != 40 || got.Errors != 4 || got.Span != 3500*time.Millisecond {
+		t.Errorf("3s span: count %d errors %d span %v, want 40, 4, 3.5s", got.Count, got.Errors, got.Span)
 	}
-	if math.Abs(got.Rate-12) > 1e-9 {
-		t.Errorf("3s rate %v, want 12", got.Rate)
+	if math.Abs(got.Rate-40/3.5) > 1e-9 {
+		t.Errorf("3s rate %v, want %v", got.Rate, 40/3.5)
+	}
+	// On a bucket boundary a 1 s span is the last whole second.
+	got = w.SnapshotAt(now.Add(500*time.Millisecond), time.Second)
+	if got.Count != 10 || got.Span != time.Second || got.Rate != 10 {
+		t.Errorf("1s span on a boundary: count %d span %v rate %v, want 10, 1s, 10", got.Count, got.Span, got.Rate)
 	}
 
-	// A minute later everything has left the window.
-	got = w.SnapshotAt(now.Add(time.Minute), 0)
+	// Over a minute later everything has left the window.
+	got = w.SnapshotAt(now.Add(61*time.Second), 0)
 	if got.Count != 0 || got.P99 != 0 || got.Rate != 0 || got.Max != 0 {
 		t.Errorf("expired window: %+v", got)
 	}
@@ -183,7 +189,7 @@ func TestWindowConcurrency(t *testing.T) {
 				tt.run(w, at, step)
 				at = at.Add(100 * time.Millisecond)
 			}
-			s := w.SnapshotAt(at.Add(-time.Nanosecond), 10*time.Second)
+			s := w.SnapshotAt(at, 10*time.Second)
 			if math.Abs(s.Concurrency-tt.want) > 0.01 {
 				t.Errorf("concurrency %v, want %v", s.Concurrency, tt.want)
 			}
@@ -197,10 +203,11 @@ func TestWindowConcurrency(t *testing.T) {
 func TestWindowPartialBucketConcurrency(t *testing.T) {
 	w, _ := newTestWindow(t, WindowConfig{})
 	w.created = t0.Add(-time.Hour).UnixNano()
-	// One request from 0.2 s into a bucket, read at 0.6 s: in flight 0.4 s of the last 5.6 s.
+	// One request from 0.2 s into a bucket, read at 0.6 s over 6 s (six whole buckets
+	// and the current one): in flight 0.4 s of 6.6 s.
 	w.StartAt(t0.Add(200 * time.Millisecond))
 	s := w.SnapshotAt(t0.Add(600*time.Millisecond), 6*time.Second)
-	if want := 0.4 / 5.6; math.Abs(s.Concurrency-want) > 1e-9 {
+	if want := 0.4 / 6.6; math.Abs(s.Concurrency-want) > 1e-9 {
 		t.Errorf("concurrency %v, want %v", s.Concurrency, want)
 	}
 	if s.InFlight != 1 || w.InFlight() != 1 {
@@ -236,7 +243,7 @@ func TestWindowHistogramCache(t *testing.T) {
 		got := w.SnapshotAt(now, 0)
 		n := w.epochOf(now.UnixNano())
 		var h Histogram
-		for m := n - w.n + 1; m <= n; m++ {
+		for m := n - w.n; m <= n; m++ {
 			addBucket(&h, w.bucketFor(m))
 		}
 		h.max = int64(got.Max)
