@@ -34,7 +34,7 @@ func ExampleEndpointSlices_Endpoints() {
 		Ports:       []discoveryv1.EndpointPort{{Name: ptr("http"), Port: ptr[int32](8080)}},
 		Endpoints: []discoveryv1.Endpoint{
 			{Addresses: []string{"10.1.0.7"}, Zone: &zone, TargetRef: &corev1.ObjectReference{Kind: "Pod", Name: "web-7"}},
-			{Addresses: []string{"10.1.0.8"}, Conditions: discoveryv1.EndpointConditions{Ready: &no}},                      // starting
+			{Addresses: []string{"10.1.0.8"}, Conditions: discoveryv1.EndpointConditions{Ready: &no}},                       // starting
 			{Addresses: []string{"10.1.0.9"}, Conditions: discoveryv1.EndpointConditions{Serving: &yes, Terminating: &yes}}, // draining
 		},
 	}
