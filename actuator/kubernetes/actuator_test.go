@@ -164,31 +164,7 @@ func TestLeastPrivilege(t *testing.T) {
 	other.deployment(t, "web", 1)
 	ctx := testCtx(t)
 
-	sa, err := e.client.CoreV1().ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: "scaler"}}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.client.RbacV1().Roles(e.ns).Create(ctx, &rbacv1.Role{
-		ObjectMeta: metav1.ObjectMeta{Name: "scaler"},
-		Rules: []rbacv1.PolicyRule{{
-			APIGroups: []string{"apps"}, Resources: []string{"deployments/scale"},
-			Verbs: []string{"get", "update", "patch"},
-		}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := e.client.RbacV1().RoleBindings(e.ns).Create(ctx, &rbacv1.RoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: "scaler"},
-		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: "scaler"},
-		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: sa.Name, Namespace: e.ns}},
-	}, metav1.CreateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	tr, err := e.client.CoreV1().ServiceAccounts(e.ns).CreateToken(ctx, sa.Name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	a := newActuator(t, cluster.ConfigForToken(tr.Status.Token))
+	a := newActuator(t, cluster.ConfigForToken(e.token(t, "scaler", "get", "update", "patch")))
 
 	if err := a.Scale(ctx, request(e.ns, "", "web", 3)); err != nil {
 		t.Fatalf("scale in the granted namespace: %v", err)
@@ -221,6 +197,44 @@ func TestLeastPrivilege(t *testing.T) {
 	if got := other.deploymentReplicas(t, "web"); got != 1 {
 		t.Errorf("the forbidden deployment has %d replicas, want 1", got)
 	}
+
+	// A token that may only read: Scale names the missing verb, update; reading works.
+	reader := newActuator(t, cluster.ConfigForToken(e.token(t, "reader", "get")))
+	err := reader.Scale(ctx, request(e.ns, "", "web", 5))
+	if !errors.Is(err, kubernetes.ErrForbidden) || !strings.Contains(err.Error(), `"update"`) {
+		t.Errorf("Scale with get only: %v, want ErrForbidden naming \"update\"", err)
+	}
+	if n, err := reader.Replicas(ctx, actuator.Target{Namespace: e.ns, Name: "web"}); err != nil || n != 3 {
+		t.Errorf("Replicas with get only = %d, %v; want 3", n, err)
+	}
+}
+
+// token returns a service account token whose only grant is a Role allowing verbs on
+// deployments/scale in e's namespace.
+func (e *env) token(t *testing.T, name string, verbs ...string) string {
+	t.Helper()
+	ctx := testCtx(t)
+	if _, err := e.client.CoreV1().ServiceAccounts(e.ns).Create(ctx, &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Name: name}}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.RbacV1().Roles(e.ns).Create(ctx, &rbacv1.Role{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		Rules:      []rbacv1.PolicyRule{{APIGroups: []string{"apps"}, Resources: []string{"deployments/scale"}, Verbs: verbs}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.client.RbacV1().RoleBindings(e.ns).Create(ctx, &rbacv1.RoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: name},
+		RoleRef:    rbacv1.RoleRef{APIGroup: "rbac.authorization.k8s.io", Kind: "Role", Name: name},
+		Subjects:   []rbacv1.Subject{{Kind: "ServiceAccount", Name: name, Namespace: e.ns}},
+	}, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tr, err := e.client.CoreV1().ServiceAccounts(e.ns).CreateToken(ctx, name, &authenticationv1.TokenRequest{}, metav1.CreateOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tr.Status.Token
 }
 
 // TestScaleErrors checks the errors callers branch on.
