@@ -80,7 +80,9 @@ func (l *Loop) work(t *target) {
 
 // call makes the attempts for j: each under the timeout, retried with exponential
 // back-off and full jitter on errors not marked permanent, until it succeeds, the loop
-// closes or a newer request supersedes it.
+// closes or a newer request supersedes it. An error carrying a requested wait
+// ([actuator.RetryAfter]) delays the next attempt by at least that wait, capped by
+// RetryMax.
 func (l *Loop) call(t *target, j *job) ActuationResult {
 	var (
 		err error
@@ -89,6 +91,11 @@ func (l *Loop) call(t *target, j *job) ActuationResult {
 	for attempt := range l.act.Attempts {
 		if attempt > 0 {
 			d := actuator.Backoff(attempt-1, l.act.RetryBase, l.act.RetryMax, l.random())
+			if w, ok := actuator.RetryAfterOf(err); ok {
+				// The other side asked for a wait (Retry-After): honour it, capped
+				// by the largest back-off.
+				d = max(d, min(w, l.act.RetryMax))
+			}
 			if !l.backoff(t, d) {
 				break
 			}
