@@ -1,0 +1,363 @@
+// Command gateway is the autoscalelua demo: a gateway on localhost that proxies to
+// simulated backends whose latency grows with load, runs a shipped Lua scaling policy,
+// and scales the backend pool through an in-process actuator, while a built-in load
+// generator plays a flash sale.
+//
+//	go run ./examples/gateway
+//
+// Within a minute the terminal shows the decisions (one line each) and
+// http://localhost:8080/debug/autoscale shows replicas, rates, latency and decisions
+// live. Flags choose the policy (a shipped name, or a .lua file that is reloaded when
+// it changes), the load profile, the tick and the address; -h lists them. To edit a
+// policy while it runs:
+//
+//	go run ./examples/gateway -dump-policy kpa > my.lua
+//	go run ./examples/gateway -policy my.lua     # then edit my.lua and save
+package main
+
+import (
+	"context"
+	_ "embed"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/autoscale/dashboard"
+	"github.com/autoscalelua/autoscalelua/autoscale/simulate"
+	"github.com/autoscalelua/autoscalelua/balancer"
+	"github.com/autoscalelua/autoscalelua/luabind"
+	"github.com/autoscalelua/autoscalelua/luabind/luahttp"
+	"github.com/autoscalelua/autoscalelua/metrics"
+	"github.com/autoscalelua/autoscalelua/middleware"
+)
+
+//go:embed access.lua
+var accessScript string
+
+// The demo's service: what one replica serves, and how it starts.
+const (
+	target      = "api" // the loop's target and the route's key
+	concurrency = 4     // requests one replica serves at once
+	serviceTime = 50 * time.Millisecond
+	coldStart   = 2 * time.Second
+	freeRPS     = 20 // the free tenant's token bucket
+)
+
+type config struct {
+	addr        string
+	policy      string
+	load        string
+	tick        time.Duration
+	duration    time.Duration
+	minReplicas int
+	maxReplicas int
+	verbose     bool
+
+	// Set by tests.
+	profile simulate.Profile // overrides load
+	period  time.Duration
+	ready   func(g *gateway) // called once the gateway serves
+}
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	cfg, err := parseFlags(os.Args[1:], os.Stdout)
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errDumped) {
+		return
+	}
+	if err == nil {
+		err = run(ctx, cfg, os.Stdout)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "gateway:", err)
+		os.Exit(1)
+	}
+}
+
+var errDumped = errors.New("policy dumped")
+
+func parseFlags(args []string, out io.Writer) (config, error) {
+	var c config
+	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
+	fs.SetOutput(out)
+	fs.StringVar(&c.addr, "addr", "localhost:8080", "address to listen on")
+	fs.StringVar(&c.policy, "policy", "adaptive", "scaling policy: a shipped name ("+strings.Join(autoscale.PolicyNames(), ", ")+") or a .lua file, reloaded when it changes")
+	fs.StringVar(&c.load, "load", "flash-sale", "built-in load: "+profileNames())
+	fs.DurationVar(&c.tick, "tick", time.Second, "the scaling loop's period (at least 50ms)")
+	fs.DurationVar(&c.duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
+	fs.IntVar(&c.minReplicas, "min", 1, "fewest backend replicas")
+	fs.IntVar(&c.maxReplicas, "max", 20, "most backend replicas")
+	fs.BoolVar(&c.verbose, "v", false, "log the library's messages too")
+	dump := fs.String("dump-policy", "", "print a shipped policy's source and exit")
+	if err := fs.Parse(args); err != nil {
+		return c, err
+	}
+	if *dump != "" {
+		src, err := autoscale.PolicySource(*dump)
+		if err != nil {
+			return c, err
+		}
+		io.WriteString(out, src)
+		return c, errDumped
+	}
+	if _, ok := profiles[c.load]; !ok {
+		return c, fmt.Errorf("unknown load %q; choose from %s", c.load, profileNames())
+	}
+	return c, nil
+}
+
+// gateway is everything the demo runs.
+type gateway struct {
+	reg       *metrics.Registry
+	pool      *balancer.Pool
+	fleet     *fleet
+	admission *middleware.Admission
+	policy    *luabind.Runtime
+	access    *luabind.Runtime
+	loop      *autoscale.Loop
+	dash      *dashboard.Dashboard
+	load      *loadgen
+	url       string
+}
+
+func run(ctx context.Context, cfg config, out io.Writer) error {
+	if cfg.duration > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
+		defer cancel()
+	}
+	logLevel := slog.LevelError
+	if cfg.verbose {
+		logLevel = slog.LevelInfo
+	}
+	logger := slog.New(slog.NewTextHandler(out, &slog.HandlerOptions{Level: logLevel}))
+
+	g := &gateway{}
+	var err error
+	if g.reg, err = metrics.NewRegistry(); err != nil {
+		return err
+	}
+	if g.pool, err = balancer.New(balancer.WithRegistry(g.reg), balancer.WithAlgorithm(&balancer.PeakEWMA{})); err != nil {
+		return err
+	}
+	g.fleet = &fleet{pool: g.pool, concurrency: concurrency, serviceTime: serviceTime, coldStart: coldStart}
+	defer g.fleet.Close()
+	if err := g.fleet.warm(cfg.minReplicas); err != nil {
+		return err
+	}
+
+	// The policy: a shipped one, or a file that is watched and reloaded.
+	env := simulate.Env{Target: target, Route: target, Concurrency: concurrency, ServiceTime: serviceTime,
+		ColdStart: coldStart, SLO: 4 * serviceTime, Min: cfg.minReplicas, Max: cfg.maxReplicas}
+	src, luaCfg, safety, err := policySource(cfg.policy, env)
+	watchPath := ""
+	if strings.HasSuffix(cfg.policy, ".lua") {
+		watchPath = cfg.policy
+	}
+	if err != nil {
+		return err
+	}
+	if g.policy, err = luabind.New(src, luabind.WithConfig(luaCfg), luabind.WithLogger(logger), luabind.WithRegistry(g.reg)); err != nil {
+		return err
+	}
+	defer g.policy.Close()
+	if g.access, err = luabind.New(luabind.FromString("access.lua", accessScript), luabind.WithLogger(logger)); err != nil {
+		return err
+	}
+	defer g.access.Close()
+
+	if g.admission, err = middleware.NewAdmission(middleware.AdmissionConfig{}); err != nil {
+		return err
+	}
+	if err := g.admission.Throttle("free", freeRPS, freeRPS); err != nil {
+		return err
+	}
+	proxy, err := balancer.NewProxy(g.pool)
+	if err != nil {
+		return err
+	}
+	defer proxy.CloseIdleConnections()
+	front := frontend(g.reg, g.admission, g.access, logger, proxy)
+
+	if g.loop, err = autoscale.NewLoop(
+		autoscale.WithPolicy(g.policy),
+		autoscale.WithRegistry(g.reg),
+		autoscale.WithTick(cfg.tick),
+		autoscale.WithTargets(autoscale.Target{Name: target, Min: cfg.minReplicas, Max: cfg.maxReplicas, Actuator: g.fleet, Safety: safety}),
+		autoscale.WithPool("backends", g.pool),
+		autoscale.WithShedder(g.admission),
+		autoscale.WithThrottler(g.admission),
+		autoscale.WithRouter(g.admission),
+		autoscale.WithLogger(logger),
+		autoscale.WithObserver(func(tk autoscale.Tick) { printTick(out, g, tk) }),
+	); err != nil {
+		return err
+	}
+
+	if g.dash, err = dashboard.New(dashboard.WithLoop(g.loop), dashboard.WithRegistry(g.reg), dashboard.WithTitle("autoscalelua demo gateway"),
+		dashboard.WithCounters(func() map[string]uint64 {
+			st := g.admission.Stats()
+			return map[string]uint64{"shed": st.Shed + st.QueueFull + st.QueueTimeout, "throttled": st.Throttled}
+		})); err != nil {
+		return err
+	}
+
+	mux := http.NewServeMux()
+	mux.Handle("/debug/autoscale/", http.StripPrefix("/debug/autoscale", g.dash))
+	mux.Handle("/", front)
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	g.url = "http://" + ln.Addr().String()
+
+	profile, period := profiles[cfg.load].profile, profiles[cfg.load].period
+	if cfg.profile != nil {
+		profile, period = cfg.profile, cfg.period
+	}
+	g.load = &loadgen{client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512}},
+		url: g.url + "/api/items", profile: profile, period: period, max: 2048}
+	defer g.load.client.CloseIdleConnections()
+
+	fmt.Fprintf(out, "gateway on %s  dashboard %s/debug/autoscale/\n", g.url, g.url)
+	fmt.Fprintf(out, "policy %s, load %s, tick %v, replicas %d..%d (%d concurrent × %v each, cold start %v)\n",
+		src.Name, cfg.load, cfg.tick, cfg.minReplicas, cfg.maxReplicas, concurrency, serviceTime, coldStart)
+
+	// Every goroutine below ends when ctx does; wg waits for them.
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	wg.Go(func() {
+		if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+			errs <- err
+		}
+	})
+	wg.Go(func() { g.loop.Run(ctx) })
+	wg.Go(func() { g.dash.Run(ctx) })
+	wg.Go(func() { g.load.run(ctx) })
+	if watchPath != "" {
+		w, err := luabind.NewWatcher(g.policy, watchPath)
+		if err != nil {
+			return err
+		}
+		w.OnReload = func(err error) {
+			if err != nil {
+				fmt.Fprintf(out, "policy reload failed, the old policy keeps running: %v\n", err)
+				return
+			}
+			fmt.Fprintf(out, "policy reloaded from %s\n", watchPath)
+		}
+		wg.Go(func() {
+			if err := w.Run(ctx); err != nil {
+				errs <- err
+			}
+		})
+	}
+	if cfg.ready != nil {
+		cfg.ready(g)
+	}
+
+	var runErr error
+	select {
+	case <-ctx.Done():
+	case runErr = <-errs:
+	}
+	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	srv.Shutdown(shutdown)
+	wg.Wait()
+	c := g.load.counts()
+	fmt.Fprintf(out, "sent %d: served %d, shed %d, throttled %d, errored %d\n", c.Sent, c.Served, c.Shed, c.Throttled, c.Errored)
+	return runErr
+}
+
+
+// frontend is the gateway's request path: classify (route "api", tenant from
+// X-Tenant-ID), run access.lua's on_request, admit, record, and proxy.
+func frontend(reg *metrics.Registry, adm *middleware.Admission, access *luabind.Runtime, logger *slog.Logger, proxy http.Handler) http.Handler {
+	tenantHeader := http.CanonicalHeaderKey(middleware.TenantHeader)
+	return middleware.Wrap(proxy,
+		middleware.WithRegistry(reg),
+		middleware.WithLogger(logger),
+		middleware.WithClassifier(func(r *http.Request) middleware.Keys {
+			k := middleware.Keys{Route: target}
+			if v := r.Header[tenantHeader]; len(v) > 0 {
+				k.Tenant = v[0]
+			}
+			return k
+		}),
+		middleware.WithHook(luahttp.Hook(access)),
+		middleware.WithAdmission(adm),
+	)
+}
+
+// demoTimescale compresses the shipped policies' time constants, so the demo shows a
+// whole cycle, up and back down, within a couple of minutes. Production settings are the
+// policies' defaults (see each file's header).
+var demoTimescale = map[string]map[string]any{
+	"kpa": {"stable_window": 20, "panic_window": 2, "scale_to_zero_grace": -1},
+}
+
+// policySource returns the policy's script, its config table and the safety layer to
+// run it with.
+func policySource(name string, env simulate.Env) (luabind.Source, map[string]any, autoscale.Safety, error) {
+	if strings.HasSuffix(name, ".lua") {
+		src, err := luabind.FromFile(name)
+		return src, env.LuaConfig(), autoscale.Safety{ScaleUp: &autoscale.Rules{}, ScaleDown: &autoscale.Rules{}}, err
+	}
+	code, err := autoscale.PolicySource(name)
+	if err != nil {
+		return luabind.Source{}, nil, autoscale.Safety{}, fmt.Errorf("policy %q is neither a .lua file nor one of %s", name, strings.Join(autoscale.PolicyNames(), ", "))
+	}
+	src := luabind.FromString(name+".lua", code)
+	p, err := simulate.Shipped(name)
+	if err != nil || p.Config == nil {
+		return src, nil, autoscale.Safety{}, fmt.Errorf("policy %q has no Lua config: %w", name, err)
+	}
+	cfg := p.Config(env)
+	for k, v := range demoTimescale[name] {
+		cfg[k] = v
+	}
+	return src, cfg, p.Safety, nil
+}
+
+// printTick prints one line per decision.
+func printTick(out io.Writer, g *gateway, tk autoscale.Tick) {
+	s, _ := g.reg.Lookup(metrics.ScopeRoute, target)
+	var snap metrics.Snapshot
+	if s != nil {
+		snap = s.SnapshotAt(tk.Time, 10*time.Second)
+	}
+	for _, d := range tk.Decisions {
+		line := fmt.Sprintf("%s %s %2d → %-2d %-4s %-9s %6.0f rps  p99 %6.1fms  ready %d",
+			tk.Time.Format("15:04:05"), d.Target, max(d.Current, 0), d.Desired, d.Direction, d.Why,
+			snap.Rate, float64(snap.P99)/float64(time.Millisecond), g.fleet.Ready())
+		if d.Policy.Reason != "" {
+			line += "  " + d.Policy.Reason
+		}
+		if d.Policy.Err != "" {
+			line += "  policy error: " + d.Policy.Err
+		}
+		for _, st := range d.Steps {
+			if st.Clamped() {
+				line += fmt.Sprintf("  [%s %d→%d]", st.Name, st.Before, st.After)
+			}
+		}
+		fmt.Fprintln(out, line)
+	}
+	for _, a := range tk.Actions {
+		fmt.Fprintf(out, "%s action %s %s %s\n", tk.Time.Format("15:04:05"), a.Action.Kind(), a.Why, a.Err)
+	}
+}
