@@ -283,7 +283,6 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	return runErr
 }
 
-
 // frontend is the gateway's request path: classify (route "api", tenant from
 // X-Tenant-ID), run access.lua's on_request, admit, record, and proxy.
 func frontend(reg *metrics.Registry, adm *middleware.Admission, access *luabind.Runtime, logger *slog.Logger, proxy http.Handler) http.Handler {
