@@ -30,12 +30,17 @@
 //
 //   - [metrics]: windows, histograms, EWMAs, the keyed registry, clocks; imports nothing
 //     of the module. metrics/otelmetrics exports windows to OpenTelemetry.
-//   - [middleware]: func(http.Handler) http.Handler that records every request.
-//   - [actuator]: the Actuator interface and generic helpers; sub-packages hold the
-//     webhook and queue actuators.
-//   - [autoscale]: the loop, actions, safety layer and decisions.
-//   - [balancer]: pools, algorithms, health and the reverse proxy.
-//   - [luabind]: the sandboxed, pooled Lua runtime and its hooks.
+//   - [middleware]: func(http.Handler) http.Handler that records every request, runs a
+//     hook (the access phase) and admission control (shedding, tenant throttling, a
+//     concurrency limit, a priority queue).
+//   - [balancer]: pools, algorithms, passive and active health, the reverse proxy.
+//   - [actuator]: the Actuator interface and generic helpers; actuator/kubernetes
+//     scales any /scale subresource and elects a leader with a Lease; actuator/webhook
+//     and actuator/queue (NATS, Kafka) hand decisions to other systems.
+//   - [autoscale]: the loop, actions, safety layer, decisions and shipped Lua policies;
+//     autoscale/dashboard is the live page, autoscale/simulate the simulator.
+//   - [luabind]: the sandboxed, pooled Lua runtime and its hooks; luabind/luatest runs
+//     Lua tests of scripts, luabind/luahttp plugs on_request into the middleware.
 //
 // Lower packages never import higher ones: metrics and actuator import nothing of the
 // module; balancer imports metrics; autoscale imports metrics and actuator; luabind
