@@ -10,6 +10,7 @@ import (
 	"sort"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -23,8 +24,10 @@ import (
 // gateway's request path (metrics, access.lua's on_request, admission with a
 // throttled tenant, the balancer's proxy) and of a bare httputil.ReverseProxy with a
 // buffer pool, both over loopback to the same fast backend, with the same client.
-// Rounds alternate between the two so that drift on a shared machine hits both; the
-// figures are medians over rounds, and "ratio" is gateway/bare.
+// Rounds alternate between them so that drift on a shared machine hits both; the
+// figures are medians over rounds. "ratio" is gateway/bare throughput; "cpu-ratio" is
+// gateway/bare requests per CPU-second of the whole process, steadier when neighbours
+// load the machine. "proxy-only" is the balancer's proxy without the middleware.
 //
 //	go test -run '^$' -bench GatewayVsBareProxy -benchtime 1x ./examples/gateway
 func BenchmarkGatewayVsBareProxy(b *testing.B) {
@@ -70,7 +73,11 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	const conc = 32
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
 	defer client.CloseIdleConnections()
-	load := func(target string, d time.Duration) float64 {
+	// load runs conc clients against target for d and returns requests per second of
+	// wall time and of the process's CPU time (client, server and backend alike; the
+	// client's and backend's shares are the same for both servers).
+	load := func(target string, d time.Duration) (float64, float64) {
+		cpu0 := cpuTime()
 		var n atomic.Int64
 		var wg sync.WaitGroup
 		stop := time.Now().Add(d)
@@ -95,7 +102,7 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 			})
 		}
 		wg.Wait()
-		return float64(n.Load()) / d.Seconds()
+		return float64(n.Load()) / d.Seconds(), float64(n.Load()) / (cpuTime() - cpu0).Seconds()
 	}
 	median := func(xs []float64) float64 {
 		sort.Float64s(xs)
@@ -104,16 +111,26 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	for b.Loop() {
 		load(gwSrv.URL, 300*time.Millisecond) // warm up both
 		load(bareSrv.URL, 300*time.Millisecond)
-		var gw, br, on []float64
-		for range 5 {
-			gw = append(gw, load(gwSrv.URL, time.Second))
-			br = append(br, load(bareSrv.URL, time.Second))
-			on = append(on, load(onlySrv.URL, time.Second))
+		var gw, br, on, gwCPU, brCPU []float64
+		for range 9 {
+			r, c := load(gwSrv.URL, 700*time.Millisecond)
+			gw, gwCPU = append(gw, r), append(gwCPU, c)
+			r, c = load(bareSrv.URL, 700*time.Millisecond)
+			br, brCPU = append(br, r), append(brCPU, c)
+			r, _ = load(onlySrv.URL, 700*time.Millisecond)
+			on = append(on, r)
 		}
-		b.ReportMetric(median(on), "proxy-only-req/s")
 		g, r := median(gw), median(br)
 		b.ReportMetric(g, "gateway-req/s")
 		b.ReportMetric(r, "bare-req/s")
+		b.ReportMetric(median(on), "proxy-only-req/s")
 		b.ReportMetric(g/r, "ratio")
+		b.ReportMetric(median(gwCPU)/median(brCPU), "cpu-ratio")
 	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
