@@ -146,7 +146,7 @@ type tickView struct {
 
 var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys"}
 
-var snapshotFields = [...]string{"ok", "span", "count", "errors", "canceled", "rps", "error_rate", "mean", "p50", "p90", "p99", "max", "bytes", "value", "in_flight", "max_in_flight", "concurrency"}
+var snapshotFields = [...]string{"ok", "span", "count", "errors", "canceled", "rejected", "rps", "error_rate", "mean", "p50", "p90", "p99", "max", "bytes", "value", "in_flight", "max_in_flight", "concurrency"}
 
 var targetFields = [...]string{"name", "replicas", "desired", "min", "max"}
 
@@ -244,8 +244,8 @@ type snapView struct {
 }
 
 // newSnapshot returns a read-only snapshot userdata. A userdata whose fields are read
-// on demand costs two allocations to make, where a table of its seventeen fields costs
-// about thirty (BenchmarkSnapshotView).
+// on demand costs two allocations to make, where a table of its eighteen fields costs
+// about thirty and gopher-luar's reflection more time (BenchmarkSnapshotView).
 func (v *vm) newSnapshot(s metrics.Snapshot, ok bool) *lua.LUserData {
 	ud := v.L.NewUserData()
 	ud.Value = &snapView{s, ok}
@@ -276,6 +276,8 @@ func snapshotField(s *metrics.Snapshot, ok bool, f string) lua.LValue {
 		return lua.LNumber(s.Errors)
 	case "canceled":
 		return lua.LNumber(s.Canceled)
+	case "rejected":
+		return lua.LNumber(s.Rejected)
 	case "rps":
 		return lua.LNumber(s.Rate)
 	case "error_rate":
