@@ -30,7 +30,13 @@ func decayWeight(now, then uint32, tau time.Duration) float64 {
 	if d <= 0 {
 		return 1
 	}
-	return math.Exp(-float64(d) * float64(stampUnit) / float64(tau))
+	x := float64(d) * float64(stampUnit) / float64(tau)
+	if x < 0.01 {
+		// Samples a busy backend takes come far more often than τ: a second-order
+		// Taylor series is within x³/6 < 2e-7 of exp(-x), at a tenth of its cost.
+		return 1 - x + x*x/2
+	}
+	return math.Exp(-x)
 }
 
 // EWMA is an exponentially weighted moving average decayed by time rather than by

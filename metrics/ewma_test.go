@@ -106,3 +106,13 @@ func TestClocks(t *testing.T) {
 		t.Error("nil system clock reads zero")
 	}
 }
+
+func TestDecayWeightApproximation(t *testing.T) {
+	tau := 10 * time.Second
+	for _, d := range []uint32{1, 10, 100, 1000, 6000, 6250, 6300, 100000} { // units of 16 µs
+		x := float64(d) * float64(stampUnit) / float64(tau)
+		if got, want := decayWeight(1+d, 1, tau), math.Exp(-x); math.Abs(got-want) > 2e-7 {
+			t.Errorf("gap %d units (x = %.5f): %v, want %v", d, x, got, want)
+		}
+	}
+}
