@@ -28,9 +28,6 @@ const (
 // counts as a flap.
 const DefaultFlapWindow = 120 * time.Second
 
-// tickPhase is how long before each whole tick the loop steps.
-const tickPhase = int64(time.Millisecond)
-
 // DefaultStart is the simulated wall time at which runs start.
 var defaultStart = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 
@@ -362,10 +359,10 @@ func (s *sim) run(ctx context.Context) error {
 	const sec = int64(time.Second)
 	nextArr, tenant, more := s.arr.next()
 	nextSec := sec
-	// The loop steps a millisecond before each whole tick. Windows cover the bucket
-	// holding "now" only up to now, so a step exactly on a bucket boundary would read a
-	// 1 s span as empty; a production loop's ticks fall at arbitrary phases anyway.
-	nextTick := s.tick - tickPhase
+	// The loop steps on whole ticks, after the events of the same instant. (A window's
+	// span covers its completed buckets plus the current one up to now, so a read on a
+	// bucket boundary is not empty.)
+	nextTick := s.tick
 	for {
 		t, kind := s.end, 4
 		if s.ev.len() > 0 && s.ev.top().t < t {
