@@ -1,63 +1,98 @@
 -- adaptive: the recommended default. It sizes a target by Little's law on the offered
--- load, reacts to rises at once, anticipates ramps, and steps down only after load has
--- stayed low, so that it neither lags a surge nor flaps.
+-- load, reacts to rises at once, anticipates ramps, keeps headroom for the surprises it
+-- has seen, steps down only when that headroom allows, and wakes from zero on the first
+-- request, so that it neither lags a surge nor flaps.
 --
 --   service time  s: learned from the route's mean latency while it is not queueing
---                 (falls fast, rises slowly, so queueing does not inflate it)
+--                 (falls fast, rises slowly, so queueing does not inflate it); the
+--                 config's service_time, when given, is the estimate until then
 --   arrival rate  lambda = completions/s + growth of requests in flight/s over the
---                 panic window (under overload, completions measure capacity, not
---                 demand; the growing backlog is the rest)
+--                 panic window, or over the time since the route was last idle when
+--                 that is shorter, or over the span of the fastest significant rise
+--                 within it (under overload, completions measure capacity, not
+--                 demand; the growing backlog is the rest; after idleness the growth
+--                 is all there is)
 --   demand        d = lambda * s requests in flight (Little, 1961)
---   need(d, u)    ceil((d + z * sqrt(d)) / (target_value * u)): headroom
---                 proportional to the Poisson deviation of the demand
---   up            need over the panic window, of Holt's forecast one cold start ahead
---                 (C. C. Holt, 1957; only a rising trend counts), and over the stable
---                 window; applied at once, as Knative's panic mode, but proportional:
---                 the backlog term (observed concurrency at full utilisation) is capped
---                 at up_cap times the Little's-law need, so queueing cannot run away
---   down          the highest need over the last down_window seconds at the lower
---                 utilisation down_utilization (hysteresis), only after hold seconds
---                 without a scale-up, at most down_step of the count per step and one
---                 step every down_every seconds
---   zero          asked for only when the target's min is 0 and nothing has arrived
---                 or been in flight for idle_grace seconds
+--   need(d, u)    ceil((d + z * sqrt(d)) / (target_value * u)): the requests in flight
+--                 of a steady load are Poisson-distributed (an M/G/inf system), so the
+--                 headroom for their fluctuation is z standard deviations, sqrt(d)
+--   forecast      lambda extrapolated linearly one cold start ahead, by the median of
+--                 its rises from second to second over the last cold start: a ramp
+--                 (rising every second) is anticipated, a step (rising in one or two
+--                 seconds) is not
+--   level         lambda smoothed exponentially over the stable window
+--   surprise      how far lambda exceeds the forecast made for it one cold start
+--                 earlier: the load a cold start could not have prepared for. Its
+--                 largest recent value, halved every burst_memory seconds, is the
+--                 headroom kept when scaling down: smooth load (a trend the forecast follows)
+--                 keeps almost none, bursty load keeps room for the bursts it has seen
+--   up            need((max(lambda, forecast) + backlog / panic_window) * s,
+--                 utilization), at most up_cap times the rate's need alone; the
+--                 backlog is the queue the new replicas will find when ready (requests
+--                 in flight beyond those in service, plus arrivals beyond completions
+--                 over a cold start), drained within a panic window; applied at once,
+--                 as Knative's panic mode, but proportional
+--   down          need((max(lambda, level) + surprise) * s, down_utilization), the
+--                 highest over the last down_window seconds; applied only down_delay
+--                 seconds after the last scale-up (longer than a flap window, so an up
+--                 is never reversed within it), one step every down_step_interval
+--                 seconds, each removing at most down_step_fraction of the count
+--   zero          when the target's min is 0 and nothing has arrived or been in
+--                 flight for idle_to_zero seconds (and down_delay has passed since the
+--                 last scale-up), straight to zero; the first request wakes it (the
+--                 host's activator holds requests meanwhile) with the replicas its
+--                 arrival rate needs
 --
--- config keys:
---   target            the target to scale (required)
---   route             the route's window key (default: the target's name)
---   target_value      requests one replica serves at once (required, > 0)
---   utilization       fraction of target_value to fill when scaling up (default 0.85)
---   down_utilization  fraction to size for when scaling down (default 0.75)
---   z                 headroom in standard deviations of the demand (default 1)
---   cold_start        seconds a new replica takes to serve (default 10)
---   panic_window      seconds of the short window (default 6)
---   stable_window     seconds of the long window (default 60)
---   up_cap            cap of the backlog term over the Little's-law need (default 1.5)
---   down_window       seconds of recommendations a scale-down considers (default 180)
---   hold              seconds after a scale-up before any scale-down (default 150)
---   down_step         largest fraction of the count removed at once (default 0.25)
---   down_every        seconds between scale-down steps (default 30)
---   idle_grace        seconds without traffic before scaling to zero (default 60)
---   alpha, beta       Holt's smoothing of the arrival rate (defaults 0.3 and 0.1)
+-- config keys (times in seconds):
+--   target              the target to scale (required)
+--   route               the route's window key (default: the target's name)
+--   target_value        requests one replica serves at once (required, > 0)
+--   service_time        mean service time of a request, the estimate until one is
+--                       learned (default: none; until one is learned the requests in
+--                       flight are the demand)
+--   utilization         fraction of target_value to fill when scaling up (default 0.85)
+--   down_utilization    fraction to size for when scaling down (default 0.75)
+--   z                   headroom in standard deviations of the demand (default 1)
+--   cold_start          time a new replica takes to serve (default 10)
+--   panic_window        span of the panic window (default 6)
+--   short_window        span of the window that sees a step of completions (default 2)
+--   stable_window       span of the long window (default 60)
+--   up_cap              cap of up over the rate's need (default 2)
+--   down_window         time of recommendations a scale-down considers (default 180)
+--   down_delay          time after a scale-up before any scale-down (default 150)
+--   down_step_interval  time between scale-down steps (default 30)
+--   down_step_fraction  largest fraction of the count removed at once (default 0.25)
+--   burst_memory        half-life of the remembered surprise (default 600)
+--   idle_to_zero        time without traffic before scaling to zero (default 60)
+--
+-- On a compressed timescale (a demo), shorten the times together: down_delay,
+-- down_window, down_step_interval, burst_memory, idle_to_zero, stable_window.
 
 local cfg = config or {}
 local target = cfg.target
 local route = cfg.route or target
 local tv = cfg.target_value
+local service_time = cfg.service_time
 local util = cfg.utilization or 0.85
 local down_util = cfg.down_utilization or 0.75
 local z = cfg.z or 1
 local cold_start = cfg.cold_start or 10
 local panic_window = cfg.panic_window or 6
+local short_window = cfg.short_window or 2
 local stable_window = cfg.stable_window or 60
-local up_cap = cfg.up_cap or 1.5
+local up_cap = cfg.up_cap or 2
 local down_window = cfg.down_window or 180
-local hold = cfg.hold or 150
-local down_step = cfg.down_step or 0.25
-local down_every = cfg.down_every or 30
-local idle_grace = cfg.idle_grace or 60
-local alpha = cfg.alpha or 0.3
-local beta = cfg.beta or 0.1
+local down_delay = cfg.down_delay or 150
+local down_step_interval = cfg.down_step_interval or 30
+local down_step_fraction = cfg.down_step_fraction or 0.25
+local burst_memory = cfg.burst_memory or 600
+local idle_to_zero = cfg.idle_to_zero or 60
+-- ring sizes, in whole seconds
+local panic_n = math.max(math.ceil(panic_window), 1)
+local down_n = math.max(math.ceil(down_window), 1)
+-- the forecast's horizon: a cold start and a tick
+local horizon = cold_start + 1
+local horizon_n = math.ceil(horizon) + 1
 
 -- need returns the replicas that serve a demand of d requests in flight at utilisation u.
 function need(d, u)
@@ -68,13 +103,15 @@ function need(d, u)
 end
 
 -- learn updates the service-time estimate (seconds) with a mean latency x observed
--- while the route was not queueing (or any x when there is no estimate yet).
+-- while the route was not queueing.
 function learn(state, x, queueing)
   if x <= 0 then
     return
   end
   if state.s == nil then
-    state.s = x
+    if not queueing then
+      state.s = x
+    end
   elseif x < state.s then
     state.s = 0.5 * state.s + 0.5 * x
   elseif not queueing then
@@ -82,32 +119,87 @@ function learn(state, x, queueing)
   end
 end
 
--- holt updates the level and trend of the arrival rate and returns the forecast
--- `steps` ticks ahead.
-function holt(state, x, steps)
-  if state.level == nil then
-    state.level, state.trend = x, 0
-  else
-    local prev = state.level
-    state.level = alpha * x + (1 - alpha) * (state.level + state.trend)
-    state.trend = beta * (state.level - prev) + (1 - beta) * state.trend
+-- trend keeps one reading of the arrival rate per second over the last horizon
+-- seconds and returns the rise per second that counts for a forecast: the median of
+-- the rises from one second to the next (0 when it is negative or there are fewer
+-- than 3), so that a ramp, which rises every second, is extrapolated, and a step,
+-- which rises in a second or two, is not.
+function trend(state, now, x)
+  state.rates = state.rates or {}
+  local rates = state.rates
+  local sec = math.floor(now)
+  rates[sec % horizon_n + 1] = { sec, x }
+  local rises = {}
+  for ago = 0, horizon_n - 2 do
+    local r1 = rates[(sec - ago) % horizon_n + 1]
+    local r0 = rates[(sec - ago - 1) % horizon_n + 1]
+    if r1 and r0 and r1[1] == sec - ago and r0[1] == sec - ago - 1 then
+      rises[#rises + 1] = r1[2] - r0[2]
+    end
   end
-  return state.level + math.max(state.trend, 0) * steps
+  if #rises < 3 then
+    return 0
+  end
+  table.sort(rises)
+  local k = #rises
+  local med = (rises[math.floor((k + 1) / 2)] + rises[math.floor(k / 2) + 1]) / 2
+  return math.max(med, 0)
 end
 
--- arrival_rate estimates the arrival rate over the panic window from completions
--- and the growth of requests in flight, kept in a ring of past readings.
-local function arrival_rate(state, w, now)
+-- arrival_rate estimates the arrival rate from completions and the growth of requests
+-- in flight, read from a ring of one reading per second over the last panic_window
+-- seconds: the growth since the oldest reading, or, when a shorter span shows a
+-- significant rise (by more than one standard deviation of the in-flight count's
+-- Poisson noise), the fastest such rise, so that a step is seen on the first tick
+-- after it. The ring is emptied while the route is idle, so that after idleness the
+-- growth is measured from the last idle tick.
+local function arrival_rate(state, w, short, now)
   state.ring = state.ring or {}
   local ring = state.ring
-  local slot = math.floor(now) % panic_window + 1
-  local old = ring[slot]
-  ring[slot] = { t = now, n = w.in_flight }
-  local growth = 0
-  if old and now - old.t > 0 and now - old.t <= 2 * panic_window then
-    growth = (w.in_flight - old.n) / (now - old.t)
+  local n = w.in_flight
+  local oldest, fastest
+  for i = 1, panic_n do
+    local r = ring[i]
+    local age = r and now - r.t
+    if r and age > 0 and age <= panic_window then
+      if oldest == nil or r.t < oldest.t then
+        oldest = r
+      end
+      local g = (n - r.n - math.sqrt(n + r.n)) / age
+      if g > 0 and (fastest == nil or g > fastest) then
+        fastest = g
+      end
+    end
   end
-  return math.max(w.rps + growth, 0)
+  ring[math.floor(now) % panic_n + 1] = { t = now, n = n }
+  local growth = 0
+  if oldest then
+    growth = (n - oldest.n) / (now - oldest.t)
+  end
+  -- Completions: over the panic window, or over the short window when it is higher
+  -- by more than a standard deviation of its Poisson count.
+  local done = w.rps
+  if short.span > 0 then
+    done = math.max(done, (short.count - math.sqrt(short.count)) / short.span)
+  end
+  return math.max(done + math.max(growth, fastest or growth), 0), done
+end
+
+-- surprise records the forecast made now for a cold start ahead, and returns how far
+-- lambda exceeds the forecast made for now (0 when there is none).
+local function surprise(state, now, lambda, forecast)
+  state.preds = state.preds or {}
+  local preds = state.preds
+  local size = math.ceil(cold_start) + 2
+  local sec = math.floor(now)
+  local p = preds[sec % size + 1]
+  local s = 0
+  if p and p[1] == sec then
+    s = math.max(lambda - p[2], 0)
+  end
+  local due = math.floor(now + cold_start)
+  preds[due % size + 1] = { due, forecast }
+  return s
 end
 
 -- remember keeps one recommendation per second for down_window seconds, in a ring,
@@ -116,9 +208,9 @@ local function remember(state, now, n)
   state.recs = state.recs or {}
   local recs = state.recs
   local sec = math.floor(now)
-  recs[sec % down_window + 1] = { sec, n }
+  recs[sec % down_n + 1] = { sec, n }
   local best = n
-  for i = 1, down_window do
+  for i = 1, down_n do
     local r = recs[i]
     if r and sec - r[1] < down_window and r[2] > best then
       best = r[2]
@@ -138,78 +230,107 @@ function on_tick(m, state)
     return nil
   end
   local now = m.now
+  local tick = math.max(m.tick, 0.05)
   local current = t.replicas
   if current < 0 then
     return nil
   end
+  if state.s == nil and service_time and service_time > 0 then
+    state.s = service_time
+  end
 
+  local idle = pw.count == 0 and pw.in_flight == 0
   local queueing = pw.concurrency > 0.9 * tv * math.max(current, 1)
+      or (state.s == nil and pw.max_in_flight > 0.9 * tv * math.max(current, 1))
   if pw.count > 0 then
     learn(state, pw.mean / 1000, queueing)
   end
-  local lambda = arrival_rate(state, pw, now)
-  local steps = (cold_start + 2) / math.max(m.tick, 0.05)
-  local forecast = 0
-  if pw.count == 0 and pw.in_flight == 0 then
-    state.level, state.trend, lambda = 0, 0, 0 -- idle: forget the trend
+
+  local lambda, forecast, done = 0, 0, 0
+  if idle then
+    -- idle: forget the trend and measure the next rise from here
+    state.ring = { { t = now, n = 0 } }
+    state.level = 0
   else
-    -- Holt's trend anticipates ramps; a step must not be extrapolated far.
-    forecast = math.min(holt(state, lambda, steps), 2 * lambda)
+    lambda, done = arrival_rate(state, pw, m.route(route, short_window), now)
+    forecast = lambda + trend(state, now, lambda) * horizon
+    -- the level: lambda smoothed over the stable window
+    local a = math.min(tick / stable_window, 1)
+    state.level = (1 - a) * (state.level or lambda) + a * lambda
   end
+  local decay = 0.5 ^ (tick / burst_memory)
+  state.peak = math.max((state.peak or 0) * decay, surprise(state, now, lambda, forecast))
 
   local up, down
   if state.s then
     local s = state.s
-    up = math.max(need(forecast * s, util), need(sw.rps * s, util))
-    -- The backlog: requests in flight beyond what the replicas serve, at full
-    -- utilisation, capped so that queueing cannot run away.
-    local backlog = math.ceil(pw.concurrency / tv)
-    up = math.max(up, math.min(backlog, math.ceil(up_cap * math.max(up, 1))))
-    down = math.max(need(sw.rps * s, down_util), need(pw.rps * s, down_util))
+    local rate = math.max(lambda, forecast)
+    local rate_need = need(rate * s, util)
+    -- The backlog: requests in flight beyond those in service (done * s, by Little's
+    -- law) and their Poisson noise, plus what arrives beyond the completions over a
+    -- cold start: the queue new replicas find when they are ready, to be drained
+    -- within a panic window.
+    local backlog = math.max(pw.in_flight - done * s - math.sqrt(pw.in_flight), 0)
+        + math.max(lambda - done, 0) * cold_start
+    up = need((rate + backlog / panic_window) * s, util)
+    up = math.min(up, math.ceil(up_cap * math.max(rate_need, 1)))
+    local level = math.max(lambda, state.level or 0)
+    down = need((level + state.peak) * s, down_util)
   else
-    -- Nothing served yet (e.g. scaling from zero): requests in flight are the demand.
-    up = need(math.max(pw.in_flight, pw.concurrency), util)
+    -- Nothing learned yet (e.g. waking from zero): the requests in flight are the
+    -- demand, taken once per cold start (they pile up while replicas start).
+    if state.wake == nil or now - state.wake >= cold_start + tick then
+      state.wake_need = need(pw.in_flight, util)
+      state.wake = now
+    end
+    up = state.wake_need
     down = up
   end
 
   -- Traffic at all? Track the last time anything arrived or was in flight.
-  if pw.count > 0 or pw.in_flight > 0 or sw.count > 0 then
+  if not idle then
     state.active = now
   end
   local floor = 1
-  if t.min == 0 and (state.active == nil or now - state.active >= idle_grace) then
-    floor = 0 -- never had traffic, or idle for the grace period
+  local idle_long = state.active == nil or now - state.active >= idle_to_zero
+  if t.min == 0 and idle_long then
+    floor = 0 -- never had traffic, or idle long enough
   end
   up = math.max(up, floor)
   down = math.max(remember(state, now, math.max(down, floor)), floor)
 
   local n = current
   local why
+  local settled = state.last_up == nil or now - state.last_up >= down_delay
   if up > current then
     n, why = up, "up"
     state.last_up = now
-  elseif down < current and (state.last_up == nil or now - state.last_up >= hold)
-      and (state.last_down == nil or now - state.last_down >= down_every) then
-    local step = math.max(1, math.floor(current * down_step))
+  elseif floor == 0 and current > 0 and settled then
+    n, why = 0, "to zero"
+    state.last_down = now
+  elseif down < current and settled
+      and (state.last_down == nil or now - state.last_down >= down_step_interval) then
+    local step = math.max(1, math.floor(current * down_step_fraction))
     n = math.max(down, current - step)
-    if down == 0 and current - step <= 1 then
-      n = 0
-    end
     why = "down"
     state.last_down = now
   end
   if why == nil then
-    return scale(target, current, "adaptive: hold")
+    return scale(target, current, string.format("adaptive: hold: lambda %.4g/s, forecast %.4g/s", lambda, forecast))
   end
-  return scale(target, n, string.format("adaptive %s: lambda %.4g/s, s %.4gs, forecast %.4g/s",
-    why, lambda, state.s or 0, forecast))
+  return scale(target, n, string.format("adaptive %s: lambda %.4g/s, s %.4gs, forecast %.4g/s, surprise %.4g/s",
+    why, lambda, state.s or 0, forecast, state.peak))
 end
 
 function self_test()
   assert(target, "config.target is required")
   assert(tv and tv > 0, "config.target_value is required")
   assert(util > 0 and util <= 1 and down_util > 0 and down_util <= util, "0 < down_utilization <= utilization <= 1")
-  assert(alpha > 0 and alpha <= 1 and beta > 0 and beta <= 1, "alpha and beta must be in (0, 1]")
-  assert(down_step > 0 and down_step <= 1, "down_step must be in (0, 1]")
+  assert(down_step_fraction > 0 and down_step_fraction <= 1, "down_step_fraction must be in (0, 1]")
+  assert(cold_start >= 0 and panic_window >= 1 and stable_window >= 1 and down_window >= 1,
+    "cold_start >= 0, panic_window, stable_window and down_window >= 1")
+  assert(down_delay >= 0 and down_step_interval >= 0 and idle_to_zero >= 0 and burst_memory > 0,
+    "down_delay, down_step_interval, idle_to_zero >= 0 and burst_memory > 0")
+  assert(service_time == nil or service_time > 0, "service_time must be > 0")
   assert(need(0, util) == 0)
 end

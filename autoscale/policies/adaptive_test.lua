@@ -1,5 +1,6 @@
 -- Tests for adaptive.lua. The host sets config = {target = "api", target_value = 10,
--- cold_start = 10} (see autoscale/simulate's adaptive_test.go); ticks are one second.
+-- cold_start = 10} (see autoscale/policies_lua_test.go); ticks are one second; the
+-- service time is learned from the fixtures' mean latency (or set in the state).
 -- A replica serves 10 requests at once; at 100 ms a request, 100 rps at full use.
 
 local function at(replicas, rps, concurrency, extra)
@@ -30,10 +31,10 @@ function TestScalesUpAtOnce()
 end
 
 function TestBacklogIsCapped()
-  local state = {}
-  -- 100 rps served, but 5,000 requests queued: the backlog term is capped.
-  local a = assert_action(decide(at(2, 100, 5000), state), "scale", {})
-  assert(a.replicas <= 3 * 2, "backlog ran away: " .. a.replicas)
+  -- 100 rps served, but 5,000 requests queued: the backlog adds replicas to drain it,
+  -- at most up_cap (2) times the rate's need (2).
+  local a = assert_action(decide(at(2, 100, 5000), { s = 0.1 }), "scale", {})
+  assert(a.replicas > 2 and a.replicas <= 4, "scaled to " .. a.replicas)
 end
 
 function TestHoldsBeforeScalingDown()
@@ -67,13 +68,9 @@ function TestScalesToZeroOnlyWhenIdleAndAllowed()
     clock.advance(1)
     assert(assert_action(decide(idle(), state), "scale", {}).replicas >= 1, "scaled to zero early")
   end
-  -- The fixture keeps one replica, so the policy asks for zero once per down step.
-  local zero = false
-  for _ = 1, 300 do
-    clock.advance(1)
-    zero = zero or assert_action(decide(idle(), state), "scale", {}).replicas == 0
-  end
-  assert(zero, "never asked for zero")
+  -- Once idle for idle_to_zero (60 s), it asks for zero at once.
+  clock.advance(1)
+  assert_action(decide(idle(), state), "scale", { replicas = 0 })
   -- With min 1 it never asks for zero.
   state = {}
   local function busy() return at(1, 0, 0, { count = 0 }) end
@@ -99,4 +96,75 @@ function TestNeed()
   assert_eq(need(0, 0.85), 0)
   assert_eq(need(40, 0.85), 6)
   assert_eq(need(1, 1), 1)
+end
+
+function TestWakesOnceForAQueueThatPilesUp()
+  -- No service time learned: the requests in flight are the demand, taken once per
+  -- cold start while they pile up for the replicas to start.
+  local state = {}
+  local function queued(n) return at(0, 0, n, { count = 0, min = 0, mean = 0 }) end
+  local first = assert_action(decide(queued(30), state), "scale", {}).replicas
+  assert_eq(first, need(30, 0.85))
+  for k = 1, 9 do
+    clock.advance(1)
+    assert_action(decide(queued(30 + 30 * k), state), "scale", { replicas = first })
+  end
+end
+
+function TestARampIsAnticipatedAStepIsNot()
+  local ramp, step = {}, {}
+  local t0 = clock.now()
+  local r, s
+  for k = 0, 11 do
+    r = trend(ramp, t0 + k, 100 + 10 * k)
+    s = trend(step, t0 + k, k < 6 and 100 or 500)
+  end
+  assert_near(r, 10, 1e-9)
+  assert_eq(s, 0)
+  -- Too few readings: no trend.
+  assert_eq(trend({}, t0, 100), 0)
+end
+
+function TestABurstSeenKeepsHeadroom()
+  -- 200 rps needs 4 replicas at down_utilization; after a burst to 600 rps, the
+  -- surprise (400 rps above the forecast) keeps more for minutes, halving every
+  -- burst_memory (600 s).
+  local state = { s = 0.1 }
+  local n = 4
+  local function tick(rps)
+    clock.advance(1)
+    n = assert_action(decide(at(n, rps, rps / 10), state), "scale", {}).replicas
+  end
+  for _ = 1, 30 do tick(200) end
+  assert_eq(n, 4)
+  for _ = 1, 30 do tick(600) end
+  assert(n >= 8, "burst: " .. n)
+  for _ = 1, 300 do tick(200) end
+  assert(n >= 7, "lost the headroom: " .. n)
+  for _ = 1, 3600 do tick(200) end
+  assert(n <= 5, "kept the headroom forever: " .. n)
+end
+
+function TestScalesDownOnlyAfterTheDelayAndInSteps()
+  local state = { s = 0.1 }
+  local n = 2
+  local ups, last_up, downs = 0, nil, {}
+  local function tick(rps)
+    clock.advance(1)
+    local a = assert_action(decide(at(n, rps, rps / 10), state), "scale", {})
+    if a.replicas > n then
+      last_up = clock.now()
+    elseif a.replicas < n then
+      downs[#downs + 1] = clock.now()
+      assert(last_up == nil or clock.now() - last_up >= 150, "scaled down within down_delay of a scale-up")
+      assert(a.replicas >= n - math.max(1, math.floor(n * 0.25)), "stepped too far")
+    end
+    n = a.replicas
+  end
+  for _ = 1, 60 do tick(1000) end
+  for _ = 1, 1200 do tick(100) end
+  assert(#downs >= 2, "never came down")
+  for i = 2, #downs do
+    assert(downs[i] - downs[i - 1] >= 30, "steps closer than down_step_interval")
+  end
 end

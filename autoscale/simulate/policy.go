@@ -163,7 +163,8 @@ func Shipped(name string) (Policy, error) {
 	case "adaptive":
 		return shippedLua(name, time.Second, free(), func(e Env) map[string]any {
 			return map[string]any{"target": e.Target, "route": e.Route,
-				"target_value": float64(e.Concurrency), "cold_start": e.ColdStart.Seconds()}
+				"target_value": float64(e.Concurrency), "cold_start": e.ColdStart.Seconds(),
+				"service_time": e.ServiceTime.Seconds()}
 		}), nil
 	case "target_tracking_go":
 		return Policy{Name: name, Tick: 15 * time.Second, New: func(e Env) (autoscale.Policy, func() error, error) {
