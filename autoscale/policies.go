@@ -15,10 +15,10 @@ var policyFiles embed.FS
 // ErrUnknownPolicy is returned by [PolicySource] for a name it does not ship.
 var ErrUnknownPolicy = errors.New("autoscale: unknown policy")
 
-// PolicyNames lists the shipped Lua policies: kpa, predictive, schedule, threshold,
-// target_tracking.
+// PolicyNames lists the shipped Lua policies: adaptive, kpa, predictive, schedule,
+// target_tracking, threshold.
 func PolicyNames() []string {
-	return []string{"kpa", "predictive", "schedule", "target_tracking", "threshold"}
+	return []string{"adaptive", "kpa", "predictive", "schedule", "target_tracking", "threshold"}
 }
 
 // Policies returns the shipped Lua policies as a file system: policies/NAME.lua and
@@ -37,6 +37,13 @@ func PolicyNames() []string {
 //   - schedule: pre-warm to N replicas at given times; combine with a reactive policy
 //     (see [Combine]).
 //   - predictive: Holt's linear trend on request rate, one cold start ahead.
+//   - adaptive: the recommended default: Little's law on the arrival rate (completions
+//     plus the growth of requests in flight), a ramp extrapolated one cold start ahead,
+//     at once up, headroom kept down for the bursts it has seen, scale-downs only after
+//     a delay longer than a flap window and in steps, and scale to zero after an idle
+//     time, woken by the first request. Its time constants are config keys (down_delay,
+//     down_step_interval, down_step_fraction, down_window, burst_memory, idle_to_zero),
+//     for hosts on a compressed timescale.
 func Policies() fs.FS { return policyFiles }
 
 // PolicySource returns the Lua source of a shipped policy by name (see [PolicyNames]).

@@ -26,6 +26,7 @@ var luaTestConfigs = map[string]map[string]any{
 		map[string]any{"daily": "12:00", "duration": 3600, "lead": 600, "replicas": 8},
 	}},
 	"predictive": {"target": "api", "rps_per_replica": 10, "alpha": 0.5, "beta": 0.5, "cold_start": 10},
+	"adaptive":   {"target": "api", "target_value": 10, "cold_start": 10},
 }
 
 func TestShippedLuaPolicies(t *testing.T) {
@@ -35,7 +36,10 @@ func TestShippedLuaPolicies(t *testing.T) {
 			if !ok {
 				t.Fatalf("no test config for %s", name)
 			}
-			luatest.Run(t, autoscale.Policies(), "policies/"+name+".lua", "policies/"+name+"_test.lua", luabind.WithConfig(cfg))
+			luatest.Run(t, autoscale.Policies(), "policies/"+name+".lua", "policies/"+name+"_test.lua", luabind.WithConfig(cfg),
+				// Some tests tick thousands of times: give them room under the race
+				// detector.
+				luabind.WithLimits(luabind.Limits{LoadBudget: time.Minute, TickBudget: time.Minute}))
 		})
 	}
 }
