@@ -64,7 +64,7 @@ func TestFlashSale(t *testing.T) {
 	out := &syncBuffer{}
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	cfg := config{addr: "127.0.0.1:0", policy: "kpa", tick: 500 * time.Millisecond, minReplicas: 1, maxReplicas: 20,
+	cfg := config{addr: "127.0.0.1:0", policy: "adaptive", tick: 500 * time.Millisecond, minReplicas: 1, maxReplicas: 20,
 		duration: saleEnd + 35*time.Second, profile: sale,
 		ready: func(g *gateway) {
 			gw, started = g, time.Now()
