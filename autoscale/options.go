@@ -232,6 +232,8 @@ type Actuation struct {
 	Attempts int
 	// RetryBase and RetryMax shape the exponential back-off with full jitter between
 	// attempts (see [actuator.Backoff]). Defaults [DefaultRetryBase], [DefaultRetryMax].
+	// An error that asks for a wait ([actuator.RetryAfter], as a webhook's Retry-After
+	// does) waits at least that long, up to RetryMax.
 	RetryBase, RetryMax time.Duration
 }
 
