@@ -64,8 +64,20 @@ func TestComparisonTable(t *testing.T) {
 	doc := comparisonDoc(scenarios, sums)
 	t.Log("\n" + doc)
 	path := filepath.Join("testdata", "comparison.md")
+	readme := filepath.Join("..", "..", "README.md")
+	readmeDoc, err := os.ReadFile(readme)
+	if err != nil {
+		t.Fatal(err)
+	}
+	newReadme, ok := withTable(string(readmeDoc), resultsTable(doc))
+	if !ok {
+		t.Fatalf("%s has no results table (a block starting %q) to keep up to date", readme, tableHeader)
+	}
 	if *update {
 		if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(readme, []byte(newReadme), 0o644); err != nil {
 			t.Fatal(err)
 		}
 		return
@@ -77,6 +89,40 @@ func TestComparisonTable(t *testing.T) {
 	if string(want) != doc {
 		t.Fatalf("%s is stale: run go test ./autoscale/simulate/ -run TestComparisonTable -update", path)
 	}
+	if newReadme != string(readmeDoc) {
+		t.Fatalf("the table in %s is stale: run go test ./autoscale/simulate/ -run TestComparisonTable -update", readme)
+	}
+}
+
+const tableHeader = "| scenario | policy |"
+
+// resultsTable returns the results table of a comparison document: the block of
+// table lines that starts with tableHeader.
+func resultsTable(doc string) string {
+	_, rest, _ := strings.Cut(doc, tableHeader)
+	var b strings.Builder
+	b.WriteString(tableHeader)
+	for i, line := range strings.Split(rest, "\n") {
+		if i > 0 && !strings.HasPrefix(line, "|") {
+			break
+		}
+		b.WriteString(line + "\n")
+	}
+	return b.String()
+}
+
+// withTable returns readme with its results table replaced by table.
+func withTable(readme, table string) (string, bool) {
+	before, rest, ok := strings.Cut(readme, tableHeader)
+	if !ok {
+		return readme, false
+	}
+	lines := strings.SplitAfter(rest, "\n")
+	n := 1
+	for n < len(lines) && strings.HasPrefix(lines[n], "|") {
+		n++
+	}
+	return before + table + strings.Join(lines[n:], ""), true
 }
 
 func comparisonDoc(scenarios []simulate.Scenario, sums []simulate.Summary) string {
