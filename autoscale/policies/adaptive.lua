@@ -15,25 +15,40 @@
 --   demand        d = lambda * s requests in flight (Little, 1961)
 --   need(d, u)    ceil((d + z * sqrt(d)) / (target_value * u)): the requests in flight
 --                 of a steady load are Poisson-distributed (an M/G/inf system), so the
---                 headroom for their fluctuation is z standard deviations, sqrt(d)
+--                 headroom for their fluctuation is z standard deviations, sqrt(d):
+--                 square-root staffing (Halfin & Whitt, 1981). That headroom is the
+--                 only one a steady load gets: utilization defaults to 1 (fill the
+--                 replicas' slots; the sqrt(d) term keeps the queueing short), so a
+--                 smooth load is not paid for twice
+--   noise         sqrt(lambda / panic_window): the standard deviation of a Poisson
+--                 rate counted over the panic window. Every estimate below counts only
+--                 what stands out of it, so that noise neither scales up nor holds
+--                 replicas
 --   forecast      lambda extrapolated linearly one cold start ahead, by the median of
---                 its rises from second to second over the last cold start: a ramp
---                 (rising every second) is anticipated, a step (rising in one or two
---                 seconds) is not
---   level         lambda smoothed exponentially over the stable window
+--                 its rises from second to second over the last cold start, less
+--                 trend_z standard errors of that median (from the rises' median
+--                 absolute deviation): a ramp (rising every second, above the noise)
+--                 is anticipated, a step (rising in one or two seconds) and the
+--                 random rises of a flat or slowly moving load are not
 --   surprise      how far lambda exceeds the forecast made for it one cold start
---                 earlier: the load a cold start could not have prepared for. Its
---                 largest recent value, halved every burst_memory seconds, is the
---                 headroom kept when scaling down: smooth load (a trend the forecast follows)
---                 keeps almost none, bursty load keeps room for the bursts it has seen
+--                 earlier: the load a cold start could not have prepared for, counted
+--                 only when it exceeds 3 standard deviations of the noise. Its largest
+--                 value over the last burst_memory seconds is the headroom kept when
+--                 scaling down: smooth load (a trend the forecast follows) keeps none,
+--                 bursty load keeps room for the bursts it has seen, undiminished
+--                 while they recur within burst_memory
 --   up            need((max(lambda, forecast) + backlog / panic_window) * s,
 --                 utilization), at most up_cap times the rate's need alone; the
 --                 backlog is the queue the new replicas will find when ready (requests
---                 in flight beyond those in service, plus arrivals beyond completions
---                 over a cold start), drained within a panic window; applied at once,
---                 as Knative's panic mode, but proportional
---   down          need((max(lambda, level) + surprise) * s, down_utilization), the
---                 highest over the last down_window seconds; applied only down_delay
+--                 in flight beyond those in service, plus arrivals beyond what the
+--                 current replicas serve, over a cold start), drained within a panic
+--                 window; applied at once, as Knative's panic mode, but proportional.
+--                 Arrivals that the current replicas can serve add no backlog: the
+--                 in-flight count rising to a new level under a burst the replicas
+--                 absorb is not a queue
+--   down          need((lambda + surprise) * s, down_utilization), the highest over
+--                 the last down_window seconds (that maximum also covers the noise of
+--                 lambda, so a step down is not reversed by it); applied only down_delay
 --                 seconds after the last scale-up (longer than a flap window, so an up
 --                 is never reversed within it), one step every down_step_interval
 --                 seconds, each removing at most down_step_fraction of the count
@@ -50,46 +65,49 @@
 --   service_time        mean service time of a request, the estimate until one is
 --                       learned (default: none; until one is learned the requests in
 --                       flight are the demand)
---   utilization         fraction of target_value to fill when scaling up (default 0.85)
---   down_utilization    fraction to size for when scaling down (default 0.75)
+--   utilization         fraction of target_value to fill when scaling up (default 1)
+--   down_utilization    fraction to size for when scaling down (default: utilization)
 --   z                   headroom in standard deviations of the demand (default 1)
+--   trend_z             standard errors a trend must clear to be extrapolated (default 2)
 --   cold_start          time a new replica takes to serve (default 10)
 --   panic_window        span of the panic window (default 6)
 --   short_window        span of the window that sees a step of completions (default 2)
---   stable_window       span of the long window (default 60)
---   up_cap              cap of up over the rate's need (default 2)
---   down_window         time of recommendations a scale-down considers (default 180)
+--   up_cap              cap of up over the rate's need (default 3)
+--   down_window         time of recommendations a scale-down considers (default 60)
 --   down_delay          time after a scale-up before any scale-down (default 150)
 --   down_step_interval  time between scale-down steps (default 30)
 --   down_step_fraction  largest fraction of the count removed at once (default 0.25)
---   burst_memory        half-life of the remembered surprise (default 600)
+--   burst_memory        how long a surprise is remembered (default 600)
 --   idle_to_zero        time without traffic before scaling to zero (default 60)
 --
 -- On a compressed timescale (a demo), shorten the times together: down_delay,
--- down_window, down_step_interval, burst_memory, idle_to_zero, stable_window.
+-- down_window, down_step_interval, burst_memory, idle_to_zero.
 
 local cfg = config or {}
 local target = cfg.target
 local route = cfg.route or target
 local tv = cfg.target_value
 local service_time = cfg.service_time
-local util = cfg.utilization or 0.85
-local down_util = cfg.down_utilization or 0.75
+local util = cfg.utilization or 1
+local down_util = cfg.down_utilization or util
 local z = cfg.z or 1
+local trend_z = cfg.trend_z or 2
 local cold_start = cfg.cold_start or 10
 local panic_window = cfg.panic_window or 6
 local short_window = cfg.short_window or 2
-local stable_window = cfg.stable_window or 60
-local up_cap = cfg.up_cap or 2
-local down_window = cfg.down_window or 180
+local up_cap = cfg.up_cap or 3
+local down_window = cfg.down_window or 60
 local down_delay = cfg.down_delay or 150
 local down_step_interval = cfg.down_step_interval or 30
 local down_step_fraction = cfg.down_step_fraction or 0.25
 local burst_memory = cfg.burst_memory or 600
 local idle_to_zero = cfg.idle_to_zero or 60
--- ring sizes, in whole seconds
+-- ring sizes, in whole seconds (the surprise's ring in 10 s buckets)
 local panic_n = math.max(math.ceil(panic_window), 1)
 local down_n = math.max(math.ceil(down_window), 1)
+local memory_n = math.max(math.ceil(burst_memory / 10), 1)
+-- a surprise counts when it exceeds this many standard deviations of the noise
+local surprise_z = 3
 -- the forecast's horizon: a cold start and a tick
 local horizon = cold_start + 1
 local horizon_n = math.ceil(horizon) + 1
@@ -119,11 +137,21 @@ function learn(state, x, queueing)
   end
 end
 
+-- median returns the median of a non-empty list, which it sorts.
+local function median(xs)
+  table.sort(xs)
+  local k = #xs
+  return (xs[math.floor((k + 1) / 2)] + xs[math.floor(k / 2) + 1]) / 2
+end
+
 -- trend keeps one reading of the arrival rate per second over the last horizon
 -- seconds and returns the rise per second that counts for a forecast: the median of
--- the rises from one second to the next (0 when it is negative or there are fewer
--- than 3), so that a ramp, which rises every second, is extrapolated, and a step,
--- which rises in a second or two, is not.
+-- the rises from one second to the next, less trend_z standard errors of that median
+-- (0 when that is negative or there are fewer than 3 rises), so that a ramp, which
+-- rises every second, is extrapolated, and a step, which rises in a second or two, is
+-- not, nor are the random rises of a flat load. The standard error of a median of k
+-- readings is 1.2533 sigma / sqrt(k), with sigma estimated robustly as 1.4826 times
+-- the median absolute deviation.
 function trend(state, now, x)
   state.rates = state.rates or {}
   local rates = state.rates
@@ -140,10 +168,14 @@ function trend(state, now, x)
   if #rises < 3 then
     return 0
   end
-  table.sort(rises)
   local k = #rises
-  local med = (rises[math.floor((k + 1) / 2)] + rises[math.floor(k / 2) + 1]) / 2
-  return math.max(med, 0)
+  local med = median(rises)
+  local dev = {}
+  for i = 1, k do
+    dev[i] = math.abs(rises[i] - med)
+  end
+  local se = 1.2533 * 1.4826 * median(dev) / math.sqrt(k)
+  return math.max(med - trend_z * se, 0)
 end
 
 -- arrival_rate estimates the arrival rate from completions and the growth of requests
@@ -202,6 +234,28 @@ local function surprise(state, now, lambda, forecast)
   return s
 end
 
+-- memory keeps the largest significant surprise of each 10 s over the last
+-- burst_memory seconds, in a ring, and returns the largest.
+local function memory(state, now, x)
+  state.surprises = state.surprises or {}
+  local ring = state.surprises
+  local b = math.floor(now / 10)
+  local e = ring[b % memory_n + 1]
+  if e == nil or e[1] ~= b then
+    e = { b, 0 }
+    ring[b % memory_n + 1] = e
+  end
+  e[2] = math.max(e[2], x)
+  local best = 0
+  for i = 1, memory_n do
+    local r = ring[i]
+    if r and b - r[1] < memory_n and r[2] > best then
+      best = r[2]
+    end
+  end
+  return best
+end
+
 -- remember keeps one recommendation per second for down_window seconds, in a ring,
 -- and returns the highest.
 local function remember(state, now, n)
@@ -225,8 +279,7 @@ function on_tick(m, state)
     return nil
   end
   local pw = m.route(route, panic_window)
-  local sw = m.route(route, stable_window)
-  if not pw.ok or not sw.ok then
+  if not pw.ok then
     return nil
   end
   local now = m.now
@@ -250,16 +303,16 @@ function on_tick(m, state)
   if idle then
     -- idle: forget the trend and measure the next rise from here
     state.ring = { { t = now, n = 0 } }
-    state.level = 0
   else
     lambda, done = arrival_rate(state, pw, m.route(route, short_window), now)
     forecast = lambda + trend(state, now, lambda) * horizon
-    -- the level: lambda smoothed over the stable window
-    local a = math.min(tick / stable_window, 1)
-    state.level = (1 - a) * (state.level or lambda) + a * lambda
   end
-  local decay = 0.5 ^ (tick / burst_memory)
-  state.peak = math.max((state.peak or 0) * decay, surprise(state, now, lambda, forecast))
+  -- A surprise within the noise of lambda is none.
+  local sp = surprise(state, now, lambda, forecast)
+  if sp <= surprise_z * math.sqrt(lambda / panic_window) then
+    sp = 0
+  end
+  state.peak = memory(state, now, sp)
 
   local up, down
   if state.s then
@@ -267,15 +320,15 @@ function on_tick(m, state)
     local rate = math.max(lambda, forecast)
     local rate_need = need(rate * s, util)
     -- The backlog: requests in flight beyond those in service (done * s, by Little's
-    -- law) and their Poisson noise, plus what arrives beyond the completions over a
-    -- cold start: the queue new replicas find when they are ready, to be drained
-    -- within a panic window.
+    -- law) and their Poisson noise, plus what arrives beyond both the completions and
+    -- what the current replicas serve (current * target_value / s), over a cold start:
+    -- the queue new replicas find when they are ready, to be drained within a panic
+    -- window.
     local backlog = math.max(pw.in_flight - done * s - math.sqrt(pw.in_flight), 0)
-        + math.max(lambda - done, 0) * cold_start
+        + math.max(lambda - math.max(done, current * tv / s), 0) * cold_start
     up = need((rate + backlog / panic_window) * s, util)
     up = math.min(up, math.ceil(up_cap * math.max(rate_need, 1)))
-    local level = math.max(lambda, state.level or 0)
-    down = need((level + state.peak) * s, down_util)
+    down = need((lambda + state.peak) * s, down_util)
   else
     -- Nothing learned yet (e.g. waking from zero): the requests in flight are the
     -- demand, taken once per cold start (they pile up while replicas start).
@@ -327,8 +380,9 @@ function self_test()
   assert(tv and tv > 0, "config.target_value is required")
   assert(util > 0 and util <= 1 and down_util > 0 and down_util <= util, "0 < down_utilization <= utilization <= 1")
   assert(down_step_fraction > 0 and down_step_fraction <= 1, "down_step_fraction must be in (0, 1]")
-  assert(cold_start >= 0 and panic_window >= 1 and stable_window >= 1 and down_window >= 1,
-    "cold_start >= 0, panic_window, stable_window and down_window >= 1")
+  assert(cold_start >= 0 and panic_window >= 1 and down_window >= 1,
+    "cold_start >= 0, panic_window and down_window >= 1")
+  assert(trend_z >= 0 and up_cap >= 1, "trend_z >= 0 and up_cap >= 1")
   assert(down_delay >= 0 and down_step_interval >= 0 and idle_to_zero >= 0 and burst_memory > 0,
     "down_delay, down_step_interval, idle_to_zero >= 0 and burst_memory > 0")
   assert(service_time == nil or service_time > 0, "service_time must be > 0")
