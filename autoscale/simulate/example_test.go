@@ -10,8 +10,8 @@ import (
 
 // A step from 100 to 600 rps under the adaptive policy: the simulated service gets six
 // times the load at minute 5 and the policy adds replicas within a cold start. Five
-// minutes later it still keeps headroom for a surprise like the step (16 replicas where
-// 600 rps needs 8), halved every burst_memory (10 minutes).
+// minutes later it still keeps headroom for a surprise like the step (13 replicas where
+// 600 rps needs 7), for burst_memory (10 minutes).
 func ExampleRun() {
 	sc := simulate.Scenario{
 		Name:     "step",
@@ -33,6 +33,6 @@ func ExampleRun() {
 	fmt.Println("violations under 5%:", s.ViolationRate < 0.05)
 	// Output:
 	// flaps: 0
-	// replicas at the end: 16
+	// replicas at the end: 13
 	// violations under 5%: true
 }
