@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"runtime"
 	"sync"
 	"sync/atomic"
@@ -105,7 +106,7 @@ func (c WindowConfig) Length() time.Duration {
 
 // ringSlack is how many buckets the ring keeps beyond the window's length, so a reader
 // that skips a few buckets between reads can still update its running histogram
-// incrementally (see histCache).
+// incrementally (see readCache).
 const ringSlack = 4
 
 // resetting marks a bucket whose epoch is being changed; writers wait for it.
@@ -118,6 +119,7 @@ type atomicPage [subCount]atomic.Uint32
 type bucket struct {
 	epoch       atomic.Uint64
 	countErr    atomic.Uint64 // requests in the low 32 bits, errors in the high 32
+	used        atomic.Uint64 // bit p set: pages[p] holds observations
 	canceled    atomic.Uint64
 	rejected    atomic.Uint64
 	bytes       atomic.Uint64
@@ -141,13 +143,13 @@ func (b *bucket) clear() {
 	b.maxLatency.Store(0)
 	b.maxInFlight.Store(0)
 	b.area.Store(0)
-	for i := range b.pages {
-		if pg := b.pages[i].Load(); pg != nil {
-			for j := range pg {
-				pg[j].Store(0)
-			}
+	for u := b.used.Load(); u != 0; u &= u - 1 {
+		pg := b.pages[bits.TrailingZeros64(u)].Load()
+		for j := range pg {
+			pg[j].Store(0)
 		}
 	}
+	b.used.Store(0)
 }
 
 func (b *bucket) page(p int) *atomicPage {
@@ -192,9 +194,15 @@ type Window struct {
 	// once per bucket width. The registry uses it to keep busy windows recent in its LRU.
 	touch func()
 
+	// sealed is the newest epoch a reader's running totals hold (see readCache); a
+	// write to a bucket at or before it counts in lateWrites, which makes the next
+	// whole-window read rebuild its totals.
+	sealed     atomic.Int64
+	lateWrites atomic.Uint64
+
 	mu      sync.Mutex // readers only
-	cache   *histCache
-	scratch Histogram
+	cache   *readCache
+	scratch walkHist
 }
 
 // NewWindow returns a window shaped by cfg that reads time from clock (nil means a new
@@ -212,7 +220,7 @@ func NewWindow(cfg WindowConfig, clock Clock) (*Window, error) {
 func newWindow(scope Scope, key string, cfg WindowConfig, clock Clock) *Window {
 	cfg = cfg.withDefaults()
 	n := int64(cfg.Buckets)
-	return &Window{
+	w := &Window{
 		scope:   scope,
 		key:     key,
 		clock:   clock,
@@ -222,6 +230,8 @@ func newWindow(scope Scope, key string, cfg WindowConfig, clock Clock) *Window {
 		created: clock.Now().UnixNano(),
 		ring:    make([]atomic.Pointer[bucket], n+ringSlack),
 	}
+	w.sealed.Store(-1)
+	return w
 }
 
 // Scope returns the scope the window was registered under ("" outside a registry).
@@ -245,10 +255,9 @@ func (w *Window) epochOf(ns int64) int64 {
 	return ns / w.width
 }
 
-// bucketAt returns the bucket for time ns, moving it to ns's epoch if needed, or nil
-// when the bucket already serves a later epoch (the time is older than the ring).
-func (w *Window) bucketAt(ns int64) *bucket {
-	n := w.epochOf(ns)
+// bucketAt returns the bucket for epoch n, moving it to n if needed, or nil when the
+// bucket already serves a later epoch (n is older than the ring).
+func (w *Window) bucketAt(n int64) *bucket {
 	i := n % w.ringLen
 	b := w.ring[i].Load()
 	if b == nil {
@@ -303,13 +312,23 @@ func (w *Window) Record(o Observation) { w.RecordAt(w.clock.Now(), o) }
 
 // RecordAt adds o at time t, without in-flight accounting.
 func (w *Window) RecordAt(t time.Time, o Observation) {
-	ns := t.UnixNano()
-	b := w.bucketAt(ns)
+	n := w.epochOf(t.UnixNano())
+	b := w.bucketAt(n)
 	if b == nil {
 		w.late.Add(1)
 		return
 	}
 	record(b, o)
+	w.checkSealed(n)
+}
+
+// checkSealed counts a write to epoch n, made before this call, as late when a reader
+// has already summed n into its running totals. A reader seals an epoch before it reads
+// the bucket, so a write either lands before the read or is counted here.
+func (w *Window) checkSealed(n int64) {
+	if n <= w.sealed.Load() {
+		w.lateWrites.Add(1)
+	}
 }
 
 func record(b *bucket, o Observation) {
@@ -328,6 +347,9 @@ func record(b *bucket, o Observation) {
 	lat := max(int64(o.Latency), 0)
 	p, s := bucketOf(lat)
 	b.page(p)[s].Add(1)
+	if bit := uint64(1) << p; b.used.Load()&bit == 0 {
+		b.used.Or(bit)
+	}
 	if lat > b.maxLatency.Load() {
 		storeMax(&b.maxLatency, lat)
 	}
@@ -346,7 +368,8 @@ func (w *Window) Start() { w.StartAt(w.clock.Now()) }
 // StartAt counts one more request in flight from time t.
 func (w *Window) StartAt(t time.Time) {
 	ns := t.UnixNano()
-	b := w.bucketAt(ns)
+	n := w.epochOf(ns)
+	b := w.bucketAt(n)
 	v := w.inFlight.Add(1)
 	if b == nil {
 		return
@@ -355,6 +378,7 @@ func (w *Window) StartAt(t time.Time) {
 	if v > b.maxInFlight.Load() {
 		storeMax(&b.maxInFlight, v)
 	}
+	w.checkSealed(n)
 }
 
 // Done ends a request begun with [Window.Start] at the clock's current time and records o.
@@ -363,7 +387,8 @@ func (w *Window) Done(o Observation) { w.DoneAt(w.clock.Now(), o) }
 // DoneAt ends a request begun with [Window.StartAt] at time t and records o.
 func (w *Window) DoneAt(t time.Time, o Observation) {
 	ns := t.UnixNano()
-	b := w.bucketAt(ns)
+	n := w.epochOf(ns)
+	b := w.bucketAt(n)
 	w.inFlight.Add(-1)
 	if b == nil {
 		w.late.Add(1)
@@ -371,6 +396,7 @@ func (w *Window) DoneAt(t time.Time, o Observation) {
 	}
 	b.area.Add(-w.toBucketEnd(ns))
 	record(b, o)
+	w.checkSealed(n)
 }
 
 // toBucketEnd returns the time from ns to the end of its bucket.
@@ -425,7 +451,16 @@ func (w *Window) Snapshot(span time.Duration) Snapshot {
 // whole buckets: it covers the ceil(span/Width) completed buckets before the one holding
 // now, and that one up to now, so between span and span+Width of time ([Snapshot.Span]
 // says how much), and a read on a bucket boundary still covers the whole span.
+//
+// A whole-window read of a window of three or more buckets costs about as much as
+// reading three buckets, whatever the window's length: the reader keeps running totals
+// of the buckets older than the last completed one (see readCache).
 func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
+	return w.snapshot(now, span, true)
+}
+
+// snapshot is SnapshotAt; without cached, a whole-window read walks the ring.
+func (w *Window) snapshot(now time.Time, span time.Duration, cached bool) Snapshot {
 	ns := now.UnixNano()
 	n := w.epochOf(ns)
 	k := w.n
@@ -441,112 +476,126 @@ func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
 	var s Snapshot
 	s.Span = time.Duration(dur)
 	s.InFlight = w.inFlight.Load()
-	var maxLat int64
-	for m := n - k; m <= n; m++ {
-		b := w.bucketFor(m)
-		if b == nil {
-			continue
+	var t totals
+	var area int64
+	w.mu.Lock()
+	if k != w.n || !cached || !w.wholeLocked(n, elapsed, s.InFlight, &t, &area, &s) {
+		h := &w.scratch
+		h.reset()
+		for m := n - k; m <= n; m++ {
+			if b := w.bucketFor(m); b != nil {
+				t.add(b)
+				h.add(b)
+			}
 		}
-		ce := b.countErr.Load()
-		s.Count += ce & math.MaxUint32
-		s.Errors += ce >> 32
-		s.Canceled += b.canceled.Load()
-		s.Rejected += b.rejected.Load()
-		s.Bytes += b.bytes.Load()
-		s.Value += math.Float64frombits(b.value.Load())
-		maxLat = max(maxLat, b.maxLatency.Load())
-		s.MaxInFlight = max(s.MaxInFlight, b.maxInFlight.Load())
+		area, _ = w.area(n, n-k, elapsed, s.InFlight)
+		latency(&s, h, nil, t.maxLat)
 	}
+	w.mu.Unlock()
+
+	s.Count, s.Errors, s.Canceled, s.Rejected = t.count, t.errors, t.canceled, t.rejected
+	s.Bytes, s.Value, s.Max = t.bytes, t.value, time.Duration(t.maxLat)
+	s.MaxInFlight = max(t.maxInFlight, s.InFlight)
 	if dur > 0 {
-		sec := float64(dur) / float64(time.Second)
-		s.Rate = float64(s.Count) / sec
-		s.Concurrency = w.area(n, k+1, elapsed, s.InFlight) / float64(dur)
+		s.Rate = float64(s.Count) / (float64(dur) / float64(time.Second))
+		s.Concurrency = float64(area) / float64(dur)
 	}
 	if served := s.Count - s.Rejected; served > 0 {
 		s.ErrorRate = float64(s.Errors) / float64(served)
 	}
-	s.MaxInFlight = max(s.MaxInFlight, s.InFlight)
-
-	w.mu.Lock()
-	w.latencyLocked(n, k, maxLat, &s)
-	w.mu.Unlock()
-	s.Max = time.Duration(maxLat)
 	return s
 }
 
-// area returns the integral of in-flight requests over the k buckets ending with epoch
-// n, of which the last is covered for elapsed nanoseconds, in request-nanoseconds.
+// wholeLocked fills t, area and s's latency statistics for a whole-window read from the
+// running totals of the completed buckets before epoch n-1, and from buckets n-1 and n
+// read now. It returns false when the totals could not be brought up to date (writers
+// keep overwriting the ring faster than the read), and the caller reads the ring.
+func (w *Window) wholeLocked(n, elapsed, inFlightNow int64, t *totals, area *int64, s *Snapshot) bool {
+	if w.n < 3 {
+		return false
+	}
+	if w.cache == nil {
+		w.cache = newReadCache(w.ringLen)
+	}
+	c := w.cache
+	if !c.sync(w, n) {
+		return false
+	}
+	*t = c.totals(w)
+	live := &c.live
+	live.reset()
+	for m := n - 1; m <= n; m++ {
+		if b := w.bucketFor(m); b != nil {
+			t.add(b)
+			live.add(b)
+		}
+	}
+	a, cur := w.area(n, n-1, elapsed, inFlightNow)
+	*area = a + c.fixedArea + c.trailing*w.width*cur
+	latency(s, &c.hist, live, t.maxLat)
+	return true
+}
+
+// totals are the scalar sums and maxima of a run of buckets.
+type totals struct {
+	count, errors, canceled, rejected, bytes uint64
+	value                                    float64
+	maxLat, maxInFlight                      int64
+}
+
+func (t *totals) add(b *bucket) {
+	ce := b.countErr.Load()
+	t.count += ce & math.MaxUint32
+	t.errors += ce >> 32
+	t.canceled += b.canceled.Load()
+	t.rejected += b.rejected.Load()
+	t.bytes += b.bytes.Load()
+	t.value += math.Float64frombits(b.value.Load())
+	t.maxLat = max(t.maxLat, b.maxLatency.Load())
+	t.maxInFlight = max(t.maxInFlight, b.maxInFlight.Load())
+}
+
+// area returns the integral of in-flight requests, in request-nanoseconds, over the
+// buckets from epoch n, covered for elapsed nanoseconds, back to epoch lo, and the
+// number in flight at the start of bucket lo.
 //
 // Over a whole bucket that began with f requests in flight, every start at offset t adds
 // (W - t) request-nanoseconds and every end subtracts as much, so the integral is
 // f·W + area. A bucket without events had a constant number in flight: the number the
 // next bucket with events began with, or the current number when none did; hence the
 // walk from the newest bucket back.
-func (w *Window) area(n, k, elapsed, inFlightNow int64) float64 {
-	var total float64
-	cur := inFlightNow
-	for m := n; m > n-k; m-- {
+func (w *Window) area(n, lo, elapsed, inFlightNow int64) (total, cur int64) {
+	cur = inFlightNow
+	for m := n; m >= lo; m-- {
 		length := w.width
 		if m == n {
 			length = elapsed
 		}
 		b := w.bucketFor(m)
 		if b == nil {
-			total += float64(cur) * float64(length)
+			total += cur * length
 			continue
 		}
 		f := b.inFlight0.Load()
-		a := float64(f)*float64(length) + float64(b.area.Load())
+		a := f*length + b.area.Load()
 		if m == n {
 			// Starts and ends so far were counted up to the bucket's end; take back
 			// the part after now.
-			a -= float64(inFlightNow-f) * float64(w.width-elapsed)
+			a -= (inFlightNow - f) * (w.width - elapsed)
 		}
 		total += max(a, 0)
 		cur = f
 	}
-	return total
+	return total, cur
 }
 
-// latencyLocked fills s's mean and quantiles from the histograms of the k completed
-// buckets before epoch n and of bucket n. The completed buckets come merged: from the running histogram
-// for a whole window, else merged here; the current bucket, still being written, is
-// copied once and walked beside them, so a whole-window read never merges sixty
-// histograms nor copies the running one. The caller holds w.mu.
-func (w *Window) latencyLocked(n, k, maxLat int64, s *Snapshot) {
-	var base *Histogram
-	if k == w.n && k > 1 {
-		if w.cache == nil {
-			w.cache = newHistCache(w.ringLen)
-		}
-		w.cache.sync(w, n)
-		base = &w.cache.h
-	} else {
-		base = &w.scratch
-		base.Reset()
-		for m := n - k; m < n; m++ {
-			addBucket(base, w.bucketFor(m))
-		}
+// latency fills s's mean and quantiles from the sum of base and live (nil: none),
+// capped at maxLat; it skips the pages the quantiles do not fall in.
+func latency(s *Snapshot, base, live *walkHist, maxLat int64) {
+	if live == nil {
+		live = &emptyWalk
 	}
-	var cur [numPages][subCount]uint32
-	var curUsed [numPages]bool
-	var total uint64
-	if b := w.bucketFor(n); b != nil {
-		for p := range b.pages {
-			pg := b.pages[p].Load()
-			if pg == nil {
-				continue
-			}
-			for i := range pg {
-				if v := pg[i].Load(); v != 0 {
-					cur[p][i] = v
-					total += uint64(v)
-					curUsed[p] = true
-				}
-			}
-		}
-	}
-	total += base.count
+	total := base.count + live.count
 	if total == 0 {
 		return
 	}
@@ -556,24 +605,29 @@ func (w *Window) latencyLocked(n, k, maxLat int64, s *Snapshot) {
 	rank := nearestRank(qs[0], total)
 	var cum uint64
 	var sum float64
-	for p := range numPages {
-		bp := base.pages[p]
-		if bp == nil && !curUsed[p] {
+	for u := base.used | live.used; u != 0; u &= u - 1 {
+		p := bits.TrailingZeros64(u)
+		pc := base.totals[p] + live.totals[p]
+		sum += base.sums[p] + live.sums[p]
+		if i == len(qs) || cum+pc < rank {
+			cum += pc
 			continue
 		}
+		bp, lp := base.pages[p], live.pages[p]
 		for j := range subCount {
-			c := uint64(cur[p][j])
+			var c uint64
 			if bp != nil {
-				c += bp[j]
+				c = bp[j]
+			}
+			if lp != nil {
+				c += lp[j]
 			}
 			if c == 0 {
 				continue
 			}
-			mid := bucketMid(p, j)
 			cum += c
-			sum += float64(c) * float64(mid)
 			for i < len(qs) && cum >= rank {
-				out[i] = time.Duration(min(mid, maxLat))
+				out[i] = time.Duration(min(bucketMid(p, j), maxLat))
 				if i++; i < len(qs) {
 					rank = nearestRank(qs[i], total)
 				}
@@ -584,7 +638,7 @@ func (w *Window) latencyLocked(n, k, maxLat int64, s *Snapshot) {
 		out[i] = time.Duration(maxLat)
 	}
 	s.P50, s.P90, s.P99 = out[0], out[1], out[2]
-	s.Mean = min(time.Duration(math.Round(sum/float64(total))), time.Duration(maxLat))
+	s.Mean = min(time.Duration(math.Round(max(sum, 0)/float64(total))), time.Duration(maxLat))
 }
 
 // addBucket adds b's latency histogram to h and returns how many observations it added.
@@ -593,11 +647,9 @@ func addBucket(h *Histogram, b *bucket) uint64 {
 		return 0
 	}
 	var total uint64
-	for p := range b.pages {
+	for u := b.used.Load(); u != 0; u &= u - 1 {
+		p := bits.TrailingZeros64(u)
 		pg := b.pages[p].Load()
-		if pg == nil {
-			continue
-		}
 		var hp *[subCount]uint64
 		for s := range pg {
 			if c := uint64(pg[s].Load()); c != 0 {
@@ -611,107 +663,6 @@ func addBucket(h *Histogram, b *bucket) uint64 {
 	}
 	h.count += total
 	return total
-}
-
-// histCache is a reader's running histogram of the window's completed buckets, so a
-// whole-window quantile merges two histograms rather than sixty. Moving it forward
-// subtracts the buckets that left the window, which the ring's slack keeps intact for a
-// few buckets after they leave; when one was overwritten, or was written after it was
-// added, the cache is rebuilt from the ring.
-type histCache struct {
-	h          Histogram
-	ok         bool
-	lo, hi     int64    // epochs covered, inclusive
-	addedEpoch []int64  // per ring index, the epoch added (-1: none)
-	addedCount []uint64 // per ring index, the observations added
-}
-
-func newHistCache(ringLen int64) *histCache {
-	c := &histCache{addedEpoch: make([]int64, ringLen), addedCount: make([]uint64, ringLen)}
-	for i := range c.addedEpoch {
-		c.addedEpoch[i] = -1
-	}
-	return c
-}
-
-// sync moves the cache to cover the window's length of completed buckets before epoch n.
-func (c *histCache) sync(w *Window, n int64) {
-	lo, hi := n-w.n, n-1
-	if c.ok && c.lo <= lo && c.hi <= hi && c.hi >= lo-1 {
-		for m := c.lo; m < lo; m++ {
-			if !c.sub(w, m) {
-				c.ok = false
-				break
-			}
-		}
-	} else {
-		c.ok = false
-	}
-	start := max(c.hi+1, lo)
-	if !c.ok {
-		c.h.Reset()
-		for i := range c.addedEpoch {
-			c.addedEpoch[i] = -1
-		}
-		start = lo
-	}
-	for m := start; m <= hi; m++ {
-		c.add(w, m)
-	}
-	c.ok, c.lo, c.hi = true, lo, hi
-}
-
-func (c *histCache) add(w *Window, m int64) {
-	if m < 0 {
-		return
-	}
-	i := m % w.ringLen
-	if got := addBucket(&c.h, w.bucketFor(m)); got > 0 {
-		c.addedEpoch[i], c.addedCount[i] = m, got
-	} else {
-		c.addedEpoch[i] = -1
-	}
-}
-
-// sub takes bucket m out of the cache; false when it can no longer be taken out exactly.
-func (c *histCache) sub(w *Window, m int64) bool {
-	if m < 0 {
-		return true
-	}
-	i := m % w.ringLen
-	if c.addedEpoch[i] != m {
-		return true // it was empty when added
-	}
-	c.addedEpoch[i] = -1
-	b := w.bucketFor(m)
-	if b == nil {
-		return false
-	}
-	var pages [numPages][subCount]uint32
-	var total uint64
-	for p := range b.pages {
-		if pg := b.pages[p].Load(); pg != nil {
-			for s := range pg {
-				v := pg[s].Load()
-				pages[p][s] = v
-				total += uint64(v)
-			}
-		}
-	}
-	if total != c.addedCount[i] {
-		return false
-	}
-	for p := range pages {
-		hp := c.h.pages[p]
-		if hp == nil {
-			continue
-		}
-		for s, v := range pages[p] {
-			hp[s] -= uint64(v)
-		}
-	}
-	c.h.count -= total
-	return true
 }
 
 func storeMax(a *atomic.Int64, v int64) {

@@ -1,0 +1,326 @@
+package metrics
+
+import (
+	"math"
+	"math/bits"
+)
+
+// readCache is a reader's running totals of a window's completed buckets older than the
+// last one: epochs n-Buckets to n-2 for a read at epoch n. With it a whole-window read
+// sums those totals with the two newest buckets, read as they are, rather than walking
+// the ring; moving it forward by a bucket adds the bucket that completed and subtracts
+// the one that left, which the ring's slack keeps intact for a few buckets after it
+// leaves.
+//
+// The totals stay exact: before it sums an epoch the reader seals it ([Window.sealed]),
+// and a writer that then writes to a sealed epoch counts a late write
+// ([Window.checkSealed]), which makes the next read rebuild the totals from the ring.
+// Writers reach a sealed epoch only when they record more than a bucket's width in the
+// past. Counts are subtracted exactly; the latency sums kept for the mean are float and
+// drift by rounding only, well inside the histogram's own error.
+type readCache struct {
+	ok     bool
+	lo, hi int64  // epochs covered, inclusive
+	late   uint64 // the window's late writes when the totals were checked
+
+	// Per ring slot: the epoch summed from it, or -1 when that epoch had no bucket.
+	epoch []int64
+	// Per ring slot, for what cannot be subtracted: the user value (a float sum
+	// re-added in order, so it equals a walk of the ring), the observations added to
+	// the histogram (to check on the way out), and the slot's share of the concurrency
+	// integral.
+	value   []float64
+	histN   []uint64
+	contrib []int64
+
+	count, errors, canceled, rejected, bytes uint64
+	valued                                   int // slots with a non-zero value
+	maxLat, maxInFlight                      maxDeque
+
+	// The integral of requests in flight over the covered buckets is fixedArea plus
+	// trailing × Width × (the number in flight when bucket hi+1 began): the trailing
+	// buckets are the newest covered ones without a bucket in the ring, whose
+	// in-flight count is that of the next bucket with events.
+	fixedArea, trailing int64
+
+	hist walkHist // the covered buckets
+	live walkHist // scratch for buckets n-1 and n
+}
+
+func newReadCache(ringLen int64) *readCache {
+	c := &readCache{
+		epoch:       make([]int64, ringLen),
+		value:       make([]float64, ringLen),
+		histN:       make([]uint64, ringLen),
+		contrib:     make([]int64, ringLen),
+		maxLat:      newMaxDeque(ringLen),
+		maxInFlight: newMaxDeque(ringLen),
+	}
+	c.clear()
+	return c
+}
+
+func (c *readCache) clear() {
+	for i := range c.epoch {
+		c.epoch[i] = -1
+	}
+	c.count, c.errors, c.canceled, c.rejected, c.bytes = 0, 0, 0, 0, 0
+	c.valued = 0
+	c.maxLat.clear()
+	c.maxInFlight.clear()
+	c.fixedArea, c.trailing = 0, 0
+	c.hist.Histogram.Reset()
+	c.hist.totals = [numPages]uint64{}
+	c.hist.sums = [numPages]float64{}
+	c.hist.used = 0
+}
+
+// sync moves the totals to cover epochs n-Buckets to n-2, and reports whether they do.
+func (c *readCache) sync(w *Window, n int64) bool {
+	lo, hi := n-w.n, n-2
+	late := w.lateWrites.Load()
+	if c.ok && late == c.late && c.lo <= lo && c.hi <= hi && c.hi >= lo-1 {
+		for m := c.lo; m < lo; m++ {
+			if !c.sub(w, m) {
+				c.ok = false
+				break
+			}
+		}
+	} else {
+		c.ok = false
+	}
+	if w.sealed.Load() < hi {
+		w.sealed.Store(hi) // only readers store, and they hold w.mu
+	}
+	start := max(c.hi+1, lo)
+	if !c.ok {
+		c.clear()
+		start = lo
+	}
+	c.lo, c.hi, c.late = lo, start-1, late
+	for m := start; m <= hi; m++ {
+		if !c.add(w, m) {
+			c.ok = false
+			return false
+		}
+	}
+	c.ok = true
+	c.maxLat.expire(lo)
+	c.maxInFlight.expire(lo)
+	return true
+}
+
+// add sums epoch m = c.hi+1 into the totals; false when its bucket changed epoch while
+// being read.
+func (c *readCache) add(w *Window, m int64) bool {
+	c.hi = m
+	i := m % w.ringLen
+	b := w.bucketFor(m)
+	if b == nil {
+		c.epoch[i] = -1
+		c.trailing++
+		return true
+	}
+	ce := b.countErr.Load()
+	c.count += ce & math.MaxUint32
+	c.errors += ce >> 32
+	c.canceled += b.canceled.Load()
+	c.rejected += b.rejected.Load()
+	c.bytes += b.bytes.Load()
+	c.value[i] = math.Float64frombits(b.value.Load())
+	if c.value[i] != 0 {
+		c.valued++
+	}
+	c.maxLat.push(m, b.maxLatency.Load())
+	c.maxInFlight.push(m, b.maxInFlight.Load())
+	c.histN[i] = c.hist.add(b)
+
+	f := b.inFlight0.Load()
+	for j := m - c.trailing; j < m; j++ {
+		c.contrib[j%w.ringLen] = f * w.width
+	}
+	c.contrib[i] = max(f*w.width+b.area.Load(), 0)
+	c.fixedArea += c.trailing*f*w.width + c.contrib[i]
+	c.trailing = 0
+	c.epoch[i] = m
+	return b.epoch.Load() == uint64(m)+1
+}
+
+// sub takes epoch m = c.lo out of the totals; false when they can no longer be kept
+// exact (its bucket was reused, or differs from what was added) and must be rebuilt.
+func (c *readCache) sub(w *Window, m int64) bool {
+	c.lo = m + 1
+	i := m % w.ringLen
+	if c.epoch[i] != m {
+		if c.trailing == c.hi-m+1 { // every covered bucket is trailing
+			c.trailing--
+		} else {
+			c.fixedArea -= c.contrib[i]
+		}
+		return true
+	}
+	c.epoch[i] = -1
+	b := w.bucketFor(m)
+	if b == nil {
+		return false
+	}
+	if c.hist.sub(b) != c.histN[i] {
+		return false
+	}
+	ce := b.countErr.Load()
+	c.count -= ce & math.MaxUint32
+	c.errors -= ce >> 32
+	c.canceled -= b.canceled.Load()
+	c.rejected -= b.rejected.Load()
+	c.bytes -= b.bytes.Load()
+	if c.value[i] != 0 {
+		c.valued--
+	}
+	c.fixedArea -= c.contrib[i]
+	return b.epoch.Load() == uint64(m)+1
+}
+
+// totals returns the covered buckets' sums and maxima.
+func (c *readCache) totals(w *Window) totals {
+	t := totals{
+		count: c.count, errors: c.errors, canceled: c.canceled, rejected: c.rejected, bytes: c.bytes,
+		maxLat: c.maxLat.max(), maxInFlight: c.maxInFlight.max(),
+	}
+	if c.valued > 0 {
+		for m := c.lo; m <= c.hi; m++ {
+			if i := m % w.ringLen; c.epoch[i] == m {
+				t.value += c.value[i]
+			}
+		}
+	}
+	return t
+}
+
+// maxDeque is the maximum of a sliding run of epochs' values: a monotonic deque (values
+// decreasing from the front), so that moving the run costs O(1) amortized and touches a
+// line or two, where rescanning it would touch every slot.
+type maxDeque struct {
+	epoch, val []int64
+	head, n    int
+}
+
+func newMaxDeque(size int64) maxDeque {
+	return maxDeque{epoch: make([]int64, size), val: make([]int64, size)}
+}
+
+func (d *maxDeque) clear() { d.head, d.n = 0, 0 }
+
+// push adds epoch m's value v; m is newer than every epoch in d.
+func (d *maxDeque) push(m, v int64) {
+	for d.n > 0 && d.val[(d.head+d.n-1)%len(d.val)] <= v {
+		d.n--
+	}
+	i := (d.head + d.n) % len(d.val)
+	d.epoch[i], d.val[i] = m, v
+	d.n++
+}
+
+// expire drops the epochs before lo.
+func (d *maxDeque) expire(lo int64) {
+	for d.n > 0 && d.epoch[d.head] < lo {
+		d.head = (d.head + 1) % len(d.val)
+		d.n--
+	}
+}
+
+func (d *maxDeque) max() int64 {
+	if d.n == 0 {
+		return 0
+	}
+	return d.val[d.head]
+}
+
+// walkHist is a Histogram with each page's count and sum of midpoints, so that a
+// quantile walk skips the pages the quantile does not fall in and the mean needs no walk,
+// and a mask of the pages in use, so that nothing reads the others.
+type walkHist struct {
+	Histogram
+	totals [numPages]uint64
+	sums   [numPages]float64
+	used   uint64 // bit p set: totals[p] > 0
+}
+
+// emptyWalk is an empty walkHist, read only.
+var emptyWalk walkHist
+
+// reset empties h, zeroing only the pages in use.
+func (h *walkHist) reset() {
+	for u := h.used; u != 0; u &= u - 1 {
+		p := bits.TrailingZeros64(u)
+		*h.pages[p] = [subCount]uint64{}
+		h.totals[p], h.sums[p] = 0, 0
+	}
+	h.count, h.used = 0, 0
+}
+
+// add adds b's latency histogram to h and returns how many observations it added.
+func (h *walkHist) add(b *bucket) uint64 {
+	var total uint64
+	for u := b.used.Load(); u != 0; u &= u - 1 {
+		p := bits.TrailingZeros64(u)
+		pg := b.pages[p].Load()
+		var hp *[subCount]uint64
+		var n, ns uint64 // observations, and their sub-bucket indexes summed
+		for s := range pg {
+			if c := uint64(pg[s].Load()); c != 0 {
+				if hp == nil {
+					hp = h.page(p)
+				}
+				hp[s] += c
+				n += c
+				ns += c * uint64(s)
+			}
+		}
+		if n != 0 {
+			h.totals[p] += n
+			h.sums[p] += midSum(p, n, ns)
+			h.used |= 1 << p
+			total += n
+		}
+	}
+	h.count += total
+	return total
+}
+
+// sub takes b's latency histogram out of h and returns how many observations it took.
+func (h *walkHist) sub(b *bucket) uint64 {
+	var total uint64
+	for u := b.used.Load(); u != 0; u &= u - 1 {
+		p := bits.TrailingZeros64(u)
+		pg := b.pages[p].Load()
+		hp := h.pages[p]
+		var n, ns uint64
+		for s := range pg {
+			if c := uint64(pg[s].Load()); c != 0 {
+				if hp == nil {
+					return math.MaxUint64 // never added
+				}
+				hp[s] -= c
+				n += c
+				ns += c * uint64(s)
+			}
+		}
+		h.totals[p] -= n
+		h.sums[p] -= midSum(p, n, ns)
+		if h.totals[p] == 0 {
+			h.used &^= 1 << p
+			h.sums[p] = 0
+		}
+		total += n
+	}
+	h.count -= total
+	return total
+}
+
+// midSum returns the sum of the midpoints of n observations in page p whose sub-bucket
+// indexes sum to ns: within a page the midpoint is linear in the index (see bucketMid).
+func midSum(p int, n, ns uint64) float64 {
+	base := bucketMid(p, 0)
+	step := bucketMid(p, 1) - base
+	return float64(n)*float64(base) + float64(ns)*float64(step)
+}
