@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
@@ -142,7 +143,26 @@ type tickView struct {
 	proxy, data *lua.LTable
 	in          *autoscale.Input
 	vm          *vm
+	// keys holds, per scope, the keys m.keys last returned and their Lua strings, so
+	// that an unchanged list costs no conversions.
+	keys map[metrics.Scope]*keyList
+	// snaps is the unused tail of the current block of snapshot userdata.
+	snaps []snapUserData
 }
+
+type keyList struct {
+	keys []string
+	vals []lua.LValue
+}
+
+// snapUserData is a snapshot userdata with its Go side, allocated in blocks of
+// snapBlock. Blocks are never reused, since the script may keep a snapshot in state.
+type snapUserData struct {
+	ud lua.LUserData
+	sv snapView
+}
+
+const snapBlock = 64
 
 var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys"}
 
@@ -189,14 +209,36 @@ func (tv *tickView) init(v *vm) {
 		} else if in.Metrics != nil {
 			keys = in.Metrics.Keys(scope)
 		}
-		t := L.CreateTable(len(keys), 0)
-		for _, k := range keys {
-			t.Append(lua.LString(k))
+		vals := tv.luaKeys(scope, keys)
+		t := L.CreateTable(len(vals), 0)
+		for _, k := range vals {
+			t.Append(k)
 		}
 		L.Push(t)
 		return 1
 	}))
 	tv.proxy = v.protect(tv.data)
+}
+
+// luaKeys returns keys as Lua strings, converting them only when they differ from the
+// scope's last list.
+func (tv *tickView) luaKeys(scope metrics.Scope, keys []string) []lua.LValue {
+	kl := tv.keys[scope]
+	if kl == nil {
+		if tv.keys == nil {
+			tv.keys = map[metrics.Scope]*keyList{}
+		}
+		kl = &keyList{}
+		tv.keys[scope] = kl
+	}
+	if !slices.Equal(kl.keys, keys) {
+		kl.keys = slices.Clone(keys)
+		kl.vals = kl.vals[:0]
+		for _, k := range keys {
+			kl.vals = append(kl.vals, lua.LString(k))
+		}
+	}
+	return kl.vals
 }
 
 func (tv *tickView) input(L *lua.LState) *autoscale.Input {
@@ -233,7 +275,7 @@ func (tv *tickView) snapshot(L *lua.LState, scope metrics.Scope, arg int) int {
 	if in.Metrics != nil {
 		snap, ok = in.Metrics.Snapshot(scope, key, span)
 	}
-	L.Push(tv.vm.newSnapshot(snap, ok))
+	L.Push(tv.newSnapshot(snap, ok))
 	return 1
 }
 
@@ -244,13 +286,19 @@ type snapView struct {
 }
 
 // newSnapshot returns a read-only snapshot userdata. A userdata whose fields are read
-// on demand costs two allocations to make, where a table of its eighteen fields costs
-// about thirty and gopher-luar's reflection more time (BenchmarkSnapshotView).
-func (v *vm) newSnapshot(s metrics.Snapshot, ok bool) *lua.LUserData {
-	ud := v.L.NewUserData()
-	ud.Value = &snapView{s, ok}
-	ud.Metatable = v.snapMT
-	return ud
+// on demand costs a 64th of an allocation to make, where a table of its eighteen fields
+// costs about thirty and gopher-luar's reflection more (BenchmarkSnapshotView).
+func (tv *tickView) newSnapshot(s metrics.Snapshot, ok bool) *lua.LUserData {
+	if len(tv.snaps) == 0 {
+		tv.snaps = make([]snapUserData, snapBlock)
+	}
+	u := &tv.snaps[0]
+	tv.snaps = tv.snaps[1:]
+	u.sv = snapView{s, ok}
+	u.ud.Value = &u.sv
+	u.ud.Env = tv.vm.L.Env
+	u.ud.Metatable = tv.vm.snapMT
+	return &u.ud
 }
 
 // luaSnapshotIndex reads a field of a snapshot userdata; latencies in milliseconds.
