@@ -146,20 +146,17 @@ type tickView struct {
 	// keys holds, per scope, the keys m.keys last returned and their Lua strings, so
 	// that an unchanged list costs no conversions.
 	keys map[metrics.Scope]*keyList
-	// snaps is the unused tail of the current block of snapshot userdata.
-	snaps []snapUserData
+	// uds and views are the unused tails of the current blocks of snapshot userdata
+	// and their Go sides, allocated snapBlock at a time (the views apart, since they
+	// hold no pointers and so cost the collector nothing). Blocks are never reused:
+	// the script may keep a snapshot in state.
+	uds   []lua.LUserData
+	views []snapView
 }
 
 type keyList struct {
 	keys []string
 	vals []lua.LValue
-}
-
-// snapUserData is a snapshot userdata with its Go side, allocated in blocks of
-// snapBlock. Blocks are never reused, since the script may keep a snapshot in state.
-type snapUserData struct {
-	ud lua.LUserData
-	sv snapView
 }
 
 const snapBlock = 64
@@ -289,16 +286,17 @@ type snapView struct {
 // on demand costs a 64th of an allocation to make, where a table of its eighteen fields
 // costs about thirty and gopher-luar's reflection more (BenchmarkSnapshotView).
 func (tv *tickView) newSnapshot(s metrics.Snapshot, ok bool) *lua.LUserData {
-	if len(tv.snaps) == 0 {
-		tv.snaps = make([]snapUserData, snapBlock)
+	if len(tv.uds) == 0 {
+		tv.uds = make([]lua.LUserData, snapBlock)
+		tv.views = make([]snapView, snapBlock)
 	}
-	u := &tv.snaps[0]
-	tv.snaps = tv.snaps[1:]
-	u.sv = snapView{s, ok}
-	u.ud.Value = &u.sv
-	u.ud.Env = tv.vm.L.Env
-	u.ud.Metatable = tv.vm.snapMT
-	return &u.ud
+	ud, sv := &tv.uds[0], &tv.views[0]
+	tv.uds, tv.views = tv.uds[1:], tv.views[1:]
+	*sv = snapView{s, ok}
+	ud.Value = sv
+	ud.Env = tv.vm.L.Env
+	ud.Metatable = tv.vm.snapMT
+	return ud
 }
 
 // luaSnapshotIndex reads a field of a snapshot userdata; latencies in milliseconds.
