@@ -2,6 +2,7 @@ package balancer_test
 
 import (
 	"fmt"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -127,9 +128,13 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
 		return
 	}
 	b.ResetTimer() // b.Loop does this itself; RunParallel does not
+	var goroutines atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
 		req := &balancer.Request{}
-		i := 0
+		// Each goroutine starts elsewhere in the keys (and in time), as different
+		// clients would, rather than hashing the same key as the others at the same
+		// moment.
+		i := int(goroutines.Add(1)) * 7919
 		for pb.Next() {
 			one(req, i)
 			i++
@@ -148,6 +153,16 @@ func BenchmarkDoneParts(b *testing.B) {
 		for b.Loop() {
 			e.Observe(base.Add(time.Duration(i)*time.Microsecond), time.Duration(i&63)*time.Millisecond)
 			i++
+		}
+	})
+	// The floor: one uncontended atomic add. Pick + Done with round robin makes six
+	// (the round-robin counter, in-flight up and down, the peak-EWMA's compare-and-swap,
+	// the window's count and histogram).
+	b.Run("AtomicAdd", func(b *testing.B) {
+		var n atomic.Int64
+		b.ReportAllocs()
+		for b.Loop() {
+			n.Add(1)
 		}
 	})
 	b.Run("Window.RecordAt", func(b *testing.B) {

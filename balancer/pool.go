@@ -50,7 +50,6 @@ type Pool struct {
 	noPanic    bool
 	trackTotal bool
 	windowLoad bool // Start/Done in flight on the windows too
-	total      atomic.Int64
 
 	snap     atomic.Pointer[snapshot]
 	pickFunc atomic.Pointer[PickFunc]
@@ -68,6 +67,14 @@ type Pool struct {
 	ejectionsSkip atomic.Uint64
 	panics        atomic.Uint64
 	rebuilds      atomic.Uint64
+
+	// total is the pool's requests in flight, for the algorithms that ask (see
+	// [LoadAware]). Every Pick and Done writes it, so it has a cache line of its own:
+	// beside snap, which every Pick reads, it would move between cores on every
+	// request.
+	_     [64]byte
+	total atomic.Int64
+	_     [56]byte
 }
 
 type snapshot struct {
