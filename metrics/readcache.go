@@ -264,17 +264,13 @@ func (h *walkHist) add(b *bucket) uint64 {
 	for u := b.used.Load(); u != 0; u &= u - 1 {
 		p := bits.TrailingZeros64(u)
 		pg := b.pages[p].Load()
-		var hp *[subCount]uint64
+		hp := h.page(p) // used: it holds observations (but for a racing clear)
 		var n, ns uint64 // observations, and their sub-bucket indexes summed
 		for s := range pg {
-			if c := uint64(pg[s].Load()); c != 0 {
-				if hp == nil {
-					hp = h.page(p)
-				}
-				hp[s] += c
-				n += c
-				ns += c * uint64(s)
-			}
+			c := uint64(pg[s].Load())
+			hp[s] += c
+			n += c
+			ns += c * uint64(s)
 		}
 		if n != 0 {
 			h.totals[p] += n
@@ -294,16 +290,15 @@ func (h *walkHist) sub(b *bucket) uint64 {
 		p := bits.TrailingZeros64(u)
 		pg := b.pages[p].Load()
 		hp := h.pages[p]
+		if hp == nil {
+			return math.MaxUint64 // never added
+		}
 		var n, ns uint64
 		for s := range pg {
-			if c := uint64(pg[s].Load()); c != 0 {
-				if hp == nil {
-					return math.MaxUint64 // never added
-				}
-				hp[s] -= c
-				n += c
-				ns += c * uint64(s)
-			}
+			c := uint64(pg[s].Load())
+			hp[s] -= c
+			n += c
+			ns += c * uint64(s)
 		}
 		h.totals[p] -= n
 		h.sums[p] -= midSum(p, n, ns)

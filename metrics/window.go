@@ -186,6 +186,11 @@ type Window struct {
 	ringLen int64 // n + ringSlack
 	created int64 // ns
 	ring    []atomic.Pointer[bucket]
+	// sealed is the newest epoch a reader's running totals hold (see readCache); a
+	// write to a bucket at or before it counts in lateWrites, which makes the next
+	// whole-window read rebuild its totals. It sits beside ring, on the cache line
+	// every write reads anyway.
+	sealed atomic.Int64
 
 	inFlight atomic.Int64
 	late     atomic.Uint64
@@ -194,11 +199,7 @@ type Window struct {
 	// once per bucket width. The registry uses it to keep busy windows recent in its LRU.
 	touch func()
 
-	// sealed is the newest epoch a reader's running totals hold (see readCache); a
-	// write to a bucket at or before it counts in lateWrites, which makes the next
-	// whole-window read rebuild its totals.
-	sealed     atomic.Int64
-	lateWrites atomic.Uint64
+	lateWrites atomic.Uint64 // see sealed
 
 	mu      sync.Mutex // readers only
 	cache   *readCache
