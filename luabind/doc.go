@@ -18,10 +18,13 @@
 // Measured on the 2-core build machine (shared; figures vary by ±25%): an on_request
 // call with a five-line decision costs about 490–620 ns and no allocation without a
 // time budget, and about 860 ns with one (the budget makes gopher-lua check a context
-// at every instruction, and arms a reused timer per call). on_tick over 1,000
-// precomputed snapshots costs about 1 ms; reading 1,000 live 60-bucket windows adds
-// metrics' own snapshot cost (about 4–7 µs per window). Reloading a 500-line script
-// costs about 4 ms. See bench_test.go.
+// at every instruction, and arms a reused timer per call). An on_tick that reads the
+// rate and p99 of 1,000 windows costs about 0.6 ms over precomputed snapshots (three
+// Go calls per window: m.backend and two field reads), 1.0–1.35 ms over 1,000 live
+// 60-bucket windows read again within their second, and 2.5–3 ms when every window
+// moved on by a bucket since the last tick (each read then subtracts the bucket that
+// left and adds the one that completed: cold memory, 1,000 windows being about 35 MB).
+// Reloading a 500-line script costs about 4 ms. See bench_test.go.
 //
 // # Example
 //
