@@ -308,7 +308,7 @@ func frontend(reg *metrics.Registry, adm *middleware.Admission, access *luabind.
 var demoTimescale = map[string]map[string]any{
 	"kpa": {"stable_window": 20, "panic_window": 2, "scale_to_zero_grace": -1},
 	"adaptive": {"down_delay": 15, "down_window": 18, "down_step_interval": 3, "burst_memory": 60,
-		"idle_to_zero": 10, "stable_window": 10, "panic_window": 3},
+		"idle_to_zero": 10, "panic_window": 3},
 }
 
 // policySource returns the policy's script, its config table and the safety layer to
