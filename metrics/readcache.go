@@ -44,7 +44,6 @@ type readCache struct {
 	fixedArea, trailing int64
 
 	hist walkHist // the covered buckets
-	live walkHist // scratch for buckets n-1 and n
 }
 
 func newReadCache(ringLen int64) *readCache {
@@ -70,8 +69,7 @@ func (c *readCache) clear() {
 	c.maxInFlight.clear()
 	c.fixedArea, c.trailing = 0, 0
 	c.hist.Histogram.Reset()
-	c.hist.totals = [numPages]uint64{}
-	c.hist.sums = [numPages]float64{}
+	c.hist.stat = [numPages]pageStat{}
 	c.hist.used = 0
 }
 
@@ -79,6 +77,9 @@ func (c *readCache) clear() {
 func (c *readCache) sync(w *Window, n int64) bool {
 	lo, hi := n-w.n, n-2
 	late := w.lateWrites.Load()
+	if c.ok && late == c.late && c.lo == lo && c.hi == hi {
+		return true
+	}
 	if c.ok && late == c.late && c.lo <= lo && c.hi <= hi && c.hi >= lo-1 {
 		for m := c.lo; m < lo; m++ {
 			if !c.sub(w, m) {
@@ -240,20 +241,22 @@ func (d *maxDeque) max() int64 {
 // and a mask of the pages in use, so that nothing reads the others.
 type walkHist struct {
 	Histogram
-	totals [numPages]uint64
-	sums   [numPages]float64
-	used   uint64 // bit p set: totals[p] > 0
+	stat [numPages]pageStat
+	used uint64 // bit p set: stat[p].n > 0
 }
 
-// emptyWalk is an empty walkHist, read only.
-var emptyWalk walkHist
+// pageStat is a histogram page's observations and the sum of their midpoints.
+type pageStat struct {
+	n   uint64
+	sum float64
+}
 
 // reset empties h, zeroing only the pages in use.
 func (h *walkHist) reset() {
 	for u := h.used; u != 0; u &= u - 1 {
 		p := bits.TrailingZeros64(u)
 		*h.pages[p] = [subCount]uint64{}
-		h.totals[p], h.sums[p] = 0, 0
+		h.stat[p] = pageStat{}
 	}
 	h.count, h.used = 0, 0
 }
@@ -264,7 +267,7 @@ func (h *walkHist) add(b *bucket) uint64 {
 	for u := b.used.Load(); u != 0; u &= u - 1 {
 		p := bits.TrailingZeros64(u)
 		pg := b.pages[p].Load()
-		hp := h.page(p) // used: it holds observations (but for a racing clear)
+		hp := h.page(p)  // used: it holds observations (but for a racing clear)
 		var n, ns uint64 // observations, and their sub-bucket indexes summed
 		for s := range pg {
 			c := uint64(pg[s].Load())
@@ -273,8 +276,8 @@ func (h *walkHist) add(b *bucket) uint64 {
 			ns += c * uint64(s)
 		}
 		if n != 0 {
-			h.totals[p] += n
-			h.sums[p] += midSum(p, n, ns)
+			h.stat[p].n += n
+			h.stat[p].sum += midSum(p, n, ns)
 			h.used |= 1 << p
 			total += n
 		}
@@ -300,16 +303,61 @@ func (h *walkHist) sub(b *bucket) uint64 {
 			n += c
 			ns += c * uint64(s)
 		}
-		h.totals[p] -= n
-		h.sums[p] -= midSum(p, n, ns)
-		if h.totals[p] == 0 {
+		st := &h.stat[p]
+		st.n -= n
+		st.sum -= midSum(p, n, ns)
+		if st.n == 0 {
 			h.used &^= 1 << p
-			h.sums[p] = 0
+			st.sum = 0
 		}
 		total += n
 	}
 	h.count -= total
 	return total
+}
+
+// liveBuckets are the buckets a read takes as they are, not through running totals:
+// their pages' counts and midpoint sums, and the buckets themselves, whose sub-buckets a
+// quantile walk reads in place for the pages it descends into. Writers racing the read
+// can make those differ from the counts by the writes they add meanwhile.
+type liveBuckets struct {
+	b     [2]*bucket
+	nb    int
+	stat  [numPages]pageStat
+	used  uint64
+	count uint64
+}
+
+func (l *liveBuckets) add(b *bucket) {
+	for u := b.used.Load(); u != 0; u &= u - 1 {
+		p := bits.TrailingZeros64(u)
+		pg := b.pages[p].Load()
+		var n, ns uint64
+		for s := range pg {
+			c := uint64(pg[s].Load())
+			n += c
+			ns += c * uint64(s)
+		}
+		if n != 0 {
+			l.stat[p].n += n
+			l.stat[p].sum += midSum(p, n, ns)
+			l.used |= 1 << p
+			l.count += n
+		}
+	}
+	l.b[l.nb] = b
+	l.nb++
+}
+
+// pages returns the live buckets' pages p (nil where a bucket has none).
+func (l *liveBuckets) pages(p int) (a, b *atomicPage) {
+	if l.nb > 0 {
+		a = l.b[0].pages[p].Load()
+	}
+	if l.nb > 1 {
+		b = l.b[1].pages[p].Load()
+	}
+	return a, b
 }
 
 // midSum returns the sum of the midpoints of n observations in page p whose sub-bucket

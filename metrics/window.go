@@ -523,8 +523,7 @@ func (w *Window) wholeLocked(n, elapsed, inFlightNow int64, t *totals, area *int
 		return false
 	}
 	*t = c.totals(w)
-	live := &c.live
-	live.reset()
+	var live liveBuckets
 	for m := n - 1; m <= n; m++ {
 		if b := w.bucketFor(m); b != nil {
 			t.add(b)
@@ -533,7 +532,7 @@ func (w *Window) wholeLocked(n, elapsed, inFlightNow int64, t *totals, area *int
 	}
 	a, cur := w.area(n, n-1, elapsed, inFlightNow)
 	*area = a + c.fixedArea + c.trailing*w.width*cur
-	latency(s, &c.hist, live, t.maxLat)
+	latency(s, &c.hist, &live, t.maxLat)
 	return true
 }
 
@@ -592,9 +591,9 @@ func (w *Window) area(n, lo, elapsed, inFlightNow int64) (total, cur int64) {
 
 // latency fills s's mean and quantiles from the sum of base and live (nil: none),
 // capped at maxLat; it skips the pages the quantiles do not fall in.
-func latency(s *Snapshot, base, live *walkHist, maxLat int64) {
+func latency(s *Snapshot, base *walkHist, live *liveBuckets, maxLat int64) {
 	if live == nil {
-		live = &emptyWalk
+		live = &liveBuckets{}
 	}
 	total := base.count + live.count
 	if total == 0 {
@@ -608,20 +607,27 @@ func latency(s *Snapshot, base, live *walkHist, maxLat int64) {
 	var sum float64
 	for u := base.used | live.used; u != 0; u &= u - 1 {
 		p := bits.TrailingZeros64(u)
-		pc := base.totals[p] + live.totals[p]
-		sum += base.sums[p] + live.sums[p]
+		pc := base.stat[p].n + live.stat[p].n
+		sum += base.stat[p].sum + live.stat[p].sum
 		if i == len(qs) || cum+pc < rank {
 			cum += pc
 			continue
 		}
-		bp, lp := base.pages[p], live.pages[p]
+		bp := base.pages[p]
+		var la, lb *atomicPage
+		if live.used&(1<<p) != 0 {
+			la, lb = live.pages(p)
+		}
 		for j := range subCount {
 			var c uint64
 			if bp != nil {
 				c = bp[j]
 			}
-			if lp != nil {
-				c += lp[j]
+			if la != nil {
+				c += uint64(la[j].Load())
+			}
+			if lb != nil {
+				c += uint64(lb[j].Load())
 			}
 			if c == 0 {
 				continue
