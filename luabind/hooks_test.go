@@ -318,3 +318,53 @@ func TestWatcher(t *testing.T) {
 		}
 	}
 }
+
+// listReader is a Reader whose keys and rates the test changes between ticks.
+type listReader struct {
+	keys []string
+	rate float64
+}
+
+func (r *listReader) Snapshot(_ metrics.Scope, key string, _ time.Duration) (metrics.Snapshot, bool) {
+	return metrics.Snapshot{Rate: r.rate, Count: uint64(len(key))}, true
+}
+
+func (r *listReader) Keys(metrics.Scope) []string { return r.keys }
+
+// TestOnTickKeysAndKeptSnapshots checks that m.keys follows the reader from tick to tick
+// (its Lua strings are reused while the list is unchanged), that the list it returns is
+// the script's to change, and that snapshots kept in state keep their numbers after
+// later ticks took many more snapshots.
+func TestOnTickKeysAndKeptSnapshots(t *testing.T) {
+	rt := newRT(t, `
+function on_tick(m, state)
+  local ks = m.keys("backend")
+  local n, sum = #ks, 0
+  for _, k in ipairs(ks) do sum = sum + m.backend(k).rps end
+  ks[1] = "scribbled"
+  if not state.kept then state.kept = m.backend("first") end
+  for i = 1, 200 do m.backend("x") end -- several blocks of snapshots
+  return scale("web", n * 1000 + math.floor(sum) + state.kept.rps * 100000)
+end`)
+	r := &listReader{keys: []string{"a", "b"}, rate: 1}
+	in := &autoscale.Input{Now: time.Unix(1, 0), Metrics: r}
+	for i, tc := range []struct {
+		keys []string
+		rate float64
+		want int
+	}{
+		{[]string{"a", "b"}, 1, 100000 + 2002},
+		{[]string{"a", "b"}, 2, 100000 + 2004},
+		{[]string{"a", "b", "c"}, 3, 100000 + 3009},
+		{[]string{"c"}, 4, 100000 + 1004},
+	} {
+		r.keys, r.rate = tc.keys, tc.rate
+		acts, err := rt.Decide(context.Background(), in)
+		if err != nil || len(acts) != 1 {
+			t.Fatalf("tick %d: %v, %v", i, acts, err)
+		}
+		if got := acts[0].(autoscale.Scale).Replicas; got != tc.want {
+			t.Errorf("tick %d: scale to %d, want %d", i, got, tc.want)
+		}
+	}
+}

@@ -159,7 +159,10 @@ type keyList struct {
 	vals []lua.LValue
 }
 
-const snapBlock = 64
+const (
+	snapBlock   = 64
+	maxKeyLists = 16 // scopes whose key lists m.keys keeps
+)
 
 var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys"}
 
@@ -222,11 +225,15 @@ func (tv *tickView) init(v *vm) {
 func (tv *tickView) luaKeys(scope metrics.Scope, keys []string) []lua.LValue {
 	kl := tv.keys[scope]
 	if kl == nil {
-		if tv.keys == nil {
-			tv.keys = map[metrics.Scope]*keyList{}
+		if len(tv.keys) >= maxKeyLists {
+			kl = &keyList{} // a script listing ever new scopes: convert, do not keep
+		} else {
+			if tv.keys == nil {
+				tv.keys = map[metrics.Scope]*keyList{}
+			}
+			kl = &keyList{}
+			tv.keys[scope] = kl
 		}
-		kl = &keyList{}
-		tv.keys[scope] = kl
 	}
 	if !slices.Equal(kl.keys, keys) {
 		kl.keys = slices.Clone(keys)
@@ -282,9 +289,10 @@ type snapView struct {
 	ok bool
 }
 
-// newSnapshot returns a read-only snapshot userdata. A userdata whose fields are read
-// on demand costs a 64th of an allocation to make, where a table of its eighteen fields
-// costs about thirty and gopher-luar's reflection more (BenchmarkSnapshotView).
+// newSnapshot returns a read-only snapshot userdata. Userdata whose fields are read on
+// demand, taken from blocks, cost two allocations per 64 snapshots; a table of the
+// eighteen fields would cost about thirty per snapshot, and gopher-luar's reflection
+// more time (BenchmarkSnapshotView compares the three, unpooled).
 func (tv *tickView) newSnapshot(s metrics.Snapshot, ok bool) *lua.LUserData {
 	if len(tv.uds) == 0 {
 		tv.uds = make([]lua.LUserData, snapBlock)
