@@ -115,7 +115,7 @@ func (c *readCache) sync(w *Window, n int64) bool {
 // being read.
 func (c *readCache) add(w *Window, m int64) bool {
 	c.hi = m
-	i := m % w.ringLen
+	i := m & w.mask
 	b := w.bucketFor(m)
 	if b == nil {
 		c.epoch[i] = -1
@@ -138,7 +138,7 @@ func (c *readCache) add(w *Window, m int64) bool {
 
 	f := b.inFlight0.Load()
 	for j := m - c.trailing; j < m; j++ {
-		c.contrib[j%w.ringLen] = f * w.width
+		c.contrib[j&w.mask] = f * w.width
 	}
 	c.contrib[i] = max(f*w.width+b.area.Load(), 0)
 	c.fixedArea += c.trailing*f*w.width + c.contrib[i]
@@ -151,7 +151,7 @@ func (c *readCache) add(w *Window, m int64) bool {
 // exact (its bucket was reused, or differs from what was added) and must be rebuilt.
 func (c *readCache) sub(w *Window, m int64) bool {
 	c.lo = m + 1
-	i := m % w.ringLen
+	i := m & w.mask
 	if c.epoch[i] != m {
 		if c.trailing == c.hi-m+1 { // every covered bucket is trailing
 			c.trailing--
@@ -189,7 +189,7 @@ func (c *readCache) totals(w *Window) totals {
 	}
 	if c.valued > 0 {
 		for m := c.lo; m <= c.hi; m++ {
-			if i := m % w.ringLen; c.epoch[i] == m {
+			if i := m & w.mask; c.epoch[i] == m {
 				t.value += c.value[i]
 			}
 		}

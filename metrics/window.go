@@ -104,7 +104,8 @@ func (c WindowConfig) Length() time.Duration {
 	return c.Width * time.Duration(c.Buckets)
 }
 
-// ringSlack is how many buckets the ring keeps beyond the window's length, so a reader
+// ringSlack is how many buckets, at least, the ring keeps beyond the window's length
+// (it has a power-of-two length, so a slot is an AND, not a division), so a reader
 // that skips a few buckets between reads can still update its running histogram
 // incrementally (see readCache).
 const ringSlack = 4
@@ -183,7 +184,8 @@ type Window struct {
 	clock   Clock
 	width   int64 // ns
 	n       int64 // buckets in the window
-	ringLen int64 // n + ringSlack
+	ringLen int64 // a power of two, at least n + ringSlack
+	mask    int64 // ringLen - 1
 	created int64 // ns
 	ring    []atomic.Pointer[bucket]
 	// sealed is the newest epoch a reader's running totals hold (see readCache); a
@@ -191,6 +193,9 @@ type Window struct {
 	// whole-window read rebuild its totals. It sits beside ring, on the cache line
 	// every write reads anyway.
 	sealed atomic.Int64
+	// head is the newest epoch a writer moved a bucket to: the epoch of most writes,
+	// which they recognize with a multiplication instead of a division.
+	head atomic.Int64
 
 	inFlight atomic.Int64
 	late     atomic.Uint64
@@ -221,15 +226,17 @@ func NewWindow(cfg WindowConfig, clock Clock) (*Window, error) {
 func newWindow(scope Scope, key string, cfg WindowConfig, clock Clock) *Window {
 	cfg = cfg.withDefaults()
 	n := int64(cfg.Buckets)
+	ringLen := int64(1) << bits.Len64(uint64(n+ringSlack-1))
 	w := &Window{
 		scope:   scope,
 		key:     key,
 		clock:   clock,
 		width:   int64(cfg.Width),
 		n:       n,
-		ringLen: n + ringSlack,
+		ringLen: ringLen,
+		mask:    ringLen - 1,
 		created: clock.Now().UnixNano(),
-		ring:    make([]atomic.Pointer[bucket], n+ringSlack),
+		ring:    make([]atomic.Pointer[bucket], ringLen),
 	}
 	w.sealed.Store(-1)
 	return w
@@ -249,6 +256,15 @@ func (w *Window) Config() WindowConfig {
 // Clock returns the clock the window reads when no time is given.
 func (w *Window) Clock() Clock { return w.clock }
 
+// epochAt is epochOf for a write: most fall in the head epoch.
+func (w *Window) epochAt(ns int64) int64 {
+	h := w.head.Load()
+	if d := ns - h*w.width; d >= 0 && d < w.width {
+		return h
+	}
+	return w.epochOf(ns)
+}
+
 func (w *Window) epochOf(ns int64) int64 {
 	if ns < 0 {
 		return 0
@@ -259,7 +275,7 @@ func (w *Window) epochOf(ns int64) int64 {
 // bucketAt returns the bucket for epoch n, moving it to n if needed, or nil when the
 // bucket already serves a later epoch (n is older than the ring).
 func (w *Window) bucketAt(n int64) *bucket {
-	i := n % w.ringLen
+	i := n & w.mask
 	b := w.ring[i].Load()
 	if b == nil {
 		b = new(bucket)
@@ -288,6 +304,7 @@ func (w *Window) claim(b *bucket, want uint64) *bucket {
 			b.clear()
 			b.inFlight0.Store(w.inFlight.Load())
 			b.epoch.Store(want)
+			storeMax(&w.head, int64(want)-1)
 			if w.touch != nil {
 				w.touch()
 			}
@@ -301,7 +318,7 @@ func (w *Window) bucketFor(n int64) *bucket {
 	if n < 0 {
 		return nil
 	}
-	b := w.ring[n%w.ringLen].Load()
+	b := w.ring[n&w.mask].Load()
 	if b == nil || b.epoch.Load() != uint64(n)+1 {
 		return nil
 	}
@@ -313,7 +330,7 @@ func (w *Window) Record(o Observation) { w.RecordAt(w.clock.Now(), o) }
 
 // RecordAt adds o at time t, without in-flight accounting.
 func (w *Window) RecordAt(t time.Time, o Observation) {
-	n := w.epochOf(t.UnixNano())
+	n := w.epochAt(t.UnixNano())
 	b := w.bucketAt(n)
 	if b == nil {
 		w.late.Add(1)
@@ -369,13 +386,13 @@ func (w *Window) Start() { w.StartAt(w.clock.Now()) }
 // StartAt counts one more request in flight from time t.
 func (w *Window) StartAt(t time.Time) {
 	ns := t.UnixNano()
-	n := w.epochOf(ns)
+	n := w.epochAt(ns)
 	b := w.bucketAt(n)
 	v := w.inFlight.Add(1)
 	if b == nil {
 		return
 	}
-	b.area.Add(w.toBucketEnd(ns))
+	b.area.Add((n+1)*w.width - ns)
 	if v > b.maxInFlight.Load() {
 		storeMax(&b.maxInFlight, v)
 	}
@@ -388,28 +405,24 @@ func (w *Window) Done(o Observation) { w.DoneAt(w.clock.Now(), o) }
 // DoneAt ends a request begun with [Window.StartAt] at time t and records o.
 func (w *Window) DoneAt(t time.Time, o Observation) {
 	ns := t.UnixNano()
-	n := w.epochOf(ns)
+	n := w.epochAt(ns)
 	b := w.bucketAt(n)
 	w.inFlight.Add(-1)
 	if b == nil {
 		w.late.Add(1)
 		return
 	}
-	b.area.Add(-w.toBucketEnd(ns))
+	b.area.Add(ns - (n+1)*w.width)
 	record(b, o)
 	w.checkSealed(n)
-}
-
-// toBucketEnd returns the time from ns to the end of its bucket.
-func (w *Window) toBucketEnd(ns int64) int64 {
-	return (w.epochOf(ns)+1)*w.width - ns
 }
 
 // InFlight returns the requests started and not yet done.
 func (w *Window) InFlight() int64 { return w.inFlight.Load() }
 
 // Late returns how many observations were dropped because they arrived more than the
-// ring's length (the window's length plus four buckets) after their time.
+// ring's length after their time: the window's length plus at least four buckets,
+// rounded up to a power of two (64 buckets for the default 60).
 func (w *Window) Late() uint64 { return w.late.Load() }
 
 // Snapshot is an immutable summary of a window over a span of time. Quantiles and the

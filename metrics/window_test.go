@@ -218,8 +218,8 @@ func TestWindowPartialBucketConcurrency(t *testing.T) {
 func TestWindowLate(t *testing.T) {
 	w, clk := newTestWindow(t, WindowConfig{Buckets: 10})
 	w.RecordAt(clk.Now(), Observation{})
-	w.RecordAt(clk.Now().Add(14*time.Second), Observation{}) // same ring slot, later epoch
-	w.RecordAt(clk.Now(), Observation{})                     // now older than the ring
+	w.RecordAt(clk.Now().Add(time.Duration(w.ringLen)*time.Second), Observation{}) // same ring slot, later epoch
+	w.RecordAt(clk.Now(), Observation{})                                           // now older than the ring
 	if w.Late() != 1 {
 		t.Errorf("late %d, want 1", w.Late())
 	}
