@@ -85,6 +85,16 @@ type table struct {
 	mu        sync.Mutex
 	lru       *simplelru.LRU[string, *Window]
 	evictions atomic.Uint64
+
+	// gen counts changes of membership (under mu); keys is the sorted key list as of a
+	// generation, so that Keys sorts only after a change.
+	gen  atomic.Uint64
+	keys atomic.Pointer[keyList]
+}
+
+type keyList struct {
+	gen  uint64
+	keys []string
 }
 
 // Option configures a [Registry].
@@ -243,6 +253,7 @@ func (r *Registry) table(scope Scope) *table {
 	t.lru, _ = simplelru.NewLRU(capacity, func(key string, _ *Window) {
 		t.fast.Delete(key)
 		t.evictions.Add(1)
+		t.gen.Add(1)
 	})
 	m := make(map[Scope]*table, len(old)+1)
 	for k, v := range old {
@@ -267,6 +278,7 @@ func (t *table) add(key string) *Window {
 	w.touch = func() { t.touch(key, w) }
 	t.lru.Add(key, w)
 	t.fast.Store(key, w)
+	t.gen.Add(1)
 	return w
 }
 
@@ -279,6 +291,7 @@ func (t *table) touch(key string, w *Window) {
 	}
 	if _, taken := t.fast.LoadOrStore(key, w); !taken {
 		t.lru.Add(key, w)
+		t.gen.Add(1)
 	}
 }
 
@@ -293,15 +306,26 @@ func (r *Registry) Scopes() []Scope {
 	return out
 }
 
-// Keys returns the keys of a scope, sorted.
+// Keys returns the keys of a scope, sorted, in a slice the caller owns. The registry
+// keeps the sorted list until the scope's membership changes, so listing a stable scope
+// costs a copy, not a sort.
 func (r *Registry) Keys(scope Scope) []string {
+	t, ok := (*r.scopes.Load())[scope]
+	if !ok {
+		return nil
+	}
+	gen := t.gen.Load()
+	if kl := t.keys.Load(); kl != nil && kl.gen == gen {
+		return slices.Clone(kl.keys)
+	}
 	var out []string
-	r.Range(scope, func(w *Window) bool {
-		out = append(out, w.Key())
+	t.fast.Range(func(_, v any) bool {
+		out = append(out, v.(*Window).Key())
 		return true
 	})
 	slices.Sort(out)
-	return out
+	t.keys.Store(&keyList{gen: gen, keys: out})
+	return slices.Clone(out)
 }
 
 // Range calls f for each window of a scope, in no particular order, until f returns

@@ -51,6 +51,15 @@ func TestRegistryWindows(t *testing.T) {
 	if got := r.Keys(ScopeRoute); fmt.Sprint(got) != "[/a /b]" {
 		t.Errorf("keys %v", got)
 	}
+	// The list is the caller's, and follows membership though the registry keeps it.
+	r.Keys(ScopeRoute)[0] = "scribbled"
+	r.Window(ScopeRoute, "/0")
+	if got := r.Keys(ScopeRoute); fmt.Sprint(got) != "[/0 /a /b]" {
+		t.Errorf("keys after an add %v", got)
+	}
+	if got := r.Keys(ScopeModel); got != nil {
+		t.Errorf("keys of an unknown scope %v", got)
+	}
 	if got := r.Scopes(); fmt.Sprint(got) != "[route tenant]" {
 		t.Errorf("scopes %v", got)
 	}
@@ -125,9 +134,15 @@ func TestRegistryBounded(t *testing.T) {
 func TestRegistryEvictedHandleComesBack(t *testing.T) {
 	r, clk := newTestRegistry(t, WithCapacity(1))
 	a := r.Window(ScopeBackend, "a")
+	if got := r.Keys(ScopeBackend); fmt.Sprint(got) != "[a]" {
+		t.Errorf("keys %v", got)
+	}
 	r.Window(ScopeBackend, "b") // evicts a
 	if _, ok := r.Lookup(ScopeBackend, "a"); ok {
 		t.Fatal("a was not evicted")
+	}
+	if got := r.Keys(ScopeBackend); fmt.Sprint(got) != "[b]" {
+		t.Errorf("keys after an eviction %v", got)
 	}
 	r.Lookup(ScopeBackend, "b")
 	clk.Advance(time.Second)
@@ -137,6 +152,9 @@ func TestRegistryEvictedHandleComesBack(t *testing.T) {
 	}
 	if _, ok := r.Lookup(ScopeBackend, "b"); ok {
 		t.Error("b is still there past capacity")
+	}
+	if got := r.Keys(ScopeBackend); fmt.Sprint(got) != "[a]" {
+		t.Errorf("keys after a came back %v", got)
 	}
 }
 
