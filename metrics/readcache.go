@@ -9,8 +9,8 @@ import (
 // last one: epochs n-Buckets to n-2 for a read at epoch n. With it a whole-window read
 // sums those totals with the two newest buckets, read as they are, rather than walking
 // the ring; moving it forward by a bucket adds the bucket that completed and subtracts
-// the one that left, which the ring's slack keeps intact for a few buckets after it
-// leaves.
+// the one that left, from a record of what was added (see slotRec), so that the bucket,
+// cold by then, is not read again.
 //
 // The totals stay exact: before it sums an epoch the reader seals it ([Window.sealed]),
 // and a writer that then writes to a sealed epoch counts a late write
@@ -25,13 +25,10 @@ type readCache struct {
 
 	// Per ring slot: the epoch summed from it, or -1 when that epoch had no bucket.
 	epoch []int64
-	// Per ring slot, for what cannot be subtracted: the user value (a float sum
-	// re-added in order, so it equals a walk of the ring), the observations added to
-	// the histogram (to check on the way out), and the slot's share of the concurrency
-	// integral.
-	value   []float64
-	histN   []uint64
-	contrib []int64
+	// Per ring slot: what was added, and the user value (a float sum re-added in order,
+	// so it equals a walk of the ring).
+	rec   []slotRec
+	value []float64
 
 	count, errors, canceled, rejected, bytes uint64
 	valued                                   int // slots with a non-zero value
@@ -49,9 +46,8 @@ type readCache struct {
 func newReadCache(ringLen int64) *readCache {
 	c := &readCache{
 		epoch:       make([]int64, ringLen),
+		rec:         make([]slotRec, ringLen),
 		value:       make([]float64, ringLen),
-		histN:       make([]uint64, ringLen),
-		contrib:     make([]int64, ringLen),
 		maxLat:      newMaxDeque(ringLen),
 		maxInFlight: newMaxDeque(ringLen),
 	}
@@ -122,64 +118,83 @@ func (c *readCache) add(w *Window, m int64) bool {
 		c.trailing++
 		return true
 	}
+	r := &c.rec[i]
 	ce := b.countErr.Load()
-	c.count += ce & math.MaxUint32
-	c.errors += ce >> 32
-	c.canceled += b.canceled.Load()
-	c.rejected += b.rejected.Load()
-	c.bytes += b.bytes.Load()
+	r.count, r.errors = ce&math.MaxUint32, ce>>32
+	r.canceled, r.rejected, r.bytes = b.canceled.Load(), b.rejected.Load(), b.bytes.Load()
+	c.count += r.count
+	c.errors += r.errors
+	c.canceled += r.canceled
+	c.rejected += r.rejected
+	c.bytes += r.bytes
 	c.value[i] = math.Float64frombits(b.value.Load())
 	if c.value[i] != 0 {
 		c.valued++
 	}
 	c.maxLat.push(m, b.maxLatency.Load())
 	c.maxInFlight.push(m, b.maxInFlight.Load())
-	c.histN[i] = c.hist.add(b)
+	r.histN = c.hist.addRec(b, r)
 
 	f := b.inFlight0.Load()
 	for j := m - c.trailing; j < m; j++ {
-		c.contrib[j&w.mask] = f * w.width
+		c.rec[j&w.mask].contrib = f * w.width
 	}
-	c.contrib[i] = max(f*w.width+b.area.Load(), 0)
-	c.fixedArea += c.trailing*f*w.width + c.contrib[i]
+	r.contrib = max(f*w.width+b.area.Load(), 0)
+	c.fixedArea += c.trailing*f*w.width + r.contrib
 	c.trailing = 0
 	c.epoch[i] = m
 	return b.epoch.Load() == uint64(m)+1
 }
 
-// sub takes epoch m = c.lo out of the totals; false when they can no longer be kept
-// exact (its bucket was reused, or differs from what was added) and must be rebuilt.
+// sub takes epoch m = c.lo out of the totals, as its record says it was added (a
+// write since would have made the totals rebuild); false when its histogram was too
+// varied to record and its bucket, read again, can no longer be (it was reused, or
+// differs from what was added): the totals must then be rebuilt.
 func (c *readCache) sub(w *Window, m int64) bool {
 	c.lo = m + 1
 	i := m & w.mask
+	r := &c.rec[i]
 	if c.epoch[i] != m {
 		if c.trailing == c.hi-m+1 { // every covered bucket is trailing
 			c.trailing--
 		} else {
-			c.fixedArea -= c.contrib[i]
+			c.fixedArea -= r.contrib
 		}
 		return true
 	}
 	c.epoch[i] = -1
-	b := w.bucketFor(m)
-	if b == nil {
+	if r.nent >= 0 {
+		c.hist.subRec(r)
+	} else if b := w.bucketFor(m); b == nil || c.hist.sub(b) != r.histN || b.epoch.Load() != uint64(m)+1 {
 		return false
 	}
-	if c.hist.sub(b) != c.histN[i] {
-		return false
-	}
-	ce := b.countErr.Load()
-	c.count -= ce & math.MaxUint32
-	c.errors -= ce >> 32
-	c.canceled -= b.canceled.Load()
-	c.rejected -= b.rejected.Load()
-	c.bytes -= b.bytes.Load()
+	c.count -= r.count
+	c.errors -= r.errors
+	c.canceled -= r.canceled
+	c.rejected -= r.rejected
+	c.bytes -= r.bytes
 	if c.value[i] != 0 {
 		c.valued--
 	}
-	c.fixedArea -= c.contrib[i]
-	return b.epoch.Load() == uint64(m)+1
+	c.fixedArea -= r.contrib
+	return true
 }
+
+// slotRec records what the totals took from one bucket, so that they can give it back
+// without reading the bucket again: its counts, its share of the concurrency integral,
+// and its histogram as up to slotEntries non-empty sub-buckets (a bucket whose latencies
+// are more varied than that is read again).
+type slotRec struct {
+	count, errors, canceled, rejected, bytes uint64
+	histN                                    uint64 // observations added to the histogram
+	contrib                                  int64
+	nent                                     int64 // entries in ent; -1: too many
+	ent                                      [slotEntries]uint64
+}
+
+// slotEntries makes a slotRec two cache lines. An entry is a sub-bucket's index
+// (page<<subBits | sub) in the high 32 bits and its observations in the low 32.
+const slotEntries = 8
 
 // totals returns the covered buckets' sums and maxima.
 func (c *readCache) totals(w *Window) totals {
@@ -314,6 +329,59 @@ func (h *walkHist) sub(b *bucket) uint64 {
 	}
 	h.count -= total
 	return total
+}
+
+// addRec is add, also recording b's non-empty sub-buckets in r.
+func (h *walkHist) addRec(b *bucket, r *slotRec) uint64 {
+	r.nent = 0
+	var total uint64
+	for u := b.used.Load(); u != 0; u &= u - 1 {
+		p := bits.TrailingZeros64(u)
+		pg := b.pages[p].Load()
+		hp := h.page(p)
+		var n, ns uint64
+		for s := range pg {
+			c := uint64(pg[s].Load())
+			if c == 0 {
+				continue
+			}
+			hp[s] += c
+			n += c
+			ns += c * uint64(s)
+			switch {
+			case r.nent == slotEntries:
+				r.nent = -1
+			case r.nent >= 0:
+				r.ent[r.nent] = uint64(p<<subBits|s)<<32 | c
+				r.nent++
+			}
+		}
+		if n != 0 {
+			h.stat[p].n += n
+			h.stat[p].sum += midSum(p, n, ns)
+			h.used |= 1 << p
+			total += n
+		}
+	}
+	h.count += total
+	return total
+}
+
+// subRec takes out of h the sub-buckets r recorded.
+func (h *walkHist) subRec(r *slotRec) {
+	for _, e := range r.ent[:r.nent] {
+		idx, c := int(e>>32), e&math.MaxUint32
+		p, s := idx>>subBits, idx&(subCount-1)
+		h.pages[p][s] -= c
+		st := &h.stat[p]
+		st.n -= c
+		st.sum -= float64(c) * float64(bucketMid(p, s))
+		if st.n == 0 {
+			h.used &^= 1 << p
+			st.sum = 0
+		}
+		h.count -= c
+	}
 }
 
 // liveBuckets are the buckets a read takes as they are, not through running totals:
