@@ -661,30 +661,6 @@ func latency(s *Snapshot, base *walkHist, live *liveBuckets, maxLat int64) {
 	s.Mean = min(time.Duration(math.Round(max(sum, 0)/float64(total))), time.Duration(maxLat))
 }
 
-// addBucket adds b's latency histogram to h and returns how many observations it added.
-func addBucket(h *Histogram, b *bucket) uint64 {
-	if b == nil {
-		return 0
-	}
-	var total uint64
-	for u := b.used.Load(); u != 0; u &= u - 1 {
-		p := bits.TrailingZeros64(u)
-		pg := b.pages[p].Load()
-		var hp *[subCount]uint64
-		for s := range pg {
-			if c := uint64(pg[s].Load()); c != 0 {
-				if hp == nil {
-					hp = h.page(p)
-				}
-				hp[s] += c
-				total += c
-			}
-		}
-	}
-	h.count += total
-	return total
-}
-
 func storeMax(a *atomic.Int64, v int64) {
 	for {
 		old := a.Load()

@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"math"
+	"math/bits"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -299,4 +300,29 @@ func TestOutcomeString(t *testing.T) {
 			t.Errorf("%d: %q", o, o.String())
 		}
 	}
+}
+
+// addBucket adds b's latency histogram to h and returns how many observations it
+// added: the naive merge the tests and BenchmarkSnapshotNaive compare with.
+func addBucket(h *Histogram, b *bucket) uint64 {
+	if b == nil {
+		return 0
+	}
+	var total uint64
+	for u := b.used.Load(); u != 0; u &= u - 1 {
+		p := bits.TrailingZeros64(u)
+		pg := b.pages[p].Load()
+		var hp *[subCount]uint64
+		for s := range pg {
+			if c := uint64(pg[s].Load()); c != 0 {
+				if hp == nil {
+					hp = h.page(p)
+				}
+				hp[s] += c
+				total += c
+			}
+		}
+	}
+	h.count += total
+	return total
 }
