@@ -133,6 +133,8 @@ type gateway struct {
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
+	ctx, stop := context.WithCancel(ctx)
+	defer stop()
 	if cfg.duration > 0 {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, cfg.duration)
@@ -246,7 +248,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	})
 	wg.Go(func() { g.loop.Run(ctx) })
 	wg.Go(func() { g.dash.Run(ctx) })
-	wg.Go(func() { g.load.run(ctx) })
+	loadDone := make(chan struct{})
+	wg.Go(func() {
+		g.load.run(ctx)
+		close(loadDone)
+	})
 	if watchPath != "" {
 		w, err := luabind.NewWatcher(g.policy, watchPath)
 		if err != nil {
@@ -273,7 +279,12 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	select {
 	case <-ctx.Done():
 	case runErr = <-errs:
+		stop() // the server or the watcher failed: end the rest
 	}
+	// The load's last requests, sent as ctx ended, are served before the server closes:
+	// closing it first would fail them before they reach the gateway, and the counts
+	// of what was sent and what was admitted would disagree.
+	<-loadDone
 	shutdown, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	srv.Shutdown(shutdown)
