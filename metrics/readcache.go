@@ -133,7 +133,7 @@ func (c *readCache) add(w *Window, m int64) bool {
 	}
 	c.maxLat.push(m, b.maxLatency.Load())
 	c.maxInFlight.push(m, b.maxInFlight.Load())
-	r.histN = c.hist.addRec(b, r)
+	r.histN = c.hist.add(b, r)
 
 	f := b.inFlight0.Load()
 	for j := m - c.trailing; j < m; j++ {
@@ -276,8 +276,12 @@ func (h *walkHist) reset() {
 	h.count, h.used = 0, 0
 }
 
-// add adds b's latency histogram to h and returns how many observations it added.
-func (h *walkHist) add(b *bucket) uint64 {
+// add adds b's latency histogram to h and returns how many observations it added; with
+// a record r, it also notes b's non-empty sub-buckets there (see slotRec).
+func (h *walkHist) add(b *bucket, r *slotRec) uint64 {
+	if r != nil {
+		r.nent = 0
+	}
 	var total uint64
 	for u := b.used.Load(); u != 0; u &= u - 1 {
 		p := bits.TrailingZeros64(u)
@@ -286,9 +290,20 @@ func (h *walkHist) add(b *bucket) uint64 {
 		var n, ns uint64 // observations, and their sub-bucket indexes summed
 		for s := range pg {
 			c := uint64(pg[s].Load())
+			if c == 0 {
+				continue
+			}
 			hp[s] += c
 			n += c
 			ns += c * uint64(s)
+			switch {
+			case r == nil:
+			case r.nent == slotEntries:
+				r.nent = -1
+			case r.nent >= 0:
+				r.ent[r.nent] = uint64(p<<subBits|s)<<32 | c
+				r.nent++
+			}
 		}
 		if n != 0 {
 			h.stat[p].n += n
@@ -328,42 +343,6 @@ func (h *walkHist) sub(b *bucket) uint64 {
 		total += n
 	}
 	h.count -= total
-	return total
-}
-
-// addRec is add, also recording b's non-empty sub-buckets in r.
-func (h *walkHist) addRec(b *bucket, r *slotRec) uint64 {
-	r.nent = 0
-	var total uint64
-	for u := b.used.Load(); u != 0; u &= u - 1 {
-		p := bits.TrailingZeros64(u)
-		pg := b.pages[p].Load()
-		hp := h.page(p)
-		var n, ns uint64
-		for s := range pg {
-			c := uint64(pg[s].Load())
-			if c == 0 {
-				continue
-			}
-			hp[s] += c
-			n += c
-			ns += c * uint64(s)
-			switch {
-			case r.nent == slotEntries:
-				r.nent = -1
-			case r.nent >= 0:
-				r.ent[r.nent] = uint64(p<<subBits|s)<<32 | c
-				r.nent++
-			}
-		}
-		if n != 0 {
-			h.stat[p].n += n
-			h.stat[p].sum += midSum(p, n, ns)
-			h.used |= 1 << p
-			total += n
-		}
-	}
-	h.count += total
 	return total
 }
 

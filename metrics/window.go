@@ -499,7 +499,7 @@ func (w *Window) snapshot(now time.Time, span time.Duration, cached bool) Snapsh
 		for m := n - k; m <= n; m++ {
 			if b := w.bucketFor(m); b != nil {
 				t.add(b)
-				h.add(b)
+				h.add(b, nil)
 			}
 		}
 		area, _ = w.area(n, n-k, elapsed, s.InFlight)
