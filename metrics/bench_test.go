@@ -158,3 +158,54 @@ func BenchmarkPeakEWMAObserve(b *testing.B) {
 		p.Observe(at, time.Duration(i%100)*time.Millisecond)
 	}
 }
+
+// BenchmarkSnapshot1000Windows reads the whole of 1,000 windows, as a loop ticking
+// every second over 1,000 backends does: again within the same second (still), or one
+// second later after each window took one more request (moving: each read adds the
+// bucket that completed and gives back the one that left; the recording is not timed).
+// Each window holds 60 seconds of one request a second. ns/window is ns/op over 1,000:
+// what this package adds to an on_tick per window read.
+func BenchmarkSnapshot1000Windows(b *testing.B) {
+	clk := NewManualClock(t0)
+	ws := make([]*Window, 1000)
+	for i := range ws {
+		w, err := NewWindow(WindowConfig{}, clk)
+		if err != nil {
+			b.Fatal(err)
+		}
+		for s := range 60 {
+			w.RecordAt(t0.Add(time.Duration(s)*time.Second), Observation{Latency: time.Duration(1+i%50) * time.Millisecond})
+		}
+		ws[i] = w
+	}
+	now := t0.Add(60 * time.Second)
+	readAll := func() {
+		for _, w := range ws {
+			w.SnapshotAt(now, 0)
+		}
+	}
+	readAll()
+	perWindow := func(b *testing.B) {
+		b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(len(ws)), "ns/window")
+	}
+	b.Run("still", func(b *testing.B) {
+		b.ReportAllocs()
+		for b.Loop() {
+			readAll()
+		}
+		perWindow(b)
+	})
+	b.Run("moving", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			b.StopTimer()
+			now = now.Add(time.Second)
+			for j, w := range ws {
+				w.RecordAt(now, Observation{Latency: time.Duration(1+(i+j)%50) * time.Millisecond})
+			}
+			b.StartTimer()
+			readAll()
+		}
+		perWindow(b)
+	})
+}
