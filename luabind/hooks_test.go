@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net/http"
 	"os"
@@ -366,5 +367,103 @@ end`)
 		if got := acts[0].(autoscale.Scale).Replicas; got != tc.want {
 			t.Errorf("tick %d: scale to %d, want %d", i, got, tc.want)
 		}
+	}
+}
+
+// countingReader serves fixed snapshots of one scope by key and counts the snapshots
+// it was asked for.
+type countingReader struct {
+	scope metrics.Scope
+	keys  []string
+	snaps map[string]metrics.Snapshot
+	reads int
+}
+
+func (r *countingReader) Snapshot(scope metrics.Scope, key string, span time.Duration) (metrics.Snapshot, bool) {
+	r.reads++
+	s, ok := r.snaps[key]
+	if scope != r.scope {
+		return metrics.Snapshot{}, false
+	}
+	if span > 0 {
+		s.Rate *= 10 // a span reads differently, to tell passes apart
+	}
+	return s, ok
+}
+
+func (r *countingReader) Keys(scope metrics.Scope) []string {
+	if scope != r.scope {
+		return nil
+	}
+	return r.keys
+}
+
+// TestOnTickAggregates checks m.sum, m.max and m.min: their values and keys, ties,
+// keys without a window, empty scopes, spans, bad fields, and that the aggregates of
+// one scope and span read its windows once per tick, or once per call past passKeys.
+func TestOnTickAggregates(t *testing.T) {
+	rt := newRT(t, `
+function on_tick(m, state)
+  assert(m.sum("backend", "rps") == 6, "sum")
+  local v, k = m.max("backend", "rps")
+  assert(v == 3 and k == "c", "max " .. tostring(v) .. " " .. tostring(k))
+  v, k = m.min("backend", "rps")
+  assert(v == 1 and k == "a", "min")
+  v, k = m.max("backend", "p99")
+  assert(v == 20 and k == "a", "a tie goes to the first key: " .. tostring(k))
+  assert(m.sum("backend", "count") == 9, "count")
+  assert(m.sum("backend", "rps", 6) == 60, "span")
+  assert(m.sum("nothing", "rps") == 0, "empty sum")
+  assert(m.max("nothing", "rps") == nil and m.min("nothing", "rps") == nil, "empty max")
+  for _, bad in ipairs({ "ok", "nonsense" }) do
+    local ok, err = pcall(m.sum, "backend", bad)
+    assert(not ok and string.find(err, "not a numeric snapshot field"), tostring(err))
+  end
+  local ok, err = pcall(m.max, "backend", "rps", -1)
+  assert(not ok and string.find(err, "positive number of seconds"), tostring(err))
+  return scale("web", 1)
+end`, luabind.WithFailMode(luabind.HookTick, luabind.FailClosed))
+	r := &countingReader{
+		scope: metrics.ScopeBackend,
+		keys:  []string{"a", "b", "c", "gone"},
+		snaps: map[string]metrics.Snapshot{
+			"a": {Rate: 1, Count: 2, P99: 20 * time.Millisecond},
+			"b": {Rate: 2, Count: 3, P99: 5 * time.Millisecond},
+			"c": {Rate: 3, Count: 4, P99: 20 * time.Millisecond},
+		},
+	}
+	in := &autoscale.Input{Now: time.Unix(1, 0), Metrics: r, Targets: []autoscale.TargetState{{Name: "web", Min: 1, Max: 10}}}
+	for tick := range 2 {
+		r.reads = 0
+		if _, err := rt.Decide(context.Background(), in); err != nil {
+			t.Fatalf("tick %d: %v", tick, err)
+		}
+		// Two passes of four keys (the whole window and 6 s): the nine aggregates of
+		// "backend" read each window once per span, again on the next tick.
+		if r.reads != 8 {
+			t.Errorf("tick %d: %d snapshots read, want 8", tick, r.reads)
+		}
+	}
+
+	// Past passKeys keys, every aggregate reads the scope again, and still adds up.
+	big := &countingReader{scope: metrics.ScopeTenant, snaps: map[string]metrics.Snapshot{}}
+	for i := range 5000 {
+		k := fmt.Sprintf("k%05d", i)
+		big.keys = append(big.keys, k)
+		big.snaps[k] = metrics.Snapshot{Rate: 1}
+	}
+	rt = newRT(t, `
+function on_tick(m, state)
+  assert(m.sum("tenant", "rps") == 5000, "sum")
+  local v, k = m.max("tenant", "rps")
+  assert(v == 1 and k == "k00000", "max")
+  return scale("web", 1)
+end`, luabind.WithFailMode(luabind.HookTick, luabind.FailClosed))
+	in.Metrics = big
+	if _, err := rt.Decide(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	if big.reads != 10000 {
+		t.Errorf("%d snapshots read, want 10000", big.reads)
 	}
 }

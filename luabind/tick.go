@@ -152,6 +152,21 @@ type tickView struct {
 	// the script may keep a snapshot in state.
 	uds   []lua.LUserData
 	views []snapView
+	// passes keep, for the current tick (gen counts ticks), the snapshots the
+	// aggregates read of a scope over a span, so that m.sum, m.max and m.min of one
+	// scope read its windows once per tick. Their buffers are reused from tick to tick.
+	gen      uint64
+	passes   [maxPasses]scopePass
+	nextPass int
+}
+
+// scopePass is the snapshots of the windows of scope over span, read on tick gen.
+type scopePass struct {
+	gen   uint64
+	scope metrics.Scope
+	span  time.Duration
+	keys  []string
+	snaps []metrics.Snapshot
 }
 
 type keyList struct {
@@ -161,12 +176,41 @@ type keyList struct {
 
 const (
 	snapBlock   = 64
-	maxKeyLists = 16 // scopes whose key lists m.keys keeps
+	maxKeyLists = 16   // scopes whose key lists m.keys keeps
+	maxPasses   = 4    // scope passes the aggregates keep within a tick
+	passKeys    = 4096 // a scope with more keys is read again by every aggregate
 )
 
-var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys"}
+var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys", "sum", "max", "min"}
+
+// snapField is a snapshot field, numbered as in snapshotFields.
+type snapField uint8
+
+const (
+	fieldOK snapField = iota
+	fieldSpan
+	fieldCount
+	fieldErrors
+	fieldCanceled
+	fieldRejected
+	fieldRPS
+	fieldErrorRate
+	fieldMean
+	fieldP50
+	fieldP90
+	fieldP99
+	fieldMax
+	fieldBytes
+	fieldValue
+	fieldInFlight
+	fieldMaxInFlight
+	fieldConcurrency
+)
 
 var snapshotFields = [...]string{"ok", "span", "count", "errors", "canceled", "rejected", "rps", "error_rate", "mean", "p50", "p90", "p99", "max", "bytes", "value", "in_flight", "max_in_flight", "concurrency"}
+
+// aggregates are the m functions that reduce a field over a scope's windows.
+var aggregates = [...]string{"sum", "max", "min"}
 
 var targetFields = [...]string{"name", "replicas", "desired", "min", "max"}
 
@@ -198,6 +242,11 @@ func (tv *tickView) init(v *vm) {
 		L.Push(targetTable(L, t))
 		return 1
 	}))
+	for _, op := range aggregates {
+		tv.data.RawSetString(op, L.NewFunction(func(L *lua.LState) int {
+			return tv.aggregate(L, op)
+		}))
+	}
 	tv.data.RawSetString("keys", L.NewFunction(func(L *lua.LState) int {
 		in := tv.input(L)
 		scope := metrics.Scope(L.CheckString(1))
@@ -254,6 +303,7 @@ func (tv *tickView) input(L *lua.LState) *autoscale.Input {
 
 func (tv *tickView) set(in *autoscale.Input) {
 	tv.in = in
+	tv.gen++
 	tv.data.RawSetString("now", lua.LNumber(unixSeconds(in.Now)))
 	tv.data.RawSetString("tick", lua.LNumber(in.Tick.Seconds()))
 }
@@ -265,15 +315,7 @@ func (tv *tickView) clear() { tv.in = nil }
 func (tv *tickView) snapshot(L *lua.LState, scope metrics.Scope, arg int) int {
 	in := tv.input(L)
 	key := L.CheckString(arg)
-	var span time.Duration
-	if L.GetTop() > arg && L.Get(arg+1) != lua.LNil {
-		s := float64(L.CheckNumber(arg + 1))
-		d, ok := seconds(s)
-		if !ok || d <= 0 {
-			L.ArgError(arg+1, "span must be a positive number of seconds")
-		}
-		span = d
-	}
+	span := spanArg(L, arg+1)
 	var snap metrics.Snapshot
 	ok := false
 	if in.Metrics != nil {
@@ -281,6 +323,97 @@ func (tv *tickView) snapshot(L *lua.LState, scope metrics.Scope, arg int) int {
 	}
 	L.Push(tv.newSnapshot(snap, ok))
 	return 1
+}
+
+// spanArg returns the optional span in seconds at argument n; zero when absent.
+func spanArg(L *lua.LState, n int) time.Duration {
+	if L.GetTop() < n || L.Get(n) == lua.LNil {
+		return 0
+	}
+	d, ok := seconds(float64(L.CheckNumber(n)))
+	if !ok || d <= 0 {
+		L.ArgError(n, "span must be a positive number of seconds")
+	}
+	return d
+}
+
+// aggregate pushes m.sum, m.max or m.min (op) of a numeric snapshot field over the
+// windows of a scope: the sum (0 without windows), or the largest or smallest value
+// and its key (nil without windows). Ties go to the first key in order.
+func (tv *tickView) aggregate(L *lua.LState, op string) int {
+	in := tv.input(L)
+	scope := metrics.Scope(L.CheckString(1))
+	name := L.CheckString(2)
+	f, ok := lookupField(name)
+	if !ok || f == fieldOK {
+		L.ArgError(2, fmt.Sprintf("%q is not a numeric snapshot field", name))
+	}
+	span := spanArg(L, 3)
+	var (
+		n    int
+		acc  float64
+		best string
+	)
+	add := func(key string, s *metrics.Snapshot) {
+		v := f.number(s)
+		switch {
+		case op == "sum":
+			acc += v
+		case n == 0, op == "max" && v > acc, op == "min" && v < acc:
+			acc, best = v, key
+		}
+		n++
+	}
+	if in.Metrics != nil {
+		if p, keys := tv.pass(in.Metrics, scope, span); p != nil {
+			for i := range p.snaps {
+				add(p.keys[i], &p.snaps[i])
+			}
+		} else {
+			for _, k := range keys {
+				if s, ok := in.Metrics.Snapshot(scope, k, span); ok {
+					add(k, &s)
+				}
+			}
+		}
+	}
+	if op == "sum" {
+		L.Push(lua.LNumber(acc))
+		return 1
+	}
+	if n == 0 {
+		L.Push(lua.LNil)
+		return 1
+	}
+	L.Push(lua.LNumber(acc))
+	L.Push(lua.LString(best))
+	return 2
+}
+
+// pass returns this tick's snapshots of scope over span, reading them when no
+// aggregate has yet; or nil and the scope's keys when it has more than passKeys, to be
+// read one by one without being kept.
+func (tv *tickView) pass(r autoscale.Reader, scope metrics.Scope, span time.Duration) (*scopePass, []string) {
+	for i := range tv.passes {
+		if p := &tv.passes[i]; p.gen == tv.gen && p.scope == scope && p.span == span {
+			return p, nil
+		}
+	}
+	keys := r.Keys(scope)
+	if len(keys) > passKeys {
+		return nil, keys
+	}
+	p := &tv.passes[tv.nextPass]
+	tv.nextPass = (tv.nextPass + 1) % maxPasses
+	p.gen, p.scope, p.span = tv.gen, scope, span
+	p.keys, p.snaps = p.keys[:0], p.snaps[:0]
+	for _, k := range keys {
+		if s, ok := r.Snapshot(scope, k, span); ok {
+			p.keys = append(p.keys, k)
+			p.snaps = append(p.snaps, s)
+		}
+	}
+	return p, nil
 }
 
 // snapView is the Go side of a snapshot userdata.
@@ -318,46 +451,99 @@ func luaSnapshotIndex(L *lua.LState) int {
 	return 1
 }
 
-func snapshotField(s *metrics.Snapshot, ok bool, f string) lua.LValue {
-	switch f {
-	case "ok":
+func snapshotField(s *metrics.Snapshot, ok bool, name string) lua.LValue {
+	f, known := lookupField(name)
+	switch {
+	case !known:
+		return lua.LNil
+	case f == fieldOK:
 		return lua.LBool(ok)
-	case "span":
-		return lua.LNumber(s.Span.Seconds())
-	case "count":
-		return lua.LNumber(s.Count)
-	case "errors":
-		return lua.LNumber(s.Errors)
-	case "canceled":
-		return lua.LNumber(s.Canceled)
-	case "rejected":
-		return lua.LNumber(s.Rejected)
-	case "rps":
-		return lua.LNumber(s.Rate)
-	case "error_rate":
-		return lua.LNumber(s.ErrorRate)
-	case "mean":
-		return ms(s.Mean)
-	case "p50":
-		return ms(s.P50)
-	case "p90":
-		return ms(s.P90)
-	case "p99":
-		return ms(s.P99)
-	case "max":
-		return ms(s.Max)
-	case "bytes":
-		return lua.LNumber(s.Bytes)
-	case "value":
-		return lua.LNumber(s.Value)
-	case "in_flight":
-		return lua.LNumber(s.InFlight)
-	case "max_in_flight":
-		return lua.LNumber(s.MaxInFlight)
-	case "concurrency":
-		return lua.LNumber(s.Concurrency)
 	}
-	return lua.LNil
+	return lua.LNumber(f.number(s))
+}
+
+func lookupField(name string) (snapField, bool) {
+	switch name {
+	case "ok":
+		return fieldOK, true
+	case "span":
+		return fieldSpan, true
+	case "count":
+		return fieldCount, true
+	case "errors":
+		return fieldErrors, true
+	case "canceled":
+		return fieldCanceled, true
+	case "rejected":
+		return fieldRejected, true
+	case "rps":
+		return fieldRPS, true
+	case "error_rate":
+		return fieldErrorRate, true
+	case "mean":
+		return fieldMean, true
+	case "p50":
+		return fieldP50, true
+	case "p90":
+		return fieldP90, true
+	case "p99":
+		return fieldP99, true
+	case "max":
+		return fieldMax, true
+	case "bytes":
+		return fieldBytes, true
+	case "value":
+		return fieldValue, true
+	case "in_flight":
+		return fieldInFlight, true
+	case "max_in_flight":
+		return fieldMaxInFlight, true
+	case "concurrency":
+		return fieldConcurrency, true
+	}
+	return 0, false
+}
+
+// number returns field f of s as Lua reads it: seconds, milliseconds for latencies;
+// 0 for ok.
+func (f snapField) number(s *metrics.Snapshot) float64 {
+	switch f {
+	case fieldSpan:
+		return s.Span.Seconds()
+	case fieldCount:
+		return float64(s.Count)
+	case fieldErrors:
+		return float64(s.Errors)
+	case fieldCanceled:
+		return float64(s.Canceled)
+	case fieldRejected:
+		return float64(s.Rejected)
+	case fieldRPS:
+		return s.Rate
+	case fieldErrorRate:
+		return s.ErrorRate
+	case fieldMean:
+		return float64(s.Mean) / 1e6
+	case fieldP50:
+		return float64(s.P50) / 1e6
+	case fieldP90:
+		return float64(s.P90) / 1e6
+	case fieldP99:
+		return float64(s.P99) / 1e6
+	case fieldMax:
+		return float64(s.Max) / 1e6
+	case fieldBytes:
+		return float64(s.Bytes)
+	case fieldValue:
+		return s.Value
+	case fieldInFlight:
+		return float64(s.InFlight)
+	case fieldMaxInFlight:
+		return float64(s.MaxInFlight)
+	case fieldConcurrency:
+		return s.Concurrency
+	}
+	return 0
 }
 
 func targetTable(L *lua.LState, t autoscale.TargetState) *lua.LTable {
