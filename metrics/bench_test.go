@@ -163,7 +163,8 @@ func BenchmarkPeakEWMAObserve(b *testing.B) {
 // every second over 1,000 backends does: again within the same second (still), or one
 // second later after each window took one more request (moving: each read adds the
 // bucket that completed and gives back the one that left; the recording is not timed).
-// Each window holds 60 seconds of one request a second. ns/window is ns/op over 1,000:
+// Each window holds 60 seconds of one request a second, with a user value (tokens,
+// say), as an AI gateway records. ns/window is ns/op over 1,000:
 // what this package adds to an on_tick per window read.
 func BenchmarkSnapshot1000Windows(b *testing.B) {
 	clk := NewManualClock(t0)
@@ -174,7 +175,7 @@ func BenchmarkSnapshot1000Windows(b *testing.B) {
 			b.Fatal(err)
 		}
 		for s := range 60 {
-			w.RecordAt(t0.Add(time.Duration(s)*time.Second), Observation{Latency: time.Duration(1+i%50) * time.Millisecond})
+			w.RecordAt(t0.Add(time.Duration(s)*time.Second), Observation{Latency: time.Duration(1+i%50) * time.Millisecond, Value: 120})
 		}
 		ws[i] = w
 	}
@@ -201,7 +202,7 @@ func BenchmarkSnapshot1000Windows(b *testing.B) {
 			b.StopTimer()
 			now = now.Add(time.Second)
 			for j, w := range ws {
-				w.RecordAt(now, Observation{Latency: time.Duration(1+(i+j)%50) * time.Millisecond})
+				w.RecordAt(now, Observation{Latency: time.Duration(1+(i+j)%50) * time.Millisecond, Value: 120})
 			}
 			b.StartTimer()
 			readAll()

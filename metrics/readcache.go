@@ -12,7 +12,7 @@ import (
 // the one that left, from a record of what was added (see slotRec), so that the bucket,
 // cold by then, is not read again.
 //
-// The totals stay exact: before it sums an epoch the reader seals it ([Window.sealed]),
+// The totals stay exact (the user values' sum up to rounding: see addValue): before it sums an epoch the reader seals it ([Window.sealed]),
 // and a writer that then writes to a sealed epoch counts a late write
 // ([Window.checkSealed]), which makes the next read rebuild the totals from the ring.
 // Writers reach a sealed epoch only when they record more than a bucket's width in the
@@ -25,14 +25,18 @@ type readCache struct {
 
 	// Per ring slot: the epoch summed from it, or -1 when that epoch had no bucket.
 	epoch []int64
-	// Per ring slot: what was added, and the user value (a float sum re-added in order,
-	// so it equals a walk of the ring).
+	// Per ring slot: what was added, and its user value.
 	rec   []slotRec
 	value []float64
 
 	count, errors, canceled, rejected, bytes uint64
-	valued                                   int // slots with a non-zero value
 	maxLat, maxInFlight                      maxDeque
+
+	// The covered user values' sum, compensated (see addValue), and the number of
+	// covered slots whose value is not finite: while there are some, the sum is taken
+	// by a walk, as a NaN or an infinity once subtracted would stay.
+	valSum, valComp float64
+	nonFinite       int
 
 	// The integral of requests in flight over the covered buckets is fixedArea plus
 	// trailing × Width × (the number in flight when bucket hi+1 began): the trailing
@@ -60,7 +64,7 @@ func (c *readCache) clear() {
 		c.epoch[i] = -1
 	}
 	c.count, c.errors, c.canceled, c.rejected, c.bytes = 0, 0, 0, 0, 0
-	c.valued = 0
+	c.valSum, c.valComp, c.nonFinite = 0, 0, 0
 	c.maxLat.clear()
 	c.maxInFlight.clear()
 	c.fixedArea, c.trailing = 0, 0
@@ -128,9 +132,7 @@ func (c *readCache) add(w *Window, m int64) bool {
 	c.rejected += r.rejected
 	c.bytes += r.bytes
 	c.value[i] = math.Float64frombits(b.value.Load())
-	if c.value[i] != 0 {
-		c.valued++
-	}
+	c.addValue(c.value[i], 1)
 	c.maxLat.push(m, b.maxLatency.Load())
 	c.maxInFlight.push(m, b.maxInFlight.Load())
 	r.histN = c.hist.add(b, r)
@@ -173,9 +175,7 @@ func (c *readCache) sub(w *Window, m int64) bool {
 	c.canceled -= r.canceled
 	c.rejected -= r.rejected
 	c.bytes -= r.bytes
-	if c.value[i] != 0 {
-		c.valued--
-	}
+	c.addValue(-c.value[i], -1)
 	c.fixedArea -= r.contrib
 	return true
 }
@@ -202,14 +202,36 @@ func (c *readCache) totals(w *Window) totals {
 		count: c.count, errors: c.errors, canceled: c.canceled, rejected: c.rejected, bytes: c.bytes,
 		maxLat: c.maxLat.max(), maxInFlight: c.maxInFlight.max(),
 	}
-	if c.valued > 0 {
-		for m := c.lo; m <= c.hi; m++ {
-			if i := m & w.mask; c.epoch[i] == m {
-				t.value += c.value[i]
-			}
+	if c.nonFinite == 0 {
+		t.value = c.valSum + c.valComp
+		return t
+	}
+	for m := c.lo; m <= c.hi; m++ {
+		if i := m & w.mask; c.epoch[i] == m {
+			t.value += c.value[i]
 		}
 	}
 	return t
+}
+
+// addValue adds v, a slot's user value given (dir 1) or taken back (dir -1), to the
+// running sum, with Neumaier's compensation: what each addition rounds away is kept
+// in valComp, so that taking back a large value does not lose the small ones added
+// after it. A value that is not finite is counted instead.
+func (c *readCache) addValue(v float64, dir int) {
+	switch {
+	case v == 0:
+	case math.IsNaN(v) || math.IsInf(v, 0):
+		c.nonFinite += dir
+	default:
+		t := c.valSum + v
+		if math.Abs(c.valSum) >= math.Abs(v) {
+			c.valComp += (c.valSum - t) + v
+		} else {
+			c.valComp += (v - t) + c.valSum
+		}
+		c.valSum = t
+	}
 }
 
 // maxDeque is the maximum of a sliding run of epochs' values: a monotonic deque (values
