@@ -23,11 +23,8 @@ type readCache struct {
 	lo, hi int64  // epochs covered, inclusive
 	late   uint64 // the window's late writes when the totals were checked
 
-	// Per ring slot: the epoch summed from it, or -1 when that epoch had no bucket.
-	epoch []int64
-	// Per ring slot: what was added, and its user value.
-	rec   []slotRec
-	value []float64
+	// Per ring slot: the epoch summed from it and what was added.
+	rec []slotRec
 
 	count, errors, canceled, rejected, bytes uint64
 	maxLat, maxInFlight                      maxDeque
@@ -49,9 +46,7 @@ type readCache struct {
 
 func newReadCache(ringLen int64) *readCache {
 	c := &readCache{
-		epoch:       make([]int64, ringLen),
 		rec:         make([]slotRec, ringLen),
-		value:       make([]float64, ringLen),
 		maxLat:      newMaxDeque(ringLen),
 		maxInFlight: newMaxDeque(ringLen),
 	}
@@ -60,8 +55,8 @@ func newReadCache(ringLen int64) *readCache {
 }
 
 func (c *readCache) clear() {
-	for i := range c.epoch {
-		c.epoch[i] = -1
+	for i := range c.rec {
+		c.rec[i].epoch = -1
 	}
 	c.count, c.errors, c.canceled, c.rejected, c.bytes = 0, 0, 0, 0, 0
 	c.valSum, c.valComp, c.nonFinite = 0, 0, 0
@@ -115,27 +110,28 @@ func (c *readCache) sync(w *Window, n int64) bool {
 // being read.
 func (c *readCache) add(w *Window, m int64) bool {
 	c.hi = m
-	i := m & w.mask
+	r := &c.rec[m&w.mask]
 	b := w.bucketFor(m)
 	if b == nil {
-		c.epoch[i] = -1
+		r.epoch = -1
 		c.trailing++
 		return true
 	}
-	r := &c.rec[i]
 	ce := b.countErr.Load()
-	r.count, r.errors = ce&math.MaxUint32, ce>>32
-	r.canceled, r.rejected, r.bytes = b.canceled.Load(), b.rejected.Load(), b.bytes.Load()
-	c.count += r.count
-	c.errors += r.errors
-	c.canceled += r.canceled
-	c.rejected += r.rejected
+	// A bucket's requests fit in 32 bits (see bucket.countErr), and those canceled
+	// or rejected are among them.
+	r.count, r.errors = uint32(ce), uint32(ce>>32)
+	r.canceled, r.rejected, r.bytes = uint32(b.canceled.Load()), uint32(b.rejected.Load()), b.bytes.Load()
+	c.count += uint64(r.count)
+	c.errors += uint64(r.errors)
+	c.canceled += uint64(r.canceled)
+	c.rejected += uint64(r.rejected)
 	c.bytes += r.bytes
-	c.value[i] = math.Float64frombits(b.value.Load())
-	c.addValue(c.value[i], 1)
+	r.value = math.Float64frombits(b.value.Load())
+	c.addValue(r.value, 1)
 	c.maxLat.push(m, b.maxLatency.Load())
 	c.maxInFlight.push(m, b.maxInFlight.Load())
-	r.histN = c.hist.add(b, r)
+	r.histN = uint32(c.hist.add(b, r))
 
 	f := b.inFlight0.Load()
 	for j := m - c.trailing; j < m; j++ {
@@ -144,7 +140,7 @@ func (c *readCache) add(w *Window, m int64) bool {
 	r.contrib = max(f*w.width+b.area.Load(), 0)
 	c.fixedArea += c.trailing*f*w.width + r.contrib
 	c.trailing = 0
-	c.epoch[i] = m
+	r.epoch = m
 	return b.epoch.Load() == uint64(m)+1
 }
 
@@ -154,9 +150,8 @@ func (c *readCache) add(w *Window, m int64) bool {
 // differs from what was added): the totals must then be rebuilt.
 func (c *readCache) sub(w *Window, m int64) bool {
 	c.lo = m + 1
-	i := m & w.mask
-	r := &c.rec[i]
-	if c.epoch[i] != m {
+	r := &c.rec[m&w.mask]
+	if r.epoch != m {
 		if c.trailing == c.hi-m+1 { // every covered bucket is trailing
 			c.trailing--
 		} else {
@@ -164,32 +159,38 @@ func (c *readCache) sub(w *Window, m int64) bool {
 		}
 		return true
 	}
-	c.epoch[i] = -1
+	r.epoch = -1
 	if r.nent >= 0 {
 		c.hist.subRec(r)
-	} else if b := w.bucketFor(m); b == nil || c.hist.sub(b) != r.histN || b.epoch.Load() != uint64(m)+1 {
+	} else if b := w.bucketFor(m); b == nil || c.hist.sub(b) != uint64(r.histN) || b.epoch.Load() != uint64(m)+1 {
 		return false
 	}
-	c.count -= r.count
-	c.errors -= r.errors
-	c.canceled -= r.canceled
-	c.rejected -= r.rejected
+	c.count -= uint64(r.count)
+	c.errors -= uint64(r.errors)
+	c.canceled -= uint64(r.canceled)
+	c.rejected -= uint64(r.rejected)
 	c.bytes -= r.bytes
-	c.addValue(-c.value[i], -1)
+	c.addValue(-r.value, -1)
 	c.fixedArea -= r.contrib
 	return true
 }
 
-// slotRec records what the totals took from one bucket, so that they can give it back
-// without reading the bucket again: its counts, its share of the concurrency integral,
-// and its histogram as up to slotEntries non-empty sub-buckets (a bucket whose latencies
-// are more varied than that is read again).
+// slotRec records what the totals took from one ring slot, so that they can give it
+// back without reading the bucket again: the epoch summed from the slot (-1: none), its
+// counts, user value and share of the concurrency integral, and its histogram as up to
+// slotEntries non-empty sub-buckets (a bucket whose latencies are more varied than that
+// is read again). It is two cache lines, the first holding all a give-back reads of a
+// bucket with one latency sub-bucket.
 type slotRec struct {
-	count, errors, canceled, rejected, bytes uint64
-	histN                                    uint64 // observations added to the histogram
-	contrib                                  int64
-	nent                                     int64 // entries in ent; -1: too many
-	ent                                      [slotEntries]uint64
+	epoch                             int64
+	nent                              int32  // entries in ent; -1: too many
+	histN                             uint32 // observations added to the histogram
+	count, errors, canceled, rejected uint32
+	bytes                             uint64
+	contrib                           int64
+	value                             float64
+	ent                               [slotEntries]uint64
+	_                                 [8]byte
 }
 
 // slotEntries makes a slotRec two cache lines. An entry is a sub-bucket's index
@@ -207,8 +208,8 @@ func (c *readCache) totals(w *Window) totals {
 		return t
 	}
 	for m := c.lo; m <= c.hi; m++ {
-		if i := m & w.mask; c.epoch[i] == m {
-			t.value += c.value[i]
+		if r := &c.rec[m&w.mask]; r.epoch == m {
+			t.value += r.value
 		}
 	}
 	return t
@@ -238,30 +239,29 @@ func (c *readCache) addValue(v float64, dir int) {
 // decreasing from the front), so that moving the run costs O(1) amortized and touches a
 // line or two, where rescanning it would touch every slot.
 type maxDeque struct {
-	epoch, val []int64
-	head, n    int
+	ent     []epochVal
+	head, n int
 }
 
-func newMaxDeque(size int64) maxDeque {
-	return maxDeque{epoch: make([]int64, size), val: make([]int64, size)}
-}
+type epochVal struct{ epoch, val int64 }
+
+func newMaxDeque(size int64) maxDeque { return maxDeque{ent: make([]epochVal, size)} }
 
 func (d *maxDeque) clear() { d.head, d.n = 0, 0 }
 
 // push adds epoch m's value v; m is newer than every epoch in d.
 func (d *maxDeque) push(m, v int64) {
-	for d.n > 0 && d.val[(d.head+d.n-1)%len(d.val)] <= v {
+	for d.n > 0 && d.ent[(d.head+d.n-1)%len(d.ent)].val <= v {
 		d.n--
 	}
-	i := (d.head + d.n) % len(d.val)
-	d.epoch[i], d.val[i] = m, v
+	d.ent[(d.head+d.n)%len(d.ent)] = epochVal{m, v}
 	d.n++
 }
 
 // expire drops the epochs before lo.
 func (d *maxDeque) expire(lo int64) {
-	for d.n > 0 && d.epoch[d.head] < lo {
-		d.head = (d.head + 1) % len(d.val)
+	for d.n > 0 && d.ent[d.head].epoch < lo {
+		d.head = (d.head + 1) % len(d.ent)
 		d.n--
 	}
 }
@@ -270,7 +270,7 @@ func (d *maxDeque) max() int64 {
 	if d.n == 0 {
 		return 0
 	}
-	return d.val[d.head]
+	return d.ent[d.head].val
 }
 
 // walkHist is a Histogram with each page's count and sum of midpoints, so that a

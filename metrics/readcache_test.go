@@ -7,6 +7,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/google/go-cmp/cmp"
 )
@@ -137,4 +138,15 @@ func TestReadCacheConcurrentWriters(t *testing.T) {
 	close(stop)
 	wg.Wait()
 	sameAsRing(t, w, clk.Now(), 0)
+}
+
+// TestSlotRecSize keeps a slotRec two cache lines, as its doc says (its ring-long slice
+// is then line-aligned, being a power of two of 128 bytes).
+func TestSlotRecSize(t *testing.T) {
+	if s := unsafe.Sizeof(slotRec{}); s != 128 {
+		t.Errorf("slotRec is %d bytes, want 128", s)
+	}
+	if o := unsafe.Offsetof(slotRec{}.ent); o+8 > 64 {
+		t.Errorf("slotRec's first entry ends at byte %d, past the first line", o+8)
+	}
 }
