@@ -3,7 +3,9 @@ package metrics
 import (
 	"errors"
 	"fmt"
+	"iter"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"unicode/utf8"
@@ -86,15 +88,17 @@ type table struct {
 	lru       *simplelru.LRU[string, *Window]
 	evictions atomic.Uint64
 
-	// gen counts changes of membership (under mu); keys is the sorted key list as of a
-	// generation, so that Keys sorts only after a change.
+	// gen counts changes of membership (under mu); keys is the sorted key list, and the
+	// windows in that order, as of a generation, so that Keys and Windows sort only
+	// after a change.
 	gen  atomic.Uint64
 	keys atomic.Pointer[keyList]
 }
 
 type keyList struct {
-	gen  uint64
-	keys []string
+	gen     uint64
+	keys    []string
+	windows []*Window
 }
 
 // Option configures a [Registry].
@@ -310,22 +314,51 @@ func (r *Registry) Scopes() []Scope {
 // keeps the sorted list until the scope's membership changes, so listing a stable scope
 // costs a copy, not a sort.
 func (r *Registry) Keys(scope Scope) []string {
+	if kl := r.sorted(scope); kl != nil {
+		return slices.Clone(kl.keys)
+	}
+	return nil
+}
+
+// Windows yields the windows of a scope in the order of their keys, as of the call: a
+// window registered or evicted meanwhile does not change what it yields. Like Keys, it
+// sorts only after the scope's membership changed.
+func (r *Registry) Windows(scope Scope) iter.Seq[*Window] {
+	kl := r.sorted(scope)
+	return func(yield func(*Window) bool) {
+		if kl == nil {
+			return
+		}
+		for _, w := range kl.windows {
+			if !yield(w) {
+				return
+			}
+		}
+	}
+}
+
+// sorted returns the scope's sorted key list, or nil for a scope without windows.
+func (r *Registry) sorted(scope Scope) *keyList {
 	t, ok := (*r.scopes.Load())[scope]
 	if !ok {
 		return nil
 	}
 	gen := t.gen.Load()
 	if kl := t.keys.Load(); kl != nil && kl.gen == gen {
-		return slices.Clone(kl.keys)
+		return kl
 	}
-	var out []string
+	var ws []*Window
 	t.fast.Range(func(_, v any) bool {
-		out = append(out, v.(*Window).Key())
+		ws = append(ws, v.(*Window))
 		return true
 	})
-	slices.Sort(out)
-	t.keys.Store(&keyList{gen: gen, keys: out})
-	return slices.Clone(out)
+	slices.SortFunc(ws, func(a, b *Window) int { return strings.Compare(a.Key(), b.Key()) })
+	kl := &keyList{gen: gen, keys: make([]string, len(ws)), windows: ws}
+	for i, w := range ws {
+		kl.keys[i] = w.Key()
+	}
+	t.keys.Store(kl)
+	return kl
 }
 
 // Range calls f for each window of a scope, in no particular order, until f returns

@@ -57,6 +57,12 @@ func TestRegistryWindows(t *testing.T) {
 	if got := r.Keys(ScopeRoute); fmt.Sprint(got) != "[/0 /a /b]" {
 		t.Errorf("keys after an add %v", got)
 	}
+	if got := windowKeys(t, r, ScopeRoute); fmt.Sprint(got) != "[/0 /a /b]" {
+		t.Errorf("windows after an add %v", got)
+	}
+	if got := windowKeys(t, r, ScopeModel); got != nil {
+		t.Errorf("windows of an unknown scope %v", got)
+	}
 	if got := r.Keys(ScopeModel); got != nil {
 		t.Errorf("keys of an unknown scope %v", got)
 	}
@@ -144,6 +150,9 @@ func TestRegistryEvictedHandleComesBack(t *testing.T) {
 	if got := r.Keys(ScopeBackend); fmt.Sprint(got) != "[b]" {
 		t.Errorf("keys after an eviction %v", got)
 	}
+	if got := windowKeys(t, r, ScopeBackend); fmt.Sprint(got) != "[b]" {
+		t.Errorf("windows after an eviction %v", got)
+	}
 	r.Lookup(ScopeBackend, "b")
 	clk.Advance(time.Second)
 	a.RecordAt(clk.Now(), Observation{}) // a new bucket: a comes back, b goes
@@ -156,6 +165,23 @@ func TestRegistryEvictedHandleComesBack(t *testing.T) {
 	if got := r.Keys(ScopeBackend); fmt.Sprint(got) != "[a]" {
 		t.Errorf("keys after a came back %v", got)
 	}
+	if got := windowKeys(t, r, ScopeBackend); fmt.Sprint(got) != "[a]" {
+		t.Errorf("windows after a came back %v", got)
+	}
+}
+
+// windowKeys returns the keys of the windows Registry.Windows yields, checking that
+// each is the window Lookup finds under its key.
+func windowKeys(t *testing.T, r *Registry, scope Scope) []string {
+	t.Helper()
+	var keys []string
+	for w := range r.Windows(scope) {
+		if l, ok := r.Lookup(scope, w.Key()); !ok || l != w {
+			t.Errorf("Windows yielded %s/%s, which Lookup does not find", scope, w.Key())
+		}
+		keys = append(keys, w.Key())
+	}
+	return keys
 }
 
 func TestRegistryConcurrent(t *testing.T) {
