@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"errors"
+	"iter"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/metrics"
@@ -20,7 +21,10 @@ type RegistryReader struct {
 	now time.Time
 }
 
-var _ Reader = RegistryReader{}
+var (
+	_ ScopeReader = RegistryReader{}
+	_ ScopeReader = (*recorder)(nil)
+)
 
 // NewRegistryReader returns a reader of reg's windows as of now. A nil reg reads
 // nothing.
@@ -49,6 +53,51 @@ func (r RegistryReader) Keys(scope metrics.Scope) []string {
 	return r.reg.Keys(scope)
 }
 
+// Scope yields the key and the snapshot over span of every window of scope, in key
+// order, without looking each key up.
+func (r RegistryReader) Scope(scope metrics.Scope, span time.Duration) iter.Seq2[string, metrics.Snapshot] {
+	return func(yield func(string, metrics.Snapshot) bool) {
+		if r.reg == nil {
+			return
+		}
+		for w := range r.reg.Windows(scope) {
+			if !yield(w.Key(), w.SnapshotAt(r.now, span)) {
+				return
+			}
+		}
+	}
+}
+
+// ScopeReader is a [Reader] that reads a whole scope in one pass, more cheaply than
+// Keys and then Snapshot key by key. [RegistryReader] is one. Code that reduces a scope
+// (the Lua aggregates m.sum, m.max and m.min) reads through [ScopeSnapshots], which uses
+// it when a reader offers it.
+type ScopeReader interface {
+	Reader
+	// Scope yields the key and the snapshot over span of every window of scope, in
+	// key order: what Snapshot would return for each key Keys lists.
+	Scope(scope metrics.Scope, span time.Duration) iter.Seq2[string, metrics.Snapshot]
+}
+
+// ScopeSnapshots yields the key and the snapshot over span of every window of scope, in
+// key order: through r's Scope when r is a [ScopeReader], else by Keys and Snapshot
+// (skipping keys whose window is gone).
+func ScopeSnapshots(r Reader, scope metrics.Scope, span time.Duration) iter.Seq2[string, metrics.Snapshot] {
+	if sr, ok := r.(ScopeReader); ok {
+		return sr.Scope(scope, span)
+	}
+	return func(yield func(string, metrics.Snapshot) bool) {
+		if r == nil {
+			return
+		}
+		for _, k := range r.Keys(scope) {
+			if s, ok := r.Snapshot(scope, k, span); ok && !yield(k, s) {
+				return
+			}
+		}
+	}
+}
+
 // recorder is a Reader that records the reads made through it. It is used by one
 // policy call at a time.
 type recorder struct {
@@ -73,6 +122,19 @@ func (c *recorder) Keys(scope metrics.Scope) []string {
 		return nil
 	}
 	return c.r.Keys(scope)
+}
+
+func (c *recorder) Scope(scope metrics.Scope, span time.Duration) iter.Seq2[string, metrics.Snapshot] {
+	return func(yield func(string, metrics.Snapshot) bool) {
+		for k, s := range ScopeSnapshots(c.r, scope, span) {
+			if c.on {
+				c.reads = append(c.reads, Read{Scope: scope, Key: k, Span: span, Found: true, Snapshot: s})
+			}
+			if !yield(k, s) {
+				return
+			}
+		}
+	}
 }
 
 // emptyReader reads nothing.
