@@ -467,3 +467,45 @@ end`, luabind.WithFailMode(luabind.HookTick, luabind.FailClosed))
 		t.Errorf("%d snapshots read, want 10000", big.reads)
 	}
 }
+
+// TestOnTickAggregatesMatchTheLoop checks, over a registry's live windows (read through
+// the RegistryReader's one-pass Scope), that the aggregates agree with a Lua loop over
+// m.keys.
+func TestOnTickAggregatesMatchTheLoop(t *testing.T) {
+	clock := metrics.NewManualClock(time.Unix(1_700_000_000, 0))
+	reg, err := metrics.NewRegistry(metrics.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 50 {
+		w := reg.Window(metrics.ScopeRoute, fmt.Sprintf("/r%02d", (i*37)%50))
+		for j := range 1 + i%7 {
+			w.RecordAt(clock.Now().Add(time.Duration(j)*time.Second), metrics.Observation{
+				Latency: time.Duration(1+(i*j)%40) * time.Millisecond, Value: float64(i),
+			})
+		}
+	}
+	rt := newRT(t, `
+function on_tick(m, state)
+  for _, f in ipairs({ "rps", "p99", "mean", "value", "count" }) do
+    local sum, hi, lo, hik, lok = 0, nil, nil, nil, nil
+    for _, k in ipairs(m.keys("route")) do
+      local v = m.route(k)[f]
+      sum = sum + v
+      if hi == nil or v > hi then hi, hik = v, k end
+      if lo == nil or v < lo then lo, lok = v, k end
+    end
+    assert(math.abs(m.sum("route", f) - sum) < 1e-9, f .. " sum")
+    local v, k = m.max("route", f)
+    assert(v == hi and k == hik, f .. " max")
+    v, k = m.min("route", f)
+    assert(v == lo and k == lok, f .. " min")
+  end
+  return scale("web", 1)
+end`, luabind.WithFailMode(luabind.HookTick, luabind.FailClosed))
+	in := &autoscale.Input{Now: clock.Now().Add(10 * time.Second), Targets: []autoscale.TargetState{{Name: "web", Min: 1, Max: 10}},
+		Metrics: autoscale.NewRegistryReader(reg, clock.Now().Add(10*time.Second))}
+	if _, err := rt.Decide(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+}

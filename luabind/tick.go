@@ -158,6 +158,7 @@ type tickView struct {
 	gen      uint64
 	passes   [maxPasses]scopePass
 	nextPass int
+	scanned  metrics.Snapshot // a snapshot being aggregated without a pass to keep it
 }
 
 // scopePass is the snapshots of the windows of scope over span, read on tick gen.
@@ -354,28 +355,17 @@ func (tv *tickView) aggregate(L *lua.LState, op string) int {
 		acc  float64
 		best string
 	)
-	add := func(key string, s *metrics.Snapshot) {
-		v := f.number(s)
-		switch {
-		case op == "sum":
-			acc += v
-		case n == 0, op == "max" && v > acc, op == "min" && v < acc:
-			acc, best = v, key
-		}
-		n++
-	}
 	if in.Metrics != nil {
-		if p, keys := tv.pass(in.Metrics, scope, span); p != nil {
-			for i := range p.snaps {
-				add(p.keys[i], &p.snaps[i])
+		tv.scan(in.Metrics, scope, span, func(key string, s *metrics.Snapshot) {
+			v := f.number(s)
+			switch {
+			case op == "sum":
+				acc += v
+			case n == 0, op == "max" && v > acc, op == "min" && v < acc:
+				acc, best = v, key
 			}
-		} else {
-			for _, k := range keys {
-				if s, ok := in.Metrics.Snapshot(scope, k, span); ok {
-					add(k, &s)
-				}
-			}
-		}
+			n++
+		})
 	}
 	if op == "sum" {
 		L.Push(lua.LNumber(acc))
@@ -390,30 +380,36 @@ func (tv *tickView) aggregate(L *lua.LState, op string) int {
 	return 2
 }
 
-// pass returns this tick's snapshots of scope over span, reading them when no
-// aggregate has yet; or nil and the scope's keys when it has more than passKeys, to be
-// read one by one without being kept.
-func (tv *tickView) pass(r autoscale.Reader, scope metrics.Scope, span time.Duration) (*scopePass, []string) {
+// scan calls f with the key and snapshot of every window of scope over span, in key
+// order: from this tick's pass over them when an aggregate made one, else reading them
+// (in one pass when r is an autoscale.ScopeReader) and keeping them as the tick's pass
+// unless there are more than passKeys.
+func (tv *tickView) scan(r autoscale.Reader, scope metrics.Scope, span time.Duration, f func(string, *metrics.Snapshot)) {
 	for i := range tv.passes {
 		if p := &tv.passes[i]; p.gen == tv.gen && p.scope == scope && p.span == span {
-			return p, nil
+			for j := range p.snaps {
+				f(p.keys[j], &p.snaps[j])
+			}
+			return
 		}
-	}
-	keys := r.Keys(scope)
-	if len(keys) > passKeys {
-		return nil, keys
 	}
 	p := &tv.passes[tv.nextPass]
-	tv.nextPass = (tv.nextPass + 1) % maxPasses
-	p.gen, p.scope, p.span = tv.gen, scope, span
-	p.keys, p.snaps = p.keys[:0], p.snaps[:0]
-	for _, k := range keys {
-		if s, ok := r.Snapshot(scope, k, span); ok {
-			p.keys = append(p.keys, k)
-			p.snaps = append(p.snaps, s)
+	p.gen, p.keys, p.snaps = 0, p.keys[:0], p.snaps[:0]
+	keep := true
+	for k, s := range autoscale.ScopeSnapshots(r, scope, span) {
+		sp := &tv.scanned // not &s, which would escape to the heap, a snapshot at a time
+		if keep = keep && len(p.snaps) < passKeys; keep {
+			p.keys, p.snaps = append(p.keys, k), append(p.snaps, s)
+			sp = &p.snaps[len(p.snaps)-1]
+		} else {
+			*sp = s
 		}
+		f(k, sp)
 	}
-	return p, nil
+	if keep {
+		p.gen, p.scope, p.span = tv.gen, scope, span
+		tv.nextPass = (tv.nextPass + 1) % maxPasses
+	}
 }
 
 // snapView is the Go side of a snapshot userdata.
