@@ -8,8 +8,10 @@
 //     ([Target]) with min and max replicas, scaled through an [actuator.Actuator] and
 //     read back when it is an [actuator.ReplicaReader].
 //   - [Policy]: a Go policy or [PolicyFunc]; Lua policies come from package luabind.
-//     Policies return typed actions: [Scale], [SetWeight], [Eject], [Shed], [Throttle],
-//     [Route].
+//     Policies read metric windows through a [Reader] (a [RegistryReader] over the
+//     gateway's registry, as of the tick's time; [ScopeSnapshots] reads a whole scope in
+//     one pass) and return typed actions: [Scale], [SetWeight], [Eject], [Shed],
+//     [Throttle], [Route].
 //   - The safety layer ([Safety]): min/max, a tolerance band, stabilization windows
 //     and step limits with the Kubernetes HPA's semantics, a cooldown, no scale-down in
 //     panic, hold or KEDA-style fallback when the policy fails.
