@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
 	"github.com/autoscalelua/autoscalelua/metrics"
@@ -148,11 +149,22 @@ func TestReferenceMatchesCode(t *testing.T) {
 			t.Errorf("REFERENCE.md section %q disagrees with the code (-code +doc):\n%s", c.sec, diff)
 		}
 	}
-	// Every snapshot field is readable, every other is nil.
-	for _, f := range snapshotFields {
-		if snapshotField(nil2(), true, f) == lua.LNil {
-			t.Errorf("snapshot field %s reads nil", f)
+	// Every snapshot field reads its own number (span is 2 s, count 3, ... in the
+	// order of snapshotFields), every other is nil.
+	ms := time.Millisecond
+	s := metrics.Snapshot{Span: 2 * time.Second, Count: 3, Errors: 4, Canceled: 5, Rejected: 6, Rate: 7, ErrorRate: 8,
+		Mean: 9 * ms, P50: 10 * ms, P90: 11 * ms, P99: 12 * ms, Max: 13 * ms, Bytes: 14, Value: 15, InFlight: 16, MaxInFlight: 17, Concurrency: 18}
+	for i, f := range snapshotFields {
+		want := lua.LValue(lua.LNumber(i + 1))
+		if f == "ok" {
+			want = lua.LTrue
 		}
+		if got := snapshotField(&s, true, f); got != want {
+			t.Errorf("snapshot field %s reads %v, want %v", f, got, want)
+		}
+	}
+	if got := snapshotField(&s, true, "nonsense"); got != lua.LNil {
+		t.Errorf("an unknown snapshot field reads %v", got)
 	}
 	// Action fields: the documented ones are exactly those that read non-nil.
 	for _, name := range actionConstructors {
@@ -168,8 +180,6 @@ func TestReferenceMatchesCode(t *testing.T) {
 		}
 	}
 }
-
-func nil2() *metrics.Snapshot { return &metrics.Snapshot{} }
 
 func sampleAction(kind string) autoscale.Action {
 	switch kind {

@@ -184,7 +184,7 @@ const (
 
 var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys", "sum", "max", "min"}
 
-// snapField is a snapshot field, numbered as in snapshotFields.
+// snapField is a snapshot field: its index in snapshotFields.
 type snapField uint8
 
 const (
@@ -459,43 +459,10 @@ func snapshotField(s *metrics.Snapshot, ok bool, name string) lua.LValue {
 }
 
 func lookupField(name string) (snapField, bool) {
-	switch name {
-	case "ok":
-		return fieldOK, true
-	case "span":
-		return fieldSpan, true
-	case "count":
-		return fieldCount, true
-	case "errors":
-		return fieldErrors, true
-	case "canceled":
-		return fieldCanceled, true
-	case "rejected":
-		return fieldRejected, true
-	case "rps":
-		return fieldRPS, true
-	case "error_rate":
-		return fieldErrorRate, true
-	case "mean":
-		return fieldMean, true
-	case "p50":
-		return fieldP50, true
-	case "p90":
-		return fieldP90, true
-	case "p99":
-		return fieldP99, true
-	case "max":
-		return fieldMax, true
-	case "bytes":
-		return fieldBytes, true
-	case "value":
-		return fieldValue, true
-	case "in_flight":
-		return fieldInFlight, true
-	case "max_in_flight":
-		return fieldMaxInFlight, true
-	case "concurrency":
-		return fieldConcurrency, true
+	for i, n := range snapshotFields {
+		if n == name {
+			return snapField(i), true
+		}
 	}
 	return 0, false
 }
