@@ -90,7 +90,7 @@ type table struct {
 
 	// gen counts changes of membership (under mu); keys is the sorted key list, and the
 	// windows in that order, as of a generation, so that Keys and Windows sort only
-	// after a change.
+	// after a change (which drops it).
 	gen  atomic.Uint64
 	keys atomic.Pointer[keyList]
 }
@@ -257,7 +257,7 @@ func (r *Registry) table(scope Scope) *table {
 	t.lru, _ = simplelru.NewLRU(capacity, func(key string, _ *Window) {
 		t.fast.Delete(key)
 		t.evictions.Add(1)
-		t.gen.Add(1)
+		t.changed()
 	})
 	m := make(map[Scope]*table, len(old)+1)
 	for k, v := range old {
@@ -282,8 +282,15 @@ func (t *table) add(key string) *Window {
 	w.touch = func() { t.touch(key, w) }
 	t.lru.Add(key, w)
 	t.fast.Store(key, w)
-	t.gen.Add(1)
+	t.changed()
 	return w
+}
+
+// changed notes a change of membership, under t.mu: the sorted list is out of date, and
+// is dropped at once so that it holds no evicted window.
+func (t *table) changed() {
+	t.gen.Add(1)
+	t.keys.Store(nil)
 }
 
 // touch marks key as used; if its window was evicted and its key is free, it comes back.
@@ -295,7 +302,7 @@ func (t *table) touch(key string, w *Window) {
 	}
 	if _, taken := t.fast.LoadOrStore(key, w); !taken {
 		t.lru.Add(key, w)
-		t.gen.Add(1)
+		t.changed()
 	}
 }
 

@@ -147,6 +147,9 @@ func TestRegistryEvictedHandleComesBack(t *testing.T) {
 	if _, ok := r.Lookup(ScopeBackend, "a"); ok {
 		t.Fatal("a was not evicted")
 	}
+	if kl := (*r.scopes.Load())[ScopeBackend].keys.Load(); kl != nil {
+		t.Errorf("the sorted list still holds %v after a change", kl.keys)
+	}
 	if got := r.Keys(ScopeBackend); fmt.Sprint(got) != "[b]" {
 		t.Errorf("keys after an eviction %v", got)
 	}
