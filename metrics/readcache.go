@@ -12,12 +12,13 @@ import (
 // the one that left, from a record of what was added (see slotRec), so that the bucket,
 // cold by then, is not read again.
 //
-// The totals stay exact (the user values' sum up to rounding: see addValue): before it sums an epoch the reader seals it ([Window.sealed]),
-// and a writer that then writes to a sealed epoch counts a late write
-// ([Window.checkSealed]), which makes the next read rebuild the totals from the ring.
-// Writers reach a sealed epoch only when they record more than a bucket's width in the
-// past. Counts are subtracted exactly; the latency sums kept for the mean are float and
-// drift by rounding only, well inside the histogram's own error.
+// The totals stay exact (the user values' sum up to rounding: see addValue): before it
+// sums an epoch the reader seals it ([Window.sealed]), and a writer that then writes to
+// a sealed epoch counts a late write ([Window.checkSealed]), which makes the next read
+// rebuild the totals from the ring. Writers reach a sealed epoch only when they record
+// more than a bucket's width in the past. Counts are subtracted exactly; the latency
+// sums kept for the mean are float and drift by rounding only, well inside the
+// histogram's own error.
 type readCache struct {
 	ok     bool
 	lo, hi int64  // epochs covered, inclusive
