@@ -1,6 +1,7 @@
 -- An example policy: target tracking on requests per second with a panic window
 -- (after Knative's KPA: a 60 s stable window and a 6 s panic window), plus load
--- shedding on a slow route. Parameters come from the host's config table.
+-- shedding on a slow route and ejection of a failing backend. Parameters come from the
+-- host's config table.
 local as = require("autoscale")
 
 local target = config.target or "web"
@@ -8,6 +9,8 @@ local route = config.route or "/checkout"
 local rps_per_replica = config.rps_per_replica or 100
 local panic_threshold = config.panic_threshold or 2.0
 local slo_p99_ms = config.slo_p99_ms or 250
+local pool = config.pool or "web"
+local eject_error_rate = config.eject_error_rate or 0.5
 
 local function desired(rps)
   return math.max(1, math.ceil(rps / rps_per_replica))
@@ -48,6 +51,13 @@ function on_tick(m, state)
     actions[#actions + 1] = shed(route, 0)
   end
   state.shedding = state.slow >= 3
+
+  -- Eject for 30 s the backend failing the most, when it fails more than half its
+  -- requests. m.max reduces the scope in Go, however many backends there are.
+  local rate, worst = m.max("backend", "error_rate")
+  if worst and rate > eject_error_rate then
+    actions[#actions + 1] = as.eject(pool, worst, 30)
+  end
   return actions
 end
 

@@ -60,6 +60,24 @@ function TestShedsAfterThreeSlowTicks()
   assert_action(decide(fast, state), "shed", { fraction = 0 })
 end
 
+function TestEjectsTheBackendFailingMost()
+  local function with(rates)
+    local backends = {}
+    for ip, rate in pairs(rates) do
+      backends[ip] = { rps = 100, count = 6000, error_rate = rate }
+    end
+    return fixture{
+      targets = { web = { replicas = 3 } },
+      routes = { ["/checkout"] = { rps = 300, count = 18000, p99 = 100 } },
+      backends = backends,
+    }
+  end
+  local acts = decide(with{ ["10.0.0.1"] = 0.02, ["10.0.0.2"] = 0.8, ["10.0.0.3"] = 0.6 }, {})
+  assert_eq(#acts, 1)
+  assert_action(acts, "eject", { pool = "web", backend = "10.0.0.2", seconds = 30 })
+  assert_eq(decide(with{ ["10.0.0.1"] = 0.02, ["10.0.0.2"] = 0.4 }, {}), {})
+end
+
 function TestRejectsAnonymousAPI()
   assert_eq(on_request(request{ path = "/api/orders" }), { status = 401, body = "tenant required" })
   assert_eq(on_request(request{ path = "/api/orders", tenant = "acme" }), nil)
