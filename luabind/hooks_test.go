@@ -399,7 +399,7 @@ func (r *countingReader) Keys(scope metrics.Scope) []string {
 }
 
 // TestOnTickAggregates checks m.sum, m.max and m.min: their values and keys, ties,
-// keys without a window, empty scopes, spans, bad fields, and that the aggregates of
+// keys without a window, empty scopes, unknown scopes, spans, bad fields, and that the aggregates of
 // one scope and span read its windows once per tick, or once per call past passKeys.
 func TestOnTickAggregates(t *testing.T) {
 	rt := newRT(t, `
@@ -413,8 +413,12 @@ function on_tick(m, state)
   assert(v == 20 and k == "a", "a tie goes to the first key: " .. tostring(k))
   assert(m.sum("backend", "count") == 9, "count")
   assert(m.sum("backend", "rps", 6) == 60, "span")
-  assert(m.sum("nothing", "rps") == 0, "empty sum")
-  assert(m.max("nothing", "rps") == nil and m.min("nothing", "rps") == nil, "empty max")
+  assert(m.sum("model", "rps") == 0, "empty sum")
+  assert(m.max("model", "rps") == nil and m.min("model", "rps") == nil, "empty max")
+  for _, f in ipairs({ m.sum, m.max, m.min }) do
+    local ok, err = pcall(f, "nothing", "rps")
+    assert(not ok and string.find(err, 'unknown scope "nothing"'), tostring(err))
+  end
   for _, bad in ipairs({ "ok", "nonsense" }) do
     local ok, err = pcall(m.sum, "backend", bad)
     assert(not ok and string.find(err, "not a numeric snapshot field"), tostring(err))

@@ -190,6 +190,7 @@ type config struct {
 	fail     [numHooks]FailMode
 	values   map[string]any
 	logEvery time.Duration
+	scopes   []metrics.Scope
 }
 
 // Option configures a [Runtime].
@@ -292,6 +293,23 @@ func WithLogEvery(d time.Duration) Option {
 			return configError("log interval %v is not positive", d)
 		}
 		c.logEvery = d
+		return nil
+	}
+}
+
+// WithScopes declares scopes of the host's own (what its observe calls or a custom
+// recorder fill), so that m.scope, m.keys and the aggregates accept them before their
+// first window exists. The library's scopes, and any scope that has windows, need no
+// declaration; an undeclared scope without windows raises (a misspelt scope would
+// otherwise read as an empty one). Names are 1..64 bytes.
+func WithScopes(names ...string) Option {
+	return func(c *config) error {
+		for _, n := range names {
+			if n == "" || len(n) > 64 {
+				return configError("scope %q is not 1..64 bytes", n)
+			}
+			c.scopes = append(c.scopes, metrics.Scope(n))
+		}
 		return nil
 	}
 }

@@ -127,6 +127,7 @@ func (pv *pickViews) set(v *vm, bs []BackendView) *lua.LTable {
 	for i := range bs {
 		if i == len(pv.views) {
 			data := v.L.CreateTable(0, len(backendFields))
+			v.strict(data, "a backend view", backendFields[:])
 			pv.views = append(pv.views, backendView{proxy: v.protect(data), data: data})
 			pv.views[i].write(v, &bs[i], true)
 		} else {

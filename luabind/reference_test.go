@@ -123,7 +123,7 @@ func TestReferenceMatchesCode(t *testing.T) {
 		}
 	}
 	mod := v.mod.Metatable.(*lua.LTable).RawGetString("__index").(*lua.LTable)
-	if got := tableKeys(mod); !slices.Equal(got, sorted(append(actionConstructors[:], "now"))) {
+	if got := tableKeys(mod); !slices.Equal(got, sorted(append(actionNames(), "now"))) {
 		t.Errorf("module has %v", got)
 	}
 	for _, c := range []struct {
@@ -137,9 +137,9 @@ func TestReferenceMatchesCode(t *testing.T) {
 		{"Backend view (`backends[i]` in pick)", backendFields[:]},
 		{"Response view (`res`)", tableKeys(v.resv.data)},
 		{"m (on_tick)", tableKeys(tv.data)},
-		{"Snapshot fields", snapshotFields[:]},
-		{"Target fields", targetFields[:]},
-		{"Actions", actionConstructors[:]},
+		{"Snapshot fields", snapshotNames()},
+		{"Target fields", targetNames()},
+		{"Actions", actionNames()},
 		{"Test helpers (luatest)", suiteHelpers[:]},
 		{"Errors (Go)", errs},
 		{"Failure reasons", reasons},
@@ -154,31 +154,59 @@ func TestReferenceMatchesCode(t *testing.T) {
 	ms := time.Millisecond
 	s := metrics.Snapshot{Span: 2 * time.Second, Count: 3, Errors: 4, Canceled: 5, Rejected: 6, Rate: 7, ErrorRate: 8,
 		Mean: 9 * ms, P50: 10 * ms, P90: 11 * ms, P99: 12 * ms, Max: 13 * ms, Bytes: 14, Value: 15, InFlight: 16, MaxInFlight: 17, Concurrency: 18}
-	for i, f := range snapshotFields {
+	for i, f := range snapshotNames() {
 		want := lua.LValue(lua.LNumber(i + 1))
 		if f == "ok" {
 			want = lua.LTrue
 		}
-		if got := snapshotField(&s, true, f); got != want {
-			t.Errorf("snapshot field %s reads %v, want %v", f, got, want)
+		if got, ok := snapshotField(&s, true, f); got != want || !ok {
+			t.Errorf("snapshot field %s reads %v, %v, want %v", f, got, ok, want)
 		}
 	}
-	if got := snapshotField(&s, true, "nonsense"); got != lua.LNil {
+	if got, ok := snapshotField(&s, true, "nonsense"); ok {
 		t.Errorf("an unknown snapshot field reads %v", got)
 	}
-	// Action fields: the documented ones are exactly those that read non-nil.
-	for _, name := range actionConstructors {
+	// Action fields: the documented ones are exactly those that read, and their
+	// names are those of the constructors' table.
+	for _, name := range actionNames() {
 		a := sampleAction(name)
 		var got []string
 		for _, f := range []string{"kind", "target", "replicas", "reason", "panic", "pool", "backend", "weight", "seconds", "route", "fraction", "retry_after", "tenant", "rps", "burst", "from", "to", "nonsense"} {
-			if actionField(a, f) != lua.LNil {
+			if _, ok := actionFieldOf(a, f); ok {
 				got = append(got, f)
 			}
 		}
 		if diff := cmp.Diff(sorted(got), sorted(actFields[name])); diff != "" {
 			t.Errorf("fields of %s (-code +doc):\n%s", name, diff)
 		}
+		if a.Kind() != name {
+			t.Errorf("the constructor %s makes a %s action", name, a.Kind())
+		}
 	}
+}
+
+func actionNames() []string {
+	var out []string
+	for _, k := range actionKinds {
+		out = append(out, k.name)
+	}
+	return out
+}
+
+func snapshotNames() []string {
+	var out []string
+	for _, f := range snapshotFields {
+		out = append(out, f.name)
+	}
+	return out
+}
+
+func targetNames() []string {
+	var out []string
+	for _, f := range targetFields {
+		out = append(out, f.name)
+	}
+	return out
 }
 
 func sampleAction(kind string) autoscale.Action {

@@ -141,6 +141,7 @@ func (rv *reqView) init(v *vm) {
 		L.Push(v.str(val))
 		return 1
 	}))
+	v.strict(rv.data, "req", requestFields[:])
 	rv.proxy = v.protect(rv.data)
 }
 

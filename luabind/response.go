@@ -69,6 +69,7 @@ func (rv *resView) init(v *vm) {
 		L.Push(scalarToLua(rv.cur.Values[name]))
 		return 1
 	}))
+	v.strict(rv.data, "res", responseFields[:])
 	rv.proxy = v.protect(rv.data)
 	v.data.RawSetString("observe", L.NewFunction(v.luaObserve))
 }

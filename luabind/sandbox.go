@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -209,6 +210,23 @@ func (v *vm) protect(data *lua.LTable) *lua.LTable {
 	p := v.L.NewTable()
 	p.Metatable = mt
 	return p
+}
+
+// strict makes a read of a name data lacks raise, unless the name is one of fields (a
+// field that may be nil, such as req.tokens): a misspelt field fails the hook instead
+// of reading nil. Reads of present fields do not reach the check.
+func (v *vm) strict(data *lua.LTable, what string, fields []string) {
+	list := strings.Join(fields, ", ")
+	mt := v.L.NewTable()
+	mt.RawSetString("__index", v.L.NewFunction(func(L *lua.LState) int {
+		if s, ok := L.Get(2).(lua.LString); ok && slices.Contains(fields, string(s)) {
+			L.Push(lua.LNil)
+			return 1
+		}
+		L.RaiseError("%s has no field %s (fields: %s)", what, lua.LVAsString(L.Get(2)), list)
+		return 0
+	}))
+	data.Metatable = mt
 }
 
 // isProtected reports whether val is a table with a protected metatable (a view, the

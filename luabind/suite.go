@@ -111,7 +111,7 @@ func (s *Suite) install(v *vm) {
 		if err != nil {
 			L.RaiseError("fixture: %v", err)
 		}
-		tv := &tickView{}
+		tv := &tickView{scopes: in.Metrics.(*fixtureReader).declared}
 		tv.init(v)
 		tv.set(in)
 		fixtures[tv.proxy] = in
@@ -194,7 +194,11 @@ func (s *Suite) install(v *vm) {
 		kind := L.CheckString(2)
 		fields := L.OptTable(3, L.NewTable())
 		for _, a := range acts {
-			if ok, _ := matches(a, kind, fields); ok {
+			ok, err := matches(a, kind, fields)
+			if err != nil {
+				L.RaiseError("assert_action: %v%s", err, msgSuffix(L, 4))
+			}
+			if ok {
 				ud := L.NewUserData()
 				ud.Value = a
 				ud.Metatable = v.actMT
@@ -210,7 +214,11 @@ func (s *Suite) install(v *vm) {
 		kind := L.CheckString(2)
 		fields := L.OptTable(3, L.NewTable())
 		for _, a := range acts {
-			if ok, _ := matches(a, kind, fields); ok {
+			ok, err := matches(a, kind, fields)
+			if err != nil {
+				L.RaiseError("assert_no_action: %v%s", err, msgSuffix(L, 4))
+			}
+			if ok {
 				L.RaiseError("assert_no_action: found %s%s", showActions([]autoscale.Action{a}), msgSuffix(L, 4))
 			}
 		}
@@ -259,8 +267,16 @@ func matches(a autoscale.Action, kind string, fields *lua.LTable) (bool, error) 
 		return false, nil
 	}
 	ok := true
+	var bad error
 	fields.ForEach(func(k, want lua.LValue) {
-		got := actionField(a, k.String())
+		got, known := actionFieldOf(a, k.String())
+		if !known {
+			if bad == nil {
+				bad = fmt.Errorf("%s", unknownActionField(a, k.String()))
+			}
+			ok = false
+			return
+		}
 		if !deepEqual(got, want, 0) {
 			gn, ok1 := got.(lua.LNumber)
 			wn, ok2 := want.(lua.LNumber)
@@ -269,7 +285,7 @@ func matches(a autoscale.Action, kind string, fields *lua.LTable) (bool, error) 
 			}
 		}
 	})
-	return ok, nil
+	return ok, bad
 }
 
 func showActions(acts []autoscale.Action) string {
@@ -478,6 +494,7 @@ func fixtureInput(t *lua.LTable, now time.Time) (*autoscale.Input, error) {
 		var bad error
 		st.ForEach(func(k, sv lua.LValue) {
 			if bad == nil {
+				rd.declared = append(rd.declared, metrics.Scope(k.String()))
 				bad = addScope(k.String(), sv)
 			}
 		})
@@ -528,12 +545,19 @@ func fixtureInput(t *lua.LTable, now time.Time) (*autoscale.Input, error) {
 	return in, nil
 }
 
-// fixtureSnapshotFields are the fields a fixture's window may set.
-var fixtureSnapshotFields = [...]string{"span", "count", "errors", "canceled", "rps", "error_rate", "mean", "p50", "p90", "p99", "max", "bytes", "value", "in_flight", "max_in_flight", "concurrency", "by_span"}
+// fixtureSnapshotFields are the fields a fixture's window may set: the snapshot's
+// numbers (not ok, which is the fixture's having the window), then by_span.
+var fixtureSnapshotFields = func() []string {
+	var names []string
+	for _, f := range snapshotFields[fieldOK+1:] {
+		names = append(names, f.name)
+	}
+	return append(names, "by_span")
+}()
 
 func fixtureEntryOf(t *lua.LTable) (fixtureEntry, error) {
 	var e fixtureEntry
-	f, err := fields(t, fixtureSnapshotFields[:]...)
+	f, err := fields(t, fixtureSnapshotFields...)
 	if err != nil {
 		return e, err
 	}
@@ -572,27 +596,16 @@ func fixtureEntryOf(t *lua.LTable) (fixtureEntry, error) {
 }
 
 func fixtureSnapshot(f map[string]lua.LValue) (metrics.Snapshot, error) {
-	var s metrics.Snapshot
-	var errs []error
-	get := func(k string) float64 {
-		v, err := num(f, k, 0)
-		if err != nil {
-			errs = append(errs, err)
+	s := metrics.Snapshot{Span: time.Minute}
+	for _, sf := range snapshotFields[fieldOK+1:] {
+		if _, ok := f[sf.name]; !ok {
+			continue
 		}
-		return v
-	}
-	span := get("span")
-	if _, ok := f["span"]; !ok {
-		span = 60
-	}
-	s.Span, _ = seconds(span)
-	s.Count, s.Errors, s.Canceled = uint64(get("count")), uint64(get("errors")), uint64(get("canceled"))
-	s.Rate, s.ErrorRate = get("rps"), get("error_rate")
-	s.Mean, s.P50, s.P90, s.P99, s.Max = msDur(get("mean")), msDur(get("p50")), msDur(get("p90")), msDur(get("p99")), msDur(get("max"))
-	s.Bytes, s.Value = uint64(get("bytes")), get("value")
-	s.InFlight, s.MaxInFlight, s.Concurrency = int64(get("in_flight")), int64(get("max_in_flight")), get("concurrency")
-	if len(errs) > 0 {
-		return s, errs[0]
+		v, err := num(f, sf.name, 0)
+		if err != nil {
+			return s, err
+		}
+		sf.set(&s, v)
 	}
 	return s, nil
 }
@@ -606,6 +619,8 @@ type fixtureEntry struct {
 // by_span entry when there is one, else the base snapshot.
 type fixtureReader struct {
 	snaps map[metrics.Scope]map[string]fixtureEntry
+	// declared are the scopes of the fixture's scopes table, windows or not.
+	declared []metrics.Scope
 }
 
 func (f *fixtureReader) Snapshot(scope metrics.Scope, key string, span time.Duration) (metrics.Snapshot, bool) {

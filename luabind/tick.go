@@ -3,8 +3,8 @@ package luabind
 import (
 	"context"
 	"fmt"
-	"math"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
@@ -159,6 +159,8 @@ type tickView struct {
 	passes   [maxPasses]scopePass
 	nextPass int
 	scanned  metrics.Snapshot // a snapshot being aggregated without a pass to keep it
+	// scopes are the scopes a luatest fixture declares, known even without windows.
+	scopes []metrics.Scope
 }
 
 // scopePass is the snapshots of the windows of scope over span, read on tick gen.
@@ -184,36 +186,8 @@ const (
 
 var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys", "sum", "max", "min"}
 
-// snapField is a snapshot field: its index in snapshotFields.
-type snapField uint8
-
-const (
-	fieldOK snapField = iota
-	fieldSpan
-	fieldCount
-	fieldErrors
-	fieldCanceled
-	fieldRejected
-	fieldRPS
-	fieldErrorRate
-	fieldMean
-	fieldP50
-	fieldP90
-	fieldP99
-	fieldMax
-	fieldBytes
-	fieldValue
-	fieldInFlight
-	fieldMaxInFlight
-	fieldConcurrency
-)
-
-var snapshotFields = [...]string{"ok", "span", "count", "errors", "canceled", "rejected", "rps", "error_rate", "mean", "p50", "p90", "p99", "max", "bytes", "value", "in_flight", "max_in_flight", "concurrency"}
-
 // aggregates are the m functions that reduce a field over a scope's windows.
 var aggregates = [...]string{"sum", "max", "min"}
-
-var targetFields = [...]string{"name", "replicas", "desired", "min", "max"}
 
 func (tv *tickView) init(v *vm) {
 	L := v.L
@@ -231,7 +205,7 @@ func (tv *tickView) init(v *vm) {
 		}))
 	}
 	tv.data.RawSetString("scope", L.NewFunction(func(L *lua.LState) int {
-		return tv.snapshot(L, metrics.Scope(L.CheckString(1)), 2)
+		return tv.snapshot(L, tv.checkScope(L, "m.scope", 1), 2)
 	}))
 	tv.data.RawSetString("target", L.NewFunction(func(L *lua.LState) int {
 		in := tv.input(L)
@@ -250,7 +224,7 @@ func (tv *tickView) init(v *vm) {
 	}
 	tv.data.RawSetString("keys", L.NewFunction(func(L *lua.LState) int {
 		in := tv.input(L)
-		scope := metrics.Scope(L.CheckString(1))
+		scope := tv.checkScope(L, "m.keys", 1)
 		var keys []string
 		if scope == metrics.ScopeTarget {
 			for _, t := range in.Targets {
@@ -267,6 +241,7 @@ func (tv *tickView) init(v *vm) {
 		L.Push(t)
 		return 1
 	}))
+	v.strict(tv.data, "m", tickFields[:])
 	tv.proxy = v.protect(tv.data)
 }
 
@@ -293,6 +268,27 @@ func (tv *tickView) luaKeys(scope metrics.Scope, keys []string) []lua.LValue {
 		}
 	}
 	return kl.vals
+}
+
+// checkScope returns the scope named by argument n of fn, raising when the scope is
+// unknown: not the library's, not declared ([WithScopes], a fixture's scopes) and
+// without windows. m.sum("models", "rps") would otherwise sum nothing, and the policy
+// scale to its minimum.
+func (tv *tickView) checkScope(L *lua.LState, fn string, n int) metrics.Scope {
+	scope := metrics.Scope(L.CheckString(n))
+	if slices.Contains(builtinScopes[:], scope) || slices.Contains(tv.vm.rt.cfg.scopes, scope) || slices.Contains(tv.scopes, scope) {
+		return scope
+	}
+	if in := tv.input(L); in.Metrics != nil && len(in.Metrics.Keys(scope)) > 0 {
+		return scope
+	}
+	names := make([]string, 0, len(builtinScopes))
+	for _, s := range builtinScopes {
+		names = append(names, string(s))
+	}
+	L.ArgError(n, fmt.Sprintf("%s: unknown scope %q (the library's are %s; a scope of your own needs windows or luabind.WithScopes)",
+		fn, scope, strings.Join(names, ", ")))
+	return ""
 }
 
 func (tv *tickView) input(L *lua.LState) *autoscale.Input {
@@ -343,7 +339,7 @@ func spanArg(L *lua.LState, n int) time.Duration {
 // and its key (nil without windows). Ties go to the first key in order.
 func (tv *tickView) aggregate(L *lua.LState, op string) int {
 	in := tv.input(L)
-	scope := metrics.Scope(L.CheckString(1))
+	scope := tv.checkScope(L, "m."+op, 1)
 	name := L.CheckString(2)
 	f, ok := lookupField(name)
 	if !ok || f == fieldOK {
@@ -410,313 +406,4 @@ func (tv *tickView) scan(r autoscale.Reader, scope metrics.Scope, span time.Dura
 		p.gen, p.scope, p.span = tv.gen, scope, span
 		tv.nextPass = (tv.nextPass + 1) % maxPasses
 	}
-}
-
-// snapView is the Go side of a snapshot userdata.
-type snapView struct {
-	s  metrics.Snapshot
-	ok bool
-}
-
-// newSnapshot returns a read-only snapshot userdata. Userdata whose fields are read on
-// demand, taken from blocks, cost two allocations per 64 snapshots; a table of the
-// eighteen fields would cost about thirty per snapshot, and gopher-luar's reflection
-// more time (BenchmarkSnapshotView compares the three, unpooled).
-func (tv *tickView) newSnapshot(s metrics.Snapshot, ok bool) *lua.LUserData {
-	if len(tv.uds) == 0 {
-		tv.uds = make([]lua.LUserData, snapBlock)
-		tv.views = make([]snapView, snapBlock)
-	}
-	ud, sv := &tv.uds[0], &tv.views[0]
-	tv.uds, tv.views = tv.uds[1:], tv.views[1:]
-	*sv = snapView{s, ok}
-	ud.Value = sv
-	ud.Env = tv.vm.L.Env
-	ud.Metatable = tv.vm.snapMT
-	return ud
-}
-
-// luaSnapshotIndex reads a field of a snapshot userdata; latencies in milliseconds.
-func luaSnapshotIndex(L *lua.LState) int {
-	sv, _ := L.CheckUserData(1).Value.(*snapView)
-	if sv == nil {
-		L.Push(lua.LNil)
-		return 1
-	}
-	L.Push(snapshotField(&sv.s, sv.ok, L.CheckString(2)))
-	return 1
-}
-
-func snapshotField(s *metrics.Snapshot, ok bool, name string) lua.LValue {
-	f, known := lookupField(name)
-	switch {
-	case !known:
-		return lua.LNil
-	case f == fieldOK:
-		return lua.LBool(ok)
-	}
-	return lua.LNumber(f.number(s))
-}
-
-func lookupField(name string) (snapField, bool) {
-	for i, n := range snapshotFields {
-		if n == name {
-			return snapField(i), true
-		}
-	}
-	return 0, false
-}
-
-// number returns field f of s as Lua reads it: seconds, milliseconds for latencies;
-// 0 for ok.
-func (f snapField) number(s *metrics.Snapshot) float64 {
-	switch f {
-	case fieldSpan:
-		return s.Span.Seconds()
-	case fieldCount:
-		return float64(s.Count)
-	case fieldErrors:
-		return float64(s.Errors)
-	case fieldCanceled:
-		return float64(s.Canceled)
-	case fieldRejected:
-		return float64(s.Rejected)
-	case fieldRPS:
-		return s.Rate
-	case fieldErrorRate:
-		return s.ErrorRate
-	case fieldMean:
-		return float64(s.Mean) / 1e6
-	case fieldP50:
-		return float64(s.P50) / 1e6
-	case fieldP90:
-		return float64(s.P90) / 1e6
-	case fieldP99:
-		return float64(s.P99) / 1e6
-	case fieldMax:
-		return float64(s.Max) / 1e6
-	case fieldBytes:
-		return float64(s.Bytes)
-	case fieldValue:
-		return s.Value
-	case fieldInFlight:
-		return float64(s.InFlight)
-	case fieldMaxInFlight:
-		return float64(s.MaxInFlight)
-	case fieldConcurrency:
-		return s.Concurrency
-	}
-	return 0
-}
-
-func targetTable(L *lua.LState, t autoscale.TargetState) *lua.LTable {
-	tb := L.CreateTable(0, len(targetFields))
-	tb.RawSetString("name", lua.LString(t.Name))
-	tb.RawSetString("replicas", lua.LNumber(t.Replicas))
-	tb.RawSetString("desired", lua.LNumber(t.Desired))
-	tb.RawSetString("min", lua.LNumber(t.Min))
-	tb.RawSetString("max", lua.LNumber(t.Max))
-	return tb
-}
-
-// The autoscale module: action constructors, as globals and as require("autoscale").
-
-var actionConstructors = [...]string{"scale", "set_weight", "eject", "shed", "throttle", "route"}
-
-func (v *vm) installModule() {
-	L := v.L
-	mod := L.NewTable()
-	v.actMT = L.NewTable()
-	v.actMT.RawSetString("__index", L.NewFunction(luaActionIndex))
-	v.actMT.RawSetString("__newindex", L.NewFunction(luaReadOnly))
-	v.actMT.RawSetString("__metatable", lua.LString(protectedMeta))
-	v.actMT.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		a := L.CheckUserData(1).Value
-		L.Push(lua.LString(fmt.Sprintf("%s%+v", a.(autoscale.Action).Kind(), a)))
-		return 1
-	}))
-	ctors := map[string]func(*lua.LState) (autoscale.Action, error){
-		"scale":      ctorScale,
-		"set_weight": ctorSetWeight,
-		"eject":      ctorEject,
-		"shed":       ctorShed,
-		"throttle":   ctorThrottle,
-		"route":      ctorRoute,
-	}
-	for _, name := range actionConstructors {
-		ctor := ctors[name]
-		f := L.NewFunction(func(L *lua.LState) int {
-			a, err := ctor(L)
-			if err == nil {
-				err = a.Validate()
-			}
-			if err != nil {
-				L.RaiseError("%s: %v", name, err)
-			}
-			ud := L.NewUserData()
-			ud.Value = a
-			ud.Metatable = v.actMT
-			L.Push(ud)
-			return 1
-		})
-		mod.RawSetString(name, f)
-		v.data.RawSetString(name, f)
-	}
-	mod.RawSetString("now", L.NewFunction(v.luaNow))
-	v.mod = v.protect(mod)
-}
-
-func optString(L *lua.LState, n int) string {
-	if L.Get(n) == lua.LNil {
-		return ""
-	}
-	return L.CheckString(n)
-}
-
-func checkInt(L *lua.LState, n int, what string) int {
-	i, ok := intOf(L.Get(n))
-	if !ok {
-		L.ArgError(n, what+" must be an integer (use math.floor or math.ceil)")
-	}
-	return i
-}
-
-func checkSeconds(L *lua.LState, n int, what string) time.Duration {
-	d, ok := seconds(float64(L.CheckNumber(n)))
-	if !ok {
-		L.ArgError(n, what+" must be a finite number of seconds")
-	}
-	return d
-}
-
-func ctorScale(L *lua.LState) (autoscale.Action, error) {
-	a := autoscale.Scale{Target: L.CheckString(1), Replicas: checkInt(L, 2, "replicas"), Reason: optString(L, 3)}
-	if L.GetTop() >= 4 && L.Get(4) != lua.LNil {
-		opts := L.CheckTable(4)
-		var bad error
-		opts.ForEach(func(k, val lua.LValue) {
-			switch {
-			case k == lua.LString("panic"):
-				b, ok := val.(lua.LBool)
-				if !ok {
-					bad = fmt.Errorf("option panic must be a boolean")
-				}
-				a.Panic = bool(b)
-			case bad == nil:
-				bad = fmt.Errorf("unknown option %v", k)
-			}
-		})
-		if bad != nil {
-			return nil, bad
-		}
-	}
-	return a, nil
-}
-
-func ctorSetWeight(L *lua.LState) (autoscale.Action, error) {
-	return autoscale.SetWeight{Pool: L.CheckString(1), Backend: L.CheckString(2), Weight: checkInt(L, 3, "weight")}, nil
-}
-
-func ctorEject(L *lua.LState) (autoscale.Action, error) {
-	return autoscale.Eject{Pool: L.CheckString(1), Backend: L.CheckString(2), Duration: checkSeconds(L, 3, "seconds"), Reason: optString(L, 4)}, nil
-}
-
-func ctorShed(L *lua.LState) (autoscale.Action, error) {
-	a := autoscale.Shed{Route: L.CheckString(1), Fraction: float64(L.CheckNumber(2))}
-	if L.GetTop() >= 3 && L.Get(3) != lua.LNil {
-		a.RetryAfter = checkSeconds(L, 3, "retry_after")
-	}
-	return a, nil
-}
-
-func ctorThrottle(L *lua.LState) (autoscale.Action, error) {
-	a := autoscale.Throttle{Tenant: L.CheckString(1), RPS: float64(L.CheckNumber(2))}
-	if L.GetTop() >= 3 && L.Get(3) != lua.LNil {
-		a.Burst = checkInt(L, 3, "burst")
-	} else if a.RPS >= 0 && a.RPS < math.MaxInt32 {
-		a.Burst = max(1, int(math.Ceil(a.RPS)))
-	}
-	return a, nil
-}
-
-func ctorRoute(L *lua.LState) (autoscale.Action, error) {
-	return autoscale.Route{From: L.CheckString(1), To: L.CheckString(2), Fraction: float64(L.CheckNumber(3))}, nil
-}
-
-// luaActionIndex reads a field of an action userdata.
-func luaActionIndex(L *lua.LState) int {
-	a, _ := L.CheckUserData(1).Value.(autoscale.Action)
-	L.Push(actionField(a, L.CheckString(2)))
-	return 1
-}
-
-// actionField returns one field of an action as Lua sees it (durations in seconds).
-func actionField(a autoscale.Action, f string) lua.LValue {
-	if a == nil {
-		return lua.LNil
-	}
-	if f == "kind" {
-		return lua.LString(a.Kind())
-	}
-	switch a := a.(type) {
-	case autoscale.Scale:
-		switch f {
-		case "target":
-			return lua.LString(a.Target)
-		case "replicas":
-			return lua.LNumber(a.Replicas)
-		case "reason":
-			return lua.LString(a.Reason)
-		case "panic":
-			return lua.LBool(a.Panic)
-		}
-	case autoscale.SetWeight:
-		switch f {
-		case "pool":
-			return lua.LString(a.Pool)
-		case "backend":
-			return lua.LString(a.Backend)
-		case "weight":
-			return lua.LNumber(a.Weight)
-		}
-	case autoscale.Eject:
-		switch f {
-		case "pool":
-			return lua.LString(a.Pool)
-		case "backend":
-			return lua.LString(a.Backend)
-		case "seconds":
-			return lua.LNumber(a.Duration.Seconds())
-		case "reason":
-			return lua.LString(a.Reason)
-		}
-	case autoscale.Shed:
-		switch f {
-		case "route":
-			return lua.LString(a.Route)
-		case "fraction":
-			return lua.LNumber(a.Fraction)
-		case "retry_after":
-			return lua.LNumber(a.RetryAfter.Seconds())
-		}
-	case autoscale.Throttle:
-		switch f {
-		case "tenant":
-			return lua.LString(a.Tenant)
-		case "rps":
-			return lua.LNumber(a.RPS)
-		case "burst":
-			return lua.LNumber(a.Burst)
-		}
-	case autoscale.Route:
-		switch f {
-		case "from":
-			return lua.LString(a.From)
-		case "to":
-			return lua.LString(a.To)
-		case "fraction":
-			return lua.LNumber(a.Fraction)
-		}
-	}
-	return lua.LNil
 }

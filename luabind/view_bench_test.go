@@ -49,9 +49,9 @@ func BenchmarkSnapshotView(b *testing.B) {
 	b.Run("table", func(b *testing.B) {
 		run(b, "s.rps + s.p99", func(L *lua.LState) lua.LValue {
 			t := L.CreateTable(0, 18)
-			for _, f := range []string{"ok", "span", "count", "errors", "canceled", "rejected", "rps", "error_rate", "mean",
-				"p50", "p90", "p99", "max", "bytes", "value", "in_flight", "max_in_flight", "concurrency"} {
-				t.RawSetString(f, snapshotField(&snap, true, f))
+			for _, f := range snapshotFields {
+				val, _ := snapshotField(&snap, true, f.name)
+				t.RawSetString(f.name, val)
 			}
 			return t
 		})
