@@ -145,7 +145,7 @@ type ActionResult struct {
 	Action Action
 	// Applied reports whether the applier was called and succeeded.
 	Applied bool
-	// Why is "applied", "dry-run", "invalid", "no-applier" or "error".
+	// Why is [WhyApplied], [WhyDryRun], [WhyInvalid], [WhyNoApplier] or [WhyError].
 	Why string
 	// Err is the validation or applier error text, "" when none.
 	Err string

@@ -20,8 +20,13 @@
 //   - [Decision] records, kept in a bounded ring ([Loop.Decisions]), logged with slog,
 //     exported as OpenTelemetry metrics and a span per tick; dry-run, shadow policies
 //     and a leader gate ([Elector]).
+//   - Refused actions (an unknown target, an invalid action, no applier, an applier's
+//     error) are never silent: each is kept ([Loop.Refusals]), counted ([Loop.Stats]
+//     and the OpenTelemetry counter autoscale.actions.refused) and logged at Warn, at
+//     most once per [RefusalLogEvery] per kind and reason.
 //   - Shipped policies: [TargetTracking] (the HPA) and [KPA] (Knative) in Go, and the
-//     Lua files of [Policies]: target_tracking, kpa, threshold, schedule, predictive.
+//     Lua files of [Policies]: adaptive (the recommended default), target_tracking, kpa,
+//     threshold, schedule, predictive.
 //
 // # Example
 //

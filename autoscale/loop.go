@@ -65,7 +65,8 @@ type Loop struct {
 	meterProvider  metric.MeterProvider
 	tracerProvider trace.TracerProvider
 
-	dryRun atomic.Bool
+	dryRun  atomic.Bool
+	refused refusals
 
 	targets []*target // sorted by name
 	byName  map[string]int
@@ -323,10 +324,12 @@ func (l *Loop) step(ctx context.Context, now time.Time) (Tick, error) {
 	tk.PolicyDuration = time.Since(pstart)
 	tk.Inputs = rec.reads
 	l.tel.policyDuration(ctx, tk.PolicyDuration)
+	l.refused.ticks.Add(1)
 	if perr != nil {
 		tk.PolicyErr = perr.Error()
+		l.refused.policyErrors.Add(1)
 	}
-	live := l.outputs(actions, perr, &tk)
+	live := l.outputs(ctx, actions, perr, &tk)
 
 	// 3. Shadows, on the same input.
 	var shadowOut [][]PolicyOutput
@@ -340,7 +343,7 @@ func (l *Loop) step(ctx context.Context, now time.Time) (Tick, error) {
 			if serr != nil {
 				sr.Err = serr.Error()
 			}
-			shadowOut[i] = l.outputs(sa, serr, nil)
+			shadowOut[i] = l.outputs(ctx, sa, serr, nil)
 			for j := range l.targets {
 				if differs(live[j], shadowOut[i][j]) {
 					sr.Differences++
@@ -379,8 +382,9 @@ func callPolicy(ctx context.Context, p Policy, in *Input) (actions []Action, err
 }
 
 // outputs sorts a policy's actions: Scale actions into one output per target, the
-// others (when tk is not nil) into tk.Actions, applied unless in dry-run.
-func (l *Loop) outputs(actions []Action, perr error, tk *Tick) []PolicyOutput {
+// others (when tk is not nil) into tk.Actions, applied unless in dry-run. When tk is not
+// nil (the live policy), every refused action is recorded (see [Loop.Refusals]).
+func (l *Loop) outputs(ctx context.Context, actions []Action, perr error, tk *Tick) []PolicyOutput {
 	out := make([]PolicyOutput, len(l.targets))
 	for _, a := range actions {
 		if a == nil {
@@ -391,7 +395,9 @@ func (l *Loop) outputs(actions []Action, perr error, tk *Tick) []PolicyOutput {
 			i, known := l.byName[s.Target]
 			if !known {
 				if tk != nil {
-					tk.Actions = append(tk.Actions, ActionResult{Action: a, Why: "invalid", Err: fmt.Sprintf("%v: unknown target %q", ErrInvalidAction, s.Target)})
+					r := ActionResult{Action: a, Why: WhyInvalid, Err: fmt.Sprintf("%v: unknown target %q", ErrInvalidAction, s.Target)}
+					tk.Actions = append(tk.Actions, r)
+					l.refuse(ctx, tk.Time, a, r.Why, r.Err)
 				}
 				continue
 			}
@@ -399,6 +405,9 @@ func (l *Loop) outputs(actions []Action, perr error, tk *Tick) []PolicyOutput {
 			switch {
 			case verr != nil:
 				o.Err = verr.Error()
+				if tk != nil {
+					l.refuse(ctx, tk.Time, a, WhyInvalid, o.Err)
+				}
 			case !o.Present || s.Replicas > o.Replicas:
 				o.Present, o.Replicas, o.Reason = true, s.Replicas, s.Reason
 			}
@@ -411,20 +420,23 @@ func (l *Loop) outputs(actions []Action, perr error, tk *Tick) []PolicyOutput {
 		r := ActionResult{Action: a}
 		switch {
 		case verr != nil:
-			r.Why, r.Err = "invalid", verr.Error()
+			r.Why, r.Err = WhyInvalid, verr.Error()
 		case tk.DryRun:
 			r.Why = WhyDryRun
 		default:
 			if err := l.apply(a); err != nil {
-				r.Why, r.Err = "error", err.Error()
+				r.Why, r.Err = WhyError, err.Error()
 				if errors.Is(err, ErrNoApplier) {
-					r.Why = "no-applier"
+					r.Why = WhyNoApplier
 				}
 			} else {
 				r.Why, r.Applied = WhyApplied, true
 			}
 		}
 		tk.Actions = append(tk.Actions, r)
+		if r.Err != "" {
+			l.refuse(ctx, tk.Time, a, r.Why, r.Err)
+		}
 	}
 	for i := range out {
 		switch {

@@ -27,6 +27,7 @@ type telemetry struct {
 	clamps           metric.Int64Counter
 	policy           metric.Float64Histogram
 	actErrors        metric.Int64Counter
+	refused          metric.Int64Counter
 }
 
 func newTelemetry(mp metric.MeterProvider, targets []*target) (*telemetry, error) {
@@ -59,6 +60,10 @@ func newTelemetry(mp metric.MeterProvider, targets []*target) (*telemetry, error
 	}
 	if tel.actErrors, err = m.Int64Counter("autoscale.actuator.errors",
 		metric.WithDescription("Actuator calls that failed after their retries, by target."), metric.WithUnit("{error}")); err != nil {
+		return nil, wrap(err)
+	}
+	if tel.refused, err = m.Int64Counter("autoscale.actions.refused",
+		metric.WithDescription("Actions the loop refused (invalid, unknown target, no applier, applier error), by kind and why."), metric.WithUnit("{action}")); err != nil {
 		return nil, wrap(err)
 	}
 	for _, t := range targets {

@@ -1,7 +1,7 @@
 // Package dashboard serves a live web page of an autoscaling gateway: per target the
 // current and desired replicas; per route and per backend the request rate, error rate,
 // p99 and requests in flight; shed and throttled counts; the last decisions with their
-// reasons; and plots of the last minutes, refreshed every second. It is an
+// reasons; the actions the loop refused (a policy's typo shows here); and plots of the last minutes, refreshed every second. It is an
 // [http.Handler] to mount in any server, as net/http/pprof is; its page, script and
 // styles are embedded, so it needs nothing from the network.
 //
@@ -35,9 +35,17 @@ import (
 var assets embed.FS
 
 // Source is what the dashboard reads of a scaling loop; *autoscale.Loop satisfies it.
+// A Source that is also a [RefusalSource] has its refused actions shown.
 type Source interface {
 	Targets() []autoscale.TargetState
 	Decisions() []autoscale.Decision
+}
+
+// RefusalSource is what the dashboard reads of the actions a loop refused;
+// *autoscale.Loop satisfies it.
+type RefusalSource interface {
+	Stats() autoscale.LoopStats
+	Refusals() []autoscale.Refusal
 }
 
 // Defaults.
@@ -257,6 +265,15 @@ type DecisionView struct {
 	Steps     []Step    `json:"steps,omitempty"`
 }
 
+// RefusalView is a refused action as the page shows it.
+type RefusalView struct {
+	Time   time.Time `json:"time"`
+	Kind   string    `json:"kind"`
+	Action string    `json:"action"`
+	Why    string    `json:"why"`
+	Error  string    `json:"error"`
+}
+
 // State is the api/state document.
 type State struct {
 	Title     string            `json:"title"`
@@ -267,6 +284,10 @@ type State struct {
 	Backends  []KeyStats        `json:"backends"`
 	Counters  map[string]uint64 `json:"counters"`
 	Decisions []DecisionView    `json:"decisions"`
+	// Refused counts the actions the loop refused; Refusals are the last of them,
+	// newest first.
+	Refused  uint64        `json:"refused"`
+	Refusals []RefusalView `json:"refusals"`
 }
 
 // Sample is one point of the api/history document.
@@ -289,6 +310,7 @@ func (d *Dashboard) State() State {
 		Backends:  d.keys(metrics.ScopeBackend, now),
 		Counters:  map[string]uint64{},
 		Decisions: []DecisionView{},
+		Refusals:  []RefusalView{},
 	}
 	if d.cfg.counters != nil {
 		s.Counters = d.cfg.counters()
@@ -319,6 +341,16 @@ func (d *Dashboard) State() State {
 				}
 			}
 			s.Decisions = append(s.Decisions, v)
+		}
+		if rs, ok := d.cfg.loop.(RefusalSource); ok {
+			s.Refused = rs.Stats().Refused
+			refs := rs.Refusals()
+			for i := len(refs) - 1; i >= 0 && len(s.Refusals) < d.cfg.decisions; i-- {
+				r := refs[i]
+				s.Refusals = append(s.Refusals, RefusalView{
+					Time: r.Time, Kind: r.Action.Kind(), Action: fmt.Sprintf("%+v", r.Action), Why: r.Why, Error: r.Err,
+				})
+			}
 		}
 	}
 	return s

@@ -29,7 +29,8 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 var t0 = time.Unix(1_700_000_000, 0)
 
 // fixture builds a registry with traffic on two routes and a backend, a real loop over
-// one target whose policy follows the request rate, and a dashboard sampled over 30 s.
+// one target whose policy follows the request rate (and asks every tick to scale a
+// target that does not exist), and a dashboard sampled over 30 s.
 func fixture(t *testing.T) (*dashboard.Dashboard, *metrics.ManualClock) {
 	t.Helper()
 	clk := metrics.NewManualClock(t0)
@@ -40,7 +41,10 @@ func fixture(t *testing.T) (*dashboard.Dashboard, *metrics.ManualClock) {
 	rec := new(actuatortest.Recorder)
 	policy := autoscale.PolicyFunc(func(ctx context.Context, in *autoscale.Input) ([]autoscale.Action, error) {
 		s, _ := in.Metrics.Snapshot(metrics.ScopeRoute, "/api", 5*time.Second)
-		return []autoscale.Action{autoscale.Scale{Target: "web", Replicas: max(1, int(s.Rate/10)), Reason: "10 rps per replica"}}, nil
+		return []autoscale.Action{
+			autoscale.Scale{Target: "web", Replicas: max(1, int(s.Rate/10)), Reason: "10 rps per replica"},
+			autoscale.Scale{Target: "no-such-target", Replicas: 3}, // a policy's typo, refused
+		}, nil
 	})
 	loop, err := autoscale.NewLoop(
 		autoscale.WithClock(clk), autoscale.WithRegistry(reg), autoscale.WithPolicy(policy), autoscale.WithActuator(rec),
@@ -120,6 +124,11 @@ func TestState(t *testing.T) {
 	}
 	if len(st.Decisions) == 0 || st.Decisions[0].Direction != "up" || st.Decisions[0].Reason != "10 rps per replica" {
 		t.Errorf("decisions: %+v", st.Decisions)
+	}
+	if st.Refused != 30 || len(st.Refusals) != dashboard.DefaultDecisions || st.Refusals[0].Kind != "scale" ||
+		st.Refusals[0].Why != autoscale.WhyInvalid || !strings.Contains(st.Refusals[0].Error, `unknown target "no-such-target"`) ||
+		!st.Refusals[0].Time.After(st.Refusals[1].Time) {
+		t.Errorf("refused %d: %+v", st.Refused, st.Refusals)
 	}
 }
 
@@ -276,7 +285,7 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("%s drew %d points, want the sampled history", id, n)
 		}
 	}
-	for _, want := range []string{`data-target="web"`, "<td>/api</td>", "<td>b1</td>", "10 rps per replica", "<polyline"} {
+	for _, want := range []string{`data-target="web"`, "<td>/api</td>", "<td>b1</td>", "10 rps per replica", "<polyline", `unknown target "no-such-target"`, "(30 in all)"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the page lacks %q", want)
 		}

@@ -144,6 +144,14 @@ function drawState(s) {
     }
     return li;
   }));
+  document.getElementById("refused-count").textContent = `(${s.refused} in all)`;
+  document.getElementById("refusals").replaceChildren(...s.refusals.map(r => {
+    const li = el("li", { class: "refused" });
+    li.appendChild(el("span", { class: "muted" }, new Date(r.time).toLocaleTimeString() + " "));
+    li.appendChild(el("strong", {}, r.kind + " "));
+    li.appendChild(el("span", {}, `${r.why}: ${r.error}`));
+    return li;
+  }));
 }
 
 async function refresh() {
