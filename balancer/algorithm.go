@@ -23,6 +23,10 @@ type Request struct {
 	// Avoid, when set, names a backend to avoid if another is ready: the proxy sets it
 	// to the backend whose connection just failed when it retries.
 	Avoid *Backend
+	// Model, when set, restricts the pick to the ready backends that serve it (label
+	// [LabelModel]); none ready is [ErrNoBackend]. Empty picks from every ready
+	// backend.
+	Model string
 }
 
 // An Algorithm is a load-balancing algorithm. The pool calls Build whenever its set of

@@ -25,6 +25,26 @@
 // (Rewrite, streaming, X-Forwarded-*), with retries of failed connections for
 // idempotent requests and 502/503/504 mapping.
 //
+// # Models, routes and fallback
+//
+// Backends carry the models they serve in the [LabelModel] label ("model":
+// "llama-70b", or a comma-separated list). The pool builds a picker per model with each
+// snapshot, so a [Request] whose Model is set is placed on a ready backend of its
+// model in one more map lookup (no allocation; BenchmarkPickModel); a model with no
+// ready backend — unknown, drained, cooled down, scaled to zero — is [ErrNoBackend],
+// which the proxy answers with 503 and Retry-After, never 502. A model's backends do
+// not panic-route while others in the pool are healthy: an ejected model is a model
+// without a live backend.
+//
+// The [Proxy] reads a request's model and route from the [Destination] the layer in
+// front put in its context (the middleware package does, after its hook and
+// admission: that is how a Lua on_request's model or route, or a route action, changes
+// where a request goes), or else from [WithModel]. [WithRoute] gives a route its own
+// pool. [WithFallback] adds ordered fallback chains per model (large → medium → a
+// hosted provider) on 429, 5xx and timeouts, with a retry budget per class of
+// failure, a cool-down of the failing backend, the window [ScopeFallback] and the
+// response header [FallbackHeader] recording each step (see [Fallback]).
+//
 // # Load reports
 //
 // An active health check ([HealthCheck]) that passes may carry a load report, read

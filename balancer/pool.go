@@ -83,6 +83,7 @@ type snapshot struct {
 	all       []*Backend
 	refreshAt int64 // ns; the snapshot is stale from then on
 	panic     bool
+	groups    map[string]*group // by model; nil when no backend has a model label
 }
 
 // Option configures a [Pool].
@@ -470,31 +471,47 @@ func (p *Pool) Pick(req *Request) (Result, error) {
 		req = &p.empty
 	}
 	s := p.snap.Load()
-	if len(s.set.backends) == 0 || s.panic {
+	set, picker := s.set, s.picker
+	if req.Model != "" {
+		g := s.groups[req.Model]
+		if g == nil || len(g.set.backends) == 0 {
+			s = p.refreshEmpty()
+			if g = s.groups[req.Model]; g == nil || len(g.set.backends) == 0 {
+				p.noBackend.Add(1)
+				members := 0
+				if g != nil {
+					members = g.members
+				}
+				return Result{}, fmt.Errorf("%w: model %q: %d members, none ready", ErrNoBackend, req.Model, members)
+			}
+		}
+		set, picker = g.set, g.picker
+	} else if len(set.backends) == 0 || s.panic {
 		s = p.refreshEmpty()
-		if len(s.set.backends) == 0 {
+		set, picker = s.set, s.picker
+		if len(set.backends) == 0 {
 			p.noBackend.Add(1)
 			return Result{}, fmt.Errorf("%w: %d members, none ready", ErrNoBackend, len(s.all))
 		}
 	}
 	var b *Backend
 	if fp := p.pickFunc.Load(); fp != nil {
-		i, err := callPickFunc(*fp, req, s.set.backends)
-		if err == nil && i >= 0 && i < len(s.set.backends) {
-			b = s.set.backends[i]
+		i, err := callPickFunc(*fp, req, set.backends)
+		if err == nil && i >= 0 && i < len(set.backends) {
+			b = set.backends[i]
 		} else {
 			p.fallbacks.Add(1)
 		}
 	}
 	if b == nil {
-		b = s.picker.Pick(req)
+		b = picker.Pick(req)
 		if b == nil {
 			p.noBackend.Add(1)
 			return Result{}, fmt.Errorf("%w: the algorithm found none", ErrNoBackend)
 		}
 	}
-	if req.Avoid != nil && b == req.Avoid && len(s.set.backends) > 1 {
-		b = avoid(s, req, b)
+	if req.Avoid != nil && b == req.Avoid && len(set.backends) > 1 {
+		b = avoid(set, picker, req, b)
 	}
 	b.inFlight.Add(1)
 	if p.trackTotal {
@@ -524,13 +541,13 @@ func callPickFunc(f PickFunc, req *Request, bs []*Backend) (i int, err error) {
 var errPickPanic = errors.New("balancer: pick function panicked")
 
 // avoid picks again, up to twice, and then takes the next ready backend in order.
-func avoid(s *snapshot, req *Request, b *Backend) *Backend {
+func avoid(set *Set, picker Picker, req *Request, b *Backend) *Backend {
 	for range 2 {
-		if c := s.picker.Pick(req); c != nil && c != req.Avoid {
+		if c := picker.Pick(req); c != nil && c != req.Avoid {
 			return c
 		}
 	}
-	bs := s.set.backends
+	bs := set.backends
 	for i, c := range bs {
 		if c == b {
 			return bs[(i+1)%len(bs)]
@@ -739,7 +756,45 @@ func (p *Pool) rebuildLocked(now int64) {
 	if len(ready) > 0 {
 		s.picker = p.algorithm.Build(set)
 	}
+	s.groups = p.buildGroups(ready, weights, set)
 	p.snap.Store(s)
+}
+
+// buildGroups splits the ready backends by the models they serve, each group with a
+// picker of its own; a model whose members are none of them gets an empty group, so
+// that Pick can say how many members it has. nil when no member names a model.
+func (p *Pool) buildGroups(ready []*Backend, weights []float64, all *Set) map[string]*group {
+	var groups map[string]*group
+	for _, b := range p.order {
+		for _, m := range modelsOf(b.Labels()) {
+			if groups == nil {
+				groups = map[string]*group{}
+			}
+			g := groups[m]
+			if g == nil {
+				g = &group{set: &Set{rand: all.rand, clock: all.clock, total: all.total}}
+				groups[m] = g
+			}
+			g.members++
+		}
+	}
+	if groups == nil {
+		return nil
+	}
+	for i, b := range ready {
+		for _, m := range modelsOf(b.Labels()) {
+			g := groups[m]
+			g.set.backends = append(g.set.backends, b)
+			g.set.weights = append(g.set.weights, weights[i])
+		}
+	}
+	for _, g := range groups {
+		if len(g.set.backends) > 0 {
+			g.set.minW, g.set.maxW = slices.Min(g.set.weights), slices.Max(g.set.weights)
+			g.picker = p.algorithm.Build(g.set)
+		}
+	}
+	return groups
 }
 
 // Backends returns every member of the pool, sorted by id, whatever its health. The
@@ -749,6 +804,26 @@ func (p *Pool) Backends() []*Backend { return p.snap.Load().all }
 // Ready returns the backends ready for new requests in the current snapshot, sorted by
 // id: what a [Picker] or [PickFunc] chooses from. The slice is shared: do not modify it.
 func (p *Pool) Ready() []*Backend { return p.snap.Load().set.backends }
+
+// ReadyFor returns the ready backends that serve model (label [LabelModel]), sorted
+// by id. The slice is shared: do not modify it.
+func (p *Pool) ReadyFor(model string) []*Backend {
+	if g := p.snap.Load().groups[model]; g != nil {
+		return g.set.backends
+	}
+	return nil
+}
+
+// Models lists the models the pool's members serve (label [LabelModel]), sorted.
+func (p *Pool) Models() []string {
+	groups := p.snap.Load().groups
+	out := make([]string, 0, len(groups))
+	for m := range groups {
+		out = append(out, m)
+	}
+	slices.Sort(out)
+	return out
+}
 
 // Lookup returns the member with the given id.
 func (p *Pool) Lookup(id string) (*Backend, bool) {

@@ -34,11 +34,13 @@ import (
 // # Errors
 //
 // No error text reaches the client, only a status and its standard text:
-//   - no backend ready ([ErrNoBackend]): 503 with Retry-After;
+//   - no backend ready ([ErrNoBackend]), for the request's model when it has one: 503
+//     with Retry-After;
 //   - a timeout (the transport's or a context deadline): 504;
 //   - any other transport failure: 502.
 //
-// Responses from backends, 5xx included, pass through unchanged.
+// Responses from backends, 5xx included, pass through unchanged, unless the request's
+// model has a fallback chain ([WithFallback]).
 //
 // # Retries
 //
@@ -67,6 +69,9 @@ type Proxy struct {
 	errorLog    *log.Logger
 	bufferPool  httputil.BufferPool
 	retriesDone atomic.Uint64
+	model       func(*http.Request) string
+	routes      map[string]*Pool
+	fb          *fallbacks
 }
 
 // ProxyOption configures a [Proxy].
@@ -101,6 +106,36 @@ func CookieKey(name string) func(*http.Request) string {
 			return ""
 		}
 		return c.Value
+	}
+}
+
+// WithModel sets how the model of a request that carries no [Destination] is read (a
+// header, a parsed body). The proxy sends a request with a model to the backends that
+// serve it ([LabelModel]), and answers 503 with Retry-After when none is ready. The
+// default reads no model: such requests go to any backend.
+func WithModel(f func(*http.Request) string) ProxyOption {
+	return func(p *Proxy) error {
+		p.model = f
+		return nil
+	}
+}
+
+// WithRoute sends the requests whose [Destination] names route to pool instead of the
+// proxy's own: what makes a route action or a script's re-routing change where a
+// request goes. It may be given once per route.
+func WithRoute(route string, pool *Pool) ProxyOption {
+	return func(p *Proxy) error {
+		switch {
+		case route == "" || pool == nil:
+			return fmt.Errorf("%w: route %q: empty route or nil pool", ErrInvalidConfig, route)
+		case p.routes[route] != nil:
+			return fmt.Errorf("%w: route %q given twice", ErrInvalidConfig, route)
+		}
+		if p.routes == nil {
+			p.routes = map[string]*Pool{}
+		}
+		p.routes[route] = pool
+		return nil
 	}
 }
 
@@ -233,12 +268,26 @@ func NewProxy(pool *Pool, opts ...ProxyOption) (*Proxy, error) {
 
 // ProxyStats counts what a proxy did.
 type ProxyStats struct {
-	// Retries counts requests retried on another backend.
+	// Retries counts requests retried on another backend after a failure to connect.
 	Retries uint64
+	// Fallback counts steps down fallback chains ([WithFallback]).
+	Fallback FallbackStats
 }
 
 // Stats returns the proxy's counts.
-func (p *Proxy) Stats() ProxyStats { return ProxyStats{Retries: p.retriesDone.Load()} }
+func (p *Proxy) Stats() ProxyStats {
+	st := ProxyStats{Retries: p.retriesDone.Load()}
+	if f := p.fb; f != nil {
+		st.Fallback = FallbackStats{
+			RateLimited:  f.counts[FallbackRateLimited].Load(),
+			ServerErrors: f.counts[FallbackServerError].Load(),
+			Timeouts:     f.counts[FallbackTimeout].Load(),
+			Unavailable:  f.counts[FallbackUnavailable].Load(),
+			Denied:       f.denied.Load(),
+		}
+	}
+	return st
+}
 
 // proxyState is one request's state, shared with the reverse proxy's hooks through
 // the request's context.
@@ -247,6 +296,13 @@ type proxyState struct {
 	backend *Backend
 	status  int
 	err     error
+
+	// Fallback chains only.
+	fb          *fallbacks
+	canFallback bool          // a step down the chain is left
+	fallback    FallbackClass // why this attempt moves on; 0 when it does not
+	retryAfter  time.Duration // a 429's
+	headers     atomic.Bool   // response headers arrived (the timeout no longer applies)
 }
 
 type stateKey struct{}
@@ -274,8 +330,20 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest) {
 }
 
 func modifyResponse(res *http.Response) error {
-	if st := stateOf(res.Request); st != nil {
-		st.status = res.StatusCode
+	st := stateOf(res.Request)
+	if st == nil {
+		return nil
+	}
+	st.status = res.StatusCode
+	if st.fb != nil {
+		st.headers.Store(true)
+		if c := classOf(res.StatusCode); c != 0 && st.canFallback && st.fb.withdraw(c) {
+			st.fallback = c
+			if c == FallbackRateLimited {
+				st.retryAfter = retryAfter(res.Header)
+			}
+			return errFallback
+		}
 	}
 	return nil
 }
@@ -303,12 +371,33 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.key != nil {
 		st.req.Key = p.key(r)
 	}
+	pool := p.pool
+	if d, ok := DestinationFrom(r.Context()); ok {
+		st.req.Model = d.Model
+		if rp := p.routes[d.Route]; rp != nil {
+			pool = rp
+		}
+	} else if p.model != nil {
+		st.req.Model = p.model(r)
+	}
+	if p.fb != nil && st.req.Model != "" {
+		if chain := p.fb.chains[st.req.Model]; chain != nil {
+			st.fb = p.fb
+			p.serveChain(w, r, st, pool, chain)
+			return
+		}
+	}
+	p.serveOnce(w, r, st, pool)
+}
+
+// serveOnce proxies r to a backend of pool, retrying failures to connect.
+func (p *Proxy) serveOnce(w http.ResponseWriter, r *http.Request, st *proxyState, pool *Pool) {
 	out := r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
 	retryable := p.retries > 0 && idempotent(r.Method) && (r.Body == nil || r.Body == http.NoBody)
 	if retryable {
 		p.deposit()
 	}
-	clock := p.pool.clock
+	clock := pool.clock
 	start := clock.Now()
 	var cur Result // the attempt in progress, not yet done
 	defer func() {
@@ -327,7 +416,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	for attempt := 0; ; attempt++ {
 		st.req.Now = start
-		res, err := p.pool.Pick(&st.req)
+		res, err := pool.Pick(&st.req)
 		if err != nil {
 			w.Header().Set("Retry-After", p.retryAfter)
 			http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
