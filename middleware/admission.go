@@ -42,6 +42,9 @@ func StatusOf(err error) int {
 // Info is what admission needs to know of a request.
 type Info struct {
 	Route, Tenant string
+	// Model is the model asked for (AI gateways), "" for none. Route rules whose from
+	// names it re-route it ([Permit.Model]).
+	Model string
 	// Priority orders queued requests (higher first) and selects priority-class shedding.
 	Priority int
 	// Now is the request's arrival time.
@@ -58,6 +61,7 @@ type Permit struct {
 	held       bool
 	retryAfter time.Duration
 	route      string
+	model      string
 }
 
 // RetryAfter is, after a rejection, how long the client should wait; zero otherwise.
@@ -66,6 +70,10 @@ func (p Permit) RetryAfter() time.Duration { return p.retryAfter }
 // Route is the route the request should go to: its own, or the one a [Admission.Route]
 // rule re-routed it to.
 func (p Permit) Route() string { return p.route }
+
+// Model is the model the request should go to: its own, or the one a [Admission.Route]
+// rule whose from names its model re-routed it to.
+func (p Permit) Model() string { return p.model }
 
 // Done releases the slot of a served request.
 func (p Permit) Done() {
@@ -306,8 +314,11 @@ func (a *Admission) Throttle(tenant string, rps float64, burst int) error {
 	return nil
 }
 
-// Route sends fraction (0..1) of from's requests to route to; [Permit.Route] tells the
-// host where a request goes. Fraction 0 stops re-routing from.
+// Route sends fraction (0..1) of from's requests to to; fraction 0 stops re-routing
+// from. From names a route or a model (one rule table serves both): a request whose
+// route is from goes to route to ([Permit.Route]), one whose model is from goes to model
+// to ([Permit.Model]) — a canary's weighted split, or a cheaper model for part of the
+// load. The middleware passes both on to a balancer.Proxy behind it.
 func (a *Admission) Route(from, to string, fraction float64) error {
 	if err := checkFraction(fraction); err != nil {
 		return err
@@ -347,7 +358,7 @@ func (a *Admission) chance(f float64) bool {
 // important request ([ErrQueueFull]) or ctx ends (ctx's error).
 func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 	r := a.rules.Load()
-	route := in.Route
+	route, model := in.Route, in.Model
 	if len(r.shed) > 0 || len(r.shedPrio) > 0 {
 		rule, ok := r.shed[in.Route]
 		if all, ok2 := r.shed["*"]; ok2 && (!ok || all.fraction > rule.fraction) {
@@ -375,13 +386,16 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 		if rr, ok := r.route[in.Route]; ok && a.chance(rr.fraction) {
 			route = rr.to
 			a.stats.rerouted.Add(1)
+		} else if rr, ok := r.route[in.Model]; ok && in.Model != "" && a.chance(rr.fraction) {
+			model = rr.to
+			a.stats.rerouted.Add(1)
 		}
 	}
 	if err := a.acquire(ctx, in); err != nil {
 		return Permit{retryAfter: a.RetryAfterEstimate(in.Now)}, err
 	}
 	a.stats.admitted.Add(1)
-	return Permit{a: a, held: true, route: route}, nil
+	return Permit{a: a, held: true, route: route, model: model}, nil
 }
 
 // throttleDelay is how long until l has a token for one more request, at most a minute.

@@ -15,6 +15,14 @@
 // concurrency limit, and a bounded priority queue with deadlines. The scaling loop
 // drives the admission at run time through its Shed, Throttle and Route actions.
 //
+// A request with a model, or one whose route was re-routed, carries its final route and
+// model (after the hook and the admission had their say) as a [balancer.Destination] in
+// its context, which a [balancer.Proxy] behind the middleware follows: a Lua
+// on_request that returns {model = "llama-8b"}, or a route action from "llama-70b" to
+// "llama-70b-canary", changes which backends serve the request with no dispatch code in
+// the host. That costs the request two small allocations (the context value and the
+// request's shallow copy); requests without a model pay nothing.
+//
 // Usage:
 //
 //	reg, _ := metrics.NewRegistry()

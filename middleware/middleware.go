@@ -14,6 +14,7 @@ import (
 
 	"go.opentelemetry.io/otel/metric"
 
+	"github.com/autoscalelua/autoscalelua/balancer"
 	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/autoscalelua/autoscalelua/metrics/otelmetrics"
 )
@@ -222,17 +223,25 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	var permit Permit
+	rerouted := false
 	if c.admission != nil {
 		var err error
-		permit, err = c.admission.Admit(r.Context(), Info{Route: keys.Route, Tenant: keys.Tenant, Priority: keys.Priority, Now: start})
+		permit, err = c.admission.Admit(r.Context(), Info{Route: keys.Route, Tenant: keys.Tenant, Model: keys.Model, Priority: keys.Priority, Now: start})
 		if err != nil {
 			h.reject(w, keys, start, StatusOf(err), permit.RetryAfter(), "", reasonOf(err))
 			return
 		}
 		if rt := permit.Route(); rt != keys.Route {
 			keys.Route = rt
+			rerouted = true
 			r = r.WithContext(context.WithValue(r.Context(), routeKey{}, rt))
 		}
+		keys.Model = permit.Model()
+	}
+	if keys.Model != "" || rerouted {
+		// Where the request goes, for a balancer.Proxy behind: after the hook and the
+		// admission, which may have re-routed it.
+		r = r.WithContext(balancer.WithDestination(r.Context(), balancer.Destination{Route: keys.Route, Model: keys.Model}))
 	}
 
 	var route, tenant, model *metrics.Window
