@@ -2,6 +2,7 @@ package luabind
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"net/http"
 	"slices"
@@ -19,7 +20,7 @@ const SuiteStartUnix = 1_700_000_000
 
 // Suite runs the tests of a script: the global functions whose names start with "Test"
 // in a test file loaded after the script, each in a fresh VM, with the test helpers
-// (fixture, request, backends, response, decide, assert_eq, assert_near,
+// (fixture, request, backends, response, decide, decide_refused, assert_eq, assert_near,
 // assert_action, assert_no_action, clock) as globals. Package luatest runs a suite as
 // Go subtests. A Suite is safe for concurrent use; each test gets its own VM.
 type Suite struct {
@@ -100,16 +101,24 @@ func (s *Suite) Run(name string) error {
 func (s *Suite) Close() error { return s.rt.Close() }
 
 // suiteHelpers are the globals a test file sees on top of the sandbox's.
-var suiteHelpers = [...]string{"fixture", "request", "backends", "response", "decide", "assert_eq", "assert_near", "assert_action", "assert_no_action", "clock"}
+var suiteHelpers = [...]string{"fixture", "request", "backends", "response", "decide", "decide_refused", "assert_eq", "assert_near", "assert_action", "assert_no_action", "clock"}
 
 // install adds the test helpers to a VM.
 func (s *Suite) install(v *vm) {
 	L, d := v.L, v.data
 	fixtures := map[*lua.LTable]*autoscale.Input{}
+	// targets are the targets of the fixtures the test made; nil before the first.
+	var targets map[string]bool
 	d.RawSetString("fixture", L.NewFunction(func(L *lua.LState) int {
 		in, err := fixtureInput(L.OptTable(1, L.NewTable()), s.clock.Now())
 		if err != nil {
 			L.RaiseError("fixture: %v", err)
+		}
+		if targets == nil {
+			targets = map[string]bool{}
+		}
+		for _, t := range in.Targets {
+			targets[t.Name] = true
 		}
 		tv := &tickView{scopes: in.Metrics.(*fixtureReader).declared}
 		tv.init(v)
@@ -118,7 +127,9 @@ func (s *Suite) install(v *vm) {
 		L.Push(tv.proxy)
 		return 1
 	}))
-	d.RawSetString("decide", L.NewFunction(func(L *lua.LState) int {
+	// decide runs on_tick on a fixture; it returns the actions the loop would take and
+	// those it would refuse, with the reasons.
+	decide := func(L *lua.LState, fn string) (acts []autoscale.Action, refused []refusal) {
 		m := L.CheckTable(1)
 		in, ok := fixtures[m]
 		if !ok {
@@ -126,22 +137,60 @@ func (s *Suite) install(v *vm) {
 		}
 		state := L.OptTable(2, L.NewTable())
 		if v.fns[hTick] == nil {
-			L.RaiseError("decide: the script has no on_tick")
+			L.RaiseError("%s: the script has no on_tick", fn)
 		}
-		acts, err := v.tick(in, state, 0)
+		all, err := v.tick(in, state, 0)
 		if err != nil {
-			L.RaiseError("decide: %v", err)
+			L.RaiseError("%s: %v", fn, err)
 		}
-		list := L.CreateTable(len(acts), 0)
-		for _, a := range acts {
-			ud := L.NewUserData()
-			ud.Value = a
-			ud.Metatable = v.actMT
-			list.Append(ud)
+		for _, a := range all {
+			if why := refusedBy(a, in.Targets); why != "" {
+				refused = append(refused, refusal{a, why})
+			} else {
+				acts = append(acts, a)
+			}
 		}
-		L.Push(list)
+		return acts, refused
+	}
+	d.RawSetString("decide", L.NewFunction(func(L *lua.LState) int {
+		acts, refused := decide(L, "decide")
+		if len(refused) > 0 {
+			L.RaiseError("decide: the loop would refuse %s: %s (a test that expects it calls decide_refused)",
+				showAction(refused[0].a), refused[0].why)
+		}
+		L.Push(v.actionTable(acts))
 		return 1
 	}))
+	d.RawSetString("decide_refused", L.NewFunction(func(L *lua.LState) int {
+		acts, refused := decide(L, "decide_refused")
+		list := L.CreateTable(len(refused), 0)
+		for _, r := range refused {
+			e := L.CreateTable(0, 2)
+			e.RawSetString("action", v.actionUD(r.a))
+			e.RawSetString("reason", lua.LString(r.why))
+			list.Append(e)
+		}
+		L.Push(v.actionTable(acts))
+		L.Push(list)
+		return 2
+	}))
+	// checkRefused fails an assertion given an action the loop would refuse: a Scale
+	// action for a target none of the test's fixtures has.
+	checkRefused := func(L *lua.LState, fn string, val lua.LValue) {
+		if targets == nil {
+			return
+		}
+		acts, err := actionsOf(val)
+		if err != nil {
+			return
+		}
+		for _, a := range acts {
+			if sc, ok := a.(autoscale.Scale); ok && !targets[sc.Target] {
+				L.RaiseError("%s: the loop would refuse %s: unknown target %q (the fixtures' targets: %s)",
+					fn, showAction(a), sc.Target, strings.Join(slices.Sorted(maps.Keys(targets)), ", "))
+			}
+		}
+	}
 	d.RawSetString("request", L.NewFunction(func(L *lua.LState) int {
 		req, err := fixtureRequest(L.OptTable(1, L.NewTable()))
 		if err != nil {
@@ -176,6 +225,7 @@ func (s *Suite) install(v *vm) {
 	}))
 	d.RawSetString("assert_eq", L.NewFunction(func(L *lua.LState) int {
 		a, b := L.Get(1), L.Get(2)
+		checkRefused(L, "assert_eq", a)
 		if !deepEqual(a, b, 0) {
 			L.RaiseError("assert_eq: got %s, want %s%s", show(a), show(b), msgSuffix(L, 3))
 		}
@@ -191,6 +241,7 @@ func (s *Suite) install(v *vm) {
 	}))
 	d.RawSetString("assert_action", L.NewFunction(func(L *lua.LState) int {
 		acts := actionList(L, 1)
+		checkRefused(L, "assert_action", L.Get(1))
 		kind := L.CheckString(2)
 		fields := L.OptTable(3, L.NewTable())
 		for _, a := range acts {
@@ -199,10 +250,7 @@ func (s *Suite) install(v *vm) {
 				L.RaiseError("assert_action: %v%s", err, msgSuffix(L, 4))
 			}
 			if ok {
-				ud := L.NewUserData()
-				ud.Value = a
-				ud.Metatable = v.actMT
-				L.Push(ud)
+				L.Push(v.actionUD(a))
 				return 1
 			}
 		}
@@ -211,6 +259,7 @@ func (s *Suite) install(v *vm) {
 	}))
 	d.RawSetString("assert_no_action", L.NewFunction(func(L *lua.LState) int {
 		acts := actionList(L, 1)
+		checkRefused(L, "assert_no_action", L.Get(1))
 		kind := L.CheckString(2)
 		fields := L.OptTable(3, L.NewTable())
 		for _, a := range acts {
@@ -243,6 +292,47 @@ func (s *Suite) install(v *vm) {
 		return 1
 	}))
 	d.RawSetString("clock", v.protect(clock))
+}
+
+// refusal is an action the loop would refuse and why.
+type refusal struct {
+	a   autoscale.Action
+	why string
+}
+
+// refusedBy says why the loop would refuse a, given the tick's targets: a Scale action
+// for an unknown target. "" when it would not. (Invalid actions do not get this far:
+// their constructors raise.)
+func refusedBy(a autoscale.Action, targets []autoscale.TargetState) string {
+	sc, ok := a.(autoscale.Scale)
+	if !ok {
+		return ""
+	}
+	names := make([]string, 0, len(targets))
+	for _, t := range targets {
+		if t.Name == sc.Target {
+			return ""
+		}
+		names = append(names, t.Name)
+	}
+	return fmt.Sprintf("unknown target %q (the fixture's targets: %s)", sc.Target, strings.Join(names, ", "))
+}
+
+// actionUD returns a as a Lua action userdata.
+func (v *vm) actionUD(a autoscale.Action) *lua.LUserData {
+	ud := v.L.NewUserData()
+	ud.Value = a
+	ud.Metatable = v.actMT
+	return ud
+}
+
+// actionTable returns acts as a Lua list of action userdata.
+func (v *vm) actionTable(acts []autoscale.Action) *lua.LTable {
+	list := v.L.CreateTable(len(acts), 0)
+	for _, a := range acts {
+		list.Append(v.actionUD(a))
+	}
+	return list
 }
 
 func msgSuffix(L *lua.LState, n int) string {
@@ -288,13 +378,15 @@ func matches(a autoscale.Action, kind string, fields *lua.LTable) (bool, error) 
 	return ok, bad
 }
 
+func showAction(a autoscale.Action) string { return fmt.Sprintf("%s%+v", a.Kind(), a) }
+
 func showActions(acts []autoscale.Action) string {
 	if len(acts) == 0 {
 		return "no actions"
 	}
 	parts := make([]string, len(acts))
 	for i, a := range acts {
-		parts[i] = fmt.Sprintf("%s%+v", a.Kind(), a)
+		parts[i] = showAction(a)
 	}
 	return "[" + strings.Join(parts, ", ") + "]"
 }

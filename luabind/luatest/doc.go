@@ -9,7 +9,9 @@
 //	fixture{now=, tick=, targets={name={replicas=, desired=, min=, max=}},
 //	        routes={[key]={rps=, p99=, ..., by_span={[6]={...}}}},
 //	        tenants=, backends=, models=, scopes={custom={[key]={...}}}}  -> m
-//	decide(m[, state])           -> list of actions, run through Go's validation
+//	decide(m[, state])           -> list of actions, run through Go's validation; an
+//	                                action the loop would refuse fails the test
+//	decide_refused(m[, state])   -> actions, refused ({action=, reason=}): to expect one
 //	request{method=, path=, headers={}, query="a=1", tenant=, ...}    -> req view
 //	backends{{id=, in_flight=, ewma=, p99=, error_rate=, weight=, healthy=, labels={}}} -> list
 //	response{status=, latency=, bytes=, values={}}                   -> res view
@@ -18,6 +20,10 @@
 //	assert_action(actions, kind[, fields[, msg]]) -> the matching action
 //	assert_no_action(actions, kind[, fields[, msg]])
 //	clock.now(), clock.set(unix_seconds), clock.advance(seconds)
+//
+// The assertions fail, with the reason, on an action the loop would refuse (a scale for
+// a target none of the test's fixtures has); a misspelt snapshot field, view field or
+// scope raises in the script and fails the test too.
 //
 // A Go test runs a script's Lua tests with one line:
 //

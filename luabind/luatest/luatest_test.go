@@ -55,3 +55,62 @@ end`)
 		t.Errorf("assert_eq message: %s", r.errs[1])
 	}
 }
+
+// TestRefusedActionsFail checks that an action the loop would refuse (a Scale action
+// for a target the fixture lacks, a misspelt snapshot field or scope) fails decide and
+// the assertions with the reason, and that decide_refused lets a test expect it.
+func TestRefusedActionsFail(t *testing.T) {
+	script := luabind.FromString("p.lua", `
+function on_tick(m, state)
+  if state.field then return scale("web", m.route("/a").p99x) end
+  if state.scope then return scale("web", m.sum("models", "rps")) end
+  return { scale("web", 2), scale("no-such-target", 3) }
+end`)
+	tests := luabind.FromString("p_test.lua", `
+local function m() return fixture{ targets = { web = {} } } end
+function TestDecide() decide(m()) end
+function TestField() decide(m(), { field = true }) end
+function TestScope() decide(m(), { scope = true }) end
+function TestAssertOnTick()
+  local fx = m()
+  assert_action(on_tick(fx, {}), "scale", { target = "web" })
+end
+function TestAssertNoAction()
+  local fx = m()
+  assert_no_action(on_tick(fx, {}), "eject")
+end
+function TestAssertEq()
+  local fx = m()
+  assert_eq(#on_tick(fx, {}), 2)
+  assert_eq(on_tick(fx, {})[2], scale("no-such-target", 3))
+end
+function TestExpected()
+  local acts, refused = decide_refused(m())
+  assert_eq(#acts, 1)
+  assert_action(acts, "scale", { target = "web", replicas = 2 })
+  assert_eq(#refused, 1)
+  assert_eq(refused[1].action.target, "no-such-target")
+  assert(string.find(refused[1].reason, 'unknown target "no%-such%-target"'), refused[1].reason)
+end
+function TestNoFixture()
+  assert_eq(scale("anything", 1).target, "anything")
+end`)
+	r := &recorder{TB: t}
+	luatest.RunSource(r, script, tests)
+	want := []string{
+		`TestAssertEq p_test.lua:17: assert_eq: the loop would refuse scale{Target:no-such-target Replicas:3 Reason: Panic:false}: unknown target "no-such-target" (the fixtures' targets: web)`,
+		`TestAssertNoAction p_test.lua:12: assert_no_action: the loop would refuse scale`,
+		`TestAssertOnTick p_test.lua:8: assert_action: the loop would refuse scale`,
+		`TestDecide p_test.lua:3: decide: the loop would refuse scale{Target:no-such-target Replicas:3 Reason: Panic:false}: unknown target "no-such-target" (the fixture's targets: web) (a test that expects it calls decide_refused)`,
+		`TestField p_test.lua:4: decide: luabind: on_tick p.lua:3: a snapshot has no field "p99x"`,
+		`TestScope p_test.lua:5: decide: luabind: on_tick p.lua:4: bad argument #1 to sum (m.sum: unknown scope "models"`,
+	}
+	if len(r.errs) != len(want) {
+		t.Fatalf("recorded %d failures, want %d: %q", len(r.errs), len(want), r.errs)
+	}
+	for i, w := range want {
+		if !strings.Contains(r.errs[i], w) {
+			t.Errorf("failure %d:\n got %s\nwant %s", i, r.errs[i], w)
+		}
+	}
+}
