@@ -27,7 +27,8 @@ var (
 	ErrScriptTimeout = errors.New("luabind: script timeout")
 	// ErrBadReturn reports a hook that returned something the contract does not allow.
 	ErrBadReturn = errors.New("luabind: bad return value")
-	// ErrBusy reports a call that found no free VM before its context ended.
+	// ErrBusy reports a call that found no free VM within its pool wait
+	// (Limits.PoolWait, at most its budget) or before its context ended.
 	ErrBusy = errors.New("luabind: no free VM")
 	// ErrClosed reports a call on a closed [Runtime].
 	ErrClosed = errors.New("luabind: runtime closed")

@@ -103,9 +103,15 @@ type Limits struct {
 	// table.concat may build, in bytes. Zero means 1 MiB; range 1 KiB..256 MiB.
 	MaxStringLen int
 	// PoolSize is the most VMs the per-request hooks may use at once; a call that
-	// finds them all busy waits for one until its context ends. Zero means
-	// 2 × GOMAXPROCS; range 1..4096. The tick hook has one VM of its own.
+	// finds them all busy waits for one (see PoolWait). Zero means 2 × GOMAXPROCS;
+	// range 1..4096. The tick hook has one VM of its own.
 	PoolSize int
+	// PoolWait bounds how long a per-request hook call waits for a free VM when all
+	// are busy; the call then fails with [ErrBusy] (counted as reason "busy") and the
+	// request proceeds as the hook's fail mode says. The wait never exceeds the
+	// hook's budget, nor the caller's context. Zero means 5 ms; [NoBudget] waits for
+	// as long as the budget and the context allow; otherwise at least 1 µs.
+	PoolWait time.Duration
 }
 
 func (l Limits) withDefaults() Limits {
@@ -132,6 +138,7 @@ func (l Limits) withDefaults() Limits {
 	if l.PoolSize == 0 {
 		l.PoolSize = 2 * runtime.GOMAXPROCS(0)
 	}
+	def(&l.PoolWait, 5*time.Millisecond)
 	return l
 }
 
@@ -159,6 +166,9 @@ func (l Limits) Validate() error {
 	if l.MaxStringLen < 1<<10 || l.MaxStringLen > 1<<28 {
 		errs = append(errs, configError("max string length %d out of [1KiB, 256MiB]", l.MaxStringLen))
 	}
+	if l.PoolWait != NoBudget && l.PoolWait < time.Microsecond {
+		errs = append(errs, configError("pool wait %v is below 1µs (use NoBudget to wait as long as the budget allows)", l.PoolWait))
+	}
 	if l.PoolSize < 1 || l.PoolSize > 4096 {
 		errs = append(errs, configError("pool size %d out of [1, 4096]", l.PoolSize))
 	}
@@ -179,6 +189,19 @@ func (l Limits) budget(h int) time.Duration {
 		return 0
 	}
 	return d
+}
+
+// poolWait is how long a call of hook h waits for a free VM; 0 means no bound but
+// the caller's context.
+func (l Limits) poolWait(h int) time.Duration {
+	w, b := l.PoolWait, l.budget(h)
+	switch {
+	case w == NoBudget:
+		return b
+	case b > 0:
+		return min(w, b)
+	}
+	return w
 }
 
 type config struct {

@@ -37,7 +37,7 @@ var backendFields = [...]string{"id", "in_flight", "ewma", "p99", "error_rate", 
 // when the hook returns nil, and when it fails or returns a bad answer (an index out of
 // range, an unknown id, an unhealthy backend). Failures are counted, logged and
 // returned; with [FailClosed] the error wraps [ErrFailClosed] and the caller should
-// reject the request. ctx bounds only the wait for a free VM.
+// reject the request. ctx (with Limits.PoolWait) bounds only the wait for a free VM.
 func (r *Runtime) Pick(ctx context.Context, req *Request, backends []BackendView) (int, error) {
 	p := r.prog.Load()
 	if !p.has[hPick] || len(backends) == 0 {

@@ -144,6 +144,7 @@ func TestReferenceMatchesCode(t *testing.T) {
 		{"Errors (Go)", errs},
 		{"Failure reasons", reasons},
 		{"Limits", limits},
+		{"Library bounds", libraryFunctions(t, v)},
 	} {
 		if diff := cmp.Diff(sorted(c.code), sorted(secs[c.sec])); diff != "" {
 			t.Errorf("REFERENCE.md section %q disagrees with the code (-code +doc):\n%s", c.sec, diff)
@@ -207,6 +208,24 @@ func targetNames() []string {
 		out = append(out, f.name)
 	}
 	return out
+}
+
+// libraryFunctions names every function of the string and table libraries and the
+// base functions whose work grows with their input, as "Library bounds" lists them:
+// the audit must cover each.
+func libraryFunctions(t *testing.T, v *vm) []string {
+	t.Helper()
+	names := []string{"unpack", "tostring", "print", "math.*"}
+	for _, lib := range []string{"string", "table"} {
+		proxy := v.data.RawGetString(lib).(*lua.LTable)
+		data := proxy.Metatable.(*lua.LTable).RawGetString("__index").(*lua.LTable)
+		data.ForEach(func(k, val lua.LValue) {
+			if _, ok := val.(*lua.LFunction); ok {
+				names = append(names, lib+"."+k.String())
+			}
+		})
+	}
+	return names
 }
 
 func sampleAction(kind string) autoscale.Action {

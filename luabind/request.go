@@ -60,7 +60,7 @@ var failClosedDecision = Decision{Reject: true, Status: http.StatusServiceUnavai
 // no cost. The returned Decision is always usable: when the hook fails, it allows the
 // request (fail-open) or rejects it with 503 (fail-closed, and the error wraps
 // [ErrFailClosed]); the error says what went wrong and is already counted and logged.
-// ctx bounds only the wait for a free VM.
+// ctx (with Limits.PoolWait) bounds only the wait for a free VM.
 func (r *Runtime) OnRequest(ctx context.Context, req *Request) (Decision, error) {
 	p := r.prog.Load()
 	if !p.has[hRequest] {

@@ -25,7 +25,7 @@ type Response struct {
 var responseFields = [...]string{"status", "latency", "bytes", "value"}
 
 // OnResponse runs the script's on_response. Failures are counted, logged and
-// returned; there is nothing to fail closed. ctx bounds only the wait for a free VM.
+// returned; there is nothing to fail closed. ctx (with Limits.PoolWait) bounds only the wait for a free VM.
 func (r *Runtime) OnResponse(ctx context.Context, req *Request, res *Response) error {
 	p := r.prog.Load()
 	if !p.has[hResponse] {

@@ -281,16 +281,16 @@ func (r *Runtime) Close() error {
 	return nil
 }
 
-// acquire takes a VM running p, waiting for a free slot until ctx ends.
+// acquire takes a VM running p, waiting for a free slot no longer than the hook's
+// pool wait (Limits.PoolWait, at most its budget) and ctx allow.
 func (r *Runtime) acquire(ctx context.Context, p *program, hook int) (*vm, error) {
 	var v *vm
 	select {
 	case v = <-r.idle:
 	default:
-		select {
-		case v = <-r.idle:
-		case <-ctx.Done():
-			return nil, fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
+		var err error
+		if v, err = r.wait(ctx, hook); err != nil {
+			return nil, err
 		}
 	}
 	if r.closed.Load() {
@@ -315,6 +315,29 @@ func (r *Runtime) acquire(ctx context.Context, p *program, hook int) (*vm, error
 	}
 	v.hook = hook
 	return v, nil
+}
+
+// wait waits for a free slot, off the fast path (it allocates a timer).
+func (r *Runtime) wait(ctx context.Context, hook int) (*vm, error) {
+	d := r.cfg.limits.poolWait(hook)
+	if d <= 0 {
+		select {
+		case v := <-r.idle:
+			return v, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
+		}
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case v := <-r.idle:
+		return v, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("%w: %w", ErrBusy, context.Cause(ctx))
+	case <-t.C:
+		return nil, fmt.Errorf("%w: no VM free within %v", ErrBusy, d)
+	}
 }
 
 // release returns a VM to the pool, or closes it when it failed.
@@ -345,7 +368,7 @@ const (
 	// ReasonBadReturn: the hook returned something the contract does not allow (for
 	// pick: an index out of range, an unknown id, an unhealthy backend).
 	ReasonBadReturn Reason = "bad_return"
-	// ReasonBusy: no VM was free before the call's context ended.
+	// ReasonBusy: no VM was free within the pool wait or before the call's context ended.
 	ReasonBusy Reason = "busy"
 	// ReasonLoad: a new VM could not run the script's main chunk.
 	ReasonLoad Reason = "load"

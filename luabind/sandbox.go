@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autoscalelua/autoscalelua/luabind/internal/pattern"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -38,9 +39,16 @@ type vm struct {
 	cancel context.CancelFunc
 	timer  *time.Timer
 	ctxSet bool
+	// deadline is the end of the running call's budget (zero without one), which the
+	// Go-side library functions check themselves (budgetCheck) so that they stop on
+	// time even when the budget's timer has not run yet; overran records that one did.
+	deadline time.Time
+	overran  bool
 
 	readOnly *lua.LFunction // __newindex of every view
 	seed     maphash.Seed
+	pm       pattern.Matcher // the string library's matcher, checking the budget
+	libMTs   []*lua.LTable   // the metatables of the library proxies, in libraries' order
 	intern   [256]internEntry
 
 	reqv  reqView
@@ -140,6 +148,7 @@ func (rt *Runtime) newVM(p *program, budget time.Duration) (*vm, error) {
 		}
 	}
 	v.envMT.RawSetString("__newindex", L.NewFunction(luaGlobalWrite))
+	v.sealLibraries()
 	for i, h := range allHooksArray[:hTick+1] {
 		if f, ok := v.data.RawGetString(string(h)).(*lua.LFunction); ok {
 			v.fns[i] = f
@@ -169,12 +178,15 @@ func sentinelOf(err error, def error) error {
 // reported as errTimeout; the vm must then be closed (its context is cancelled).
 func (v *vm) pcall(nargs, nret int, budget time.Duration) error {
 	if budget <= 0 || !v.ctxSet {
+		v.deadline = time.Time{}
 		return v.L.PCall(nargs, nret, nil)
 	}
+	v.deadline, v.overran = time.Now().Add(budget), false
 	v.timer.Reset(budget)
 	err := v.L.PCall(nargs, nret, nil)
-	if !v.timer.Stop() {
-		// The timer fired: the context is cancelled, whatever the call returned.
+	if !v.timer.Stop() || v.overran {
+		// The timer fired (the context is cancelled) or a library function saw the
+		// deadline pass: a timeout, whatever the call returned.
 		return errTimeout{budget}
 	}
 	return err
@@ -260,92 +272,47 @@ func (v *vm) installBase() {
 	}))
 	d.RawSetString("now", L.NewFunction(v.luaNow))
 
-	maxLen := v.rt.cfg.limits.MaxStringLen
-	str := d.RawGetString("string").(*lua.LTable)
-	str.RawSetString("dump", lua.LNil)
-	str.RawSetString("rep", L.NewFunction(func(L *lua.LState) int {
-		s := L.CheckString(1)
-		n := L.CheckInt(2)
-		if n <= 0 || s == "" {
-			L.Push(lua.LString(""))
-			return 1
-		}
-		if n > maxLen/len(s) {
-			L.RaiseError("string.rep: result longer than %d bytes (limit)", maxLen)
-		}
-		L.Push(lua.LString(strings.Repeat(s, n)))
-		return 1
-	}))
-	format := str.RawGetString("format").(*lua.LFunction)
-	str.RawSetString("format", L.NewFunction(func(L *lua.LState) int {
-		if err := checkFormat(L.CheckString(1)); err != "" {
-			L.RaiseError("string.format: %s", err)
-		}
-		return format.GFunction(L)
-	}))
-	gsub := str.RawGetString("gsub").(*lua.LFunction)
-	str.RawSetString("gsub", L.NewFunction(func(L *lua.LState) int {
-		s := L.CheckString(1)
-		if r, ok := L.Get(3).(lua.LString); ok && (len(s)+1)*(len(r)+1) > maxLen {
-			L.RaiseError("string.gsub: result may be longer than %d bytes (limit)", maxLen)
-		}
-		return gsub.GFunction(L)
-	}))
-	tbl := d.RawGetString("table").(*lua.LTable)
-	concat := tbl.RawGetString("concat").(*lua.LFunction)
-	tbl.RawSetString("concat", L.NewFunction(func(L *lua.LState) int {
-		t := L.CheckTable(1)
-		sep := len(L.OptString(2, ""))
-		total := 0
-		for i, n := 1, t.Len(); i <= n; i++ {
-			if s, ok := t.RawGetInt(i).(lua.LString); ok {
-				total += len(s) + sep
-			} else {
-				total += 24 + sep
-			}
-			if total > maxLen {
-				L.RaiseError("table.concat: result longer than %d bytes (limit)", maxLen)
-			}
-		}
-		return concat.GFunction(L)
-	}))
+	v.installStrings(d.RawGetString("string").(*lua.LTable))
+	v.installTables(d.RawGetString("table").(*lua.LTable))
 	m := d.RawGetString("math").(*lua.LTable)
 	m.RawSetString("randomseed", lua.LNil) // it would reseed the process-wide source
-}
 
-// checkFormat refuses the widths and precisions Lua 5.1 refuses (more than two digits),
-// which Go's fmt would otherwise honour up to a million bytes each.
-func checkFormat(f string) string {
-	for i := 0; i < len(f); i++ {
-		if f[i] != '%' {
-			continue
-		}
-		i++
-		if i < len(f) && f[i] == '%' {
-			continue
-		}
-		for i < len(f) && strings.IndexByte("-+ #0", f[i]) >= 0 {
-			i++
-		}
-		digits := 0
-		for i < len(f) && f[i] >= '0' && f[i] <= '9' {
-			i++
-			digits++
-		}
-		if i < len(f) && f[i] == '.' {
-			i++
-			p := 0
-			for i < len(f) && f[i] >= '0' && f[i] <= '9' {
-				i++
-				p++
-			}
-			digits = max(digits, p)
-		}
-		if digits > 2 {
-			return "invalid format (width or precision too long)"
+	// The library tables, like the globals, are written through a proxy: freely while
+	// the main chunk runs, never after (sealLibraries), so that no request changes
+	// what a later request on the same VM sees. The string metatable's __index is the
+	// string proxy, and getmetatable("") returns the protected marker.
+	for _, name := range libraries {
+		data := d.RawGetString(name).(*lua.LTable)
+		mt := L.NewTable()
+		mt.RawSetString("__index", data)
+		mt.RawSetString("__newindex", data)
+		mt.RawSetString("__metatable", lua.LString(protectedMeta))
+		p := L.NewTable()
+		p.Metatable = mt
+		d.RawSetString(name, p)
+		v.libMTs = append(v.libMTs, mt)
+		if name == lua.StringLibName {
+			smt := L.NewTable()
+			smt.RawSetString("__index", p)
+			smt.RawSetString("__metatable", lua.LString(protectedMeta))
+			L.SetMetatable(lua.LString(""), smt)
 		}
 	}
-	return ""
+}
+
+// libraries are the library tables a VM protects.
+var libraries = [...]string{lua.StringLibName, lua.TabLibName, lua.MathLibName}
+
+// sealLibraries makes the library tables read-only; newVM calls it after the main
+// chunk.
+func (v *vm) sealLibraries() {
+	for i, mt := range v.libMTs {
+		name := libraries[i]
+		mt.RawSetString("__newindex", v.L.NewFunction(func(L *lua.LState) int {
+			L.RaiseError("assignment to %s.%s after load: library tables are read-only in hooks", name, L.Get(2).String())
+			return 0
+		}))
+	}
 }
 
 func (v *vm) luaPrint(L *lua.LState) int {

@@ -1,0 +1,94 @@
+package luabind_test
+
+import (
+	"context"
+	"errors"
+	"runtime"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/luabind"
+)
+
+const hostileOrBenign = `
+function on_request(req)
+  if req.path == "/hostile" then
+    string.find(string.rep("a", 8192), ".-.-.-.-x")
+  end
+end`
+
+// TestPoolSurvivesHostileRequests: N requests running a pathological pattern at
+// once on a pool of N VMs all time out within their budget, their VMs are
+// discarded, and benign requests afterwards succeed within their budget.
+func TestPoolSurvivesHostileRequests(t *testing.T) {
+	const n = 4
+	const budget = 30 * time.Millisecond
+	rt := newRT(t, hostileOrBenign, luabind.WithLimits(luabind.Limits{PoolSize: n, RequestBudget: budget}))
+	var wg sync.WaitGroup
+	errs := make([]error, n)
+	took := make([]time.Duration, n)
+	for i := range n {
+		wg.Go(func() {
+			start := time.Now()
+			_, errs[i] = rt.OnRequest(context.Background(), &luabind.Request{Path: "/hostile"})
+			took[i] = time.Since(start)
+		})
+	}
+	wg.Wait()
+	for i, err := range errs {
+		if !errors.Is(err, luabind.ErrScriptTimeout) {
+			t.Errorf("hostile request %d: err = %v, want a timeout", i, err)
+		}
+		// Concurrent goroutines on a shared 2-core machine: allow the scheduler its
+		// slice, but not a call that runs on.
+		if took[i] > budget+500*time.Millisecond {
+			t.Errorf("hostile request %d took %v", i, took[i])
+		}
+	}
+	st := rt.Stats()
+	if st.VMsDiscarded != n {
+		t.Errorf("discarded %d VMs, want %d: a VM that overran must never be reused", st.VMsDiscarded, n)
+	}
+	for i := range 20 {
+		start := time.Now()
+		d, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/benign"})
+		if err != nil || d.Reject {
+			t.Fatalf("benign request %d after the hostile ones: %+v, %v", i, d, err)
+		}
+		if el := time.Since(start); el > budget+20*time.Millisecond {
+			t.Errorf("benign request %d took %v", i, el)
+		}
+	}
+}
+
+// TestPoolWaitIsBounded: with every VM busy, a request waits for one no longer than
+// PoolWait, even when its own context has no deadline, and the wait is counted as
+// busy.
+func TestPoolWaitIsBounded(t *testing.T) {
+	const wait = 5 * time.Millisecond
+	rt := newRT(t, hostileOrBenign, luabind.WithLimits(luabind.Limits{PoolSize: 1, RequestBudget: 300 * time.Millisecond, PoolWait: wait}))
+	done := make(chan error)
+	go func() {
+		_, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/hostile"})
+		done <- err
+	}()
+	for rt.Stats().VMsCreated == 0 { // the hostile request holds the only VM
+		runtime.Gosched()
+	}
+	start := time.Now()
+	d, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/benign"})
+	took := time.Since(start)
+	if !errors.Is(err, luabind.ErrBusy) || d.Reject {
+		t.Errorf("benign request: %+v, %v; want ErrBusy, allowed (fail-open)", d, err)
+	}
+	if took > wait+20*time.Millisecond {
+		t.Errorf("the wait took %v, more than PoolWait %v + 20ms", took, wait)
+	}
+	if got := rt.Stats().Failures[luabind.FailureKey{Hook: luabind.HookRequest, Reason: luabind.ReasonBusy}]; got != 1 {
+		t.Errorf("busy failures %d, want 1", got)
+	}
+	if err := <-done; !errors.Is(err, luabind.ErrScriptTimeout) {
+		t.Errorf("hostile request: %v, want a timeout", err)
+	}
+}
