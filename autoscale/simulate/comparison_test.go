@@ -132,7 +132,7 @@ func comparisonDoc(scenarios []simulate.Scenario, sums []simulate.Summary) strin
 	b.WriteString("Every scenario serves a service whose replica handles 10 requests at once for a log-normal 100 ms (cv 0.5), 100 rps at full use; the SLO is 500 ms; clients give up after 30 s. ")
 	b.WriteString("An SLO-violating request is one served slower than the SLO, shed, or failed (timed out). Replica-seconds count starting, ready and draining replicas. ")
 	b.WriteString(fmt.Sprintf("A flap is a reversal of the scaling direction within %s of the previous scale event. ", simulate.DefaultFlapWindow))
-	b.WriteString("Reaction is, for each rise of the offered load, the time until ready capacity covered it for 10 s.\n\n")
+	b.WriteString("Reaction is, for each rise of the offered load (from when the rate crossed half again its level), the time until ready capacity covered it for 10 s in a row and through the new level.\n\n")
 	b.WriteString("Policies: `target_tracking` is the HPA (15 s sync period, concurrency averaged over 15 s at 70% of a replica, tolerance 0.1, 300 s scale-down stabilisation and the HPA's default rate limits); ")
 	b.WriteString("`kpa` is Knative's KPA with its defaults (2 s tick, 60 s stable / 6 s panic windows, panic threshold 200%, rates 1000 up / 2 down, utilisation 0.7, scale to zero after 30 s); ")
 	b.WriteString("`threshold` is the seed article's latency rule; `predictive` is Holt's trend on the request rate; `adaptive` is the recommended default (autoscale/policies/adaptive.lua).\n\n")

@@ -45,17 +45,21 @@ type ScaleEvent struct {
 // 10 s mean by at least half (up or down) from its level at the previous change, and by
 // at least half a replica's capacity; changes less than a minute apart are merged.
 type Reaction struct {
-	// At is when the change was detected: the first second at which the 10 s mean
-	// crossed the threshold.
+	// At is when the change began: the first second, within the 10 s mean that
+	// crossed the threshold, at which the offered rate itself crossed it. For a step
+	// it is the step's second.
 	At time.Duration
 	// Up is true for a rise.
 	Up bool
-	// From and To are the 10 s mean rates before and after the change (To at the end
-	// of the merged change).
+	// From is the 10 s mean rate before the change; To the level it settled at: the
+	// 10 s mean where it stopped moving in the change's direction (for a step, the
+	// new rate), at the end of the merged change.
 	From, To float64
 	// After is, for a rise, the time from At until ready capacity (ready replicas ×
-	// concurrency / mean service time) covered the offered rate for 10 s in a row; for
-	// a fall, the time until the first scale-down. Negative when it never happened
+	// concurrency / mean service time) covered the offered rate for 10 s in a row and
+	// through the second the load settled (so keeping up with the start of a ramp
+	// and falling behind later does not count); for a fall, the time until the first
+	// scale-down. Negative when it never happened
 	// before the next change or the run's end.
 	After time.Duration
 }
@@ -176,6 +180,7 @@ func reactions(tl []Sample, scales []ScaleEvent, perReplica float64) []Reaction 
 		mean[i] = acc / float64(min(i+1, smooth))
 	}
 	var out []Reaction
+	var settled []int // per change, the second its 10 s mean settled
 	level := mean[0]
 	minStep := perReplica / 2
 	for i := 1; i < len(tl); i++ {
@@ -185,12 +190,33 @@ func reactions(tl []Sample, scales []ScaleEvent, perReplica float64) []Reaction 
 		if !up && !down {
 			continue
 		}
-		if n := len(out); n > 0 && out[n-1].Up == up && int(out[n-1].At/time.Second)+merge >= i {
-			out[n-1].To = m
-		} else {
-			out = append(out, Reaction{At: time.Duration(i) * time.Second, Up: up, From: level, To: m})
+		crossed := func(rate float64) bool {
+			if up {
+				return rate >= 1.5*level && rate-level >= minStep
+			}
+			return rate <= level/1.5 && level-rate >= minStep
 		}
-		level = m
+		// The change began where the offered rate crossed the threshold, within the
+		// window whose mean did (a window whose mean crossed holds such a second).
+		at := i
+		for k := max(i-smooth+1, 0); k <= i; k++ {
+			if crossed(tl[k].Offered) {
+				at = k
+				break
+			}
+		}
+		// It settles where the mean stops moving its way.
+		for i+1 < len(tl) && (up && mean[i+1] > mean[i] || !up && mean[i+1] < mean[i]) {
+			i++
+		}
+		if n := len(out); n > 0 && out[n-1].Up == up && int(out[n-1].At/time.Second)+merge >= at {
+			out[n-1].To = mean[i]
+			settled[n-1] = i
+		} else {
+			out = append(out, Reaction{At: time.Duration(at) * time.Second, Up: up, From: level, To: mean[i]})
+			settled = append(settled, i)
+		}
+		level = mean[i]
 	}
 	for k := range out {
 		r := &out[k]
@@ -201,12 +227,15 @@ func reactions(tl []Sample, scales []ScaleEvent, perReplica float64) []Reaction 
 			stop = int(out[k+1].At / time.Second)
 		}
 		if r.Up {
+			// Covered for hold seconds in a row, through the new level: a run that
+			// ends before the load settled (capacity that kept up with the start of a
+			// ramp and fell behind) does not count.
 			run := 0
 			for i := start; i < stop; i++ {
 				if float64(tl[i].Ready)*perReplica >= tl[i].Offered {
 					run++
-					if run >= hold {
-						r.After = time.Duration(i-hold+1-start) * time.Second
+					if run >= hold && i >= settled[k] {
+						r.After = time.Duration(i-run+1-start) * time.Second
 						break
 					}
 				} else {
