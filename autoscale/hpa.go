@@ -157,7 +157,11 @@ func (p *targetTracking) replicas(in *Input, t TargetState) (int, string, error)
 	if err != nil {
 		return 0, "", err
 	}
-	return n, fmt.Sprintf("target tracking: observed %.4g, target %.4g", v, p.cfg.TargetValue), nil
+	per := "in total"
+	if p.cfg.Aggregation == PerReplica {
+		per = "per replica"
+	}
+	return n, fmt.Sprintf("target tracking: observed %.4g %s, target %.4g per replica", v, per, p.cfg.TargetValue), nil
 }
 
 func clampReplicas(f float64) int {

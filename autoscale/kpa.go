@@ -163,7 +163,8 @@ func (p *kpa) Decide(_ context.Context, in *Input) ([]Action, error) {
 		}
 		actions = append(actions, Scale{
 			Target: t.Name, Replicas: r.Replicas, Panic: r.Panicking,
-			Reason: fmt.Sprintf("kpa %s: stable %.4g → %d, panic %.4g → %d", mode, stable, r.Stable, panicV, r.Panic),
+			Reason: fmt.Sprintf("kpa %s: observed in total, stable %.4g → %d replicas, panic %.4g → %d; target %.4g per replica",
+				mode, stable, r.Stable, panicV, r.Panic, p.cfg.TargetValue),
 		})
 	})
 	if err := errors.Join(errs...); err != nil {

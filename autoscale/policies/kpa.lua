@@ -93,7 +93,8 @@ function on_tick(m, state)
       local n, panicking, s, p = kpa_scale(params, state[name], m.now, t.replicas, sw[signal], pw[signal])
       local mode = panicking and "panic" or "stable"
       actions[#actions + 1] = scale(name, n,
-        string.format("kpa %s: stable %.4g -> %d, panic %.4g -> %d", mode, sw[signal], s, pw[signal], p),
+        string.format("kpa %s: %s in total, stable %.4g -> %d replicas, panic %.4g -> %d; target %.4g per replica",
+          mode, signal, sw[signal], s, pw[signal], p, params.target_value),
         { panic = panicking })
     end
   end

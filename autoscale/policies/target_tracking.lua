@@ -63,7 +63,8 @@ function on_tick(m, state)
       local n = recommend(t.replicas, w[signal], target_value, tolerance, cfg.per_replica)
       if n then
         actions[#actions + 1] = scale(name, n,
-          string.format("target tracking: %s %.4g, target %.4g", signal, w[signal], target_value))
+          string.format("target tracking: %s %.4g %s, target %.4g per replica", signal, w[signal],
+            cfg.per_replica and "per replica" or "in total", target_value))
       end
     end
   end

@@ -109,6 +109,19 @@ func ShippedNames() []string {
 	return []string{"target_tracking", "kpa", "threshold", "predictive", "adaptive", "target_tracking_go", "kpa_go"}
 }
 
+// ShippedLuaNames lists the names among [ShippedNames] that run a Lua script from
+// [autoscale.Policies] (those whose Policy has a Config): what a host running the
+// scripts itself, as the demo gateway does, can offer.
+func ShippedLuaNames() []string {
+	var names []string
+	for _, n := range ShippedNames() {
+		if p, err := Shipped(n); err == nil && p.Config != nil {
+			names = append(names, n)
+		}
+	}
+	return names
+}
+
 // free is a Safety that lets the policy govern alone: no stabilization, no rate limit.
 func free() autoscale.Safety {
 	return autoscale.Safety{ScaleUp: &autoscale.Rules{}, ScaleDown: &autoscale.Rules{}}

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -54,6 +55,15 @@ var (
 )
 
 func main() {
+	fs := flag.NewFlagSet("custom-actuator", flag.ExitOnError)
+	fs.Usage = func() {
+		fmt.Fprintln(fs.Output(), "usage: custom-actuator\n\nDrives the scaling loop on a manual clock through a burst of traffic, scaling a\ncustom actuator, and prints each decision. It takes no flags.")
+	}
+	fs.Parse(os.Args[1:]) // -h prints the usage and exits 0
+	if fs.NArg() > 0 {
+		fs.Usage()
+		os.Exit(2)
+	}
 	if err := run(context.Background(), os.Stdout); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)

@@ -56,6 +56,15 @@ var tenants = []struct {
 	share float64
 }{{"acme", 0.5}, {"globex", 0.35}, {"free", 0.15}}
 
+// tenantShares describes the tenants' shares of the load: "acme 50%, ...".
+func tenantShares() string {
+	parts := make([]string, len(tenants))
+	for i, t := range tenants {
+		parts[i] = fmt.Sprintf("%s %.0f%%", t.name, 100*t.share)
+	}
+	return strings.Join(parts, ", ")
+}
+
 // loadgen sends requests at a profile's rate, open loop (arrivals do not wait for
 // answers, as real users don't), and counts every answer by what it was.
 type loadgen struct {

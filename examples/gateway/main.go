@@ -51,8 +51,26 @@ const (
 	concurrency = 4     // requests one replica serves at once
 	serviceTime = 50 * time.Millisecond
 	coldStart   = 2 * time.Second
-	freeRPS     = 20 // the free tenant's token bucket
+	freeRPS     = 20 // the free tenant's token bucket: rate and burst
+	// lineSpan is the span of the figures on a decision line: the demo's panic window
+	// (demoTimescale), the span over which adaptive estimates its arrival rate.
+	lineSpan = 3 * time.Second
 )
+
+// usageHead is what -h prints above the flags: what the demo does and how to read a
+// decision line.
+const usageHead = `usage: gateway [flags]
+
+A gateway on localhost proxying to simulated backends, scaled by a Lua policy while
+a built-in load generator plays traffic. It prints one line per decision:
+  now→want   replicas before, and the count the policy asked for; move, decision: applied or why not
+  req/s(3s)  requests that ended per second over the last 3 s (throttled ones included)
+  lambda     adaptive's arrival-rate estimate: req/s plus the growth of requests in flight
+  surprise   adaptive's largest recent excess of lambda over its forecast, kept as headroom
+  s          adaptive's learned service time; forecast, lambda one cold start ahead
+
+flags:
+`
 
 type config struct {
 	addr        string
@@ -92,8 +110,12 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	var c config
 	fs := flag.NewFlagSet("gateway", flag.ContinueOnError)
 	fs.SetOutput(out)
+	fs.Usage = func() {
+		io.WriteString(out, usageHead)
+		fs.PrintDefaults()
+	}
 	fs.StringVar(&c.addr, "addr", "localhost:8080", "address to listen on")
-	fs.StringVar(&c.policy, "policy", "adaptive", "scaling policy: a shipped name ("+strings.Join(autoscale.PolicyNames(), ", ")+") or a .lua file, reloaded when it changes")
+	fs.StringVar(&c.policy, "policy", "adaptive", "scaling policy: a shipped name ("+strings.Join(simulate.ShippedLuaNames(), ", ")+") or a .lua file, reloaded when it changes")
 	fs.StringVar(&c.load, "load", "flash-sale", "built-in load: "+profileNames())
 	fs.DurationVar(&c.tick, "tick", time.Second, "the scaling loop's period (at least 50ms)")
 	fs.DurationVar(&c.duration, "duration", 0, "stop after this long (0: run until Ctrl-C)")
@@ -237,6 +259,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	fmt.Fprintf(out, "gateway on %s  dashboard %s/debug/autoscale/\n", g.url, g.url)
 	fmt.Fprintf(out, "policy %s, load %s, tick %v, replicas %d..%d (%d concurrent × %v each, cold start %v)\n",
 		src.Name, cfg.load, cfg.tick, cfg.minReplicas, cfg.maxReplicas, concurrency, serviceTime, coldStart)
+	fmt.Fprintf(out, "tenants %s; free is throttled to %d rps (burst %d): what it sends beyond that is answered 429 and counted as throttled\n",
+		tenantShares(), freeRPS, freeRPS)
+	fmt.Fprintln(out, lineHeader)
 
 	// Every goroutine below ends when ctx does; wg waits for them.
 	var wg sync.WaitGroup
@@ -290,7 +315,8 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	srv.Shutdown(shutdown)
 	wg.Wait()
 	c := g.load.counts()
-	fmt.Fprintf(out, "sent %d: served %d, shed %d, throttled %d, errored %d\n", c.Sent, c.Served, c.Shed, c.Throttled, c.Errored)
+	fmt.Fprintf(out, "sent %d: served %d, shed %d, throttled %d (free over %d rps), errored %d\n",
+		c.Sent, c.Served, c.Shed, c.Throttled, freeRPS, c.Errored)
 	return runErr
 }
 
@@ -329,15 +355,15 @@ func policySource(name string, env simulate.Env) (luabind.Source, map[string]any
 		src, err := luabind.FromFile(name)
 		return src, env.LuaConfig(), autoscale.Safety{ScaleUp: &autoscale.Rules{}, ScaleDown: &autoscale.Rules{}}, err
 	}
-	code, err := autoscale.PolicySource(name)
-	if err != nil {
-		return luabind.Source{}, nil, autoscale.Safety{}, fmt.Errorf("policy %q is neither a .lua file nor one of %s", name, strings.Join(autoscale.PolicyNames(), ", "))
-	}
-	src := luabind.FromString(name+".lua", code)
 	p, err := simulate.Shipped(name)
 	if err != nil || p.Config == nil {
-		return src, nil, autoscale.Safety{}, fmt.Errorf("policy %q has no Lua config: %w", name, err)
+		return luabind.Source{}, nil, autoscale.Safety{}, fmt.Errorf("policy %q is neither a .lua file nor one of %s", name, strings.Join(simulate.ShippedLuaNames(), ", "))
 	}
+	code, err := autoscale.PolicySource(name)
+	if err != nil {
+		return luabind.Source{}, nil, autoscale.Safety{}, err
+	}
+	src := luabind.FromString(name+".lua", code)
 	cfg := p.Config(env)
 	for k, v := range demoTimescale[name] {
 		cfg[k] = v
@@ -345,19 +371,22 @@ func policySource(name string, env simulate.Env) (luabind.Source, map[string]any
 	return src, cfg, p.Safety, nil
 }
 
-// printTick prints one line per decision.
+// lineHeader names the columns of printTick's lines.
+const lineHeader = "time     target  now→want move decision  req/s(3s) in-flight p99(3s)  ready  policy's reason"
+
+// printTick prints one line per decision, under lineHeader.
 func printTick(out io.Writer, g *gateway, tk autoscale.Tick) {
 	s, _ := g.reg.Lookup(metrics.ScopeRoute, target)
 	var snap metrics.Snapshot
 	if s != nil {
-		snap = s.SnapshotAt(tk.Time, 10*time.Second)
+		snap = s.SnapshotAt(tk.Time, lineSpan)
 	}
 	for _, d := range tk.Decisions {
-		line := fmt.Sprintf("%s %s %2d → %-2d %-4s %-9s %6.0f rps  p99 %6.1fms  ready %d",
+		line := fmt.Sprintf("%s %-6s %3d → %-3d %-4s %-9s %9.0f %9d %7.1fms %5d ",
 			tk.Time.Format("15:04:05"), d.Target, max(d.Current, 0), d.Desired, d.Direction, d.Why,
-			snap.Rate, float64(snap.P99)/float64(time.Millisecond), g.fleet.Ready())
+			snap.Rate, snap.InFlight, float64(snap.P99)/float64(time.Millisecond), g.fleet.Ready())
 		if d.Policy.Reason != "" {
-			line += "  " + d.Policy.Reason
+			line += " " + d.Policy.Reason
 		}
 		if d.Policy.Err != "" {
 			line += "  policy error: " + d.Policy.Err

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"flag"
 	"fmt"
 	"net/http"
 	"os"
@@ -241,6 +242,12 @@ func TestHotReloadAndDashboard(t *testing.T) {
 	if !strings.Contains(out.String(), "sent 0: served 0") {
 		t.Errorf("no final accounting line:\n%s", out.String())
 	}
+	// The banner explains the throttled count, and a header names the columns.
+	for _, want := range []string{fmt.Sprintf("free is throttled to %d rps", freeRPS), "\n" + lineHeader + "\n"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
 }
 
 func TestFlags(t *testing.T) {
@@ -250,6 +257,25 @@ func TestFlags(t *testing.T) {
 	}
 	if _, err := parseFlags([]string{"-load", "nope"}, &out); err == nil || !strings.Contains(err.Error(), "flash-sale") {
 		t.Errorf("unknown load: %v", err)
+	}
+	// -h explains the decision line's terms and lists the policies the simulator
+	// ships in Lua, every one of which the gateway runs.
+	out.Reset()
+	if _, err := parseFlags([]string{"-h"}, &out); err != flag.ErrHelp {
+		t.Errorf("-h: %v, want flag.ErrHelp", err)
+	}
+	for _, want := range []string{"lambda", "surprise", "req/s(3s)", "-policy", strings.Join(simulate.ShippedLuaNames(), ", ")} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, out.String())
+		}
+	}
+	for _, name := range simulate.ShippedLuaNames() {
+		if _, _, _, err := policySource(name, simulate.Env{Target: target, Concurrency: concurrency, ServiceTime: serviceTime}); err != nil {
+			t.Errorf("-policy %s, listed by -h: %v", name, err)
+		}
+	}
+	if _, _, _, err := policySource("nope", simulate.Env{}); err == nil || !strings.Contains(err.Error(), "adaptive") {
+		t.Errorf("unknown policy: %v", err)
 	}
 	cfg, err := parseFlags(nil, &out)
 	if err != nil || cfg.policy != "adaptive" || cfg.load != "flash-sale" || cfg.tick != time.Second || cfg.addr != "localhost:8080" {

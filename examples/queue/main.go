@@ -46,6 +46,10 @@ import (
 
 func main() {
 	duration := flag.Duration("duration", 4*time.Second, "how long the load runs before the program shows the delivery checks and exits")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: queue [flags]\n\nA gateway loop and a scaling controller talking through NATS JetStream.\n\nflags:\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	if *duration <= 0 {
 		fmt.Fprintln(os.Stderr, "queue: -duration must be positive")

@@ -21,6 +21,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -31,9 +32,10 @@ func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
 	defer stop()
 	if err := run(ctx, os.Args[1:], os.Stdout, os.Stderr); err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "simulate:", err)
+		if errors.Is(err, flag.ErrHelp) {
+			return // -h: the usage is printed
 		}
+		fmt.Fprintln(os.Stderr, "simulate:", err)
 		os.Exit(2)
 	}
 }
@@ -53,8 +55,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 	if *list {
-		fmt.Fprintln(stdout, "policies: ", strings.Join(simulate.ShippedNames(), ", "))
-		fmt.Fprintln(stdout, "scenarios:", strings.Join(simulate.ScenarioNames(), ", "))
+		lua := simulate.ShippedLuaNames()
+		var twins []string
+		for _, n := range simulate.ShippedNames() {
+			if !slices.Contains(lua, n) {
+				twins = append(twins, n)
+			}
+		}
+		fmt.Fprintln(stdout, "policies (Lua, as the gateway's -policy):", strings.Join(lua, ", "))
+		fmt.Fprintln(stdout, "policies (Go twins):                     ", strings.Join(twins, ", "))
+		fmt.Fprintln(stdout, "scenarios:                               ", strings.Join(simulate.ScenarioNames(), ", "))
 		return nil
 	}
 	var c simulate.Comparison

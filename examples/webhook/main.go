@@ -46,6 +46,10 @@ import (
 
 func main() {
 	duration := flag.Duration("duration", 4*time.Second, "how long the load runs before the program shows the signature checks and exits")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: webhook [flags]\n\nA gateway loop scaling a platform through signed webhooks.\n\nflags:\n")
+		flag.PrintDefaults()
+	}
 	flag.Parse()
 	if *duration <= 0 {
 		fmt.Fprintln(os.Stderr, "webhook: -duration must be positive")
