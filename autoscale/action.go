@@ -72,11 +72,15 @@ type Throttle struct {
 	Burst int
 }
 
-// Route sends a fraction of one route's requests to another route.
+// Route sends a fraction of one route's requests to another route, or of one model's
+// requests to another model (the middleware's admission matches From against both):
+// a canary's split, or a cheaper model while an expensive one is saturated.
 type Route struct {
 	From, To string
 	// Fraction of From's requests sent to To, 0..1; 0 stops re-routing.
 	Fraction float64
+	// Reason says why, for the decision record.
+	Reason string
 }
 
 func (Scale) action()     {}

@@ -65,6 +65,7 @@ var actionKinds = [...]actionKind{
 		field("from", func(a autoscale.Route) lua.LValue { return lua.LString(a.From) }),
 		field("to", func(a autoscale.Route) lua.LValue { return lua.LString(a.To) }),
 		field("fraction", func(a autoscale.Route) lua.LValue { return lua.LNumber(a.Fraction) }),
+		field("reason", func(a autoscale.Route) lua.LValue { return lua.LString(a.Reason) }),
 	}},
 }
 
@@ -187,7 +188,7 @@ func ctorThrottle(L *lua.LState) (autoscale.Action, error) {
 }
 
 func ctorRoute(L *lua.LState) (autoscale.Action, error) {
-	return autoscale.Route{From: L.CheckString(1), To: L.CheckString(2), Fraction: float64(L.CheckNumber(3))}, nil
+	return autoscale.Route{From: L.CheckString(1), To: L.CheckString(2), Fraction: float64(L.CheckNumber(3)), Reason: optString(L, 4)}, nil
 }
 
 // luaActionIndex reads a field of an action userdata; an unknown field raises.
