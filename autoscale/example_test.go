@@ -88,7 +88,7 @@ func ExampleHPARecommendation() {
 func ExamplePolicySource() {
 	src, _ := autoscale.PolicySource("kpa")
 	fmt.Println(len(src) > 0, autoscale.PolicyNames())
-	// Output: true [adaptive kpa predictive schedule target_tracking threshold]
+	// Output: true [adaptive kpa llm_cost predictive schedule target_tracking threshold]
 }
 
 // A schedule that pre-warms for a sale, combined with a reactive policy: the loop takes

@@ -15,10 +15,10 @@ var policyFiles embed.FS
 // ErrUnknownPolicy is returned by [PolicySource] for a name it does not ship.
 var ErrUnknownPolicy = errors.New("autoscale: unknown policy")
 
-// PolicyNames lists the shipped Lua policies: adaptive, kpa, predictive, schedule,
-// target_tracking, threshold.
+// PolicyNames lists the shipped Lua policies: adaptive, kpa, llm_cost, predictive,
+// schedule, target_tracking, threshold.
 func PolicyNames() []string {
-	return []string{"adaptive", "kpa", "predictive", "schedule", "target_tracking", "threshold"}
+	return []string{"adaptive", "kpa", "llm_cost", "predictive", "schedule", "target_tracking", "threshold"}
 }
 
 // Policies returns the shipped Lua policies as a file system: policies/NAME.lua and
@@ -44,6 +44,11 @@ func PolicyNames() []string {
 //     time, woken by the first request. Its time constants are config keys (down_delay,
 //     down_step_interval, down_step_fraction, down_window, burst_memory, idle_to_zero),
 //     for hosts on a compressed timescale.
+//   - llm_cost: for AI gateways, per model: scale the model's target when its queue
+//     or its p99 time to first token says so, and while it is at its max or cold send
+//     its economy lane (low-priority and short prompts, re-keyed by the same file's
+//     on_request) to a cheaper model with a route action; scale to zero when idle.
+//     Every action's reason says which it chose and why.
 func Policies() fs.FS { return policyFiles }
 
 // PolicySource returns the Lua source of a shipped policy by name (see [PolicyNames]).

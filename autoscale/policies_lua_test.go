@@ -27,6 +27,10 @@ var luaTestConfigs = map[string]map[string]any{
 	}},
 	"predictive": {"target": "api", "rps_per_replica": 10, "alpha": 0.5, "beta": 0.5, "cold_start": 10},
 	"adaptive":   {"target": "api", "target_value": 10, "cold_start": 10},
+	"llm_cost": {"models": map[string]any{
+		"large": map[string]any{"target": "large", "slots": 4, "max_queue": 2, "ttft_ms": 800, "cheaper": "small"},
+		"small": map[string]any{"slots": 8},
+	}, "down_ticks": 2, "idle_to_zero": 30},
 }
 
 func TestShippedLuaPolicies(t *testing.T) {
