@@ -134,6 +134,29 @@ func WithAdmissionClock(c metrics.Clock) AdmissionOption {
 	}
 }
 
+// TenantLimiter is an outside limit on a tenant's requests that an [Admission]
+// consults after its own throttles, for example a cluster-wide limit shared by several
+// gateway replicas (package middleware/redislimit). AllowN reports whether n more of
+// tenant's requests may proceed at now and, when not, how long the client should wait.
+// It runs on the request path: it must not block, do I/O or allocate, and it must be
+// safe for concurrent use.
+type TenantLimiter interface {
+	AllowN(tenant string, now time.Time, n int) (ok bool, retryAfter time.Duration)
+}
+
+// WithTenantLimiter makes the admission throttle tenants (429, [ErrThrottled]) by l as
+// well as by its own [Admission.Throttle] rules. Requests without a tenant are not
+// asked about.
+func WithTenantLimiter(l TenantLimiter) AdmissionOption {
+	return func(a *Admission) error {
+		if l == nil {
+			return errors.New("middleware: nil tenant limiter")
+		}
+		a.limiter = l
+		return nil
+	}
+}
+
 // Admission decides which requests proceed: it sheds fractions of routes and priority
 // classes (503), throttles tenants with token buckets (429), limits concurrency, and
 // queues requests over the limit by priority with deadlines. Its rules change at run
@@ -143,9 +166,10 @@ func WithAdmissionClock(c metrics.Clock) AdmissionOption {
 //
 // An Admission is safe for concurrent use.
 type Admission struct {
-	cfg   AdmissionConfig
-	rand  func() uint64
-	clock metrics.Clock
+	cfg     AdmissionConfig
+	rand    func() uint64
+	clock   metrics.Clock
+	limiter TenantLimiter
 
 	rules atomic.Pointer[rules]
 	mu    sync.Mutex // serializes rule changes
@@ -380,6 +404,12 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 		if l, ok := r.throttle[in.Tenant]; ok && !l.AllowN(in.Now, 1) {
 			a.stats.throttled.Add(1)
 			return Permit{retryAfter: throttleDelay(l, in.Now)}, ErrThrottled
+		}
+	}
+	if a.limiter != nil && in.Tenant != "" {
+		if ok, ra := a.limiter.AllowN(in.Tenant, in.Now, 1); !ok {
+			a.stats.throttled.Add(1)
+			return Permit{retryAfter: ra}, ErrThrottled
 		}
 	}
 	if len(r.route) > 0 {

@@ -523,3 +523,52 @@ func BenchmarkAdmit(b *testing.B) {
 		})
 	}
 }
+
+// countLimiter admits the first n requests of tenant "a" and no others of it.
+type countLimiter struct {
+	left atomic.Int64
+	asks atomic.Int64
+}
+
+func (c *countLimiter) AllowN(tenant string, _ time.Time, n int) (bool, time.Duration) {
+	c.asks.Add(1)
+	if tenant != "a" {
+		return true, 0
+	}
+	if c.left.Add(-int64(n)) >= 0 {
+		return true, 0
+	}
+	return false, 3 * time.Second
+}
+
+func TestTenantLimiter(t *testing.T) {
+	if _, err := middleware.NewAdmission(middleware.AdmissionConfig{}, middleware.WithTenantLimiter(nil)); err == nil {
+		t.Error("a nil tenant limiter was accepted")
+	}
+	l := new(countLimiter)
+	l.left.Store(2)
+	a := newAdmission(t, middleware.AdmissionConfig{}, middleware.WithTenantLimiter(l))
+	now := time.Unix(1, 0)
+	for i, want := range []error{nil, nil, middleware.ErrThrottled} {
+		p, err := a.Admit(context.Background(), middleware.Info{Tenant: "a", Now: now})
+		if !errors.Is(err, want) {
+			t.Fatalf("request %d: err %v, want %v", i, err, want)
+		}
+		if err != nil && p.RetryAfter() != 3*time.Second {
+			t.Errorf("retry-after %v, want the limiter's 3s", p.RetryAfter())
+		}
+		p.Done()
+	}
+	if _, err := a.Admit(context.Background(), middleware.Info{Tenant: "b", Now: now}); err != nil {
+		t.Errorf("tenant b: %v", err)
+	}
+	if _, err := a.Admit(context.Background(), middleware.Info{Now: now}); err != nil {
+		t.Errorf("no tenant: %v", err)
+	}
+	if got := l.asks.Load(); got != 4 {
+		t.Errorf("limiter asked %d times, want 4 (never for a request without a tenant)", got)
+	}
+	if st := a.Stats(); st.Throttled != 1 || st.Admitted != 4 {
+		t.Errorf("stats %+v, want 1 throttled and 4 admitted", st)
+	}
+}

@@ -16,6 +16,16 @@ if ! command -v chromium >/dev/null 2>&1; then
   apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
 fi
 
+# redis-server, for the Redis integrations' tests (middleware/redislimit,
+# metrics/redisshare, actuator/redisstate, examples/cluster): each test starts its own
+# server on a free port (internal/redistest). Debian's package.
+if ! command -v redis-server >/dev/null 2>&1; then
+  echo "== installing redis-server"
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq
+  apt-get install -y -qq redis-server >/dev/null
+fi
+
 # Kubernetes integration tests (actuator/kubernetes, examples/kubernetes) run against a
 # real etcd and kube-apiserver, built from the Go module proxy by scripts/kubebin.sh into
 # a cache outside the repository (cold: 15-20 minutes; later runs: seconds). The build
