@@ -169,7 +169,7 @@ type Limiter struct {
 	straggler atomic.Bool // an abandoned Redis call has not returned yet
 	wg        sync.WaitGroup
 
-	running   atomic.Bool
+	running atomic.Bool
 
 	stats struct {
 		rounds, failures, fallbacks, keyErrors, scriptLoads, granted, localGranted atomic.Uint64
