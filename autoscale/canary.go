@@ -41,7 +41,7 @@ type Canary struct {
 	// means 10.
 	MinRequests int
 	// TTFT is the scope of the windows of time to first token, keyed by model. Empty
-	// means [metrics.ScopeTTFB].
+	// means "ttft", the scope middleware/llm records into.
 	TTFT metrics.Scope
 }
 
@@ -116,7 +116,7 @@ func NewCanary(c Canary) (*CanaryPolicy, error) {
 		c.MinRequests = 10
 	}
 	if c.TTFT == "" {
-		c.TTFT = metrics.ScopeTTFB
+		c.TTFT = "ttft"
 	}
 	return &CanaryPolicy{cfg: c}, nil
 }

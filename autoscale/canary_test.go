@@ -160,9 +160,9 @@ func TestCanaryVerdicts(t *testing.T) {
 		{"errors beyond the margin", fakeReader{"model/s": ok, "model/c": {Count: 100, ErrorRate: 0.07}}, true},
 		{"too few canary requests", fakeReader{"model/s": ok, "model/c": {Count: 5, ErrorRate: 1}}, false},
 		{"ttft beyond the margin", fakeReader{"model/s": ok, "model/c": ok,
-			"ttfb/s": {Count: 50, P99: 100 * ms}, "ttfb/c": {Count: 50, P99: 130 * ms}}, true},
+			"ttft/s": {Count: 50, P99: 100 * ms}, "ttft/c": {Count: 50, P99: 130 * ms}}, true},
 		{"ttft within the margin", fakeReader{"model/s": ok, "model/c": ok,
-			"ttfb/s": {Count: 50, P99: 100 * ms}, "ttfb/c": {Count: 50, P99: 120 * ms}}, false},
+			"ttft/s": {Count: 50, P99: 100 * ms}, "ttft/c": {Count: 50, P99: 120 * ms}}, false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

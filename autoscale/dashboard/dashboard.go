@@ -1,6 +1,7 @@
 // Package dashboard serves a live web page of an autoscaling gateway: per target the
 // current and desired replicas; per route and per backend the request rate, error rate,
-// p99 and requests in flight; shed and throttled counts; the last decisions with their
+// p99 and requests in flight; per model, for an AI gateway ([WithModels]), tokens per
+// second, p99 time to first token, rejections and cost per minute; shed and throttled counts; the last decisions with their
 // reasons; the actions the loop refused (a policy's typo shows here); and plots of the last minutes, refreshed every second. It is an
 // [http.Handler] to mount in any server, as net/http/pprof is; its page, script and
 // styles are embedded, so it needs nothing from the network.
@@ -68,6 +69,7 @@ type config struct {
 	decisions int
 	topKeys   int
 	title     string
+	models    *ModelScopes
 }
 
 // Option configures a [Dashboard].
@@ -104,6 +106,47 @@ func WithCounters(f func() map[string]uint64) Option {
 			return errors.New("dashboard: nil counters")
 		}
 		c.counters = f
+		return nil
+	}
+}
+
+// ModelScopes names the windows of the per-model table of an AI gateway
+// ([WithModels]), each keyed by model. The zero value of each field means the scope of
+// that name that middleware/llm records into.
+type ModelScopes struct {
+	// Requests has the model's requests: rate, errors, rejections (budgets and
+	// admission), in flight. Default [metrics.ScopeModel].
+	Requests metrics.Scope
+	// TTFT's latencies are times to first token. Default "ttft".
+	TTFT metrics.Scope
+	// InputTokens and OutputTokens carry each request's tokens as the observations'
+	// Value. Defaults "input_tokens" and "output_tokens".
+	InputTokens, OutputTokens metrics.Scope
+	// Cost carries each request's price as its Value. Default "cost".
+	Cost metrics.Scope
+}
+
+func (m ModelScopes) withDefaults() ModelScopes {
+	def := func(s *metrics.Scope, d metrics.Scope) {
+		if *s == "" {
+			*s = d
+		}
+	}
+	def(&m.Requests, metrics.ScopeModel)
+	def(&m.TTFT, "ttft")
+	def(&m.InputTokens, "input_tokens")
+	def(&m.OutputTokens, "output_tokens")
+	def(&m.Cost, "cost")
+	return m
+}
+
+// WithModels adds a per-model table and plots (an AI gateway's): requests per second,
+// tokens per second, p99 time to first token, rejections and cost per minute, read
+// from the registry's windows named by s.
+func WithModels(s ModelScopes) Option {
+	return func(c *config) error {
+		m := s.withDefaults()
+		c.models = &m
 		return nil
 	}
 }
@@ -234,6 +277,18 @@ type KeyStats struct {
 	Rejected  uint64  `json:"rejected"`
 }
 
+// ModelStats are a model's figures as the page shows them ([WithModels]).
+type ModelStats struct {
+	Key        string  `json:"key"`
+	RPS        float64 `json:"rps"`
+	ErrorRate  float64 `json:"error_rate"`
+	InFlight   int64   `json:"in_flight"`
+	Rejected   uint64  `json:"rejected"`
+	TokensPS   float64 `json:"tokens_per_s"`
+	TTFTP99ms  float64 `json:"ttft_p99_ms"`
+	CostPerMin float64 `json:"cost_per_min"`
+}
+
 // TargetStats are a target's replicas.
 type TargetStats struct {
 	Name    string `json:"name"`
@@ -276,12 +331,14 @@ type RefusalView struct {
 
 // State is the api/state document.
 type State struct {
-	Title     string            `json:"title"`
-	Time      time.Time         `json:"time"`
-	Span      float64           `json:"span_seconds"`
-	Targets   []TargetStats     `json:"targets"`
-	Routes    []KeyStats        `json:"routes"`
-	Backends  []KeyStats        `json:"backends"`
+	Title    string        `json:"title"`
+	Time     time.Time     `json:"time"`
+	Span     float64       `json:"span_seconds"`
+	Targets  []TargetStats `json:"targets"`
+	Routes   []KeyStats    `json:"routes"`
+	Backends []KeyStats    `json:"backends"`
+	// Models is empty without [WithModels].
+	Models    []ModelStats      `json:"models"`
 	Counters  map[string]uint64 `json:"counters"`
 	Decisions []DecisionView    `json:"decisions"`
 	// Refused counts the actions the loop refused; Refusals are the last of them,
@@ -295,6 +352,7 @@ type Sample struct {
 	Time     int64                  `json:"t"` // Unix milliseconds
 	Targets  map[string]TargetStats `json:"targets"`
 	Routes   map[string]KeyStats    `json:"routes"`
+	Models   map[string]ModelStats  `json:"models,omitempty"`
 	Counters map[string]uint64      `json:"counters"`
 }
 
@@ -308,6 +366,7 @@ func (d *Dashboard) State() State {
 		Targets:   []TargetStats{},
 		Routes:    d.keys(metrics.ScopeRoute, now),
 		Backends:  d.keys(metrics.ScopeBackend, now),
+		Models:    d.modelStats(now),
 		Counters:  map[string]uint64{},
 		Decisions: []DecisionView{},
 		Refusals:  []RefusalView{},
@@ -379,6 +438,40 @@ func (d *Dashboard) keys(scope metrics.Scope, now time.Time) []KeyStats {
 	return out[:min(len(out), d.cfg.topKeys)]
 }
 
+// modelStats returns the busiest models' figures, by rate.
+func (d *Dashboard) modelStats(now time.Time) []ModelStats {
+	out := []ModelStats{}
+	m, reg := d.cfg.models, d.cfg.registry
+	if m == nil || reg == nil {
+		return out
+	}
+	span := d.cfg.span
+	value := func(scope metrics.Scope, key string) metrics.Snapshot {
+		if w, ok := reg.Lookup(scope, key); ok {
+			return w.SnapshotAt(now, span)
+		}
+		return metrics.Snapshot{}
+	}
+	reg.Range(m.Requests, func(w *metrics.Window) bool {
+		k := w.Key()
+		sn := w.SnapshotAt(now, span)
+		out = append(out, ModelStats{
+			Key: k, RPS: sn.Rate, ErrorRate: sn.ErrorRate, InFlight: sn.InFlight, Rejected: sn.Rejected,
+			TokensPS:   (value(m.InputTokens, k).Value + value(m.OutputTokens, k).Value) / span.Seconds(),
+			TTFTP99ms:  float64(value(m.TTFT, k).P99) / float64(time.Millisecond),
+			CostPerMin: value(m.Cost, k).Value / span.Minutes(),
+		})
+		return true
+	})
+	slices.SortFunc(out, func(a, b ModelStats) int {
+		if c := cmp.Compare(b.RPS, a.RPS); c != 0 {
+			return c
+		}
+		return strings.Compare(a.Key, b.Key)
+	})
+	return out[:min(len(out), d.cfg.topKeys)]
+}
+
 // Sample records one point of history at now.
 func (d *Dashboard) Sample(now time.Time) {
 	st := d.State()
@@ -393,6 +486,12 @@ func (d *Dashboard) Sample(now time.Time) {
 	}
 	for _, r := range st.Routes {
 		p.Routes[r.Key] = r
+	}
+	if len(st.Models) > 0 {
+		p.Models = make(map[string]ModelStats, len(st.Models))
+		for _, m := range st.Models {
+			p.Models[m.Key] = m
+		}
 	}
 	d.mu.Lock()
 	d.samples[d.next] = p

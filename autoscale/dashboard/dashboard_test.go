@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -307,4 +308,46 @@ func TestBrowser(t *testing.T) {
 		os.WriteFile(dst, b, 0o644)
 	}
 	t.Logf("screenshot: %s", shot)
+}
+
+// TestModels: the per-model table reads each model's request, TTFT, token and cost
+// windows.
+func TestModels(t *testing.T) {
+	clk := metrics.NewManualClock(t0)
+	reg, err := metrics.NewRegistry(metrics.WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dash, err := dashboard.New(dashboard.WithRegistry(reg), dashboard.WithModels(dashboard.ModelScopes{}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for s := range 10 {
+		for i := range 20 { // 20 requests a second, 1 in 10 rejected
+			o := metrics.Observation{Latency: time.Second}
+			if i%10 == 0 {
+				o.Outcome = metrics.OutcomeRejected
+			}
+			reg.Window(metrics.ScopeModel, "large").RecordAt(clk.Now(), o)
+			reg.Window("ttft", "large").RecordAt(clk.Now(), metrics.Observation{Latency: time.Duration(100+s) * time.Millisecond})
+			reg.Window("input_tokens", "large").RecordAt(clk.Now(), metrics.Observation{Value: 300})
+			reg.Window("output_tokens", "large").RecordAt(clk.Now(), metrics.Observation{Value: 100})
+			reg.Window("cost", "large").RecordAt(clk.Now(), metrics.Observation{Value: 0.001})
+		}
+		clk.Advance(time.Second)
+	}
+	dash.Sample(clk.Now())
+	st := dash.State()
+	if len(st.Models) != 1 {
+		t.Fatalf("models: %+v", st.Models)
+	}
+	m := st.Models[0]
+	// Over the 10 s span: 20 req/s, 8,000 tokens/s, 0.02 a second is 1.2 a minute.
+	if m.Key != "large" || m.RPS != 20 || m.Rejected != 20 || math.Abs(m.TokensPS-8000) > 1e-6 ||
+		math.Abs(m.CostPerMin-1.2) > 1e-9 || m.TTFTP99ms < 100 || m.TTFTP99ms > 115 {
+		t.Errorf("model stats: %+v", m)
+	}
+	if h := dash.History(); len(h) != 1 || h[0].Models["large"].Key != "large" {
+		t.Errorf("history: %+v", h)
+	}
 }

@@ -36,7 +36,8 @@
 --   lane             suffix of the economy lane's model key (default ":economy")
 --   low_priority     priority at or below which a prompt is economy (default 0)
 --   short_tokens     estimated prompt tokens at or below which it is (default 256)
---   ttft_scope       scope of the TTFT windows, keyed by model (default "ttfb")
+--   ttft_scope       scope of the TTFT windows, keyed by model (default "ttft", where
+--                    middleware/llm records them)
 --   span             seconds of window per reading (default 10)
 --   down_ticks       calm ticks before a step down or a route back (default 5)
 --   down_utilization the fraction of capacity below which a tick is calm (default 0.5)
@@ -47,7 +48,7 @@ local models = cfg.models or {}
 local lane = cfg.lane or ":economy"
 local low_priority = cfg.low_priority or 0
 local short_tokens = cfg.short_tokens or 256
-local ttft_scope = cfg.ttft_scope or "ttfb"
+local ttft_scope = cfg.ttft_scope or "ttft"
 local span = cfg.span or 10
 local down_ticks = cfg.down_ticks or 5
 local down_util = cfg.down_utilization or 0.5

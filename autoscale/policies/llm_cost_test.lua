@@ -15,7 +15,7 @@ local function at(replicas, max, in_flight, ttft, extra)
       ["large:economy"] = { in_flight = 0, rps = 0 },
       small = { in_flight = extra.small_in_flight or 1, rps = 1, count = 10 },
     },
-    scopes = { ttfb = { large = { p99 = ttft, count = 10 } } },
+    scopes = { ttft = { large = { p99 = ttft, count = 10 } } },
   }
 end
 

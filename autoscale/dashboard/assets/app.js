@@ -88,6 +88,13 @@ function drawHistory(h) {
   plot("plot-replicas", rep);
   plot("plot-rps", routes.map(r => ({ name: r, points: pts.filter(p => p.routes[r]).map(p => [p.t, p.routes[r].rps]) })));
   plot("plot-p99", routes.map(r => ({ name: r, points: pts.filter(p => p.routes[r]).map(p => [p.t, p.routes[r].p99_ms]) })));
+  const models = names("models");
+  const perModel = field => models.map(m => ({ name: m, points: pts.filter(p => p.models && p.models[m]).map(p => [p.t, p.models[m][field]]) }));
+  if (models.length > 0) {
+    plot("plot-tokens", perModel("tokens_per_s"));
+    plot("plot-ttft", perModel("ttft_p99_ms"));
+    plot("plot-cost", perModel("cost_per_min"));
+  }
   const counters = names("counters");
   plot("plot-rejected", counters.map(c => {
     const series = [];
@@ -132,6 +139,10 @@ function drawState(s) {
   const head = ["key", "req/s", "errors", "p99 ms", "in flight", "rejected"];
   table("routes", head, keyRows(s.routes));
   table("backends", head, keyRows(s.backends));
+  const hasModels = (s.models || []).length > 0;
+  document.querySelectorAll(".models-only").forEach(e => { e.style.display = hasModels ? "" : "none"; });
+  table("models", ["model", "req/s", "tokens/s", "TTFT p99 ms", "errors", "in flight", "rejected", "cost/min"],
+    (s.models || []).map(m => [m.key, fmt(m.rps), fmt(m.tokens_per_s, 0), fmt(m.ttft_p99_ms), fmt(100 * m.error_rate) + "%", m.in_flight, m.rejected, fmt(m.cost_per_min, 4)]));
   table("counters", ["counter", "total"], Object.entries(s.counters).sort().map(([k, v]) => [k, v]));
   document.getElementById("decisions").replaceChildren(...s.decisions.map(d => {
     const li = el("li");
