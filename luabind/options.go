@@ -112,6 +112,16 @@ type Limits struct {
 	// hook's budget, nor the caller's context. Zero means 5 ms; [NoBudget] waits for
 	// as long as the budget and the context allow; otherwise at least 1 µs.
 	PoolWait time.Duration
+	// MaxActions is the most actions one on_tick may return; a longer list fails the
+	// tick (reason "limit", no actions applied). Zero means 1,000; range 1..1,000,000.
+	MaxActions int
+	// MaxStateBytes bounds on_tick's state table, which outlives the VMs that fill
+	// it: measured (an estimate of the bytes reachable from it: tables, entries,
+	// strings, closures and their upvalues, userdata) at the end of every tick,
+	// failed ones included. Past it the state is reset to an empty table (counted in
+	// Stats.StateResets) and the tick fails with reason "limit". Zero means 4 MiB;
+	// range 1 KiB..1 GiB.
+	MaxStateBytes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -139,6 +149,12 @@ func (l Limits) withDefaults() Limits {
 		l.PoolSize = 2 * runtime.GOMAXPROCS(0)
 	}
 	def(&l.PoolWait, 5*time.Millisecond)
+	if l.MaxActions == 0 {
+		l.MaxActions = 1000
+	}
+	if l.MaxStateBytes == 0 {
+		l.MaxStateBytes = 4 << 20
+	}
 	return l
 }
 
@@ -168,6 +184,12 @@ func (l Limits) Validate() error {
 	}
 	if l.PoolWait != NoBudget && l.PoolWait < time.Microsecond {
 		errs = append(errs, configError("pool wait %v is below 1µs (use NoBudget to wait as long as the budget allows)", l.PoolWait))
+	}
+	if l.MaxActions < 1 || l.MaxActions > 1_000_000 {
+		errs = append(errs, configError("max actions %d out of [1, 1000000]", l.MaxActions))
+	}
+	if l.MaxStateBytes < 1<<10 || l.MaxStateBytes > 1<<30 {
+		errs = append(errs, configError("max state bytes %d out of [1KiB, 1GiB]", l.MaxStateBytes))
 	}
 	if l.PoolSize < 1 || l.PoolSize > 4096 {
 		errs = append(errs, configError("pool size %d out of [1, 4096]", l.PoolSize))

@@ -125,6 +125,8 @@ type Runtime struct {
 	fallbacks atomic.Uint64
 	reloads   atomic.Uint64
 	reloadBad atomic.Uint64
+	// stateResets counts on_tick states reset for passing Limits.MaxStateBytes.
+	stateResets atomic.Uint64
 }
 
 // New compiles the script, runs its self_test() if it defines one, and returns a
@@ -452,6 +454,9 @@ type Stats struct {
 	VMsCreated, VMsDiscarded uint64
 	// Reloads and ReloadFailures count calls of [Runtime.Reload].
 	Reloads, ReloadFailures uint64
+	// StateResets counts on_tick state tables reset to empty for growing past
+	// Limits.MaxStateBytes.
+	StateResets uint64
 }
 
 // Total returns the number of failures of a hook, over all reasons.
@@ -473,6 +478,7 @@ func (r *Runtime) Stats() Stats {
 		PickFallbacks: r.fallbacks.Load(),
 		VMsCreated:    r.created.Load(), VMsDiscarded: r.discarded.Load(),
 		Reloads: r.reloads.Load(), ReloadFailures: r.reloadBad.Load(),
+		StateResets: r.stateResets.Load(),
 	}
 	for h := range numHooks {
 		for re := range numReasons {

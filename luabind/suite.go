@@ -139,7 +139,7 @@ func (s *Suite) install(v *vm) {
 		if v.fns[hTick] == nil {
 			L.RaiseError("%s: the script has no on_tick", fn)
 		}
-		all, err := v.tick(in, state, 0)
+		all, err := v.tick(in, state, 0, v.rt.cfg.limits.MaxActions)
 		if err != nil {
 			L.RaiseError("%s: %v", fn, err)
 		}

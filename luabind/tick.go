@@ -50,7 +50,17 @@ func (r *Runtime) Decide(ctx context.Context, in *autoscale.Input) ([]autoscale.
 	if r.state == nil {
 		r.state = v.L.NewTable()
 	}
-	acts, err := v.tick(in, r.state, r.cfg.limits.budget(hTick))
+	acts, err := v.tick(in, r.state, r.cfg.limits.budget(hTick), r.cfg.limits.MaxActions)
+	// The state outlives the VM: measure it after every tick, failed ones included
+	// (a tick that timed out may have grown it as much as one that returned).
+	if lim := r.cfg.limits.MaxStateBytes; stateSize(r.state, lim) > lim {
+		r.state = nil // the next tick starts from an empty state
+		r.stateResets.Add(1)
+		if err == nil {
+			err = &ScriptError{Hook: HookTick, Script: p.name, Err: ErrScript,
+				Message: fmt.Sprintf("state grew past %d bytes (limit): reset to an empty table", lim)}
+		}
+	}
 	if err != nil {
 		if !isBadReturn(err) {
 			r.discard(v)
@@ -79,7 +89,7 @@ func (r *Runtime) tickFailed(ctx context.Context, err error) ([]autoscale.Action
 }
 
 // tick calls on_tick(m, state) and converts its return value.
-func (v *vm) tick(in *autoscale.Input, state *lua.LTable, budget time.Duration) ([]autoscale.Action, error) {
+func (v *vm) tick(in *autoscale.Input, state *lua.LTable, budget time.Duration, maxActions int) ([]autoscale.Action, error) {
 	v.tickv.set(in)
 	defer v.tickv.clear()
 	L := v.L
@@ -91,6 +101,10 @@ func (v *vm) tick(in *autoscale.Input, state *lua.LTable, budget time.Duration) 
 	}
 	ret := L.Get(-1)
 	L.Pop(1)
+	if t, ok := ret.(*lua.LTable); ok && t.Len() > maxActions {
+		return nil, &ScriptError{Hook: HookTick, Script: v.prog.name, Err: ErrScript,
+			Message: fmt.Sprintf("on_tick returned %d actions, more than %d (limit)", t.Len(), maxActions)}
+	}
 	acts, err := actionsOf(ret)
 	if err != nil {
 		return nil, badReturn{fmt.Errorf("%w: on_tick: %w", ErrBadReturn, err)}
