@@ -76,8 +76,8 @@ func (c FallbackClass) String() string {
 // class's budget is empty gets the failed response as it came.
 //
 // The request's body is kept, up to MaxBody bytes, to be sent again (through
-// [http.Request.GetBody] when set, which costs no copy); a larger body goes once,
-// without fallback.
+// [http.Request.GetBody] when set); a larger body goes once, without fallback. With
+// [WithSetModel] the body of each step is rewritten to name the step's model instead.
 //
 // The zero value of each field means its default.
 type Fallback struct {
@@ -255,7 +255,18 @@ func replayBody(r *http.Request, max int64) (body func() (io.ReadCloser, error),
 // serveChain proxies r down chain (its model first) on pool.
 func (p *Proxy) serveChain(w http.ResponseWriter, r *http.Request, st *proxyState, pool *Pool, chain []string) {
 	f := p.fb
-	body, first, ok, err := replayBody(r, f.cfg.MaxBody)
+	var (
+		body  func() (io.ReadCloser, error)
+		first []byte
+		ok    bool
+		err   error
+	)
+	if p.setModel != nil && p.setModel(r, chain[0]) == nil {
+		// Each attempt rewrites the body for its model and reads it from the start.
+		body, ok = func() (io.ReadCloser, error) { return r.Body, nil }, true
+	} else {
+		body, first, ok, err = replayBody(r, f.cfg.MaxBody)
+	}
 	if err != nil {
 		// The client's body broke before it was read whole: nothing can be sent.
 		http.Error(w, http.StatusText(http.StatusBadRequest), http.StatusBadRequest)
@@ -290,6 +301,9 @@ func (p *Proxy) serveChain(w http.ResponseWriter, r *http.Request, st *proxyStat
 			http.Error(w, http.StatusText(http.StatusServiceUnavailable), http.StatusServiceUnavailable)
 			return
 		}
+		if p.setModel != nil && i > 0 {
+			p.setModel(r, model)
+		}
 		b, err := body()
 		if err != nil {
 			res.Done(Outcome{Err: context.Canceled, At: start})
@@ -309,7 +323,10 @@ func (p *Proxy) serveChain(w http.ResponseWriter, r *http.Request, st *proxyStat
 			})
 		}
 		out := r.WithContext(actx)
-		out.Body, out.GetBody = b, body
+		out.Body = b
+		if p.setModel == nil {
+			out.GetBody = body
+		}
 		if !last || len(failed) > 0 {
 			setFallbackHeaders(w, failed, model)
 		}

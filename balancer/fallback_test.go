@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -300,5 +301,56 @@ func TestFallbackBodyTooLargeGoesOnce(t *testing.T) {
 	f.servers["large"].status.Store(429)
 	if diff := cmp.Diff(answer{429, "large", "", "", "large"}, f.post(t, "large", "0123456789")); diff != "" {
 		t.Errorf("answer (-want +got):\n%s", diff)
+	}
+}
+
+// TestSetModelRewritesEachStep: with WithSetModel each step's backend gets a body
+// naming its own model.
+func TestSetModelRewritesEachStep(t *testing.T) {
+	var mu sync.Mutex
+	orig := map[*http.Request]string{}
+	setModel := func(r *http.Request, model string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		b, ok := orig[r]
+		if !ok {
+			raw, err := io.ReadAll(r.Body)
+			if err != nil {
+				return err
+			}
+			b = string(raw)
+			orig[r] = b
+		}
+		nb := strings.Replace(b, `"model":"large"`, fmt.Sprintf("%q:%q", "model", model), 1)
+		r.Body, r.ContentLength = io.NopCloser(strings.NewReader(nb)), int64(len(nb))
+		r.GetBody = func() (io.ReadCloser, error) { return io.NopCloser(strings.NewReader(nb)), nil }
+		return nil
+	}
+	f := newChain(t, balancer.Fallback{})
+	px, err := balancer.NewProxy(f.pool, balancer.WithModel(balancer.HeaderKey("X-Model")), balancer.WithSetModel(setModel),
+		balancer.WithFallback(balancer.Fallback{Chains: map[string][]string{"large": {"medium", "hosted"}}}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.CloseIdleConnections()
+	front := httptest.NewServer(px)
+	defer front.Close()
+	f.servers["large"].status.Store(500)
+	f.servers["medium"].status.Store(429)
+	req, _ := http.NewRequest(http.MethodPost, front.URL, strings.NewReader(`{"model":"large","x":1}`))
+	req.Header.Set("X-Model", "large")
+	res, err := front.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	got := map[string]string{}
+	for m, s := range f.servers {
+		got[m] = <-s.bodies
+	}
+	want := map[string]string{"large": `{"model":"large","x":1}`, "medium": `{"model":"medium","x":1}`, "hosted": `{"model":"hosted","x":1}`}
+	if diff := cmp.Diff(want, got); diff != "" || res.StatusCode != 200 {
+		t.Errorf("status %d, bodies (-want +got):\n%s", res.StatusCode, diff)
 	}
 }

@@ -70,6 +70,7 @@ type Proxy struct {
 	bufferPool  httputil.BufferPool
 	retriesDone atomic.Uint64
 	model       func(*http.Request) string
+	setModel    func(*http.Request, string) error
 	routes      map[string]*Pool
 	fb          *fallbacks
 }
@@ -116,6 +117,22 @@ func CookieKey(name string) func(*http.Request) string {
 func WithModel(f func(*http.Request) string) ProxyOption {
 	return func(p *Proxy) error {
 		p.model = f
+		return nil
+	}
+}
+
+// WithSetModel sets how a request's body is made to name the model the proxy sends it
+// to, when that is not the model the client asked for (a script's or a route action's
+// re-routing, a step down a fallback chain): an upstream serving llama-8b may refuse a
+// body that asks for llama-70b. f is called with the inbound request before each
+// attempt; it must leave r.Body reading the new body from its start, and
+// r.ContentLength and r.GetBody matching it (middleware/llm's SetModel does, for the
+// requests its gateway read; it is cheapest when f returns at once for a body that
+// already names model). An error leaves the request as it was. The default (nil)
+// sends bodies unchanged.
+func WithSetModel(f func(r *http.Request, model string) error) ProxyOption {
+	return func(p *Proxy) error {
+		p.setModel = f
 		return nil
 	}
 }
@@ -386,6 +403,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			p.serveChain(w, r, st, pool, chain)
 			return
 		}
+	}
+	if p.setModel != nil && st.req.Model != "" {
+		p.setModel(r, st.req.Model) // on error the body goes as it came
 	}
 	p.serveOnce(w, r, st, pool)
 }
