@@ -31,6 +31,10 @@ import (
 // response (about 10% of the proxy's throughput, see internal/proxyload) and deliver
 // nothing sooner. [WithFlushInterval] changes it.
 //
+// A [ProxyHook] ([WithProxyHook]) runs after every request with the backend, the status
+// and bytes sent and the latency: the log phase, where luabind runs a script's
+// on_response.
+//
 // # Errors
 //
 // No error text reaches the client, only a status and its standard text:
@@ -73,6 +77,7 @@ type Proxy struct {
 	setModel    func(*http.Request, string) error
 	routes      map[string]*Pool
 	fb          *fallbacks
+	hook        ProxyHook
 }
 
 // ProxyOption configures a [Proxy].
@@ -384,6 +389,14 @@ func idempotent(method string) bool {
 // ServeHTTP proxies r to a backend of the pool.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	st := &proxyState{}
+	if p.hook != nil {
+		p.serveHooked(w, r, st)
+		return
+	}
+	p.serve(w, r, st)
+}
+
+func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, st *proxyState) {
 	st.req.HTTP = r
 	if p.key != nil {
 		st.req.Key = p.key(r)

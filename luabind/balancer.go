@@ -2,6 +2,7 @@ package luabind
 
 import (
 	"context"
+	"net/http"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/balancer"
@@ -47,5 +48,35 @@ func (r *Runtime) BalancerPick(windowSpan time.Duration) balancer.PickFunc {
 			views = append(views, v)
 		}
 		return r.Pick(ctx, &req, views)
+	}
+}
+
+// ProxyHook returns a [balancer.ProxyHook] that runs the script's on_response after
+// every request a [balancer.Proxy] serves (install it with [balancer.WithProxyHook]):
+// the log phase where the proxy is the gateway's handler. res shows the status sent,
+// the latency, the bytes and the backend (res.backend); values, when not nil, gives the
+// values res:value(name) reads (tokens used, read from the backend's response header).
+// req has the HTTP request's method, path, host, headers and query, and the route and
+// model of the [balancer.Destination] a middleware in front set. A script without
+// on_response costs nothing. Install the log phase here or in the middleware
+// (luahttp.ResponseHook), not both: each would run on_response for the same request.
+func (r *Runtime) ProxyHook(values func(*http.Request, *balancer.ProxyResponse) map[string]any) balancer.ProxyHook {
+	return func(h *http.Request, pr balancer.ProxyResponse) {
+		if !r.Has(HookResponse) {
+			return
+		}
+		req := Request{Method: h.Method, Host: h.Host, Header: h.Header, ContentLength: h.ContentLength}
+		if h.URL != nil {
+			req.Path, req.RawQuery = h.URL.Path, h.URL.RawQuery
+		}
+		if d, ok := balancer.DestinationFrom(h.Context()); ok {
+			req.Route, req.Model = d.Route, d.Model
+		}
+		res := Response{Status: pr.Status, Latency: pr.Latency, Bytes: pr.Bytes, Backend: pr.Backend}
+		if values != nil {
+			p := pr // pr itself would escape, and cost a script without on_response
+			res.Values = values(h, &p)
+		}
+		_ = r.OnResponse(h.Context(), &req, &res)
 	}
 }

@@ -80,7 +80,7 @@ func TestReferenceMatchesCode(t *testing.T) {
 	globals := tableKeys(v.data)
 	globals = slices.DeleteFunc(globals, func(s string) bool { return s == "on_request" })
 	v.reqv.set(v, &Request{Tokens: 1})
-	v.resv.set(&Response{})
+	v.resv.set(v, &Response{})
 	tv := &tickView{}
 	tv.init(v)
 	tv.set(&autoscale.Input{})

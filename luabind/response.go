@@ -16,13 +16,16 @@ type Response struct {
 	Latency time.Duration
 	// Bytes is the response's size.
 	Bytes int64
+	// Backend is the ID of the backend that served the request, when the host knows it
+	// (a [balancer.Proxy]'s hook, [Runtime.ProxyHook]); "" otherwise.
+	Backend string
 	// Values are user values the host attaches (tokens used, cost, cache hit), read by
 	// res:value(name). Supported types: string, bool, integers, floats and
 	// time.Duration (seconds); others read as nil.
 	Values map[string]any
 }
 
-var responseFields = [...]string{"status", "latency", "bytes", "value"}
+var responseFields = [...]string{"status", "latency", "bytes", "backend", "value"}
 
 // OnResponse runs the script's on_response. Failures are counted, logged and
 // returned; there is nothing to fail closed. ctx (with Limits.PoolWait) bounds only the wait for a free VM.
@@ -36,7 +39,7 @@ func (r *Runtime) OnResponse(ctx context.Context, req *Request, res *Response) e
 		return r.failed(ctx, hResponse, err)
 	}
 	v.reqv.set(v, req)
-	v.resv.set(res)
+	v.resv.set(v, res)
 	L := v.L
 	L.Push(v.fns[hResponse])
 	L.Push(v.reqv.proxy)
@@ -74,11 +77,12 @@ func (rv *resView) init(v *vm) {
 	v.data.RawSetString("observe", L.NewFunction(v.luaObserve))
 }
 
-func (rv *resView) set(res *Response) {
+func (rv *resView) set(v *vm, res *Response) {
 	rv.cur = res
 	rv.data.RawSetString("status", lua.LNumber(res.Status))
 	rv.data.RawSetString("latency", ms(res.Latency))
 	rv.data.RawSetString("bytes", lua.LNumber(res.Bytes))
+	rv.data.RawSetString("backend", v.str(res.Backend))
 }
 
 func scalarToLua(x any) lua.LValue {

@@ -219,7 +219,7 @@ func (s *Suite) install(v *vm) {
 		}
 		rv := &resView{}
 		rv.init(v)
-		rv.set(res)
+		rv.set(v, res)
 		L.Push(rv.proxy)
 		return 1
 	}))
@@ -817,7 +817,7 @@ func fixtureBackends(t *lua.LTable) ([]BackendView, error) {
 }
 
 func fixtureResponse(t *lua.LTable) (*Response, error) {
-	f, err := fields(t, "status", "latency", "bytes", "values")
+	f, err := fields(t, "status", "latency", "bytes", "backend", "values")
 	if err != nil {
 		return nil, err
 	}
@@ -835,6 +835,9 @@ func fixtureResponse(t *lua.LTable) (*Response, error) {
 		return nil, err
 	}
 	res.Status, res.Latency, res.Bytes = int(st), msDur(lat), int64(by)
+	if res.Backend, err = str(f, "backend"); err != nil {
+		return nil, err
+	}
 	if v, ok := f["values"]; ok {
 		vt, ok := v.(*lua.LTable)
 		if !ok {

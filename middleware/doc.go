@@ -15,6 +15,11 @@
 // concurrency limit, and a bounded priority queue with deadlines. The scaling loop
 // drives the admission at run time through its Shed, Throttle and Route actions.
 //
+// After every request, served or rejected, it can run a [ResponseHook] (the log phase,
+// where a Lua on_response plugs in, through luabind/luahttp) with the status, latency and
+// bytes sent and the values the handler attached with [SetValue]: tokens used, cost, a
+// cache hit. Without a response hook the middleware keeps no values.
+//
 // A request with a model, or one whose route was re-routed, carries its final route and
 // model (after the hook and the admission had their say) as a [balancer.Destination] in
 // its context, which a [balancer.Proxy] behind the middleware follows: a Lua

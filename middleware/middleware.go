@@ -100,15 +100,16 @@ type Verdict struct {
 }
 
 type config struct {
-	registry  *metrics.Registry
-	admission *Admission
-	hook      Hook
-	classify  Classifier
-	isFailure func(r *http.Request, status int) bool
-	clock     metrics.Clock
-	logger    *slog.Logger
-	meter     metric.MeterProvider
-	writers   *sync.Pool // of *responseWriter
+	registry   *metrics.Registry
+	admission  *Admission
+	hook       Hook
+	onResponse ResponseHook
+	classify   Classifier
+	isFailure  func(r *http.Request, status int) bool
+	clock      metrics.Clock
+	logger     *slog.Logger
+	meter      metric.MeterProvider
+	writers    *sync.Pool // of *responseWriter
 }
 
 // An Option configures [New]. A nil argument to an option means its default.
@@ -218,7 +219,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		keys, v = c.hook(r, keys)
 		setHeaders(w, v.Header)
 		if v.Status != 0 {
-			h.reject(w, keys, start, v.Status, v.RetryAfter, v.Body, "hook")
+			h.reject(w, r, keys, start, v.Status, v.RetryAfter, v.Body, "hook")
 			return
 		}
 	}
@@ -228,7 +229,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		permit, err = c.admission.Admit(r.Context(), Info{Route: keys.Route, Tenant: keys.Tenant, Model: keys.Model, Priority: keys.Priority, Now: start})
 		if err != nil {
-			h.reject(w, keys, start, StatusOf(err), permit.RetryAfter(), "", reasonOf(err))
+			h.reject(w, r, keys, start, StatusOf(err), permit.RetryAfter(), "", reasonOf(err))
 			return
 		}
 		if rt := permit.Route(); rt != keys.Route {
@@ -259,7 +260,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 
 	rw := c.writers.Get().(*responseWriter)
-	*rw = responseWriter{ResponseWriter: w, clock: c.clock}
+	*rw = responseWriter{ResponseWriter: w, clock: c.clock, collect: c.onResponse != nil, values: rw.values[:0]}
 	returned := false
 	defer func() {
 		// A handler that panics (or calls runtime.Goexit) still ends the request: record
@@ -271,6 +272,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o := metrics.Observation{Latency: end.Sub(start), Outcome: metrics.OutcomeError, Bytes: rw.bytes}
 		done(route, tenant, model, end, o)
 		permit.Done()
+		if c.onResponse != nil {
+			c.onResponse(r, keys, Response{Status: http.StatusInternalServerError, Latency: o.Latency, Bytes: rw.bytes, Values: rw.values})
+		}
 	}()
 	h.next.ServeHTTP(rw, r)
 	returned = true
@@ -290,10 +294,14 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			Latency: rw.firstFlush.Sub(start), Outcome: o.Outcome,
 		})
 	}
+	if c.onResponse != nil {
+		c.onResponse(r, keys, Response{Status: rw.statusCode(), Latency: o.Latency, Bytes: rw.bytes, Values: rw.values})
+	}
 	// The wrapper goes back to the pool only when the handler returned normally: a
 	// ResponseWriter may not be used after ServeHTTP returns, and a panicking handler's
-	// may still be referenced by whoever recovers.
-	*rw = responseWriter{}
+	// may still be referenced by whoever recovers. It keeps its values' array, cleared.
+	clear(rw.values)
+	*rw = responseWriter{values: rw.values[:0]}
 	c.writers.Put(rw)
 }
 
@@ -319,7 +327,7 @@ func reasonOf(err error) string {
 
 // reject answers a request that the hook or admission turned away, with a short fixed
 // text (never an error's text), and records it as rejected in its windows.
-func (h *Handler) reject(w http.ResponseWriter, keys Keys, now time.Time, status int, retryAfter time.Duration, body, reason string) {
+func (h *Handler) reject(w http.ResponseWriter, r *http.Request, keys Keys, now time.Time, status int, retryAfter time.Duration, body, reason string) {
 	if status < 400 || status > 599 {
 		status = http.StatusServiceUnavailable
 	}
@@ -333,7 +341,7 @@ func (h *Handler) reject(w http.ResponseWriter, keys Keys, now time.Time, status
 	w.Header().Set("X-Content-Type-Options", "nosniff")
 	w.Header().Set(RejectedHeader, reason)
 	w.WriteHeader(status)
-	io.WriteString(w, body+"\n")
+	n, _ := io.WriteString(w, body+"\n")
 	o := metrics.Observation{Outcome: metrics.OutcomeRejected}
 	reg := h.cfg.registry
 	for _, k := range [...]struct {
@@ -343,6 +351,9 @@ func (h *Handler) reject(w http.ResponseWriter, keys Keys, now time.Time, status
 		if k.key != "" {
 			reg.Window(k.scope, k.key).RecordAt(now, o)
 		}
+	}
+	if h.cfg.onResponse != nil {
+		h.cfg.onResponse(r, keys, Response{Status: status, Latency: h.cfg.clock.Now().Sub(now), Bytes: int64(n), Rejected: reason})
 	}
 }
 

@@ -21,6 +21,8 @@ type responseWriter struct {
 	status     int
 	bytes      int64
 	firstFlush time.Time
+	collect    bool    // a response hook is set: SetValue keeps values
+	values     []Value // what SetValue attached, for the response hook
 }
 
 var (

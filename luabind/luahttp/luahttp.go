@@ -1,9 +1,16 @@
-// Package luahttp plugs a Lua script's on_request (a [luabind.Runtime]) into the
-// recording middleware as its [middleware.Hook]: the access phase of an OpenResty
-// gateway, in Go.
+// Package luahttp plugs a Lua script's on_request and on_response (a
+// [luabind.Runtime]) into the recording middleware, as its [middleware.Hook] and its
+// [middleware.ResponseHook]: the access and log phases of an OpenResty gateway, in Go.
 //
 //	rt, _ := luabind.New(src)
-//	mw := middleware.New(middleware.WithRegistry(reg), middleware.WithHook(luahttp.Hook(rt)))
+//	mw := middleware.New(middleware.WithRegistry(reg),
+//		middleware.WithHook(luahttp.Hook(rt)), middleware.WithResponseHook(luahttp.ResponseHook(rt)))
+//
+// on_response then runs once for every request on_request saw, served or rejected,
+// with the response's status, latency and bytes and the values the handler attached
+// with [middleware.SetValue] (res:value(name)). Install the log phase here or on a
+// [balancer.Proxy] (luabind's Runtime.ProxyHook), not both: each would run
+// on_response for the same request.
 //
 // The script sees the request's method, path, host, headers, query, the middleware's
 // keys (route, tenant, model, priority), the content length and, when the host
@@ -11,9 +18,9 @@
 // rejects the request (see luabind's REFERENCE.md).
 //
 // This package imports both luabind and middleware, which do not import each other
-// (DESIGN.md keeps luabind above metrics, autoscale and balancer, and middleware above
-// metrics and balancer only); it is the small leaf that joins them, as otelmetrics
-// joins metrics to OpenTelemetry.
+// (luabind stands on metrics, autoscale and balancer, middleware on metrics and
+// balancer only); it is the small leaf that joins them, as otelmetrics joins metrics
+// to OpenTelemetry.
 package luahttp
 
 import (
@@ -47,10 +54,7 @@ func Hook(rt *luabind.Runtime, opts ...Option) middleware.Hook {
 		if !rt.Has(luabind.HookRequest) {
 			return k, middleware.Verdict{}
 		}
-		req := luabind.Request{
-			Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, RawQuery: r.URL.RawQuery,
-			Tenant: k.Tenant, Route: k.Route, Model: k.Model, Priority: k.Priority, ContentLength: r.ContentLength,
-		}
+		req := request(r, k)
 		if c.tokens != nil {
 			req.Tokens = c.tokens(r)
 		}
@@ -79,5 +83,34 @@ func Hook(rt *luabind.Runtime, opts ...Option) middleware.Hook {
 			k.Model = d.Model
 		}
 		return k, v
+	}
+}
+
+// ResponseHook returns a middleware response hook that runs rt's on_response after
+// every request. A script without on_response costs nothing. req is the request as
+// on_request saw it, with the final keys (after the hook and the admission), and
+// without tokens (the estimate is on_request's; tokens used are a value the handler
+// attaches). A failing on_response is counted and logged by the runtime.
+func ResponseHook(rt *luabind.Runtime) middleware.ResponseHook {
+	return func(r *http.Request, k middleware.Keys, res middleware.Response) {
+		if !rt.Has(luabind.HookResponse) {
+			return
+		}
+		req := request(r, k)
+		lres := luabind.Response{Status: res.Status, Latency: res.Latency, Bytes: res.Bytes}
+		if len(res.Values) > 0 {
+			lres.Values = make(map[string]any, len(res.Values))
+			for _, v := range res.Values {
+				lres.Values[v.Name] = v.Value
+			}
+		}
+		_ = rt.OnResponse(r.Context(), &req, &lres)
+	}
+}
+
+func request(r *http.Request, k middleware.Keys) luabind.Request {
+	return luabind.Request{
+		Method: r.Method, Path: r.URL.Path, Host: r.Host, Header: r.Header, RawQuery: r.URL.RawQuery,
+		Tenant: k.Tenant, Route: k.Route, Model: k.Model, Priority: k.Priority, ContentLength: r.ContentLength,
 	}
 }

@@ -7,6 +7,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/autoscalelua/autoscalelua/luabind"
 	"github.com/autoscalelua/autoscalelua/luabind/luahttp"
 	"github.com/autoscalelua/autoscalelua/metrics"
@@ -119,3 +121,137 @@ func BenchmarkHook(b *testing.B) {
 		hook(req, k)
 	}
 }
+
+// logScript's on_response writes what it saw into the "log" scope: one window per
+// request, keyed by route, tenant, status, bytes and latency, valued by the tokens the
+// handler attached.
+const logScript = `
+function on_request(req)
+  if req:header("X-Api-Key") == nil then return {status = 401, body = "missing key"} end
+  if req.path == "/v1/big" then return {route = "/v1/chat/big"} end
+end
+function on_response(req, res)
+  observe("log", string.format("%s %s %d %d %.0f %s", req.route, req.tenant, res.status, res.bytes, res.latency,
+    tostring(res:value("cached"))), res:value("tokens") or 0)
+end
+`
+
+// TestResponseHook checks over real HTTP that on_response runs once for every request
+// on_request saw (served, rejected by on_request, panicking), with the final keys, the
+// status, bytes and latency sent, and the values the handler attached.
+func TestResponseHook(t *testing.T) {
+	clk := metrics.NewManualClock(time.Unix(1_700_000_000, 0))
+	reg, err := metrics.NewRegistry(metrics.WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := luabind.New(luabind.FromString("log.lua", logScript), luabind.WithRegistry(reg), luabind.WithClock(clk))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	handler := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		clk.Advance(25 * time.Millisecond)
+		switch r.URL.Path {
+		case "/panic":
+			panic(http.ErrAbortHandler)
+		case "/v1/big":
+			if !middleware.SetValue(w, "tokens", 40) || !middleware.SetValue(w, "cached", true) {
+				t.Error("SetValue kept nothing")
+			}
+			middleware.SetValue(w, "tokens", 42) // replaces
+			w.WriteHeader(http.StatusCreated)
+		}
+		io.WriteString(w, "hello")
+	})
+	srv := httptest.NewServer(middleware.Wrap(handler, middleware.WithRegistry(reg), middleware.WithClock(clk),
+		middleware.WithHook(luahttp.Hook(rt)), middleware.WithResponseHook(luahttp.ResponseHook(rt))))
+	defer srv.Close()
+
+	for _, c := range []struct{ path, key, tenant string }{
+		{"/v1/big", "k", "acme"}, {"/v1/chat", "", "free"}, {"/v1/chat", "k", "free"}, {"/panic", "k", "acme"},
+	} {
+		req, err := http.NewRequest("GET", srv.URL+c.path, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.key != "" {
+			req.Header.Set("X-Api-Key", c.key)
+		}
+		req.Header.Set("X-Tenant-ID", c.tenant)
+		res, err := srv.Client().Do(req)
+		if err != nil {
+			if c.path == "/panic" {
+				continue // the server aborts the response
+			}
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+	}
+	want := []string{
+		"/panic acme 500 0 25 nil",
+		"/v1/chat free 200 5 25 nil",
+		"/v1/chat free 401 12 0 nil",
+		"/v1/chat/big acme 201 5 25 true",
+	}
+	if diff := cmp.Diff(want, reg.Keys("log")); diff != "" {
+		t.Errorf("on_response calls (-want +got):\n%s", diff)
+	}
+	if w, ok := reg.Lookup("log", want[3]); !ok || w.SnapshotAt(clk.Now(), 0).Value != 42 {
+		t.Errorf("tokens the handler attached: %+v", w.SnapshotAt(clk.Now(), 0))
+	}
+	if f := rt.Stats().Failures; len(f) != 0 {
+		t.Errorf("hook failures: %v", f)
+	}
+}
+
+// BenchmarkResponseHook prices the log phase per request through the middleware:
+// "none" has no response hook, "no-on_response" the hook with a script that defines
+// only on_request (it must allocate nothing more), "on_response" a script that reads
+// the response and a value.
+func BenchmarkResponseHook(b *testing.B) {
+	for _, c := range []struct {
+		name, src string
+		hook      bool
+	}{
+		{"none", `function on_request(req) end`, false},
+		{"no-on_response", `function on_request(req) end`, true},
+		{"on_response", `function on_request(req) end
+function on_response(req, res) if res.status > 500 and res:value("tokens") then error("x") end end`, true},
+	} {
+		b.Run(c.name, func(b *testing.B) {
+			rt, err := luabind.New(luabind.FromString("b.lua", c.src))
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer rt.Close()
+			reg, err := metrics.NewRegistry()
+			if err != nil {
+				b.Fatal(err)
+			}
+			opts := []middleware.Option{middleware.WithRegistry(reg), middleware.WithHook(luahttp.Hook(rt))}
+			if c.hook {
+				opts = append(opts, middleware.WithResponseHook(luahttp.ResponseHook(rt)))
+			}
+			h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				middleware.SetValue(w, "tokens", 7)
+				w.WriteHeader(http.StatusOK)
+			}), opts...)
+			req := httptest.NewRequest("GET", "/v1/chat", nil)
+			w := &discardWriter{h: http.Header{}}
+			b.ReportAllocs()
+			for b.Loop() {
+				h.ServeHTTP(w, req)
+			}
+		})
+	}
+}
+
+// discardWriter is a ResponseWriter that keeps nothing, so the benchmark measures the
+// middleware rather than a recorder.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
+func (w *discardWriter) WriteHeader(int)             {}
