@@ -77,6 +77,15 @@ func HeaderClassifier(tenantHeader, modelHeader string) Classifier {
 	}
 }
 
+// Valuer is a ResponseWriter that knows a quantity of the request it served, such as
+// the tokens an LLM request used (package llm's gateway writer is one). When the
+// writer the middleware is given is a Valuer, the quantity becomes the Value of the
+// request's observation in its route, tenant and model windows, read after the next
+// handler returns.
+type Valuer interface {
+	ObservationValue() float64
+}
+
 // IsServerError is the default failure predicate: a status of 500 or more.
 func IsServerError(_ *http.Request, status int) bool { return status >= 500 }
 
@@ -281,6 +290,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	end := c.clock.Now()
 	o := metrics.Observation{Latency: end.Sub(start), Bytes: rw.bytes}
+	if v, ok := w.(Valuer); ok {
+		o.Value = v.ObservationValue()
+	}
 	switch {
 	case r.Context().Err() == context.Canceled:
 		o.Outcome = metrics.OutcomeCanceled
