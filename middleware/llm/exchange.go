@@ -1,0 +1,426 @@
+package llm
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"net/http"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/metrics"
+	"github.com/autoscalelua/autoscalelua/middleware"
+)
+
+// exchange is one LLM request in flight, pooled: its body buffer, what was parsed
+// from it, the reader that gives the body back to the upstream, and the response
+// writer that reads usage as the response passes.
+//
+// The buffer may still be read by an http.Transport after the handler returns (it
+// closes a request body in its own goroutine, possibly later), so an exchange goes
+// back to the pool only when both the handler has returned and the body was closed;
+// one whose body is never closed is left to the garbage collector.
+type exchange struct {
+	g       *Gateway
+	req     Request
+	buf     []byte
+	off     int
+	closed  atomic.Bool
+	refs    atomic.Int32
+	getBody func() (io.ReadCloser, error)
+	rw      respWriter
+	start   time.Time
+	priced  *Model
+}
+
+var _ io.ReadCloser = (*exchange)(nil)
+
+func newExchange(g *Gateway) *exchange {
+	x := &exchange{g: g}
+	x.getBody = x.copyBody
+	x.rw.x = x
+	return x
+}
+
+// Read gives the body back, byte for byte.
+func (x *exchange) Read(p []byte) (int, error) {
+	if x.off >= len(x.buf) {
+		return 0, io.EOF
+	}
+	n := copy(p, x.buf[x.off:])
+	x.off += n
+	return n, nil
+}
+
+// WriteTo writes the rest of the body to w in one call.
+func (x *exchange) WriteTo(w io.Writer) (int64, error) {
+	n, err := w.Write(x.buf[x.off:])
+	x.off += n
+	return int64(n), err
+}
+
+// Close marks the body done; the exchange is recycled once the handler returned too.
+func (x *exchange) Close() error {
+	if x.closed.CompareAndSwap(false, true) {
+		x.release()
+	}
+	return nil
+}
+
+func (x *exchange) release() {
+	if x.refs.Add(-1) == 0 {
+		x.recycle()
+	}
+}
+
+func (x *exchange) recycle() {
+	g := x.g
+	buf := x.buf[:0]
+	if cap(buf) > 1<<20 { // do not pool huge buffers
+		buf = nil
+	}
+	x.req.reset()
+	x.rw.reset()
+	*x = exchange{g: g, req: x.req, buf: buf, getBody: x.getBody, rw: x.rw}
+	x.rw.x = x
+	g.pool.Put(x)
+}
+
+// copyBody is the request's GetBody: a fresh reader over a copy of the body, for a
+// transport or router that sends the request again.
+func (x *exchange) copyBody() (io.ReadCloser, error) {
+	return io.NopCloser(bytes.NewReader(bytes.Clone(x.buf))), nil
+}
+
+// setModel rewrites the body's model value and rewinds the body.
+func (x *exchange) setModel(model string) {
+	q := &x.req
+	quoted := strconv.AppendQuote(nil, model)
+	if !jsonSafe(model) {
+		quoted = appendJSONString(nil, model)
+	}
+	nb := make([]byte, 0, len(x.buf)-(q.modelAt[1]-q.modelAt[0])+len(quoted))
+	nb = append(nb, x.buf[:q.modelAt[0]]...)
+	nb = append(nb, quoted...)
+	nb = append(nb, x.buf[q.modelAt[1]:]...)
+	shift := len(quoted) - (q.modelAt[1] - q.modelAt[0])
+	for i, s := range q.spans {
+		if s[0] > q.modelAt[0] {
+			q.spans[i] = [2]int{s[0] + shift, s[1] + shift}
+		}
+	}
+	q.modelAt[1] = q.modelAt[0] + len(quoted)
+	x.buf = nb
+	q.body = nb
+	q.Model = model
+	x.off = 0
+	if x.closed.CompareAndSwap(true, false) {
+		x.refs.Add(1)
+	}
+}
+
+func jsonSafe(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
+			return false
+		}
+	}
+	return true
+}
+
+func appendJSONString(dst []byte, s string) []byte {
+	const hex = "0123456789abcdef"
+	dst = append(dst, '"')
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; {
+		case c == '"' || c == '\\':
+			dst = append(dst, '\\', c)
+		case c < 0x20:
+			dst = append(dst, '\\', 'u', '0', '0', hex[c>>4], hex[c&15])
+		default:
+			dst = append(dst, c)
+		}
+	}
+	return append(dst, '"')
+}
+
+// readBody reads r's body into x.buf, up to limit bytes.
+func (x *exchange) readBody(r *http.Request, limit int64) (tooLarge bool, err error) {
+	if r.ContentLength > limit {
+		return true, nil
+	}
+	if r.Body == nil || r.Body == http.NoBody {
+		return false, nil
+	}
+	want := 512
+	if r.ContentLength > 0 {
+		want = int(r.ContentLength) + 1 // room to see EOF in one read
+	}
+	if cap(x.buf) < want {
+		x.buf = make([]byte, 0, want)
+	}
+	for {
+		if len(x.buf) == cap(x.buf) {
+			if int64(len(x.buf)) > limit {
+				return true, nil
+			}
+			x.buf = append(x.buf, 0)[:len(x.buf)]
+		}
+		n, err := r.Body.Read(x.buf[len(x.buf):cap(x.buf)])
+		x.buf = x.buf[:len(x.buf)+n]
+		if int64(len(x.buf)) > limit {
+			return true, nil
+		}
+		if err == io.EOF {
+			return false, nil
+		}
+		if err != nil {
+			return false, err
+		}
+	}
+}
+
+// serve is the gateway's handler.
+func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, next http.Handler) {
+	ep := EndpointOf(r.URL.Path)
+	if ep == EndpointUnknown || r.Method != http.MethodPost {
+		next.ServeHTTP(w, r)
+		return
+	}
+	g.stats.requests.Add(1)
+	x := g.pool.Get().(*exchange)
+	x.refs.Store(2) // the handler, and the body until closed
+	defer x.release()
+	x.start = g.opts.clock.Now()
+
+	tooLarge, err := x.readBody(r, g.cfg.MaxBodyBytes)
+	switch {
+	case tooLarge:
+		g.stats.tooLarge.Add(1)
+		x.closed.Store(true)
+		x.refs.Add(-1)
+		errTooLarge.write(w, ep)
+		return
+	case err != nil:
+		x.closed.Store(true)
+		x.refs.Add(-1)
+		if r.Context().Err() == nil {
+			errUnreadable.write(w, ep)
+		}
+		return
+	}
+	models := g.models.Load()
+	q := &x.req
+	if err := parse(x.buf, ep, q, models.intern); err != nil {
+		x.closed.Store(true)
+		x.refs.Add(-1)
+		g.stats.malformed.Add(1)
+		apiErrorOf(err).write(w, ep)
+		return
+	}
+	if v := r.Header[g.tenant]; len(v) > 0 && v[0] != "" {
+		q.Tenant = v[0]
+	} else {
+		q.Tenant = q.User
+	}
+	q.PromptTokens = g.opts.estimator.Estimate(q)
+
+	// From here on the body is the exchange, so FromRequest finds it.
+	r.Body = x
+	r.GetBody = x.getBody
+	r.ContentLength = int64(len(x.buf))
+	if !g.cfg.KeepAcceptEncoding {
+		r.Header.Del("Accept-Encoding")
+	}
+
+	if e := g.admit(w, r, x, models); e != nil {
+		x.Close()
+		e.write(w, ep)
+		return
+	}
+	x.rw.begin(w, g.cfg.MaxUsageBytes)
+	returned := false
+	defer func() {
+		if !returned {
+			// A panicking handler (httputil.ReverseProxy panics with
+			// http.ErrAbortHandler when an upstream's stream breaks): the request
+			// is still recorded and settled with what came, and the panic goes on.
+			// The writer may still be referenced by whoever recovers, so the
+			// exchange is left to the garbage collector.
+			x.refs.Add(1)
+			g.finish(x, r.Context())
+		}
+	}()
+	next.ServeHTTP(&x.rw, r)
+	returned = true
+	g.finish(x, r.Context())
+}
+
+// intern finds a known model's name without allocating.
+func (t *Models) intern(b []byte) (string, bool) {
+	if m, ok := t.lookupBytes(b); ok {
+		return m.Name, true
+	}
+	return "", false
+}
+
+func apiErrorOf(err error) *apiError {
+	switch {
+	case errors.Is(err, ErrNoModel):
+		return errMissingModel
+	case errors.Is(err, ErrNoPrompt):
+		return errEmptyPrompt
+	case errors.Is(err, ErrInvalidField):
+		return errWrongType
+	}
+	return errMalformedBody
+}
+
+// admit runs the hook and the context guard; it returns the rejection, if any.
+func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, x *exchange, models *Models) *apiError {
+	q := &x.req
+	if h := g.opts.hook; h != nil {
+		k := middleware.Keys{Route: r.Pattern, Tenant: q.Tenant, Model: q.Model}
+		if k.Route == "" {
+			k.Route = r.URL.Path
+		}
+		k2, v := h(r, k)
+		for name, vs := range v.Header {
+			w.Header()[name] = vs
+		}
+		if v.Status != 0 {
+			g.stats.hookRejected.Add(1)
+			if v.RetryAfter > 0 {
+				w.Header().Set("Retry-After", strconv.FormatInt(int64((v.RetryAfter+time.Second-1)/time.Second), 10))
+			}
+			return hookError(v.Status, v.Body)
+		}
+		if k2.Tenant != "" {
+			q.Tenant = k2.Tenant
+		}
+		if k2.Model != "" && k2.Model != q.Model {
+			x.setModel(k2.Model)
+			q.PromptTokens = g.opts.estimator.Estimate(q)
+		}
+	}
+	m, known := models.lookupName(q.Model)
+	if !known && g.cfg.RejectUnknownModels {
+		g.stats.unknownModel.Add(1)
+		return errUnknownModel
+	}
+	if known {
+		if e := g.guardCheck(w, x, m, models); e != nil {
+			return e
+		}
+		m, _ = models.lookupName(q.Model)
+	}
+	x.priced = m
+	return nil
+}
+
+// guardCheck refuses or re-routes a request too large for m's context window.
+func (g *Gateway) guardCheck(w http.ResponseWriter, x *exchange, m *Model, models *Models) *apiError {
+	mode := GuardMode(g.guard.Load())
+	q := &x.req
+	if mode == GuardOff || m.ContextWindow == 0 || q.ContextTokens() <= m.ContextWindow {
+		return nil
+	}
+	for mode == GuardRoute && m.Overflow != "" {
+		o, ok := models.lookupName(m.Overflow)
+		if !ok {
+			break
+		}
+		x.setModel(o.Name)
+		q.PromptTokens = g.opts.estimator.Estimate(q)
+		if o.ContextWindow == 0 || q.ContextTokens() <= o.ContextWindow {
+			g.stats.guardRouted.Add(1)
+			w.Header().Set(RoutedHeader, o.Name)
+			return nil
+		}
+		m = o
+	}
+	g.stats.guardRefused.Add(1)
+	return errContextLength
+}
+
+// RoutedHeader is set on the response to a request the context guard sent to a
+// larger-context model, naming that model.
+const RoutedHeader = "X-Autoscale-Model-Routed"
+
+// finish reads the usage, records it and calibrates the estimator.
+func (g *Gateway) finish(x *exchange, ctx context.Context) {
+	end := g.opts.clock.Now()
+	q := &x.req
+	u := x.rw.usage()
+	status := x.rw.statusCode()
+	ok := status >= 200 && status < 300
+	if u.Lied {
+		g.stats.lied.Add(1)
+	}
+	if ok && !u.Reported {
+		g.stats.noUsage.Add(1)
+	}
+	if ok && u.inOK && u.InputTokens > 0 {
+		g.opts.estimator.Observe(q, u.InputTokens)
+	}
+	in, out := x.used(u, ok)
+	o := metrics.Observation{Latency: end.Sub(x.start)}
+	switch {
+	case ctx.Err() != nil:
+		o.Outcome = metrics.OutcomeCanceled
+	case status >= 500:
+		o.Outcome = metrics.OutcomeError
+	}
+	reg := g.opts.registry
+	rec := func(model, tenant metrics.Scope, obs metrics.Observation) {
+		reg.Window(model, q.Model).RecordAt(end, obs)
+		if q.Tenant != "" {
+			reg.Window(tenant, q.Tenant).RecordAt(end, obs)
+		}
+	}
+	o.Value = float64(in)
+	rec(ScopeInputTokens, ScopeTenantInputTokens, o)
+	o.Value = float64(out)
+	rec(ScopeOutputTokens, ScopeTenantOutputTokens, o)
+	if x.priced != nil {
+		o.Value = x.priced.Cost(in, out)
+		rec(ScopeCost, ScopeTenantCost, o)
+	}
+	if first := x.rw.firstToken; ok && !first.IsZero() {
+		rec(ScopeTTFT, ScopeTenantTTFT, metrics.Observation{Latency: first.Sub(x.start), Outcome: o.Outcome})
+		if q.Stream && out > 1 {
+			rec(ScopeTPOT, ScopeTenantTPOT, metrics.Observation{Latency: end.Sub(first) / time.Duration(out-1), Outcome: o.Outcome})
+		}
+	}
+}
+
+// used is what the request is charged: the reported usage, or in its place the
+// prompt's estimate and, for the output, the content events counted (streams) or the
+// estimate of the content's text. A response that was not a success used nothing; a
+// reported output above the request's max output tokens is held to it.
+func (x *exchange) used(u Usage, ok bool) (in, out int64) {
+	q := &x.req
+	if !ok {
+		return 0, 0
+	}
+	if x.rw.first.IsZero() {
+		return 0, 0 // nothing came back: the client left, or the upstream failed
+	}
+	in, out = u.InputTokens, u.OutputTokens
+	if !u.inOK || in == 0 {
+		in = q.PromptTokens
+	}
+	if !u.outOK {
+		if q.Stream {
+			out = u.Chunks
+		} else if n := u.outputText.bytes(); n > 0 {
+			out = x.g.opts.estimator.textTokens(q.Model, u.outputText)
+		}
+	}
+	if q.MaxOutputTokens > 0 && out > q.MaxOutputTokens {
+		out = q.MaxOutputTokens
+	}
+	return in, max(out, 0)
+}
