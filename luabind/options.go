@@ -122,6 +122,13 @@ type Limits struct {
 	// Stats.StateResets) and the tick fails with reason "limit". Zero means 4 MiB;
 	// range 1 KiB..1 GiB.
 	MaxStateBytes int
+	// MaxScriptScopes is the most scopes the script's observe may create in the
+	// registry (observe("lat:"..req.path, ...) would otherwise make one per path);
+	// scopes the registry holds already and those declared with [WithScopes] do not
+	// count. Past it, observe of a new scope raises (reason "limit"). The registry
+	// bounds all its scopes too (metrics.WithMaxScopes). Zero means 16; range
+	// 1..1,024.
+	MaxScriptScopes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -154,6 +161,9 @@ func (l Limits) withDefaults() Limits {
 	}
 	if l.MaxStateBytes == 0 {
 		l.MaxStateBytes = 4 << 20
+	}
+	if l.MaxScriptScopes == 0 {
+		l.MaxScriptScopes = 16
 	}
 	return l
 }
@@ -190,6 +200,9 @@ func (l Limits) Validate() error {
 	}
 	if l.MaxStateBytes < 1<<10 || l.MaxStateBytes > 1<<30 {
 		errs = append(errs, configError("max state bytes %d out of [1KiB, 1GiB]", l.MaxStateBytes))
+	}
+	if l.MaxScriptScopes < 1 || l.MaxScriptScopes > 1024 {
+		errs = append(errs, configError("max script scopes %d out of [1, 1024]", l.MaxScriptScopes))
 	}
 	if l.PoolSize < 1 || l.PoolSize > 4096 {
 		errs = append(errs, configError("pool size %d out of [1, 4096]", l.PoolSize))

@@ -2,6 +2,7 @@ package luabind
 
 import (
 	"context"
+	"slices"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/metrics"
@@ -117,6 +118,33 @@ func (v *vm) luaObserve(L *lua.LState) int {
 			L.RaiseError("observe: scope %q is the library's; use a scope of your own", scope)
 		}
 	}
+	if sc := metrics.Scope(scope); !reg.HasScope(sc) && !v.rt.claimScope(sc) {
+		L.RaiseError("observe: scope %q would be the script's %d-th new scope, more than %d (limit); declare the host's with luabind.WithScopes",
+			scope, v.rt.cfg.limits.MaxScriptScopes+1, v.rt.cfg.limits.MaxScriptScopes)
+	}
 	reg.Window(metrics.Scope(scope), key).Record(metrics.Observation{Value: val})
 	return 0
+}
+
+// claimScope records that the script makes scope in the registry, and reports
+// whether it may: a declared scope (WithScopes) always may, others only while the
+// script has made fewer than Limits.MaxScriptScopes. observe calls it only for a
+// scope the registry does not hold yet, off the common path.
+func (r *Runtime) claimScope(scope metrics.Scope) bool {
+	if slices.Contains(r.cfg.scopes, scope) {
+		return true
+	}
+	r.scopesMu.Lock()
+	defer r.scopesMu.Unlock()
+	if _, ok := r.scriptScopes[scope]; ok {
+		return true
+	}
+	if len(r.scriptScopes) >= r.cfg.limits.MaxScriptScopes {
+		return false
+	}
+	if r.scriptScopes == nil {
+		r.scriptScopes = map[metrics.Scope]struct{}{}
+	}
+	r.scriptScopes[scope] = struct{}{}
+	return true
 }

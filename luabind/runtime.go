@@ -127,6 +127,9 @@ type Runtime struct {
 	reloadBad atomic.Uint64
 	// stateResets counts on_tick states reset for passing Limits.MaxStateBytes.
 	stateResets atomic.Uint64
+
+	scopesMu     sync.Mutex
+	scriptScopes map[metrics.Scope]struct{} // scopes observe made, at most MaxScriptScopes
 }
 
 // New compiles the script, runs its self_test() if it defines one, and returns a

@@ -2,12 +2,14 @@ package luabind_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
 	"github.com/autoscalelua/autoscalelua/luabind"
+	"github.com/autoscalelua/autoscalelua/metrics"
 )
 
 func tickInput() *autoscale.Input {
@@ -104,5 +106,43 @@ end`
 				t.Errorf("after the reset: %v, %v; want scale to 1 (a fresh state)", acts, err)
 			}
 		})
+	}
+}
+
+// TestObserveScopesAreCapped: observe with a new scope per request stops making
+// scopes at MaxScriptScopes (counted as limit failures); known and declared scopes
+// keep working.
+func TestObserveScopesAreCapped(t *testing.T) {
+	reg, err := metrics.NewRegistry()
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg.Window("host", "k") // a scope the host made
+	rt := newRT(t, `function on_response(req, res) observe(req.route, "k", 1) end`,
+		luabind.WithRegistry(reg), luabind.WithScopes("declared"), luabind.WithLimits(luabind.Limits{MaxScriptScopes: 8}))
+	ctx := context.Background()
+	refused := 0
+	for i := range 1000 {
+		err := rt.OnResponse(ctx, &luabind.Request{Route: fmt.Sprintf("lat:/p%d", i)}, &luabind.Response{})
+		if err != nil {
+			if !strings.Contains(err.Error(), "(limit)") {
+				t.Fatalf("request %d: %v", i, err)
+			}
+			refused++
+		}
+	}
+	if refused != 1000-8 {
+		t.Errorf("%d observes refused, want %d", refused, 1000-8)
+	}
+	if got := len(reg.Scopes()); got != 1+8 {
+		t.Errorf("registry holds %d scopes, want the host's and the script's 8", got)
+	}
+	if got := rt.Stats().Failures[luabind.FailureKey{Hook: luabind.HookResponse, Reason: luabind.ReasonLimit}]; got != 1000-8 {
+		t.Errorf("limit failures %d, want %d", got, 1000-8)
+	}
+	for _, scope := range []string{"lat:/p0", "host", "declared"} {
+		if err := rt.OnResponse(ctx, &luabind.Request{Route: scope}, &luabind.Response{}); err != nil {
+			t.Errorf("observe into %s after the cap: %v", scope, err)
+		}
 	}
 }

@@ -34,10 +34,19 @@ const (
 // without growing the registry.
 const OverlongKey = "(overlong)"
 
+// OverflowScope is the scope that stands in for every new scope once a registry holds
+// its maximum number of scopes: windows of further scopes are made there, under their
+// own keys (bounded by its LRU like any scope), so that what they record is still
+// counted without growing the registry. It is counted in [RegistryStats.ScopeOverflows].
+const OverflowScope Scope = "(overflow)"
+
 // Registry defaults.
 const (
 	DefaultCapacity  = 1024
 	DefaultMaxKeyLen = 256
+	// DefaultMaxScopes is the default bound on a registry's scopes (see
+	// [WithMaxScopes]).
+	DefaultMaxScopes = 256
 )
 
 // Registry holds windows by (scope, key). Each scope is bounded by an LRU
@@ -71,11 +80,13 @@ type Registry struct {
 	caps      map[Scope]int
 	capacity  int
 	maxKeyLen int
+	maxScopes int
 
 	mu     sync.Mutex                       // guards writes of scopes
 	scopes atomic.Pointer[map[Scope]*table] // copy on write
 
-	overlong atomic.Uint64
+	overlong       atomic.Uint64
+	scopeOverflows atomic.Uint64
 }
 
 type table struct {
@@ -174,6 +185,20 @@ func WithMaxKeyLen(n int) Option {
 	}
 }
 
+// WithMaxScopes bounds how many scopes the registry holds (the scope map is copied
+// when a scope is added, and each scope holds up to its capacity of windows); a
+// window of a scope beyond it is made in [OverflowScope]. The default is
+// [DefaultMaxScopes]; it must be at least 1.
+func WithMaxScopes(n int) Option {
+	return func(r *Registry) error {
+		if n < 1 {
+			return fmt.Errorf("%w: max scopes %d is below 1", ErrInvalidConfig, n)
+		}
+		r.maxScopes = n
+		return nil
+	}
+}
+
 // NewRegistry returns an empty registry. It reports every bad option at once.
 func NewRegistry(opts ...Option) (*Registry, error) {
 	r := &Registry{
@@ -181,6 +206,7 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 		caps:      make(map[Scope]int),
 		capacity:  DefaultCapacity,
 		maxKeyLen: DefaultMaxKeyLen,
+		maxScopes: DefaultMaxScopes,
 	}
 	var errs []error
 	for _, o := range opts {
@@ -217,6 +243,13 @@ func (r *Registry) Window(scope Scope, key string) *Window {
 	return t.add(key)
 }
 
+// HasScope reports whether the registry holds the scope (it has made a window in it).
+// It takes no lock.
+func (r *Registry) HasScope(scope Scope) bool {
+	_, ok := (*r.scopes.Load())[scope]
+	return ok
+}
+
 // Lookup returns the window of (scope, key) if there is one.
 func (r *Registry) Lookup(scope Scope, key string) (*Window, bool) {
 	if len(key) > r.maxKeyLen {
@@ -243,6 +276,13 @@ func (r *Registry) table(scope Scope) *table {
 	old := *r.scopes.Load()
 	if t, ok := old[scope]; ok {
 		return t
+	}
+	if len(old) >= r.maxScopes && scope != OverflowScope {
+		r.scopeOverflows.Add(1)
+		if t, ok := old[OverflowScope]; ok {
+			return t
+		}
+		scope = OverflowScope // held beyond the bound: one more table at most
 	}
 	capacity := r.capacity
 	if c, ok := r.caps[scope]; ok {
@@ -386,6 +426,9 @@ type RegistryStats struct {
 	Evictions map[Scope]uint64
 	// Overlong is the number of lookups whose key was longer than the maximum.
 	Overlong uint64
+	// ScopeOverflows is the number of lookups of a scope beyond the registry's
+	// maximum number of scopes, answered from [OverflowScope].
+	ScopeOverflows uint64
 }
 
 // Stats returns the registry's counts.
@@ -394,6 +437,8 @@ func (r *Registry) Stats() RegistryStats {
 		Windows:   map[Scope]int{},
 		Evictions: map[Scope]uint64{},
 		Overlong:  r.overlong.Load(),
+
+		ScopeOverflows: r.scopeOverflows.Load(),
 	}
 	for s, t := range *r.scopes.Load() {
 		t.mu.Lock()

@@ -137,6 +137,34 @@ func TestRegistryBounded(t *testing.T) {
 	}
 }
 
+// TestRegistryScopesBounded: 20,000 scopes made one request at a time (a script's
+// observe("lat:"..path, ...)) stop growing the registry at its bound; the rest land
+// in OverflowScope, bounded by its LRU, and are counted.
+func TestRegistryScopesBounded(t *testing.T) {
+	const maxScopes, capacity = 64, 100
+	r, clk := newTestRegistry(t, WithMaxScopes(maxScopes), WithCapacity(capacity))
+	for i := range 20_000 {
+		r.Window(Scope(fmt.Sprintf("lat:/p%d", i)), "k").RecordAt(clk.Now(), Observation{Value: 1})
+	}
+	st := r.Stats()
+	if got := len(r.Scopes()); got != maxScopes+1 {
+		t.Errorf("%d scopes, want %d and the overflow scope", got, maxScopes)
+	}
+	if got := st.ScopeOverflows; got != 20_000-maxScopes {
+		t.Errorf("%d overflows, want %d", got, 20_000-maxScopes)
+	}
+	if got := st.Windows[OverflowScope]; got != 1 {
+		t.Errorf("overflow scope holds %d windows, want 1 (key k)", got)
+	}
+	// A scope made before the bound was reached keeps working.
+	if !r.HasScope("lat:/p0") || r.HasScope("lat:/p19999") {
+		t.Error("HasScope disagrees with the bound")
+	}
+	if _, err := NewRegistry(WithMaxScopes(0)); !errors.Is(err, ErrInvalidConfig) {
+		t.Errorf("WithMaxScopes(0): %v", err)
+	}
+}
+
 func TestRegistryEvictedHandleComesBack(t *testing.T) {
 	r, clk := newTestRegistry(t, WithCapacity(1))
 	a := r.Window(ScopeBackend, "a")
