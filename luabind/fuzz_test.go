@@ -53,9 +53,11 @@ func FuzzScript(f *testing.F) {
 				t.Fatalf("fail-open rejected the request: %v", err)
 			}
 		}
-		// Compile, load and two calls: each bounded by 10 ms of budget. A second is
-		// the scheduling slack of a loaded machine, not a budget.
-		if took := time.Since(start); took > time.Second {
+		// Compile, load and two calls, each bounded by 10 ms of budget: a hang is a
+		// call that never returns. Five seconds is the stall a shared, saturated
+		// machine (load 17 on 2 cores) showed between two instructions, not a budget;
+		// TestLibraryWorkIsBounded holds the calls to budget + 20 ms.
+		if took := time.Since(start); took > 5*time.Second {
 			t.Fatalf("took %v", took)
 		}
 	})
