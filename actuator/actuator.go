@@ -113,7 +113,8 @@ type Request struct {
 	// DecisionID is unique per decision and is the idempotency key remote
 	// actuators forward; the loop generates it. Required, at most 256 bytes.
 	DecisionID string
-	// Time is when the decision was made. Required (non-zero). Consumers of
+	// Time is when the decision was made. Required (non-zero), and in the
+	// years 0000–9999 in UTC, the years RFC 3339 can write. Consumers of
 	// queued decisions use it to never apply an older decision after a
 	// newer one.
 	Time time.Time
@@ -142,6 +143,8 @@ func (r Request) Validate() error {
 	}
 	if r.Time.IsZero() {
 		errs = append(errs, errors.New("decision time is required"))
+	} else if y := r.Time.UTC().Year(); y < 0 || y > 9999 {
+		errs = append(errs, fmt.Errorf("decision time is year %d in UTC, outside 0000-9999", y))
 	}
 	return invalid(errs)
 }

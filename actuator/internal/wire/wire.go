@@ -60,7 +60,9 @@ var (
 // one JSON object with exactly the documented field names (case-sensitive,
 // no unknown, duplicate or null fields; reason may be left out), version
 // "v1", JSON numbers that are integers for replicas and previous, an RFC 3339
-// time, and it must describe a valid [actuator.Request] (a failed
+// time (every digit in place, a fraction of at most 9 digits, Z or a ±HH:MM
+// offset) that is in the years 0000–9999 once in UTC, so that what it
+// accepts [Marshal] writes back and Unmarshal reads again, and it must describe a valid [actuator.Request] (a failed
 // [actuator.Request.Validate] is returned as is, so it wraps
 // [actuator.ErrInvalidRequest]).
 //
@@ -102,14 +104,76 @@ func Unmarshal(data []byte) (actuator.Request, error) {
 			return req, err
 		}
 	}
-	req.Time, err = time.Parse(time.RFC3339Nano, ts)
-	if err != nil {
-		return req, errors.New("time is not RFC 3339")
+	if req.Time, err = parseTime(ts); err != nil {
+		return req, err
 	}
 	if err := req.Validate(); err != nil {
 		return req, err
 	}
 	return req, nil
+}
+
+// parseTime reads a time that [Marshal] can write back: the RFC 3339
+// date-time shape with every digit in place (time.Parse alone takes a
+// one-digit hour), and an instant whose UTC year lies in 0000–9999, the
+// years RFC 3339 can write (0000-01-01T00:00:00+00:01 is year -1 in UTC,
+// which Marshal would write as "-0001-..." and no decoder would read back).
+func parseTime(s string) (time.Time, error) {
+	if !rfc3339Shape(s) {
+		return time.Time{}, errors.New("time is not RFC 3339")
+	}
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		return time.Time{}, errors.New("time is not RFC 3339")
+	}
+	if y := t.UTC().Year(); y < 0 || y > 9999 {
+		return time.Time{}, fmt.Errorf("time is year %d in UTC, outside 0000-9999", y)
+	}
+	return t, nil
+}
+
+// rfc3339Shape reports whether s has the shape of an RFC 3339 date-time as
+// Marshal writes it: YYYY-MM-DDTHH:MM:SS, an optional fraction of 1 to 9
+// digits, then Z or ±HH:MM. The ranges of the numbers are time.Parse's to
+// check.
+func rfc3339Shape(s string) bool {
+	const head = "dddd-dd-ddTdd:dd:dd"
+	if len(s) < len(head)+1 {
+		return false
+	}
+	if !shape(s[:len(head)], head) {
+		return false
+	}
+	s = s[len(head):]
+	if s[0] == '.' {
+		n := 1
+		for n < len(s) && s[n] >= '0' && s[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return false
+		}
+		s = s[n:]
+	}
+	return s == "Z" || (len(s) == 6 && (s[0] == '+' || s[0] == '-') && shape(s[1:], "dd:dd"))
+}
+
+// shape reports whether s matches pattern, where 'd' stands for an ASCII
+// digit and any other byte for itself.
+func shape(s, pattern string) bool {
+	if len(s) != len(pattern) {
+		return false
+	}
+	for i := range len(pattern) {
+		if pattern[i] == 'd' {
+			if s[i] < '0' || s[i] > '9' {
+				return false
+			}
+		} else if s[i] != pattern[i] {
+			return false
+		}
+	}
+	return true
 }
 
 // object decodes exactly one JSON object into its raw fields, checking the

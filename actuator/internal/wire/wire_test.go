@@ -52,6 +52,9 @@ func TestMarshal(t *testing.T) {
 func TestRoundTrip(t *testing.T) {
 	for _, req := range []actuator.Request{
 		request("d-1", 5),
+		{Target: actuator.Target{Name: "first"}, Previous: -1, DecisionID: "y0", Time: time.Date(0, 1, 1, 0, 0, 0, 0, time.UTC)},
+		{Target: actuator.Target{Name: "last"}, Previous: -1, DecisionID: "y9999", Time: time.Date(9999, 12, 31, 23, 59, 59, 999999999, time.UTC)},
+		{Target: actuator.Target{Name: "offset"}, Previous: -1, DecisionID: "y0-east", Time: time.Date(0, 1, 1, 0, 1, 0, 0, time.FixedZone("", 60))},
 		{Target: actuator.Target{Name: "x", Kind: "deployments.apps"}, Replicas: 0, Previous: -1, DecisionID: "ü", Time: time.Unix(1, 0).In(time.FixedZone("x", 3600))},
 	} {
 		t.Run(req.DecisionID, func(t *testing.T) {
@@ -101,6 +104,14 @@ func TestUnmarshalMalformed(t *testing.T) {
 		{"number reason", strings.Replace(good, `"reason":"r"`, `"reason":7`, 1), `field "reason" has the wrong type`, false},
 		{"wrong version", strings.Replace(good, `"v1"`, `"v2"`, 1), `version "v2", want "v1"`, false},
 		{"bad time", strings.Replace(good, `2025-03-01T12:00:00Z`, `yesterday`, 1), "time is not RFC 3339", false},
+		{"one-digit hour", strings.Replace(good, `2025-03-01T12:00:00Z`, `2025-03-01T1:00:00Z`, 1), "time is not RFC 3339", false},
+		{"year -1 in UTC", strings.Replace(good, `2025-03-01T12:00:00Z`, `0000-01-01T00:00:00+00:01`, 1), "year -1 in UTC", false},
+		{"fuzz: year -1, one-digit hour", strings.Replace(good, `2025-03-01T12:00:00Z`, `0000-01-01T0:00:00+00:01`, 1), "time is not RFC 3339", false},
+		{"year 10000 in UTC", strings.Replace(good, `2025-03-01T12:00:00Z`, `9999-12-31T23:59:59-00:01`, 1), "year 10000 in UTC", false},
+		{"ten fraction digits", strings.Replace(good, `2025-03-01T12:00:00Z`, `2025-03-01T12:00:00.1234567891Z`, 1), "time is not RFC 3339", false},
+		{"empty fraction", strings.Replace(good, `2025-03-01T12:00:00Z`, `2025-03-01T12:00:00.Z`, 1), "time is not RFC 3339", false},
+		{"short offset", strings.Replace(good, `2025-03-01T12:00:00Z`, `2025-03-01T12:00:00+01`, 1), "time is not RFC 3339", false},
+		{"lower-case t", strings.Replace(good, `2025-03-01T12:00:00Z`, `2025-03-01t12:00:00Z`, 1), "time is not RFC 3339", false},
 		{"negative replicas", strings.Replace(good, `"replicas":5`, `"replicas":-1`, 1), "replicas -1 is negative", true},
 		{"empty decision id", strings.Replace(good, `"d-1"`, `""`, 1), "decision id is required", true},
 		{"slash in name", strings.Replace(good, `"checkout"`, `"a/b"`, 1), `target name "a/b"`, true},
