@@ -29,17 +29,20 @@ const DefaultTimeout = 10 * time.Second
 // maxTokenFileSize bounds the bearer token file.
 const maxTokenFileSize = 64 << 10
 
-// StatusError reports a response whose status code is not 2xx. Statuses 429
-// and 5xx are retried; any other is returned marked [actuator.Permanent].
-// Use [errors.As] to read the code.
+// StatusError reports a response whose status code is not 2xx. Statuses
+// 409, 429 and 5xx are retried; any other is returned marked
+// [actuator.Permanent]. (A [Receiver] answers 409 while it still applies
+// an earlier attempt with the same idempotency key, as the draft IETF
+// Idempotency-Key header specifies: the outcome is not known yet, and that
+// apply may still fail and be forgotten.) Use [errors.As] to read the code.
 type StatusError struct {
 	// URL is the endpoint, without user information or query.
 	URL string
 	// Code is the HTTP status code.
 	Code int
 	// RetryAfter is the wait the server asked for with a Retry-After header
-	// (delay-seconds or an HTTP-date, RFC 9110 section 10.2.3) on a 429 or
-	// 503 response. Zero when there was none, it did not parse, it lay in
+	// (delay-seconds or an HTTP-date, RFC 9110 section 10.2.3) on a 409, 429
+	// or 503 response. Zero when there was none, it did not parse, it lay in
 	// the past, or the status was another one.
 	RetryAfter time.Duration
 }
@@ -49,9 +52,10 @@ func (e *StatusError) Error() string {
 	return fmt.Sprintf("webhook: POST %s: unexpected status %d %s", e.URL, e.Code, http.StatusText(e.Code))
 }
 
-// Retryable reports whether the status is worth retrying: 429 and 5xx.
+// Retryable reports whether the status is worth retrying: 409 (a request
+// with the same idempotency key in progress), 429 and 5xx.
 func (e *StatusError) Retryable() bool {
-	return e.Code == http.StatusTooManyRequests || e.Code >= 500
+	return e.Code == http.StatusConflict || e.Code == http.StatusTooManyRequests || e.Code >= 500
 }
 
 // Actuator is an [actuator.Actuator] that POSTs each request as a signed JSON
@@ -62,9 +66,10 @@ func (e *StatusError) Retryable() bool {
 //	Autoscalelua-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">
 //	Authorization: Bearer <token>      (only with WithTokenEnv or WithTokenFile)
 //
-// A 2xx response is success. Network errors, timeouts, 429 and 5xx are retried
-// with exponential back-off and full jitter ([actuator.Retry]); other
-// statuses fail at once with a permanent [*StatusError]. A 429 or 503 with a
+// A 2xx response is success. Network errors, timeouts, 409 (the receiver is
+// still applying an earlier attempt), 429 and 5xx are retried with
+// exponential back-off and full jitter ([actuator.Retry]); other statuses
+// fail at once with a permanent [*StatusError]. A 409, 429 or 503 with a
 // Retry-After header is retried no sooner than the server asked: the wait is
 // the larger of the back-off and Retry-After, capped by the retry policy's
 // maximum delay ([WithRetry], default 5 s) and ended by ctx. Every attempt sends
@@ -305,7 +310,7 @@ func (a *Actuator) post(ctx context.Context, key string, body []byte) error {
 		return nil
 	}
 	serr := &StatusError{URL: a.redacted, Code: resp.StatusCode}
-	if serr.Code == http.StatusTooManyRequests || serr.Code == http.StatusServiceUnavailable {
+	if serr.Code == http.StatusConflict || serr.Code == http.StatusTooManyRequests || serr.Code == http.StatusServiceUnavailable {
 		serr.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), a.now())
 	}
 	if serr.Retryable() {

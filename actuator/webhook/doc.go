@@ -12,10 +12,11 @@
 //	Autoscalelua-Signature: t=1740830400,v1=<64 lower-case hex digits>
 //	Authorization: Bearer <token>   (optional, read from an environment variable or a file)
 //
-// Network errors, timeouts, 429 and 5xx are retried with jittered
-// exponential back-off; a 429 or 503 with a Retry-After header (seconds or
-// an HTTP date) is retried no sooner than it asks, within the retry policy's
-// maximum delay and the caller's context.
+// Network errors, timeouts, 409 (the receiver still applies an earlier
+// attempt), 429 and 5xx are retried with jittered exponential back-off; a
+// 409, 429 or 503 with a Retry-After header (seconds or an HTTP date) is
+// retried no sooner than it asks, within the retry policy's maximum delay
+// and the caller's context. Any other status fails at once.
 //
 // # Signature scheme
 //
@@ -28,7 +29,9 @@
 // field, and body is the exact request body. A receiver recomputes the HMAC,
 // compares it in constant time, and rejects timestamps more than a tolerance
 // (default five minutes) from its own clock, which bounds replays; within the
-// tolerance, replays are caught by the idempotency key. A header may carry
+// tolerance, replays are caught by the idempotency key, which the receiver
+// keeps until the signature's timestamp plus the tolerance, so no copy of a
+// request that could still verify is applied twice. A header may carry
 // several v1 fields (for secret rotation) and fields with other names, which
 // are ignored. To verify a captured request by hand:
 //
@@ -43,9 +46,15 @@
 //
 // [Receiver] is an [net/http.Handler] that checks all of the above, decodes
 // the body strictly ([Decode]), applies each idempotency key at most once,
-// and calls any [actuator.Actuator]; see [Receiver] for the status codes.
+// and calls any [actuator.Actuator]; see [Receiver] for the status codes,
+// how long keys are kept, and the 503 it answers when it cannot keep more.
 // Clients only ever see fixed texts. [VerifySignature] is there for handlers
 // of your own.
+//
+// Serve it with [NewServer], or an [net/http.Server] with the timeouts
+// NewServer documents: the receiver bounds the read of a body itself, but
+// only the server can bound the headers', and without ReadHeaderTimeout a
+// client that trickles its headers holds a connection open for ever.
 //
 // Example:
 //
@@ -57,5 +66,8 @@
 //
 //	// On the scaler's side:
 //	rcv, err := webhook.NewReceiver(secret, myKubernetesActuator)
-//	http.Handle("/scale", rcv)
+//	mux := http.NewServeMux()
+//	mux.Handle("POST /scale", rcv)
+//	srv := webhook.NewServer(":8443", mux)
+//	err = srv.ListenAndServeTLS(certFile, keyFile)
 package webhook

@@ -130,7 +130,9 @@ func TestRetries(t *testing.T) {
 		{"404 not retried", []int{404}, 1, 404, true},
 		{"400 not retried", []int{400}, 1, 400, true},
 		{"401 not retried", []int{401}, 1, 401, true},
-		{"409 not retried", []int{409}, 1, 409, true},
+		{"409 in progress, then success", []int{409}, 2, 0, false},
+		{"always 409", []int{409, 409, 409, 409, 409}, 5, 409, false},
+		{"422 not retried", []int{422}, 1, 422, true},
 		{"503 then 403", []int{503, 403}, 2, 403, true},
 	}
 	for _, tt := range tests {
@@ -365,8 +367,8 @@ func TestInProgressAndKeyReuse(t *testing.T) {
 
 	w := httptest.NewRecorder()
 	rcv.ServeHTTP(w, signed(t, body, "d-1"))
-	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "in progress") {
-		t.Errorf("concurrent duplicate = %d %q, want 409 in progress", w.Code, w.Body)
+	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "in progress") || w.Header().Get("Retry-After") != "1" {
+		t.Errorf("concurrent duplicate = %d %q %v, want 409 in progress, Retry-After: 1", w.Code, w.Body, w.Header())
 	}
 	close(b.release)
 	if code := <-done; code != http.StatusOK {
@@ -376,8 +378,8 @@ func TestInProgressAndKeyReuse(t *testing.T) {
 	other, _ := webhook.Encode(request("d-1", 6))
 	w = httptest.NewRecorder()
 	rcv.ServeHTTP(w, signed(t, other, "d-1"))
-	if w.Code != http.StatusConflict || !strings.Contains(w.Body.String(), "different body") {
-		t.Errorf("key reused = %d %q, want 409", w.Code, w.Body)
+	if w.Code != http.StatusUnprocessableEntity || !strings.Contains(w.Body.String(), "different body") {
+		t.Errorf("key reused = %d %q, want 422", w.Code, w.Body)
 	}
 }
 

@@ -16,7 +16,7 @@ const (
 	// SignatureHeader carries the signature, "t=<unix seconds>,v1=<hex>".
 	SignatureHeader = "Autoscalelua-Signature"
 	// IdempotencyKeyHeader carries the decision ID; the receiver applies a
-	// key at most once within its tolerance window.
+	// key at most once (see [Receiver]).
 	IdempotencyKeyHeader = "Idempotency-Key"
 )
 
@@ -170,9 +170,15 @@ func parseTimestamp(v string) (int64, error) {
 // [ErrBadSignature] or [ErrStaleTimestamp]. Use it to verify requests in a
 // handler of your own; [Receiver] calls it.
 func VerifySignature(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) error {
+	_, err := verify(secret, header, body, now, tolerance)
+	return err
+}
+
+// verify is [VerifySignature], returning the parsed signature.
+func verify(secret []byte, header string, body []byte, now time.Time, tolerance time.Duration) (Signature, error) {
 	s, err := ParseSignature(header)
 	if err != nil {
-		return err
+		return s, err
 	}
 	want := mac(secret, s.Timestamp, body)
 	ok := false
@@ -181,11 +187,11 @@ func VerifySignature(secret []byte, header string, body []byte, now time.Time, t
 		ok = hmac.Equal(got, want) || ok
 	}
 	if !ok {
-		return fmt.Errorf("%w: no v1 signature matches", ErrBadSignature)
+		return s, fmt.Errorf("%w: no v1 signature matches", ErrBadSignature)
 	}
 	skew := now.Sub(time.Unix(s.Timestamp, 0))
 	if skew > tolerance || skew < -tolerance {
-		return fmt.Errorf("%w: %s off, tolerance %s", ErrStaleTimestamp, skew.Round(time.Second), tolerance)
+		return s, fmt.Errorf("%w: %s off, tolerance %s", ErrStaleTimestamp, skew.Round(time.Second), tolerance)
 	}
-	return nil
+	return s, nil
 }
