@@ -12,6 +12,10 @@
 // recomputed by hand, a replay answered without being applied again, and a
 // tampered body, a wrong secret and a stale timestamp all refused.
 //
+// The scaler serves the receiver with webhook.NewServer, whose timeouts stop
+// clients that send slowly (TestSlowLoris): an http.Server without them
+// keeps such a connection open for ever.
+//
 //	go run ./examples/webhook               # runs for 4 s
 //	go run ./examples/webhook -duration 10s # or until Ctrl-C
 package main
@@ -174,13 +178,12 @@ func run(ctx context.Context, out io.Writer, d time.Duration) error {
 		return err
 	}
 	tp := &tap{next: rcv}
-	mux := http.NewServeMux()
-	mux.Handle("POST /scale", tp)
+	mux := scalerMux(tp)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fmt.Errorf("webhook example: listen: %w", err)
 	}
-	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	srv := scalerServer(mux)
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
 	defer func() {
@@ -265,6 +268,21 @@ func run(ctx context.Context, out io.Writer, d time.Duration) error {
 		return fmt.Errorf("webhook example: the checks changed the platform: %d replicas after %d requests", n2, applied2)
 	}
 	return nil
+}
+
+// scalerMux routes the scaler's one endpoint, POST /scale, to h.
+func scalerMux(h http.Handler) *http.ServeMux {
+	mux := http.NewServeMux()
+	mux.Handle("POST /scale", h)
+	return mux
+}
+
+// scalerServer is the scaler's HTTP server: webhook.NewServer's timeouts
+// (headers within 5 s, the whole request within 10 s, ...), so that no
+// client can hold a connection by sending slowly. A plain http.Server has no
+// timeout at all.
+func scalerServer(h http.Handler) *http.Server {
+	return webhook.NewServer("", h)
 }
 
 func from(current int) string {
