@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -22,6 +23,11 @@ const MaxTraceLen = 50_000_000
 // spread over the second, evenly with a random jitter). A Trace is a [Profile]: its rate
 // is the count of each second. It is safe for concurrent use.
 //
+// A Trace's memory follows its data, not the time it spans: per-second counts are
+// kept only for the seconds that have requests (a two-line trace whose seconds are 0
+// and 49,999,999 holds two counts, not fifty million), and timestamps take 8 bytes
+// each; [Trace.Rate] finds a second by binary search.
+//
 // # CSV format
 //
 // Comma-separated, one record per line; blank lines and lines starting with # are
@@ -35,7 +41,9 @@ const MaxTraceLen = 50_000_000
 //     not listed have none; seconds must increase). Example: 0,120
 type Trace struct {
 	times  []int64   // arrival offsets in ns, sorted; nil for counts
-	counts []float64 // per second
+	secs   []int64   // the seconds (offsets from the start) that have requests, increasing
+	counts []float64 // counts[i] is the number of requests in second secs[i], > 0
+	length int64     // seconds covered: the last second listed, plus one
 }
 
 // ReadTraceFile reads a trace from a CSV file; see [Trace] for the format.
@@ -127,11 +135,12 @@ func ReadTrace(r io.Reader) (*Trace, error) {
 			if err != nil || c < 0 || math.IsInf(c, 0) || c != math.Trunc(c) {
 				return nil, bad("count %q is not an integer >= 0", fields[1])
 			}
-			sec := int(off)
-			for len(tr.counts) <= sec {
-				tr.counts = append(tr.counts, 0)
+			sec := int64(off)
+			if c > 0 {
+				tr.secs = append(tr.secs, sec)
+				tr.counts = append(tr.counts, c)
 			}
-			tr.counts[sec] = c
+			tr.length = sec + 1
 		}
 		last = v
 	}
@@ -142,26 +151,35 @@ func ReadTrace(r io.Reader) (*Trace, error) {
 		return nil, fmt.Errorf("%w: no records", ErrInvalidTrace)
 	}
 	if cols == 1 {
-		n := tr.times[len(tr.times)-1]/int64(time.Second) + 1
-		tr.counts = make([]float64, n)
 		for _, t := range tr.times {
-			tr.counts[t/int64(time.Second)]++
+			sec := t / int64(time.Second)
+			if n := len(tr.secs); n > 0 && tr.secs[n-1] == sec {
+				tr.counts[n-1]++
+				continue
+			}
+			tr.secs = append(tr.secs, sec)
+			tr.counts = append(tr.counts, 1)
 		}
+		tr.length = tr.times[len(tr.times)-1]/int64(time.Second) + 1
 	}
 	return &tr, nil
 }
 
 // Rate returns the number of requests in the trace's second holding t.
 func (tr *Trace) Rate(t time.Duration) float64 {
-	s := int64(t / time.Second)
-	if t < 0 || s >= int64(len(tr.counts)) {
+	if t < 0 {
 		return 0
 	}
-	return tr.counts[s]
+	s := int64(t / time.Second)
+	i, ok := slices.BinarySearch(tr.secs, s)
+	if !ok {
+		return 0
+	}
+	return tr.counts[i]
 }
 
 // Length returns the time the trace covers, in whole seconds.
-func (tr *Trace) Length() time.Duration { return time.Duration(len(tr.counts)) * time.Second }
+func (tr *Trace) Length() time.Duration { return time.Duration(tr.length) * time.Second }
 
 // Requests returns the number of requests in the trace.
 func (tr *Trace) Requests() int {
@@ -175,12 +193,17 @@ func (tr *Trace) Requests() int {
 	return int(n)
 }
 
-// WriteCounts writes the trace as per-second counts, with a header.
+// WriteCounts writes the trace as per-second counts, with a header: the seconds
+// that have requests, and the last second even when it has none, so that
+// [ReadTrace] reads back a trace of the same length and rates.
 func (tr *Trace) WriteCounts(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintln(bw, "second,count")
 	for i, c := range tr.counts {
-		fmt.Fprintf(bw, "%d,%d\n", i, int64(c))
+		fmt.Fprintf(bw, "%d,%d\n", tr.secs[i], int64(c))
+	}
+	if last := tr.length - 1; len(tr.secs) == 0 || tr.secs[len(tr.secs)-1] != last {
+		fmt.Fprintf(bw, "%d,0\n", last)
 	}
 	return bw.Flush()
 }
@@ -190,7 +213,7 @@ func (tr *Trace) arrivals(rng *rand.Rand, end time.Duration) arrivals {
 		i := sort.Search(len(tr.times), func(i int) bool { return tr.times[i] >= int64(end) })
 		return &timestamps{times: tr.times[:i]}
 	}
-	return &spread{counts: tr.counts, rng: rng, end: int64(end)}
+	return &spread{secs: tr.secs, counts: tr.counts, rng: rng, end: int64(end)}
 }
 
 type timestamps struct {
@@ -206,12 +229,14 @@ func (g *timestamps) next() (int64, bool) {
 	return g.times[g.i-1], true
 }
 
-// spread places a second's n arrivals at (k + u_k)/n of the second, u_k uniform.
+// spread places a second's n arrivals at (k + u_k)/n of the second, u_k uniform. It
+// walks the seconds that have requests, skipping those that have none.
 type spread struct {
+	secs    []int64
 	counts  []float64
 	rng     *rand.Rand
 	end     int64
-	sec     int
+	i       int // index into secs and counts
 	k, n    int
 	started bool
 }
@@ -219,17 +244,17 @@ type spread struct {
 func (g *spread) next() (int64, bool) {
 	for g.k >= g.n {
 		if g.started {
-			g.sec++
+			g.i++
 		}
 		g.started = true
-		if g.sec >= len(g.counts) || int64(g.sec)*int64(time.Second) >= g.end {
+		if g.i >= len(g.secs) || g.secs[g.i]*int64(time.Second) >= g.end {
 			return 0, false
 		}
-		g.k, g.n = 0, int(g.counts[g.sec])
+		g.k, g.n = 0, int(g.counts[g.i])
 	}
 	off := (float64(g.k) + g.rng.Float64()) / float64(g.n)
 	g.k++
-	t := int64(g.sec)*int64(time.Second) + int64(off*float64(time.Second))
+	t := g.secs[g.i]*int64(time.Second) + int64(off*float64(time.Second))
 	if t >= g.end {
 		return 0, false
 	}
