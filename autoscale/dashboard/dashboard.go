@@ -1,10 +1,13 @@
 // Package dashboard serves a live web page of an autoscaling gateway: per target the
-// current and desired replicas; per route and per backend the request rate, error rate,
-// p99 and requests in flight; per model, for an AI gateway ([WithModels]), tokens per
-// second, p99 time to first token, rejections and cost per minute; shed and throttled counts; the last decisions with their
-// reasons; the actions the loop refused (a policy's typo shows here); and plots of the last minutes, refreshed every second. It is an
-// [http.Handler] to mount in any server, as net/http/pprof is; its page, script and
-// styles are embedded, so it needs nothing from the network.
+// current and desired replicas; for every scope of the registry (routes, models,
+// tenants, backends, and any a host records), the busiest keys with their request
+// rate, error rate, p99 and requests in flight; per model, for an AI gateway
+// ([WithModels]), tokens per second, p99 time to first token, rejections and cost per
+// minute; shed and throttled counts; the last decisions with their reasons; the
+// actions the loop refused (a policy's typo shows here); and plots of the last minutes
+// against clock time, refreshed every second. It is an [http.Handler] to mount in any
+// server, as net/http/pprof is; its page, script and styles are embedded, so it needs
+// nothing from the network.
 //
 //	dash, _ := dashboard.New(dashboard.WithLoop(loop), dashboard.WithRegistry(reg))
 //	go dash.Run(ctx) // samples the history plotted on the page
@@ -86,7 +89,7 @@ func WithLoop(s Source) Option {
 	}
 }
 
-// WithRegistry shows the route and backend windows of a registry.
+// WithRegistry shows the windows of a registry: the busiest keys of each scope.
 func WithRegistry(r *metrics.Registry) Option {
 	return func(c *config) error {
 		if r == nil {
@@ -195,7 +198,7 @@ func WithSpan(d time.Duration) Option {
 	}
 }
 
-// WithTopKeys sets how many routes and backends (the busiest) are shown; default 10.
+// WithTopKeys sets how many keys of each scope (the busiest) are shown; default 10.
 func WithTopKeys(n int) Option {
 	return func(c *config) error {
 		if n < 1 {
@@ -289,6 +292,14 @@ type ModelStats struct {
 	CostPerMin float64 `json:"cost_per_min"`
 }
 
+// ScopeView is a scope's busiest windows: Keys, by rate, at most the top-keys setting
+// of them, out of Total.
+type ScopeView struct {
+	Scope string     `json:"scope"`
+	Total int        `json:"total"`
+	Keys  []KeyStats `json:"keys"`
+}
+
 // TargetStats are a target's replicas.
 type TargetStats struct {
 	Name    string `json:"name"`
@@ -331,12 +342,16 @@ type RefusalView struct {
 
 // State is the api/state document.
 type State struct {
-	Title    string        `json:"title"`
-	Time     time.Time     `json:"time"`
-	Span     float64       `json:"span_seconds"`
-	Targets  []TargetStats `json:"targets"`
-	Routes   []KeyStats    `json:"routes"`
-	Backends []KeyStats    `json:"backends"`
+	Title   string        `json:"title"`
+	Time    time.Time     `json:"time"`
+	Span    float64       `json:"span_seconds"`
+	Targets []TargetStats `json:"targets"`
+	// Scopes are every scope of the registry, the library's first (route, model,
+	// tenant, backend), then the others by name; with [WithModels], those the model
+	// table summarizes are in Models instead. Routes and Backends repeat two of them.
+	Scopes   []ScopeView `json:"scopes"`
+	Routes   []KeyStats  `json:"routes"`
+	Backends []KeyStats  `json:"backends"`
 	// Models is empty without [WithModels].
 	Models    []ModelStats      `json:"models"`
 	Counters  map[string]uint64 `json:"counters"`
@@ -363,21 +378,27 @@ func (d *Dashboard) State() State {
 		Title:     d.cfg.title,
 		Time:      now,
 		Span:      d.cfg.span.Seconds(),
-		Targets:   []TargetStats{},
-		Routes:    d.keys(metrics.ScopeRoute, now),
-		Backends:  d.keys(metrics.ScopeBackend, now),
+		Targets:   d.targets(),
+		Scopes:    d.scopes(now),
+		Routes:    []KeyStats{},
+		Backends:  []KeyStats{},
 		Models:    d.modelStats(now),
 		Counters:  map[string]uint64{},
 		Decisions: []DecisionView{},
 		Refusals:  []RefusalView{},
 	}
+	for _, sc := range s.Scopes {
+		switch metrics.Scope(sc.Scope) {
+		case metrics.ScopeRoute:
+			s.Routes = sc.Keys
+		case metrics.ScopeBackend:
+			s.Backends = sc.Keys
+		}
+	}
 	if d.cfg.counters != nil {
 		s.Counters = d.cfg.counters()
 	}
 	if d.cfg.loop != nil {
-		for _, t := range d.cfg.loop.Targets() {
-			s.Targets = append(s.Targets, TargetStats{t.Name, t.Replicas, t.Desired, t.Min, t.Max})
-		}
 		ds := d.cfg.loop.Decisions()
 		// Newest first; a decision that changed nothing is kept only if it was not
 		// "unchanged", so the list shows what happened rather than every tick.
@@ -415,12 +436,52 @@ func (d *Dashboard) State() State {
 	return s
 }
 
-// keys returns the busiest windows of a scope, by rate.
-func (d *Dashboard) keys(scope metrics.Scope, now time.Time) []KeyStats {
-	out := []KeyStats{}
+// targets returns the loop's targets.
+func (d *Dashboard) targets() []TargetStats {
+	out := []TargetStats{}
+	if d.cfg.loop != nil {
+		for _, t := range d.cfg.loop.Targets() {
+			out = append(out, TargetStats{t.Name, t.Replicas, t.Desired, t.Min, t.Max})
+		}
+	}
+	return out
+}
+
+// scopeOrder ranks the library's scopes first, in the order the page shows them.
+var scopeOrder = []metrics.Scope{metrics.ScopeRoute, metrics.ScopeModel, metrics.ScopeTenant, metrics.ScopeBackend}
+
+// scopes returns the busiest windows of every scope of the registry but those the
+// model table summarizes.
+func (d *Dashboard) scopes(now time.Time) []ScopeView {
+	out := []ScopeView{}
 	if d.cfg.registry == nil {
 		return out
 	}
+	scopes := d.cfg.registry.Scopes()
+	rank := func(s metrics.Scope) int {
+		if i := slices.Index(scopeOrder, s); i >= 0 {
+			return i
+		}
+		return len(scopeOrder)
+	}
+	slices.SortStableFunc(scopes, func(a, b metrics.Scope) int { return cmp.Compare(rank(a), rank(b)) })
+	var summarized []metrics.Scope // by the model table
+	if m := d.cfg.models; m != nil {
+		summarized = []metrics.Scope{m.Requests, m.TTFT, m.InputTokens, m.OutputTokens, m.Cost}
+	}
+	for _, sc := range scopes {
+		if slices.Contains(summarized, sc) {
+			continue
+		}
+		keys, total := d.keys(sc, now)
+		out = append(out, ScopeView{Scope: string(sc), Total: total, Keys: keys})
+	}
+	return out
+}
+
+// keys returns the busiest windows of a scope, by rate, and how many it holds.
+func (d *Dashboard) keys(scope metrics.Scope, now time.Time) ([]KeyStats, int) {
+	out := []KeyStats{}
 	d.cfg.registry.Range(scope, func(w *metrics.Window) bool {
 		sn := w.SnapshotAt(now, d.cfg.span)
 		out = append(out, KeyStats{
@@ -435,7 +496,7 @@ func (d *Dashboard) keys(scope metrics.Scope, now time.Time) []KeyStats {
 		}
 		return strings.Compare(a.Key, b.Key)
 	})
-	return out[:min(len(out), d.cfg.topKeys)]
+	return out[:min(len(out), d.cfg.topKeys)], len(out)
 }
 
 // modelStats returns the busiest models' figures, by rate.

@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"math"
 	"net/http"
@@ -11,11 +12,13 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
 	"go.uber.org/goleak"
 
 	"github.com/autoscalelua/autoscalelua/actuator/actuatortest"
@@ -29,9 +32,10 @@ func TestMain(m *testing.M) { goleak.VerifyTestMain(m) }
 
 var t0 = time.Unix(1_700_000_000, 0)
 
-// fixture builds a registry with traffic on two routes and a backend, a real loop over
-// one target whose policy follows the request rate (and asks every tick to scale a
-// target that does not exist), and a dashboard sampled over 30 s.
+// fixture builds a registry with traffic on two routes, a backend, two models (one
+// with a long name) and tenants (more than the top-N shown, one with a long key), a
+// real loop over one target whose policy follows the request rate (and asks every tick
+// to scale a target that does not exist), and a dashboard sampled over 30 s.
 func fixture(t *testing.T) (*dashboard.Dashboard, *metrics.ManualClock) {
 	t.Helper()
 	clk := metrics.NewManualClock(t0)
@@ -64,6 +68,11 @@ func fixture(t *testing.T) (*dashboard.Dashboard, *metrics.ManualClock) {
 	api := reg.Window(metrics.ScopeRoute, "/api")
 	static := reg.Window(metrics.ScopeRoute, "/static")
 	backend := reg.Window(metrics.ScopeBackend, "b1")
+	models := []*metrics.Window{reg.Window(metrics.ScopeModel, "llama-3.1-8b"), reg.Window(metrics.ScopeModel, longModel)}
+	tenants := []*metrics.Window{reg.Window(metrics.ScopeTenant, longTenant)} // the busiest
+	for i := range 14 {
+		tenants = append(tenants, reg.Window(metrics.ScopeTenant, fmt.Sprintf("tenant-%02d", i)))
+	}
 	for s := range 30 {
 		rate := 20 + 4*s // a ramp
 		for i := range rate {
@@ -73,6 +82,8 @@ func fixture(t *testing.T) (*dashboard.Dashboard, *metrics.ManualClock) {
 			}
 			api.RecordAt(clk.Now(), o)
 			backend.RecordAt(clk.Now(), o)
+			models[i%2].RecordAt(clk.Now(), o)
+			tenants[i%len(tenants)].RecordAt(clk.Now(), o)
 		}
 		for range 5 {
 			static.RecordAt(clk.Now(), metrics.Observation{Latency: time.Millisecond})
@@ -90,6 +101,12 @@ func fixture(t *testing.T) (*dashboard.Dashboard, *metrics.ManualClock) {
 	}
 	return dash, clk
 }
+
+// Keys longer than any table cell, with no place to break but anywhere.
+const (
+	longModel  = "meta-llama/Llama-3.1-405B-Instruct-FP8-dynamic-quantized-with-a-very-long-deployment-suffix"
+	longTenant = "org_01HZX4R8Q7W6V5T4S3R2P1N0MKJHGFEDCBA9876543210zyxwvutsrqponmlkjihgfedcba"
+)
 
 func get(t *testing.T, h http.Handler, path string) *httptest.ResponseRecorder {
 	t.Helper()
@@ -120,6 +137,19 @@ func TestState(t *testing.T) {
 	if st.Routes[0].ErrorRate < 0.03 || st.Routes[0].ErrorRate > 0.05 {
 		t.Errorf("error rate %v, want 0.04", st.Routes[0].ErrorRate)
 	}
+	var scopes []string
+	for _, sc := range st.Scopes {
+		scopes = append(scopes, fmt.Sprintf("%s %d/%d", sc.Scope, len(sc.Keys), sc.Total))
+	}
+	// Every scope, the library's first; the top 10 of the 15 tenants, busiest first.
+	if diff := cmp.Diff([]string{"route 2/2", "model 2/2", "tenant 10/15", "backend 1/1"}, scopes); diff != "" {
+		t.Errorf("scopes (-want +got):\n%s", diff)
+	}
+	for _, sc := range st.Scopes {
+		if !slices.IsSortedFunc(sc.Keys, func(a, b dashboard.KeyStats) int { return -cmpRate(a.RPS, b.RPS) }) {
+			t.Errorf("%s keys not by rate: %+v", sc.Scope, sc.Keys)
+		}
+	}
 	if len(st.Backends) != 1 || st.Counters["shed"] != 435 {
 		t.Errorf("backends %+v counters %v", st.Backends, st.Counters)
 	}
@@ -131,6 +161,16 @@ func TestState(t *testing.T) {
 		!st.Refusals[0].Time.After(st.Refusals[1].Time) {
 		t.Errorf("refused %d: %+v", st.Refused, st.Refusals)
 	}
+}
+
+func cmpRate(a, b float64) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
 }
 
 func TestHistory(t *testing.T) {
@@ -258,7 +298,7 @@ func TestBrowser(t *testing.T) {
 		args := append([]string{
 			"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
 			"--disable-background-networking", "--disable-component-update", "--disable-sync",
-			"--user-data-dir=" + filepath.Join(dir, "profile"), "--virtual-time-budget=4000",
+			"--user-data-dir=" + filepath.Join(dir, "profile"), "--virtual-time-budget=4000", "--window-size=1000,900",
 		}, extra...)
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
@@ -286,14 +326,29 @@ func TestBrowser(t *testing.T) {
 			t.Errorf("%s drew %d points, want the sampled history", id, n)
 		}
 	}
-	for _, want := range []string{`data-target="web"`, "<td>/api</td>", "<td>b1</td>", "10 rps per replica", "<polyline", `unknown target "no-such-target"`, "(30 in all)"} {
+	for _, want := range []string{`data-target="web"`, "<td>/api</td>", "<td>b1</td>", "10 rps per replica", "<polyline", `unknown target "no-such-target"`, "(30 in all)",
+		// every scope, with the top-N said
+		`data-scope="model"`, "<td>" + longModel + "</td>", `data-scope="tenant"`, "<td>" + longTenant + "</td>", "busiest 10 of 15", `data-scope="backend"`,
+		// desired drawn apart from current, both named in the legend
+		`class="area" fill=`, `class="dashed" data-series="web desired"`, "web current</span>", "web desired</span>",
+		// time on the axes
+		`class="time"`, "time (last 2"} {
 		if !strings.Contains(dom, want) {
 			t.Errorf("the page lacks %q", want)
 		}
 	}
+	for _, id := range []string{"plot-replicas", "plot-rps", "plot-p99", "plot-rejected"} {
+		m := regexp.MustCompile(`<svg id="` + id + `"[^>]*data-time-ticks="(\d+)"`).FindStringSubmatch(dom)
+		if n := 0; m == nil || func() bool { n, _ = strconv.Atoi(m[1]); return n < 2 }() {
+			t.Errorf("%s has no time ticks on its axis", id)
+		}
+	}
+	if m := regexp.MustCompile(`data-overflow="([^"]*)"`).FindStringSubmatch(dom); m == nil || m[1] != "" {
+		t.Errorf("the page overflows its width (long keys not wrapped): %q", m)
+	}
 
 	shot := filepath.Join(dir, "dashboard.png")
-	browse("--screenshot="+shot, "--window-size=1280,1100", "--hide-scrollbars")
+	browse("--screenshot="+shot, "--window-size=1280,1700", "--hide-scrollbars")
 	f, err := os.Open(shot)
 	if err != nil {
 		t.Fatalf("no screenshot: %v", err)
@@ -346,6 +401,10 @@ func TestModels(t *testing.T) {
 	if m.Key != "large" || m.RPS != 20 || m.Rejected != 20 || math.Abs(m.TokensPS-8000) > 1e-6 ||
 		math.Abs(m.CostPerMin-1.2) > 1e-9 || m.TTFTP99ms < 100 || m.TTFTP99ms > 115 {
 		t.Errorf("model stats: %+v", m)
+	}
+	// The scopes the model table summarizes get no generic table of their own.
+	if len(st.Scopes) != 0 {
+		t.Errorf("scopes beside the model table: %+v", st.Scopes)
 	}
 	if h := dash.History(); len(h) != 1 || h[0].Models["large"].Key != "large" {
 		t.Errorf("history: %+v", h)
