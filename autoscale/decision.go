@@ -109,6 +109,9 @@ type Decision struct {
 	// Inputs are the metric reads the policy made on this tick (shared by the
 	// tick's decisions).
 	Inputs []Read
+	// Sources are the sources the tick's windows were merged from, when the reader is
+	// a [SourceReader] (shared by the tick's decisions); nil otherwise.
+	Sources []string
 	// Policy is the live policy's output for the target.
 	Policy PolicyOutput
 	// Steps are the safety steps that ran, in order.
@@ -179,6 +182,8 @@ type Tick struct {
 	Shadows []ShadowResult
 	// Inputs are the metric reads the live policy made.
 	Inputs []Read
+	// Sources are the sources the windows were merged from (see [SourceReader]).
+	Sources []string
 }
 
 // ring is a bounded history of decisions. It is safe for concurrent use.

@@ -317,7 +317,11 @@ func (l *Loop) step(ctx context.Context, now time.Time) (Tick, error) {
 
 	// 2. The live policy.
 	in := &Input{Now: now, Tick: l.tick, Targets: l.Targets()}
-	rec := &recorder{r: l.source(now), on: true}
+	src := l.source(now)
+	if sr, ok := src.(SourceReader); ok {
+		tk.Sources = sr.Sources()
+	}
+	rec := &recorder{r: src, on: true}
 	in.Metrics = rec
 	pstart := time.Now()
 	actions, perr := callPolicy(ctx, l.policy, in)
@@ -521,7 +525,7 @@ func (l *Loop) decide(t *target, now time.Time, out PolicyOutput, shadows []Shad
 	d := Decision{
 		ID: l.nextID(), Target: t.cfg.Name, Time: now,
 		Current: st.Replicas, Min: t.cfg.Min, Max: t.cfg.Max,
-		Inputs: tk.Inputs, Policy: out, Shadows: shadows,
+		Inputs: tk.Inputs, Sources: tk.Sources, Policy: out, Shadows: shadows,
 	}
 	d.Desired, d.Steps = t.safe(now, st.Replicas, out)
 	d.Direction = direction(st.Replicas, d.Desired)

@@ -79,6 +79,15 @@ type ScopeReader interface {
 	Scope(scope metrics.Scope, span time.Duration) iter.Seq2[string, metrics.Snapshot]
 }
 
+// SourceReader is a [Reader] whose windows are merged from several sources, such as
+// the gateway replicas of package metrics/redisshare. The loop records the sources a
+// tick read in [Tick.Sources] and in each [Decision.Sources].
+type SourceReader interface {
+	Reader
+	// Sources names the sources merged, sorted.
+	Sources() []string
+}
+
 // ScopeSnapshots yields the key and the snapshot over span of every window of scope, in
 // key order: through r's Scope when r is a [ScopeReader], else by Keys and Snapshot
 // (skipping keys whose window is gone).
