@@ -116,9 +116,36 @@ type Request struct {
 	// Time is when the decision was made. Required (non-zero), and in the
 	// years 0000–9999 in UTC, the years RFC 3339 can write. Consumers of
 	// queued decisions use it to never apply an older decision after a
-	// newer one.
+	// newer one, when Seq cannot order the two.
 	Time time.Time
+	// Seq places the decision among the others for its target without a
+	// clock; the loop sets it. Optional: the zero value means unknown.
+	Seq Sequence
 }
+
+// Sequence orders decisions without clocks, for consumers that may receive
+// them late, twice or out of order (the queue package's consumer): of two
+// decisions, the one with the higher Term is newer when both have one and
+// they differ; else, when both come from the same Stream, the one with the
+// higher N is newer; else only their times can order them. The loop fills
+// it in: Term from an elector that gives fencing tokens, Stream and N from
+// the loop itself. The zero value means unknown.
+type Sequence struct {
+	// Term is the fencing token of the leader that made the decision: it
+	// grows with each change of leader (a Kubernetes Lease's transitions,
+	// for example). Zero when unknown.
+	Term uint64
+	// Stream names the producer whose decisions N counts: one loop, from
+	// its construction to its end (a random name). At most 64 bytes of
+	// printable ASCII without spaces; empty when unknown.
+	Stream string
+	// N counts the decisions of Stream, from 1, in the order they were
+	// made. Zero when unknown; required when Stream is set.
+	N uint64
+}
+
+// maxStreamLen bounds [Sequence.Stream].
+const maxStreamLen = 64
 
 // maxDecisionIDLen bounds [Request.DecisionID].
 const maxDecisionIDLen = 256
@@ -140,6 +167,14 @@ func (r Request) Validate() error {
 		errs = append(errs, fmt.Errorf("decision id is %d bytes long, more than %d", len(r.DecisionID), maxDecisionIDLen))
 	case !utf8.ValidString(r.DecisionID):
 		errs = append(errs, errors.New("decision id is not valid UTF-8"))
+	}
+	switch {
+	case len(r.Seq.Stream) > maxStreamLen:
+		errs = append(errs, fmt.Errorf("sequence stream is %d bytes long, more than %d", len(r.Seq.Stream), maxStreamLen))
+	case strings.IndexFunc(r.Seq.Stream, func(c rune) bool { return c <= ' ' || c > '~' }) >= 0:
+		errs = append(errs, fmt.Errorf("sequence stream %q is not printable ASCII without spaces", r.Seq.Stream))
+	case r.Seq.Stream != "" && r.Seq.N == 0:
+		errs = append(errs, errors.New("sequence number is required with a stream"))
 	}
 	if r.Time.IsZero() {
 		errs = append(errs, errors.New("decision time is required"))

@@ -19,6 +19,7 @@ const (
 	DefaultSeenDecisions = 10000
 	DefaultMaxTargets    = 10000
 	DefaultMaxAttempts   = 5
+	DefaultMaxClockSkew  = 2 * time.Second
 )
 
 // stripes is the number of per-target locks.
@@ -42,18 +43,52 @@ type Stats struct {
 	// GaveUp counts events dropped after failing the maximum number of
 	// attempts, or failing permanently.
 	GaveUp uint64
+	// Future counts events dated more than the maximum clock skew after the
+	// consumer's clock: they are handled with their time taken as the
+	// consumer's clock plus the skew. A producer's clock is off.
+	Future uint64
+	// Refused counts events skipped because they are for a new target while
+	// the maximum number of targets is remembered.
+	Refused uint64
 }
 
 // Consumer applies decoded scale events to an [actuator.Actuator]: it is the
 // broker-independent core of a dedicated scaling controller, and the
 // [Handler] that the broker adapters call for each message.
 //
-// It makes at-least-once delivery safe: an event whose decision ID was
-// already applied is skipped (IDs are remembered in a bounded LRU, by
-// default 10000), and an event older than the newest decision applied for its
-// target is skipped too, so out-of-order delivery never moves a target back
-// to an older decision. Events for one target are applied one at a time.
-// Poison messages are logged, counted and skipped, never retried.
+// # At most once, never backwards
+//
+// It makes at-least-once, out-of-order delivery safe. For each target it
+// remembers the decision last applied, and applies an event only when it is
+// newer than that one; an older one is skipped as stale, the same one as a
+// duplicate. Newer means, in this order:
+//
+//   - a higher leader's fencing token ([actuator.Sequence] Term), when both
+//     carry one and they differ: after a change of leader the new leader's
+//     decisions win, whatever the clocks say;
+//   - else a higher decision number, when both come from the same stream
+//     (one loop): exact, whatever the clocks or the delivery order;
+//   - else a later time (decisions of producers that do not number them, or
+//     of two loops without fencing tokens). Two decisions with the same time
+//     cannot be ordered: the one applied first stands.
+//
+// Event times are bounded by the consumer's clock: an event dated more than
+// the maximum clock skew (default 2 s) after it counts as Future and is
+// handled as if dated at the consumer's clock plus the skew, so a producer
+// whose clock runs fast can hold back other producers' decisions by time for
+// at most the skew, not for as long as its clock is ahead.
+//
+// The per-target record is what keeps a decision from being applied twice,
+// so it is never forgotten: when the maximum number of targets (default
+// 10000) is remembered, an event for another target is refused (counted in
+// Refused, logged at Error level) and never applied; raise the limit above
+// the number of targets the producers scale. Decision IDs are remembered in
+// a bounded LRU (default 10000) only to tell duplicates and given-up
+// decisions apart; forgetting one cannot apply a decision twice, since it is
+// not newer than the record of its target.
+//
+// Events for one target are applied one at a time. Poison messages are
+// logged, counted and skipped, never retried.
 //
 // When the actuator fails, Handle returns an error so the adapter asks the
 // broker to deliver the event again later (a NATS nak, a Kafka re-poll);
@@ -68,15 +103,37 @@ type Consumer struct {
 	act         actuator.Actuator
 	logger      *slog.Logger
 	maxAttempts int
+	maxTargets  int
+	maxSkew     time.Duration
+	now         func() time.Time
 	seed        maphash.Seed
 	locks       [stripes]sync.Mutex
 
-	mu       sync.Mutex                        // guards the three LRUs
-	seen     *simplelru.LRU[string, struct{}]  // decision IDs done
-	newest   *simplelru.LRU[string, time.Time] // target → newest applied decision time
-	attempts *simplelru.LRU[string, int]       // decision ID → failed attempts
+	mu       sync.Mutex                       // guards the maps and LRUs below
+	seen     *simplelru.LRU[string, struct{}] // decision IDs done
+	newest   map[string]applied               // target → the decision last applied
+	attempts *simplelru.LRU[string, int]      // decision ID → failed attempts
 
-	applied, duplicates, stale, poison, failed, gaveUp atomic.Uint64
+	applied, duplicates, stale, poison, failed, gaveUp, future, refused atomic.Uint64
+}
+
+// applied is the decision last applied to a target.
+type applied struct {
+	id   string
+	seq  actuator.Sequence
+	time time.Time // bounded by the consumer's clock
+}
+
+// newer reports whether the decision (seq, t) is newer than a; see
+// [Consumer].
+func (a applied) newer(seq actuator.Sequence, t time.Time) bool {
+	switch {
+	case seq.Term != 0 && a.seq.Term != 0 && seq.Term != a.seq.Term:
+		return seq.Term > a.seq.Term
+	case seq.Stream != "" && seq.Stream == a.seq.Stream && seq.N != 0 && a.seq.N != 0:
+		return seq.N > a.seq.N
+	}
+	return t.After(a.time)
 }
 
 var _ Handler = (*Consumer)(nil)
@@ -86,6 +143,8 @@ type consumerConfig struct {
 	seen        int
 	targets     int
 	maxAttempts int
+	maxSkew     time.Duration
+	now         func() time.Time
 	errs        []error
 }
 
@@ -112,9 +171,10 @@ func WithSeenDecisions(n int) ConsumerOption {
 	}
 }
 
-// WithMaxTargets sets for how many targets the newest decision time is
-// remembered; a target forgotten (least recently used first) accepts any
-// decision next. Default [DefaultMaxTargets]; it must be positive.
+// WithMaxTargets sets for how many targets the decision last applied is
+// remembered. Records are never forgotten: with n targets remembered, events
+// for another target are refused (see [Consumer]). Default
+// [DefaultMaxTargets]; it must be positive.
 func WithMaxTargets(n int) ConsumerOption {
 	return func(c *consumerConfig) {
 		if n <= 0 {
@@ -135,6 +195,27 @@ func WithMaxAttempts(n int) ConsumerOption {
 	}
 }
 
+// WithMaxClockSkew sets how far after the consumer's clock an event may be
+// dated before its time is taken as the clock plus d (see [Consumer]).
+// Default [DefaultMaxClockSkew]; it must not be negative.
+func WithMaxClockSkew(d time.Duration) ConsumerOption {
+	return func(c *consumerConfig) {
+		if d < 0 {
+			c.errs = append(c.errs, fmt.Errorf("max clock skew %s is negative", d))
+		}
+		c.maxSkew = d
+	}
+}
+
+// WithClock sets the clock event times are bounded by. Default [time.Now].
+func WithClock(now func() time.Time) ConsumerOption {
+	return func(c *consumerConfig) {
+		if now != nil {
+			c.now = now
+		}
+	}
+}
+
 // ErrInvalidConfig reports a bad argument or option.
 var ErrInvalidConfig = errors.New("queue: invalid configuration")
 
@@ -145,6 +226,8 @@ func NewConsumer(a actuator.Actuator, opts ...ConsumerOption) (*Consumer, error)
 		seen:        DefaultSeenDecisions,
 		targets:     DefaultMaxTargets,
 		maxAttempts: DefaultMaxAttempts,
+		maxSkew:     DefaultMaxClockSkew,
+		now:         time.Now,
 	}
 	for _, o := range opts {
 		if o != nil {
@@ -158,12 +241,13 @@ func NewConsumer(a actuator.Actuator, opts ...ConsumerOption) (*Consumer, error)
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 	}
-	c := &Consumer{act: a, logger: cfg.logger, maxAttempts: cfg.maxAttempts, seed: maphash.MakeSeed()}
+	c := &Consumer{
+		act: a, logger: cfg.logger, maxAttempts: cfg.maxAttempts,
+		maxTargets: cfg.targets, maxSkew: cfg.maxSkew, now: cfg.now,
+		seed: maphash.MakeSeed(), newest: make(map[string]applied),
+	}
 	var err error
 	if c.seen, err = simplelru.NewLRU[string, struct{}](cfg.seen, nil); err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
-	}
-	if c.newest, err = simplelru.NewLRU[string, time.Time](cfg.targets, nil); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
 	if c.attempts, err = simplelru.NewLRU[string, int](cfg.seen, nil); err != nil {
@@ -173,7 +257,8 @@ func NewConsumer(a actuator.Actuator, opts ...ConsumerOption) (*Consumer, error)
 }
 
 // Handle decodes one message and applies it; see [Consumer]. It returns nil
-// when the message is done (applied, duplicate, stale, poison or given up)
+// when the message is done (applied, duplicate, stale, poison, refused or
+// given up)
 // and an error, wrapping the actuator's, when it should be delivered again.
 func (c *Consumer) Handle(ctx context.Context, data []byte) error {
 	req, err := Decode(data)
@@ -188,21 +273,37 @@ func (c *Consumer) Handle(ctx context.Context, data []byte) error {
 	lock.Lock()
 	defer lock.Unlock()
 
+	at := req.Time
+	if bound := c.now().Add(c.maxSkew); at.After(bound) {
+		c.future.Add(1)
+		c.logger.LogAttrs(ctx, slog.LevelWarn, "queue: decision dated after the consumer's clock; its producer's clock is off",
+			slog.String("target", key), slog.String("decision_id", req.DecisionID),
+			slog.Time("decision_time", req.Time), slog.Time("taken_as", bound))
+		at = bound
+	}
+
 	c.mu.Lock()
 	_, dup := c.seen.Get(req.DecisionID)
-	newest, known := c.newest.Get(key)
+	last, known := c.newest[key]
+	full := !known && len(c.newest) >= c.maxTargets
 	c.mu.Unlock()
 	switch {
-	case dup:
+	case dup || (known && last.id == req.DecisionID):
 		c.duplicates.Add(1)
 		c.logger.LogAttrs(ctx, slog.LevelDebug, "queue: skipping duplicate decision",
 			slog.String("target", key), slog.String("decision_id", req.DecisionID))
 		return nil
-	case known && req.Time.Before(newest):
+	case known && !last.newer(req.Seq, at):
 		c.stale.Add(1)
-		c.logger.LogAttrs(ctx, slog.LevelInfo, "queue: skipping decision older than the applied one",
+		c.logger.LogAttrs(ctx, slog.LevelInfo, "queue: skipping decision not newer than the applied one",
 			slog.String("target", key), slog.String("decision_id", req.DecisionID),
-			slog.Time("decision_time", req.Time), slog.Time("applied_time", newest))
+			slog.Time("decision_time", req.Time), slog.Time("applied_time", last.time),
+			slog.String("applied_id", last.id))
+		return nil
+	case full:
+		c.refused.Add(1)
+		c.logger.LogAttrs(ctx, slog.LevelError, "queue: refusing a decision for a new target: the maximum number of targets is remembered",
+			slog.String("target", key), slog.String("decision_id", req.DecisionID), slog.Int("max_targets", c.maxTargets))
 		return nil
 	}
 
@@ -211,9 +312,7 @@ func (c *Consumer) Handle(ctx context.Context, data []byte) error {
 		c.mu.Lock()
 		c.seen.Add(req.DecisionID, struct{}{})
 		c.attempts.Remove(req.DecisionID)
-		if !known || req.Time.After(newest) {
-			c.newest.Add(key, req.Time)
-		}
+		c.newest[key] = applied{id: req.DecisionID, seq: req.Seq, time: at}
 		c.mu.Unlock()
 		c.applied.Add(1)
 		return nil
@@ -257,5 +356,7 @@ func (c *Consumer) Stats() Stats {
 		Poison:     c.poison.Load(),
 		Failed:     c.failed.Load(),
 		GaveUp:     c.gaveUp.Load(),
+		Future:     c.future.Load(),
+		Refused:    c.refused.Load(),
 	}
 }

@@ -9,7 +9,12 @@
 // The consumer side is [Consumer], the core of a dedicated scaling
 // controller: it decodes each message strictly ([Decode]), skips poison
 // messages, duplicates and out-of-order stale decisions, and applies the rest
-// to any [actuator.Actuator]. It knows nothing of brokers; the adapters in
+// to any [actuator.Actuator]. It orders a target's decisions by the leader's
+// fencing token and the loop's decision number ([actuator.Sequence], carried
+// in CloudEvents extension attributes that older consumers ignore), and by
+// time, bounded by its own clock, only where those cannot order them; it
+// never forgets the decision last applied to a target, so none is applied
+// twice (see [Consumer]). It knows nothing of brokers; the adapters in
 // the sub-packages (nats, kafka) feed it through [Handler] and acknowledge,
 // redeliver or commit according to what Handle returns.
 //

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"strconv"
 
 	"github.com/autoscalelua/autoscalelua/actuator"
 	"github.com/autoscalelua/autoscalelua/actuator/internal/wire"
@@ -23,6 +24,16 @@ const (
 	MaxEventSize = 64 << 10
 )
 
+// CloudEvents extension attributes carrying a decision's
+// [actuator.Sequence], each a string of decimal digits (term, seq) or the
+// stream's name. They sit outside the data, so a consumer that does not
+// know them ignores them, and the data stays the webhook's body.
+const (
+	ExtTerm   = "autoscaleterm"
+	ExtStream = "autoscalestream"
+	ExtSeq    = "autoscaleseq"
+)
+
 // ErrPoison reports a message that is not a valid scale event: not a
 // CloudEvents 1.0 JSON event, another type, data that is not a strict
 // version 1 payload, or a request that fails validation. A poison message
@@ -39,8 +50,15 @@ var ErrPoison = errors.New("queue: poison message")
 //	         "replicas":5,"previous":3,"reason":"...","decision_id":"<decision id>",
 //	         "time":"<decision time, RFC 3339 with nanoseconds>"}}
 //
-// The data is the same JSON body the webhook package sends. source is a URI
-// reference naming the producer, e.g. "/gateway/eu-1". An
+// The data is the same JSON body the webhook package sends. A request's
+// [actuator.Sequence] travels in the extension attributes [ExtTerm],
+// [ExtStream] and [ExtSeq], each left out when zero:
+//
+//	"autoscaleterm":"7","autoscalestream":"3f9a1c2e","autoscaleseq":"1042"
+//
+// Consumers that predate them ignore them (CloudEvents extensions) and
+// order by time. source is a URI reference naming the producer, e.g.
+// "/gateway/eu-1". An
 // invalid req or source returns an error wrapping
 // [actuator.ErrInvalidRequest].
 func Encode(req actuator.Request, source string) ([]byte, error) {
@@ -53,6 +71,18 @@ func Encode(req actuator.Request, source string) ([]byte, error) {
 	e.SetSource(source)
 	e.SetTime(req.Time)
 	e.SetSubject(req.Target.String())
+	for _, x := range []struct {
+		name, v string
+		set     bool
+	}{
+		{ExtTerm, strconv.FormatUint(req.Seq.Term, 10), req.Seq.Term != 0},
+		{ExtStream, req.Seq.Stream, req.Seq.Stream != ""},
+		{ExtSeq, strconv.FormatUint(req.Seq.N, 10), req.Seq.N != 0},
+	} {
+		if x.set {
+			e.SetExtension(x.name, x.v) // an error shows in e.Validate
+		}
+	}
 	body, err := wire.Marshal(req)
 	if err != nil {
 		return nil, fmt.Errorf("queue: encode: %w", err)
@@ -75,9 +105,12 @@ func Encode(req actuator.Request, source string) ([]byte, error) {
 // [EventType], a source, datacontenttype application/json, and data that is
 // exactly one JSON object with exactly the documented fields (no unknown,
 // duplicate or null fields, integer counts, version "v1") whose decision_id
-// equals the event id and which makes a valid [actuator.Request]. CloudEvents
-// extension attributes (for example traceparent) are allowed and ignored.
-// Errors wrap [ErrPoison].
+// equals the event id and which makes a valid [actuator.Request]. The
+// sequence attributes, when present, must be strings: canonical decimal
+// numbers above zero for [ExtTerm] and [ExtSeq], a valid stream name for
+// [ExtStream] (see [actuator.Sequence]). Other CloudEvents extension
+// attributes (for example traceparent) are allowed and ignored. Errors wrap
+// [ErrPoison].
 func Decode(data []byte) (actuator.Request, error) {
 	var req actuator.Request
 	if len(data) > MaxEventSize {
@@ -104,6 +137,37 @@ func Decode(data []byte) (actuator.Request, error) {
 	}
 	if req.DecisionID != e.ID() {
 		return req, fmt.Errorf("%w: data decision_id %q differs from event id %q", ErrPoison, req.DecisionID, e.ID())
+	}
+	ext := e.Extensions()
+	for _, x := range []struct {
+		name string
+		num  *uint64
+		str  *string
+	}{
+		{ExtTerm, &req.Seq.Term, nil},
+		{ExtStream, nil, &req.Seq.Stream},
+		{ExtSeq, &req.Seq.N, nil},
+	} {
+		raw, ok := ext[x.name]
+		if !ok {
+			continue
+		}
+		v, ok := raw.(string)
+		if !ok {
+			return req, fmt.Errorf("%w: extension %s is not a string", ErrPoison, x.name)
+		}
+		if x.str != nil {
+			*x.str = v
+			continue
+		}
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil || n == 0 || strconv.FormatUint(n, 10) != v {
+			return req, fmt.Errorf("%w: extension %s is not a decimal number above zero", ErrPoison, x.name)
+		}
+		*x.num = n
+	}
+	if err := req.Validate(); err != nil {
+		return req, fmt.Errorf("%w: %w", ErrPoison, err)
 	}
 	return req, nil
 }

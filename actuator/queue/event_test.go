@@ -111,6 +111,12 @@ func TestDecodePoison(t *testing.T) {
 		{"negative replicas", strings.Replace(good, `"replicas":5`, `"replicas":-5`, 1), "negative"},
 		{"no data", strings.Split(good, `,"data"`)[0] + "}", "data: not JSON"},
 		{"too big", good + strings.Repeat(" ", queue.MaxEventSize), "more than"},
+		{"term zero", ext(good, `"autoscaleterm":"0"`), "autoscaleterm is not a decimal number above zero"},
+		{"seq with a leading zero", ext(good, `"autoscalestream":"a","autoscaleseq":"01"`), "autoscaleseq is not a decimal"},
+		{"seq a number", ext(good, `"autoscalestream":"a","autoscaleseq":1`), "autoscaleseq is not a string"},
+		{"seq too big", ext(good, `"autoscalestream":"a","autoscaleseq":"18446744073709551616"`), "autoscaleseq is not a decimal"},
+		{"stream without seq", ext(good, `"autoscalestream":"a"`), "sequence number is required"},
+		{"stream with a space", ext(good, `"autoscalestream":"a b","autoscaleseq":"1"`), "not printable ASCII"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -126,3 +132,8 @@ func TestDecodePoison(t *testing.T) {
 }
 
 const EventTypeQ = `"io.autoscalelua.scale.v1"`
+
+// ext adds extension attributes to an encoded event.
+func ext(event, attrs string) string {
+	return strings.TrimSuffix(event, "}") + "," + attrs + "}"
+}

@@ -53,7 +53,7 @@ func ExampleConsumer() {
 	// Output:
 	// scale checkout to 4
 	// scale checkout to 6
-	// {Applied:2 Duplicates:1 Stale:0 Poison:1 Failed:0 GaveUp:0}
+	// {Applied:2 Duplicates:1 Stale:0 Poison:1 Failed:0 GaveUp:0 Future:0 Refused:0}
 }
 
 func ExampleEncode() {

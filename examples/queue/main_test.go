@@ -54,7 +54,7 @@ func TestRun(t *testing.T) {
 		"→ skipped as a duplicate\n",
 		"→ skipped as stale\n",
 		"→ skipped as poison\n",
-		"Duplicates:1 Stale:1 Poison:1 Failed:0 GaveUp:0}\n",
+		"Duplicates:1 Stale:1 Poison:1 Failed:0 GaveUp:0 Future:0 Refused:0}\n",
 	} {
 		if !strings.Contains(got, want) {
 			t.Errorf("output lacks %q", want)

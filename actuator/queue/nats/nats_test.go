@@ -13,6 +13,7 @@ import (
 	"github.com/autoscalelua/autoscalelua/actuator/actuatortest"
 	"github.com/autoscalelua/autoscalelua/actuator/queue"
 	natsq "github.com/autoscalelua/autoscalelua/actuator/queue/nats"
+	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -288,5 +289,72 @@ func TestConfigErrors(t *testing.T) {
 	}
 	if _, err := natsq.NewSubscriber(nil, "", "", nil); !errors.Is(err, natsq.ErrInvalidConfig) {
 		t.Errorf("NewSubscriber = %v", err)
+	}
+}
+
+// TestOrderThroughJetStream sends, through a real JetStream stream,
+// decisions whose sequence (in CloudEvents extension attributes) and times
+// disagree, and one dated 30 s ahead of the consumer's clock: the consumer
+// orders by the sequence, and the fast event holds the target back for the
+// skew only.
+func TestOrderThroughJetStream(t *testing.T) {
+	srv := startServer(t, -1, t.TempDir())
+	nc := connect(t, srv.ClientURL())
+	createStream(t, nc)
+	pub, err := natsq.NewPublisher(nc, subject)
+	if err != nil {
+		t.Fatal(err)
+	}
+	act := queue.NewActuator(pub, "/test")
+	var mu sync.Mutex
+	now := t0.Add(time.Hour)
+	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	rec := &actuatortest.Recorder{}
+	c, err := queue.NewConsumer(rec, queue.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	sub, err := natsq.NewSubscriber(nc, stream, "scaler", c, natsq.WithFetchWait(200*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runSubscriber(t, sub)
+	ctx := context.Background()
+	send := func(id string, replicas int, at time.Time, seq actuator.Sequence) {
+		t.Helper()
+		req := request(id, replicas, 0)
+		req.Time, req.Seq = at, seq
+		if err := act.Scale(ctx, req); err != nil {
+			t.Fatal(err)
+		}
+	}
+	settled := func(n uint64) func() bool {
+		return func() bool { s := c.Stats(); return s.Applied+s.Stale+s.Duplicates == n }
+	}
+
+	// One loop's decisions 2, 1 and 3, its clock stepping back between them.
+	send("n2", 5, now, actuator.Sequence{Stream: "loop-a", N: 2})
+	send("n1", 3, now.Add(time.Second), actuator.Sequence{Stream: "loop-a", N: 1})
+	send("n3", 7, now.Add(-time.Minute), actuator.Sequence{Stream: "loop-a", N: 3})
+	waitFor(t, "three decisions settled", settled(3))
+
+	// A producer 30 s fast, without a sequence, then a real one 3 s later.
+	send("fast", 9, now.Add(30*time.Second), actuator.Sequence{})
+	waitFor(t, "the fast decision settled", settled(4))
+	mu.Lock()
+	now = now.Add(3 * time.Second)
+	mu.Unlock()
+	send("real", 4, now, actuator.Sequence{})
+	waitFor(t, "the real decision settled", settled(5))
+
+	if diff := cmp.Diff(queue.Stats{Applied: 4, Stale: 1, Future: 1}, c.Stats()); diff != "" {
+		t.Errorf("stats (-want +got):\n%s", diff)
+	}
+	var ids []string
+	for _, r := range rec.Requests() {
+		ids = append(ids, r.DecisionID)
+	}
+	if diff := cmp.Diff([]string{"n2", "n3", "fast", "real"}, ids); diff != "" {
+		t.Errorf("applied (-want +got):\n%s", diff)
 	}
 }
