@@ -30,6 +30,10 @@ var (
 	ErrQueueTimeout = errors.New("middleware: admission queue wait timed out")
 )
 
+// ErrTooManyRules is returned by a rule change that would add a rule past
+// AdmissionConfig.MaxRules; it rejects no request.
+var ErrTooManyRules = errors.New("middleware: too many admission rules")
+
 // StatusOf returns the HTTP status for an admission error: 429 for [ErrThrottled] and
 // 503 for every other rejection.
 func StatusOf(err error) int {
@@ -104,6 +108,18 @@ type AdmissionConfig struct {
 	// MaxWait is the longest a request waits in the queue; 0 means 1 s. A request's
 	// own context deadline, if earlier, applies too.
 	MaxWait time.Duration
+	// MaxRules bounds the rules of each kind (shed routes, shed priority classes,
+	// throttled tenants, re-routes); a new rule past it (after expired ones are
+	// pruned) is refused with [ErrTooManyRules] and counted in
+	// [AdmissionStats.RulesRefused]. Changing or removing a rule is never refused.
+	// 0 means 10,000.
+	MaxRules int
+	// RuleTTL is how long a rule lasts after it was last set: a rule its setter
+	// (the scaling loop) stops re-issuing expires, at once on the request path and
+	// from memory as changes sweep it ([AdmissionStats.RulesExpired]). Re-issuing a
+	// rule every tick costs no copy. 0 means 10 minutes; negative means rules never
+	// expire.
+	RuleTTL time.Duration
 }
 
 // AdmissionOption configures an [Admission].
@@ -161,8 +177,12 @@ func WithTenantLimiter(l TenantLimiter) AdmissionOption {
 // classes (503), throttles tenants with token buckets (429), limits concurrency, and
 // queues requests over the limit by priority with deadlines. Its rules change at run
 // time — from the scaling loop (it satisfies autoscale.Shedder, Throttler and Router)
-// or from the host — and the request path reads them from immutable maps swapped
-// atomically. Below the concurrency limit, admission takes no lock.
+// or from the host — and the request path reads them lock-free from sharded
+// copy-on-write maps: re-issuing a rule copies nothing, adding or removing one
+// copies one of 1,024 shards, so a loop that churns thousands of tenants a tick pays
+// per change, not per rule held. Rules are bounded (AdmissionConfig.MaxRules) and
+// expire RuleTTL after they were last set. Below the concurrency limit, admission
+// takes no lock.
 //
 // An Admission is safe for concurrent use.
 type Admission struct {
@@ -171,8 +191,14 @@ type Admission struct {
 	clock   metrics.Clock
 	limiter TenantLimiter
 
-	rules atomic.Pointer[rules]
-	mu    sync.Mutex // serializes rule changes
+	// The rules: by string key in sharded copy-on-write maps (see ruleMap), priority
+	// classes in one small copy-on-write map.
+	shed     *ruleMap[shedRule]
+	throttle *ruleMap[rate.Limiter]
+	route    *ruleMap[routeRule]
+	shedPrio atomic.Pointer[map[int]shedRule]
+	ttl      int64      // RuleTTL in nanoseconds; 0 for never
+	mu       sync.Mutex // serializes rule changes
 
 	limit    atomic.Int64
 	inFlight atomic.Int64
@@ -186,6 +212,7 @@ type Admission struct {
 
 	stats struct {
 		admitted, shed, throttled, queueFull, queueTimeout, canceled, rerouted atomic.Uint64
+		rulesRefused, rulesExpired                                             atomic.Uint64
 	}
 }
 
@@ -197,13 +224,6 @@ type shedRule struct {
 type routeRule struct {
 	to       string
 	fraction float64
-}
-
-type rules struct {
-	shed     map[string]shedRule // by route; "*" is every route
-	shedPrio map[int]shedRule
-	throttle map[string]*rate.Limiter
-	route    map[string]routeRule
 }
 
 // NewAdmission returns an admission with cfg's settings. It reports every bad setting.
@@ -221,7 +241,20 @@ func NewAdmission(cfg AdmissionConfig, opts ...AdmissionOption) (*Admission, err
 	if cfg.MaxWait == 0 {
 		cfg.MaxWait = time.Second
 	}
-	a := &Admission{cfg: cfg, rand: rand.Uint64}
+	if cfg.MaxRules < 0 {
+		errs = append(errs, fmt.Errorf("middleware: max rules %d is negative", cfg.MaxRules))
+	}
+	if cfg.MaxRules == 0 {
+		cfg.MaxRules = 10_000
+	}
+	if cfg.RuleTTL == 0 {
+		cfg.RuleTTL = 10 * time.Minute
+	}
+	a := &Admission{cfg: cfg, rand: rand.Uint64,
+		shed: newRuleMap[shedRule](), throttle: newRuleMap[rate.Limiter](), route: newRuleMap[routeRule]()}
+	if cfg.RuleTTL > 0 {
+		a.ttl = int64(cfg.RuleTTL)
+	}
 	for _, o := range opts {
 		if err := o(a); err != nil {
 			errs = append(errs, err)
@@ -234,23 +267,59 @@ func NewAdmission(cfg AdmissionConfig, opts ...AdmissionOption) (*Admission, err
 		a.clock = metrics.NewSystemClock()
 	}
 	a.limit.Store(int64(cfg.MaxConcurrency))
-	a.rules.Store(&rules{})
+	a.shedPrio.Store(&map[int]shedRule{})
 	return a, nil
 }
 
-// update applies f to a copy of the rules and publishes it.
-func (a *Admission) update(f func(r *rules)) {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	old := a.rules.Load()
-	r := &rules{
-		shed:     cloneMap(old.shed),
-		shedPrio: cloneMap(old.shedPrio),
-		throttle: cloneMap(old.throttle),
-		route:    cloneMap(old.route),
+// setRule sets key's rule in m under a.mu: an existing key's rule is swapped in
+// place (no copy), a new key copies one shard, unless m holds MaxRules keys after
+// pruning the expired ones. update, if set, changes an existing rule in place
+// instead of replacing it (a throttle keeps its bucket's tokens).
+func setRule[V any](a *Admission, m *ruleMap[V], key string, rule *V, update func(old *V)) error {
+	now := a.clock.Now().UnixNano()
+	a.pruneLocked(m, now, false)
+	if e, ok := m.get(key); ok {
+		if update != nil {
+			update(e.rule.Load())
+		} else {
+			e.rule.Store(rule)
+		}
+		e.setAt.Store(now)
+		return nil
 	}
-	f(r)
-	a.rules.Store(r)
+	if m.n.Load() >= int64(a.cfg.MaxRules) {
+		// A full sweep at most once per 1/16 of the TTL: between two, nothing much
+		// can have expired, and a refusal stays O(1).
+		if a.ttl > 0 && now-m.fullAt >= a.ttl/16 {
+			m.fullAt = now
+			a.pruneLocked(m, now, true)
+		}
+		if m.n.Load() >= int64(a.cfg.MaxRules) {
+			a.stats.rulesRefused.Add(1)
+			return fmt.Errorf("%w: %d rules of this kind, the most (MaxRules)", ErrTooManyRules, a.cfg.MaxRules)
+		}
+	}
+	e := &ruleEntry[V]{}
+	e.rule.Store(rule)
+	e.setAt.Store(now)
+	m.add(key, e)
+	return nil
+}
+
+// pruneLocked drops m's expired rules, from one shard or all; a.mu is held.
+func (a *Admission) pruneLocked(m interface{ prune(int64, bool) int }, now int64, all bool) {
+	if a.ttl == 0 {
+		return
+	}
+	if n := m.prune(now-a.ttl, all); n > 0 {
+		a.stats.rulesExpired.Add(uint64(n))
+	}
+}
+
+// live reports whether a rule set at setAt still holds at now (Info.Now; a zero
+// time never expires a rule).
+func (a *Admission) live(setAt int64, now time.Time) bool {
+	return a.ttl == 0 || now.IsZero() || now.UnixNano()-setAt <= a.ttl
 }
 
 func cloneMap[K comparable, V any](m map[K]V) map[K]V {
@@ -278,14 +347,13 @@ func (a *Admission) Shed(route string, fraction float64, retryAfter time.Duratio
 	if retryAfter < 0 {
 		return fmt.Errorf("middleware: negative retry-after %v", retryAfter)
 	}
-	a.update(func(r *rules) {
-		if fraction == 0 {
-			delete(r.shed, route)
-			return
-		}
-		r.shed[route] = shedRule{fraction, retryAfter}
-	})
-	return nil
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if fraction == 0 {
+		a.shed.del(route)
+		return nil
+	}
+	return setRule(a, a.shed, route, &shedRule{fraction, retryAfter}, nil)
 }
 
 // ShedPriority rejects fraction of the requests of one priority class, as [Admission.Shed]
@@ -297,19 +365,27 @@ func (a *Admission) ShedPriority(class int, fraction float64, retryAfter time.Du
 	if retryAfter < 0 {
 		return fmt.Errorf("middleware: negative retry-after %v", retryAfter)
 	}
-	a.update(func(r *rules) {
-		if fraction == 0 {
-			delete(r.shedPrio, class)
-			return
-		}
-		r.shedPrio[class] = shedRule{fraction, retryAfter}
-	})
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	old := *a.shedPrio.Load()
+	if _, ok := old[class]; !ok && fraction != 0 && len(old) >= a.cfg.MaxRules {
+		a.stats.rulesRefused.Add(1)
+		return fmt.Errorf("%w: %d priority classes shed, the most (MaxRules)", ErrTooManyRules, a.cfg.MaxRules)
+	}
+	m := cloneMap(old)
+	if fraction == 0 {
+		delete(m, class)
+	} else {
+		m[class] = shedRule{fraction, retryAfter}
+	}
+	a.shedPrio.Store(&m)
 	return nil
 }
 
 // Throttle limits tenant to rps requests per second with bursts of burst, by a token
 // bucket (golang.org/x/time/rate). rps = +Inf removes the limit; rps = 0 blocks the
-// tenant. Changing a tenant's limit keeps its bucket's tokens.
+// tenant. Changing a tenant's limit keeps its bucket's tokens. The rule lasts RuleTTL
+// from this call; a new tenant past MaxRules is refused with [ErrTooManyRules].
 func (a *Admission) Throttle(tenant string, rps float64, burst int) error {
 	switch {
 	case tenant == "":
@@ -319,23 +395,23 @@ func (a *Admission) Throttle(tenant string, rps float64, burst int) error {
 	case !math.IsInf(rps, 1) && burst < 1 && rps > 0:
 		return fmt.Errorf("middleware: throttle: burst %d is below 1", burst)
 	}
-	a.update(func(r *rules) {
-		if math.IsInf(rps, 1) {
-			delete(r.throttle, tenant)
-			return
-		}
-		if rps == 0 {
-			burst = 0
-		}
-		if l, ok := r.throttle[tenant]; ok {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if math.IsInf(rps, 1) {
+		a.throttle.del(tenant)
+		return nil
+	}
+	if rps == 0 {
+		burst = 0
+	}
+	if _, ok := a.throttle.get(tenant); ok {
+		return setRule(a, a.throttle, tenant, nil, func(l *rate.Limiter) {
 			now := a.clock.Now()
 			l.SetLimitAt(now, rate.Limit(rps))
 			l.SetBurstAt(now, burst)
-			return
-		}
-		r.throttle[tenant] = rate.NewLimiter(rate.Limit(rps), burst)
-	})
-	return nil
+		})
+	}
+	return setRule(a, a.throttle, tenant, rate.NewLimiter(rate.Limit(rps), burst), nil)
 }
 
 // Route sends fraction (0..1) of from's requests to to; fraction 0 stops re-routing
@@ -350,14 +426,13 @@ func (a *Admission) Route(from, to string, fraction float64) error {
 	if from == "" || to == "" {
 		return errors.New("middleware: route: empty from or to")
 	}
-	a.update(func(r *rules) {
-		if fraction == 0 {
-			delete(r.route, from)
-			return
-		}
-		r.route[from] = routeRule{to, fraction}
-	})
-	return nil
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if fraction == 0 {
+		a.route.del(from)
+		return nil
+	}
+	return setRule(a, a.route, from, &routeRule{to, fraction}, nil)
 }
 
 // SetMaxConcurrency changes the concurrency limit; 0 removes it. Requests already
@@ -381,14 +456,22 @@ func (a *Admission) chance(f float64) bool {
 // slot frees, its deadline passes ([ErrQueueTimeout]), it is pushed out by a more
 // important request ([ErrQueueFull]) or ctx ends (ctx's error).
 func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
-	r := a.rules.Load()
 	route, model := in.Route, in.Model
-	if len(r.shed) > 0 || len(r.shedPrio) > 0 {
-		rule, ok := r.shed[in.Route]
-		if all, ok2 := r.shed["*"]; ok2 && (!ok || all.fraction > rule.fraction) {
-			rule, ok = all, true
+	prio := *a.shedPrio.Load()
+	if a.shed.n.Load() > 0 || len(prio) > 0 {
+		var rule shedRule
+		ok := false
+		if a.shed.n.Load() > 0 {
+			if e, found := a.shed.get(in.Route); found && a.live(e.setAt.Load(), in.Now) {
+				rule, ok = *e.rule.Load(), true
+			}
+			if e, found := a.shed.get("*"); found && a.live(e.setAt.Load(), in.Now) {
+				if all := e.rule.Load(); !ok || all.fraction > rule.fraction {
+					rule, ok = *all, true
+				}
+			}
 		}
-		if p, ok3 := r.shedPrio[in.Priority]; ok3 && (!ok || p.fraction > rule.fraction) {
+		if p, ok3 := prio[in.Priority]; ok3 && (!ok || p.fraction > rule.fraction) {
 			rule, ok = p, true
 		}
 		if ok && a.chance(rule.fraction) {
@@ -400,10 +483,12 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 			return Permit{retryAfter: ra}, ErrShed
 		}
 	}
-	if len(r.throttle) > 0 {
-		if l, ok := r.throttle[in.Tenant]; ok && !l.AllowN(in.Now, 1) {
-			a.stats.throttled.Add(1)
-			return Permit{retryAfter: throttleDelay(l, in.Now)}, ErrThrottled
+	if a.throttle.n.Load() > 0 {
+		if e, ok := a.throttle.get(in.Tenant); ok && a.live(e.setAt.Load(), in.Now) {
+			if l := e.rule.Load(); !l.AllowN(in.Now, 1) {
+				a.stats.throttled.Add(1)
+				return Permit{retryAfter: throttleDelay(l, in.Now)}, ErrThrottled
+			}
 		}
 	}
 	if a.limiter != nil && in.Tenant != "" {
@@ -412,12 +497,12 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 			return Permit{retryAfter: ra}, ErrThrottled
 		}
 	}
-	if len(r.route) > 0 {
-		if rr, ok := r.route[in.Route]; ok && a.chance(rr.fraction) {
-			route = rr.to
+	if a.route.n.Load() > 0 {
+		if e, ok := a.route.get(in.Route); ok && a.live(e.setAt.Load(), in.Now) && a.chance(e.rule.Load().fraction) {
+			route = e.rule.Load().to
 			a.stats.rerouted.Add(1)
-		} else if rr, ok := r.route[in.Model]; ok && in.Model != "" && a.chance(rr.fraction) {
-			model = rr.to
+		} else if e, ok := a.route.get(in.Model); ok && in.Model != "" && a.live(e.setAt.Load(), in.Now) && a.chance(e.rule.Load().fraction) {
+			model = e.rule.Load().to
 			a.stats.rerouted.Add(1)
 		}
 	}
@@ -602,6 +687,11 @@ func (a *Admission) handOff() {
 // AdmissionStats counts an admission's verdicts.
 type AdmissionStats struct {
 	Admitted, Shed, Throttled, QueueFull, QueueTimeout, Canceled, Rerouted uint64
+	// RulesRefused counts new rules refused for passing MaxRules; RulesExpired, rules
+	// dropped from memory RuleTTL after they were last set.
+	RulesRefused, RulesExpired uint64
+	// Rules is the number of rules held now (expired ones not yet swept included).
+	Rules int
 	// InFlight and Waiting are the requests holding and waiting for slots now.
 	InFlight, Waiting int64
 }
@@ -616,6 +706,9 @@ func (a *Admission) Stats() AdmissionStats {
 		QueueTimeout: a.stats.queueTimeout.Load(),
 		Canceled:     a.stats.canceled.Load(),
 		Rerouted:     a.stats.rerouted.Load(),
+		RulesRefused: a.stats.rulesRefused.Load(),
+		RulesExpired: a.stats.rulesExpired.Load(),
+		Rules:        int(a.shed.n.Load()+a.throttle.n.Load()+a.route.n.Load()) + len(*a.shedPrio.Load()),
 		InFlight:     a.inFlight.Load(),
 		Waiting:      a.waiting.Load(),
 	}

@@ -164,7 +164,8 @@ func TestShedRetryAfterFromState(t *testing.T) {
 
 func TestThrottle(t *testing.T) {
 	clk := metrics.NewManualClock(t0)
-	a := newAdmission(t, middleware.AdmissionConfig{}, middleware.WithAdmissionClock(clk))
+	// Rules that never expire: the test advances the clock an hour.
+	a := newAdmission(t, middleware.AdmissionConfig{RuleTTL: -1}, middleware.WithAdmissionClock(clk))
 	if err := a.Throttle("acme", 10, 5); err != nil {
 		t.Fatal(err)
 	}

@@ -202,7 +202,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	defer g.access.Close()
 
-	if g.admission, err = middleware.NewAdmission(middleware.AdmissionConfig{}); err != nil {
+	// The free tier's throttle below is set once and must hold for the gateway's
+	// life, so rules do not expire (the default RuleTTL would lift it after 10
+	// minutes unless re-issued, as a policy's actions are every tick).
+	if g.admission, err = middleware.NewAdmission(middleware.AdmissionConfig{RuleTTL: -1}); err != nil {
 		return err
 	}
 	if err := g.admission.Throttle("free", freeRPS, freeRPS); err != nil {
