@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"runtime"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -50,15 +51,24 @@ func TestPoolSurvivesHostileRequests(t *testing.T) {
 	if st.VMsDiscarded != n {
 		t.Errorf("discarded %d VMs, want %d: a VM that overran must never be reused", st.VMsDiscarded, n)
 	}
+	// Every benign request succeeds; on a shared machine one may be descheduled, so
+	// each must end within budget + 500 ms and the median within budget + 20 ms.
+	var took20 []time.Duration
 	for i := range 20 {
 		start := time.Now()
 		d, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/benign"})
 		if err != nil || d.Reject {
 			t.Fatalf("benign request %d after the hostile ones: %+v, %v", i, d, err)
 		}
-		if el := time.Since(start); el > budget+20*time.Millisecond {
+		el := time.Since(start)
+		if el > budget+500*time.Millisecond {
 			t.Errorf("benign request %d took %v", i, el)
 		}
+		took20 = append(took20, el)
+	}
+	slices.Sort(took20)
+	if med := took20[10]; med > budget+20*time.Millisecond {
+		t.Errorf("median benign request took %v, more than the budget + 20ms", med)
 	}
 }
 
@@ -67,7 +77,7 @@ func TestPoolSurvivesHostileRequests(t *testing.T) {
 // busy.
 func TestPoolWaitIsBounded(t *testing.T) {
 	const wait = 5 * time.Millisecond
-	rt := newRT(t, hostileOrBenign, luabind.WithLimits(luabind.Limits{PoolSize: 1, RequestBudget: 300 * time.Millisecond, PoolWait: wait}))
+	rt := newRT(t, hostileOrBenign, luabind.WithLimits(luabind.Limits{PoolSize: 1, RequestBudget: time.Second, PoolWait: wait}))
 	done := make(chan error)
 	go func() {
 		_, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/hostile"})
@@ -76,17 +86,26 @@ func TestPoolWaitIsBounded(t *testing.T) {
 	for rt.Stats().VMsCreated == 0 { // the hostile request holds the only VM
 		runtime.Gosched()
 	}
-	start := time.Now()
-	d, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/benign"})
-	took := time.Since(start)
-	if !errors.Is(err, luabind.ErrBusy) || d.Reject {
-		t.Errorf("benign request: %+v, %v; want ErrBusy, allowed (fail-open)", d, err)
+	// A shared machine may deschedule a waiter past its timer: every wait must end
+	// within PoolWait + 500 ms, the fastest of three within PoolWait + 20 ms.
+	best := time.Hour
+	for i := range 3 {
+		start := time.Now()
+		d, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/benign"})
+		took := time.Since(start)
+		if !errors.Is(err, luabind.ErrBusy) || d.Reject {
+			t.Errorf("benign request %d: %+v, %v; want ErrBusy, allowed (fail-open)", i, d, err)
+		}
+		if took > wait+500*time.Millisecond {
+			t.Errorf("wait %d took %v", i, took)
+		}
+		best = min(best, took)
 	}
-	if took > wait+20*time.Millisecond {
-		t.Errorf("the wait took %v, more than PoolWait %v + 20ms", took, wait)
+	if best > wait+20*time.Millisecond {
+		t.Errorf("the fastest wait took %v, more than PoolWait %v + 20ms", best, wait)
 	}
-	if got := rt.Stats().Failures[luabind.FailureKey{Hook: luabind.HookRequest, Reason: luabind.ReasonBusy}]; got != 1 {
-		t.Errorf("busy failures %d, want 1", got)
+	if got := rt.Stats().Failures[luabind.FailureKey{Hook: luabind.HookRequest, Reason: luabind.ReasonBusy}]; got != 3 {
+		t.Errorf("busy failures %d, want 3", got)
 	}
 	if err := <-done; !errors.Is(err, luabind.ErrScriptTimeout) {
 		t.Errorf("hostile request: %v, want a timeout", err)
