@@ -5,7 +5,8 @@
 //
 //	go run ./examples/gateway
 //
-// Within a minute the terminal shows the decisions (one line each) and
+// Within a minute the terminal shows the decisions, one line each under a header
+// naming the columns (-h explains them and the policy's terms), and
 // http://localhost:8080/debug/autoscale shows replicas, rates, latency and decisions
 // live. Flags choose the policy (a shipped name, or a .lua file that is reloaded when
 // it changes), the load profile, the tick and the address; -h lists them. To edit a
