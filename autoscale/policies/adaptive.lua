@@ -54,9 +54,12 @@
 --                 seconds, each removing at most down_step_fraction of the count
 --   zero          when the target's min is 0 and nothing has arrived or been in
 --                 flight for idle_to_zero seconds (and down_delay has passed since the
---                 last scale-up), straight to zero; the first request wakes it (the
---                 host's activator holds requests meanwhile) with the replicas its
---                 arrival rate needs
+--                 last scale-up), straight to zero; the first request wakes it with
+--                 the replicas its arrival rate needs. Nothing in the library holds
+--                 requests meanwhile (there is no activator): with no replica ready
+--                 the balancer's proxy answers 503 with Retry-After, and those
+--                 requests count in the rate that wakes the target. The simulator
+--                 models a host whose requests wait for the first replica instead.
 --
 -- config keys (times in seconds):
 --   target              the target to scale (required)

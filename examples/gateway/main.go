@@ -53,6 +53,10 @@ const (
 	serviceTime = 50 * time.Millisecond
 	coldStart   = 2 * time.Second
 	freeRPS     = 20 // the free tenant's token bucket: rate and burst
+	// queuePerSlot and queueWait size the admission's priority queue (newAdmission):
+	// requests waiting per slot of the concurrency limit, and the longest wait.
+	queuePerSlot = 4
+	queueWait    = time.Second
 	// lineSpan is the span of the figures on a decision line: the demo's panic window
 	// (demoTimescale), the span over which adaptive estimates its arrival rate.
 	lineSpan = 3 * time.Second
@@ -203,13 +207,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	defer g.access.Close()
 
-	// The free tier's throttle below is set once and must hold for the gateway's
-	// life, so rules do not expire (the default RuleTTL would lift it after 10
-	// minutes unless re-issued, as a policy's actions are every tick).
-	if g.admission, err = middleware.NewAdmission(middleware.AdmissionConfig{RuleTTL: -1}); err != nil {
-		return err
-	}
-	if err := g.admission.Throttle("free", freeRPS, freeRPS); err != nil {
+	if g.admission, err = newAdmission(cfg.maxReplicas); err != nil {
 		return err
 	}
 	proxy, err := balancer.NewProxy(g.pool)
@@ -322,6 +320,30 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	fmt.Fprintf(out, "sent %d: served %d, shed %d, throttled %d (free over %d rps), errored %d\n",
 		c.Sent, c.Served, c.Shed, c.Throttled, freeRPS, c.Errored)
 	return runErr
+}
+
+// newAdmission is the gateway's admission control: the free tenant's token bucket, and
+// a concurrency limit at what the fleet serves at its largest (maxReplicas ×
+// concurrency) with a priority queue behind it. When the fleet is at its largest and
+// full, requests wait up to queueWait at the gateway instead of piling onto the
+// backends, and access.lua's priorities decide who goes first: paying tenants
+// (priority 0) before the free tier (-1). Below that, the scaling loop adds replicas
+// and the limit does not bind.
+func newAdmission(maxReplicas int) (*middleware.Admission, error) {
+	limit := maxReplicas * concurrency
+	// The free tier's throttle is set once and must hold for the gateway's life, so
+	// rules do not expire (the default RuleTTL would lift it after 10 minutes unless
+	// re-issued, as a policy's actions are every tick).
+	adm, err := middleware.NewAdmission(middleware.AdmissionConfig{
+		MaxConcurrency: limit, QueueSize: queuePerSlot * limit, MaxWait: queueWait, RuleTTL: -1,
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := adm.Throttle("free", freeRPS, freeRPS); err != nil {
+		return nil, err
+	}
+	return adm, nil
 }
 
 // frontend is the gateway's request path: classify (route "api", tenant from
