@@ -17,13 +17,13 @@
 --   pressed    queue > max_queue, or p99 TTFT > ttft_ms
 --   up         pressed and below max: ceil(in flight / slots) replicas, at least one
 --              more when TTFT is over; the safety layer clamps to the target's bounds
---   cheaper    pressed and at max, or cold with requests waiting: route the lane to
+--   cheaper    pressed and at max, or cold with requests in flight: route the lane to
 --              `cheaper` (fraction 1); once neither pressed nor cold for down_ticks
 --              ticks, route it back (fraction 0)
---   wake       cold (0 replicas) and anything in flight or arriving: ceil(in flight /
---              slots) replicas, at least 1 (the host holds the request meanwhile)
+--   wake       cold (0 replicas) with requests in flight (held by the host until a
+--              replica is ready): ceil(in flight / slots) replicas, at least 1
 --   down       in flight below down_utilization of capacity for down_ticks ticks: one
---              replica less, not below min
+--              replica less, not below min nor 1 (zero is the idle rule's)
 --   zero       nothing in flight or arriving for idle_to_zero seconds, and min 0: 0
 --
 -- config keys:
@@ -67,14 +67,20 @@ function on_request(req)
   return nil
 end
 
+-- ttft_of reads a model's TTFT window; a scope that has no window yet reads as 0.
+local function ttft_of(m, key)
+  local ok, s = pcall(m.scope, ttft_scope, key, span)
+  if ok then return s.p99 end
+  return 0
+end
+
 -- reading returns what the policy sees of one model on this tick.
 local function reading(m, name, mc)
   local w, wl = m.model(name, span), m.model(name .. lane, span)
-  local t1, t2 = m.scope(ttft_scope, name, span), m.scope(ttft_scope, name .. lane, span)
   return {
     in_flight = w.in_flight + wl.in_flight,
     rps = w.rps + wl.rps,
-    ttft = math.max(t1.p99, t2.p99),
+    ttft = math.max(ttft_of(m, name), ttft_of(m, name .. lane)),
     slots = mc.slots or 8,
   }
 end
@@ -100,7 +106,7 @@ local function decide_model(m, state, name, mc, out)
     mc.ttft_ms and string.format(" (objective %.0fms)", mc.ttft_ms) or "")
   local n, reason
   if cold then
-    if busy then
+    if r.in_flight > 0 then
       n = math.max(1, math.ceil(r.in_flight / r.slots))
       reason = string.format("llm_cost: %s is cold with %d in flight: wake to %d", name, r.in_flight, n)
     end
@@ -111,7 +117,7 @@ local function decide_model(m, state, name, mc, out)
   elseif idle_to_zero >= 0 and t.min == 0 and not busy and m.now - s.idle_since >= idle_to_zero then
     n = 0
     reason = string.format("llm_cost: %s idle for %.0fs: scale to zero", name, m.now - s.idle_since)
-  elseif s.calm >= down_ticks and t.replicas > t.min then
+  elseif s.calm >= down_ticks and t.replicas > math.max(t.min, 1) then
     n = t.replicas - 1
     s.calm = 0
     reason = string.format("llm_cost: %s calm for %d ticks (%d in flight of %d slots): scale down to %d",
@@ -124,7 +130,7 @@ local function decide_model(m, state, name, mc, out)
 
   if mc.cheaper == nil then return end
   local full = pressed and t.replicas >= t.max
-  local waiting = cold and busy
+  local waiting = cold and r.in_flight > 0
   if (full or waiting) and not s.routed then
     s.routed = true
     local state_why = full and string.format("at max %d replicas with %s", t.max, why) or "cold"

@@ -79,3 +79,20 @@ function TestNoChangeNoAction()
   -- 8 in flight on 2 replicas of 4 slots: full, no queue, TTFT fine.
   assert_eq(decide(at(2, 6, 8, 300, { small_in_flight = 4 }), {}), {})
 end
+
+function TestWithoutTTFTWindowsTheQueueDecides()
+  local m = fixture{
+    targets = { large = { replicas = 2, min = 0, max = 6 }, small = { replicas = 1, min = 0, max = 10 } },
+    models = { large = { in_flight = 14, rps = 14, count = 10 }, small = { in_flight = 4, rps = 1, count = 10 } },
+  }
+  local a = assert_action(decide(m, {}), "scale", { target = "large", replicas = 4 })
+  assert(string.find(a.reason, "p99 TTFT 0ms"), a.reason)
+end
+
+function TestCalmStopsAtOneAndColdWithoutRequestsStaysCold()
+  local state = {}
+  decide(at(1, 6, 0, 0), state)
+  assert_no_action(decide(at(1, 6, 0, 0), state), "scale", { target = "large" }) -- idle rule's 30 s not up
+  -- Cold, with recent arrivals but none in flight: no wake, no routing.
+  assert_eq(decide(at(0, 6, 0, 0, { rps = 3, small_in_flight = 4 }), {}), {})
+end
