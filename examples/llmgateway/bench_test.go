@@ -1,0 +1,150 @@
+package main
+
+import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/balancer"
+	"github.com/autoscalelua/autoscalelua/luabind"
+	"github.com/autoscalelua/autoscalelua/metrics"
+	"github.com/autoscalelua/autoscalelua/middleware"
+)
+
+// BenchmarkGatewayVsBareProxy measures, in one run, the throughput of the demo's whole
+// request path (classification, llm_cost's on_request in Lua, admission with a route
+// rule, the model windows, the cold-start holder, the balancer's proxy routing by model
+// with a fallback chain) and of a bare httputil.ReverseProxy with a buffer pool, both
+// over loopback to the same simulated model server (instant: no prefill or decode
+// time), with short non-streamed chat requests from the same client. Rounds alternate
+// between them so that drift on a shared machine hits both; the figures are medians
+// over rounds. "ratio" is gateway/bare throughput; "cpu-ratio" is gateway/bare requests
+// per CPU-second of the whole process (client, gateway and model server alike).
+//
+//	go test -run '^$' -bench GatewayVsBareProxy -benchtime 1x ./examples/llmgateway
+func BenchmarkGatewayVsBareProxy(b *testing.B) {
+	spec := &modelSpec{name: "llama-8b", batch: 1024, queue: 1024, kvTokens: 1 << 30}
+	engine := &modelServer{spec: spec, id: "bench"}
+	backend := httptest.NewServer(engine)
+	defer backend.Close()
+	u, _ := url.Parse(backend.URL)
+
+	bare := &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
+		BufferPool: balancer.NewBufferPool(),
+		Transport:  &http.Transport{MaxIdleConnsPerHost: 256},
+	}
+	bareSrv := httptest.NewServer(bare)
+	defer bareSrv.Close()
+
+	g := &gateway{specs: []*modelSpec{{name: "llama-70b", cheaper: "llama-8b", batch: 8, kvTokens: 8000}, spec}}
+	var err error
+	if g.reg, err = metrics.NewRegistry(); err != nil {
+		b.Fatal(err)
+	}
+	if g.pool, err = balancer.New(balancer.WithRegistry(g.reg), balancer.WithWindowConcurrency()); err != nil {
+		b.Fatal(err)
+	}
+	if err := g.pool.Update([]balancer.Endpoint{{ID: "llama-8b-1", URL: backend.URL, Labels: map[string]string{balancer.LabelModel: "llama-8b"}}}); err != nil {
+		b.Fatal(err)
+	}
+	if g.llm, err = newLLM(g.reg, g.specs, slog.New(slog.DiscardHandler)); err != nil {
+		b.Fatal(err)
+	}
+	if g.proxy, err = balancer.NewProxy(g.pool, balancer.WithTransport(&http.Transport{MaxIdleConnsPerHost: 256}), balancer.WithSetModel(setModel),
+		balancer.WithFallback(balancer.Fallback{Chains: map[string][]string{"llama-8b": {"hosted"}}, Timeout: 20 * time.Second})); err != nil {
+		b.Fatal(err)
+	}
+	g.fleet = newFleet(g.pool, g.specs, lane)
+	defer g.fleet.Close()
+	g.hold = &holder{fleet: g.fleet, pool: g.pool, lane: lane, timeout: time.Second, next: g.proxy}
+	src, err := luabind.FromFS(autoscale.Policies(), "policies/llm_cost.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if g.access, err = luabind.New(src, luabind.WithConfig(policyConfig(g.specs, config{}))); err != nil {
+		b.Fatal(err)
+	}
+	defer g.access.Close()
+	if g.adm, err = middleware.NewAdmission(middleware.AdmissionConfig{}); err != nil {
+		b.Fatal(err)
+	}
+	// The economy lane of llama-70b goes to llama-8b: every request is re-routed.
+	if err := g.adm.Route("llama-70b"+lane, "llama-8b", 1); err != nil {
+		b.Fatal(err)
+	}
+	gwSrv := httptest.NewServer(frontend(g, slog.New(slog.DiscardHandler)))
+	defer gwSrv.Close()
+
+	const conc = 32
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
+	defer client.CloseIdleConnections()
+	body := []byte(`{"model":"llama-70b","max_tokens":8,"messages":[{"role":"user","content":"Say hi."}]}`)
+	load := func(target string, d time.Duration) (float64, float64) {
+		cpu0 := cpuTime()
+		var n atomic.Int64
+		var wg sync.WaitGroup
+		stop := time.Now().Add(d)
+		for w := range conc {
+			wg.Go(func() {
+				for time.Now().Before(stop) {
+					req, _ := http.NewRequest(http.MethodPost, target+"/v1/chat/completions", bytes.NewReader(body))
+					req.Header.Set("Content-Type", "application/json")
+					req.Header.Set(middleware.TenantHeader, []string{"acme", "globex", "batchco"}[w%3])
+					req.Header.Set(priorityHeader, "0")
+					resp, err := client.Do(req)
+					if err != nil {
+						b.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						b.Errorf("status %d", resp.StatusCode)
+						return
+					}
+					n.Add(1)
+				}
+			})
+		}
+		wg.Wait()
+		return float64(n.Load()) / d.Seconds(), float64(n.Load()) / (cpuTime() - cpu0).Seconds()
+	}
+	median := func(xs []float64) float64 {
+		sort.Float64s(xs)
+		return xs[len(xs)/2]
+	}
+	for b.Loop() {
+		load(gwSrv.URL, 300*time.Millisecond) // warm up both
+		load(bareSrv.URL, 300*time.Millisecond)
+		var gw, br, gwCPU, brCPU []float64
+		for range 9 {
+			r, c := load(gwSrv.URL, 700*time.Millisecond)
+			gw, gwCPU = append(gw, r), append(gwCPU, c)
+			r, c = load(bareSrv.URL, 700*time.Millisecond)
+			br, brCPU = append(br, r), append(brCPU, c)
+		}
+		g, r := median(gw), median(br)
+		b.ReportMetric(g, "gateway-req/s")
+		b.ReportMetric(r, "bare-req/s")
+		b.ReportMetric(g/r, "ratio")
+		b.ReportMetric(median(gwCPU)/median(brCPU), "cpu-ratio")
+	}
+}
+
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
