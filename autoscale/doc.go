@@ -26,7 +26,9 @@
 //     most once per [RefusalLogEvery] per kind and reason.
 //   - Shipped policies: [TargetTracking] (the HPA) and [KPA] (Knative) in Go, and the
 //     Lua files of [Policies]: adaptive (the recommended default), target_tracking, kpa,
-//     threshold, schedule, predictive.
+//     threshold, schedule, predictive, llm_cost (AI gateways: scale a model, or send its
+//     economy lane to a cheaper one). [NewCanary] splits a model's requests with a
+//     canary version and rolls it back on the gateway's own windows.
 //
 // # Example
 //

@@ -31,6 +31,8 @@ import (
 // between them so that drift on a shared machine hits both; the figures are medians
 // over rounds. "ratio" is gateway/bare throughput; "cpu-ratio" is gateway/bare requests
 // per CPU-second of the whole process (client, gateway and model server alike).
+// "proxy-only" is the balancer's proxy alone (model routing and the fallback chain,
+// without the LLM layer, the middleware and Lua).
 //
 //	go test -run '^$' -bench GatewayVsBareProxy -benchtime 1x ./examples/llmgateway
 func BenchmarkGatewayVsBareProxy(b *testing.B) {
@@ -86,6 +88,15 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	}
 	gwSrv := httptest.NewServer(frontend(g, slog.New(slog.DiscardHandler)))
 	defer gwSrv.Close()
+	// The balancer's proxy alone, routing by model (from a header here) with the chain.
+	only, err := balancer.NewProxy(g.pool, balancer.WithTransport(&http.Transport{MaxIdleConnsPerHost: 256}),
+		balancer.WithModel(func(*http.Request) string { return "llama-8b" }),
+		balancer.WithFallback(balancer.Fallback{Chains: map[string][]string{"llama-8b": {"hosted"}}, Timeout: 20 * time.Second}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	onlySrv := httptest.NewServer(only)
+	defer onlySrv.Close()
 
 	const conc = 32
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
@@ -128,18 +139,22 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	for b.Loop() {
 		load(gwSrv.URL, 300*time.Millisecond) // warm up both
 		load(bareSrv.URL, 300*time.Millisecond)
-		var gw, br, gwCPU, brCPU []float64
+		var gw, br, on, gwCPU, brCPU, onCPU []float64
 		for range 9 {
 			r, c := load(gwSrv.URL, 700*time.Millisecond)
 			gw, gwCPU = append(gw, r), append(gwCPU, c)
 			r, c = load(bareSrv.URL, 700*time.Millisecond)
 			br, brCPU = append(br, r), append(brCPU, c)
+			r, c = load(onlySrv.URL, 700*time.Millisecond)
+			on, onCPU = append(on, r), append(onCPU, c)
 		}
 		g, r := median(gw), median(br)
 		b.ReportMetric(g, "gateway-req/s")
 		b.ReportMetric(r, "bare-req/s")
 		b.ReportMetric(g/r, "ratio")
 		b.ReportMetric(median(gwCPU)/median(brCPU), "cpu-ratio")
+		b.ReportMetric(median(on)/r, "proxy-only-ratio")
+		b.ReportMetric(median(onCPU)/median(brCPU), "proxy-only-cpu-ratio")
 	}
 }
 
