@@ -129,6 +129,13 @@ type Limits struct {
 	// bounds all its scopes too (metrics.WithMaxScopes). Zero means 16; range
 	// 1..1,024.
 	MaxScriptScopes int
+	// MaxCallBytes bounds the total bytes of the strings the library functions
+	// (string.rep, format, gsub, char, table.concat) build in one call, so that a
+	// loop of them (t[i] = string.rep("x", 1 MiB)) cannot fill the heap at memory
+	// speed until the budget ends; past it the call raises (reason "limit"). Strings
+	// built with .. and tables are bounded by the budget alone (see REFERENCE.md).
+	// Zero means 32 × MaxStringLen (32 MiB); range MaxStringLen..1<<34.
+	MaxCallBytes int
 }
 
 func (l Limits) withDefaults() Limits {
@@ -165,6 +172,9 @@ func (l Limits) withDefaults() Limits {
 	if l.MaxScriptScopes == 0 {
 		l.MaxScriptScopes = 16
 	}
+	if l.MaxCallBytes == 0 {
+		l.MaxCallBytes = 32 * l.MaxStringLen
+	}
 	return l
 }
 
@@ -200,6 +210,9 @@ func (l Limits) Validate() error {
 	}
 	if l.MaxStateBytes < 1<<10 || l.MaxStateBytes > 1<<30 {
 		errs = append(errs, configError("max state bytes %d out of [1KiB, 1GiB]", l.MaxStateBytes))
+	}
+	if l.MaxCallBytes < l.MaxStringLen || l.MaxCallBytes > 1<<34 {
+		errs = append(errs, configError("max call bytes %d out of [MaxStringLen %d, 1<<34]", l.MaxCallBytes, l.MaxStringLen))
 	}
 	if l.MaxScriptScopes < 1 || l.MaxScriptScopes > 1024 {
 		errs = append(errs, configError("max script scopes %d out of [1, 1024]", l.MaxScriptScopes))

@@ -44,6 +44,9 @@ type vm struct {
 	// time even when the budget's timer has not run yet; overran records that one did.
 	deadline time.Time
 	overran  bool
+	// built counts the bytes of the strings the library functions built in the
+	// running call, against Limits.MaxCallBytes.
+	built int
 
 	readOnly *lua.LFunction // __newindex of every view
 	seed     maphash.Seed
@@ -177,6 +180,7 @@ func sentinelOf(err error, def error) error {
 // pcall calls the function below nargs arguments under the budget. A timeout is
 // reported as errTimeout; the vm must then be closed (its context is cancelled).
 func (v *vm) pcall(nargs, nret int, budget time.Duration) error {
+	v.built = 0
 	if budget <= 0 || !v.ctxSet {
 		v.deadline = time.Time{}
 		return v.L.PCall(nargs, nret, nil)

@@ -16,7 +16,7 @@ import (
 // (%v, %T, ...) are not Lua's and are refused.
 func (v *vm) strFormat(L *lua.LState) int {
 	f := L.CheckString(1)
-	b := buf{max: v.rt.cfg.limits.MaxStringLen, fn: "string.format"}
+	b := v.newBuf("string.format")
 	arg := 1
 	var spec [16]byte
 	for i := 0; i < len(f); i++ {
@@ -107,7 +107,7 @@ func (v *vm) strFormat(L *lua.LState) int {
 			L.RaiseError("invalid option '%%%c' to 'format'", conv)
 		}
 	}
-	L.Push(lua.LString(b.b.String()))
+	L.Push(b.result())
 	return 1
 }
 

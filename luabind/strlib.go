@@ -48,25 +48,59 @@ func (v *vm) patternError(L *lua.LState, fn string, err error) {
 	L.RaiseError("string.%s: %s", fn, err.Error())
 }
 
-// buf accumulates a result no longer than max bytes.
+// buf accumulates a result no longer than max bytes: MaxStringLen, or what is left
+// of the call's MaxCallBytes if less.
 type buf struct {
-	b   strings.Builder
-	max int
-	fn  string
+	b     strings.Builder
+	max   int
+	fn    string
+	v     *vm
+	call  bool // max is the call's allowance, not MaxStringLen
+	total int
+}
+
+func (v *vm) newBuf(fn string) buf {
+	b := buf{max: v.rt.cfg.limits.MaxStringLen, fn: fn, v: v}
+	if left := v.rt.cfg.limits.MaxCallBytes - v.built; left < b.max {
+		b.max, b.call = max(left, 0), true
+	}
+	return b
+}
+
+func (b *buf) over(L *lua.LState) {
+	if b.call {
+		L.RaiseError("%s: the call's strings would pass MaxCallBytes, %d bytes (limit)", b.fn, b.v.rt.cfg.limits.MaxCallBytes)
+	}
+	L.RaiseError("%s: result longer than %d bytes (limit)", b.fn, b.max)
 }
 
 func (b *buf) add(L *lua.LState, s string) {
 	if b.b.Len()+len(s) > b.max {
-		L.RaiseError("%s: result longer than %d bytes (limit)", b.fn, b.max)
+		b.over(L)
 	}
 	b.b.WriteString(s)
 }
 
 func (b *buf) addByte(L *lua.LState, c byte) {
 	if b.b.Len()+1 > b.max {
-		L.RaiseError("%s: result longer than %d bytes (limit)", b.fn, b.max)
+		b.over(L)
 	}
 	b.b.WriteByte(c)
+}
+
+// result returns the built string, charged to the call's allowance.
+func (b *buf) result() lua.LString {
+	b.v.built += b.b.Len()
+	return lua.LString(b.b.String())
+}
+
+// charge counts n bytes the call is about to build against MaxCallBytes, raising
+// before they are allocated when they would pass it.
+func (v *vm) charge(L *lua.LState, fn string, n int) {
+	if lim := v.rt.cfg.limits.MaxCallBytes; n > lim-v.built {
+		L.RaiseError("%s: the call's strings would pass MaxCallBytes, %d bytes (limit)", fn, lim)
+	}
+	v.built += n
 }
 
 // posrelat turns a Lua string position (negative from the end) into a 1-based one
@@ -197,7 +231,7 @@ func (v *vm) strGsub(L *lua.LState) int {
 	if anchor {
 		p = p[1:]
 	}
-	b := buf{max: v.rt.cfg.limits.MaxStringLen, fn: "string.gsub"}
+	b := v.newBuf("string.gsub")
 	s, n := 0, 0
 	for n < maxN {
 		e, err := v.pm.Match(src, p, s)
@@ -223,7 +257,7 @@ func (v *vm) strGsub(L *lua.LState) int {
 	}
 done:
 	b.add(L, src[s:])
-	L.Push(lua.LString(b.b.String()))
+	L.Push(b.result())
 	L.Push(lua.LNumber(n))
 	return 2
 }
@@ -306,6 +340,7 @@ func (v *vm) strRep(L *lua.LState) int {
 	if maxLen := v.rt.cfg.limits.MaxStringLen; n > maxLen/len(s) {
 		L.RaiseError("string.rep: result longer than %d bytes (limit)", maxLen)
 	}
+	v.charge(L, "string.rep", n*len(s))
 	L.Push(lua.LString(strings.Repeat(s, n)))
 	return 1
 }
@@ -334,6 +369,7 @@ func (v *vm) strByte(L *lua.LState) int {
 // strChar is string.char (its arguments are already bounded by the value stack).
 func (v *vm) strChar(L *lua.LState) int {
 	top := L.GetTop()
+	v.charge(L, "string.char", top)
 	b := make([]byte, top)
 	for i := 1; i <= top; i++ {
 		c := L.CheckInt(i)

@@ -186,6 +186,7 @@ func TestLibraryWorkIsBounded(t *testing.T) {
 		{"gsub string replacement", `string.gsub(string.rep("x", 100), "", string.rep("y", 2000))`, luabind.ReasonLimit},
 		{"gsub %0 doubling", `string.gsub(` + big + `, ".", "%0%0")`, luabind.ReasonLimit},
 		{"rep", `string.rep("x", 1e9)`, luabind.ReasonLimit},
+		{"rep in a loop (MaxCallBytes)", `local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 65536) end`, luabind.ReasonLimit},
 		{"concat", `local t = {} for i = 1, 200 do t[i] = string.rep("x", 1000) end table.concat(t)`, luabind.ReasonLimit},
 		{"concat with a long separator", `local t = {} for i = 1, 2000 do t[i] = i end table.concat(t, string.rep("x", 1000))`, luabind.ReasonLimit},
 		// Ranges bounded by the value stack before anything is pushed.

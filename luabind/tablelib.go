@@ -24,7 +24,7 @@ func (v *vm) tblConcat(L *lua.LState) int {
 	sep := L.OptString(2, "")
 	i := L.OptInt(3, 1)
 	j := L.OptInt(4, t.Len())
-	b := buf{max: v.rt.cfg.limits.MaxStringLen, fn: "table.concat"}
+	b := v.newBuf("table.concat")
 	for k := i; k <= j; k++ {
 		switch x := t.RawGetInt(k).(type) {
 		case lua.LString:
@@ -38,7 +38,7 @@ func (v *vm) tblConcat(L *lua.LState) int {
 			b.add(L, sep)
 		}
 	}
-	L.Push(lua.LString(b.b.String()))
+	L.Push(b.result())
 	return 1
 }
 
