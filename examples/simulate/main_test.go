@@ -3,10 +3,14 @@ package main
 import (
 	"bytes"
 	"context"
+	"errors"
+	"flag"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/autoscalelua/autoscalelua/autoscale/simulate"
 )
 
 func TestSmoke(t *testing.T) {
@@ -35,5 +39,26 @@ func TestSmoke(t *testing.T) {
 	}
 	if err := run(context.Background(), []string{"-profile", "nope"}, &out, &errOut); err == nil {
 		t.Error("an unknown profile was accepted")
+	}
+}
+
+// TestListAndHelp: -list names the Lua policies the gateway's -policy offers (both from
+// simulate.ShippedLuaNames) and the Go twins, and -h is flag.ErrHelp, which main exits
+// 0 on.
+func TestListAndHelp(t *testing.T) {
+	var out, errOut bytes.Buffer
+	if err := run(context.Background(), []string{"-list"}, &out, &errOut); err != nil {
+		t.Fatal(err)
+	}
+	for _, want := range []string{
+		"policies (Lua, as the gateway's -policy): " + strings.Join(simulate.ShippedLuaNames(), ", ") + "\n",
+		"target_tracking_go, kpa_go\n", "bursty",
+	} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("-list lacks %q:\n%s", want, out.String())
+		}
+	}
+	if err := run(context.Background(), []string{"-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) || !strings.Contains(errOut.String(), "-policy") {
+		t.Errorf("-h: %v\n%s", err, errOut.String())
 	}
 }
