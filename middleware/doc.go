@@ -14,6 +14,9 @@
 // Retry-After estimated from the backlog, per-tenant token buckets with 429, a
 // concurrency limit, and a bounded priority queue with deadlines. The scaling loop
 // drives the admission at run time through its Shed, Throttle and Route actions.
+// Those rules are level-triggered and bounded: each expires RuleTTL (10 minutes) after
+// it was last set, so a policy re-issues the rules it wants every tick, and each kind
+// holds at most MaxRules (10,000); a change costs one shard's copy, not the rule set's.
 //
 // After every request, served or rejected, it can run a [ResponseHook] (the log phase,
 // where a Lua on_response plugs in, through luabind/luahttp) with the status, latency and
