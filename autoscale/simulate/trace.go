@@ -15,7 +15,8 @@ import (
 	"time"
 )
 
-// MaxTraceLen bounds a trace: at most this many timestamps, or seconds of counts.
+// MaxTraceLen bounds a trace: at most this many timestamps, or seconds of counts, and
+// at most this many requests in one second.
 const MaxTraceLen = 50_000_000
 
 // Trace is recorded traffic replayed by the simulator. It is made by [ReadTrace]: from
@@ -38,7 +39,8 @@ const MaxTraceLen = 50_000_000
 //     Example: 1700000000.125
 //   - Two columns: second,count: the requests that arrived during that second (an
 //     integer offset or Unix second; the first line's second is the start; seconds
-//     not listed have none; seconds must increase). Example: 0,120
+//     not listed have none; seconds must increase; a count is at most
+//     [MaxTraceLen]). Example: 0,120
 type Trace struct {
 	times  []int64   // arrival offsets in ns, sorted; nil for counts
 	secs   []int64   // the seconds (offsets from the start) that have requests, increasing
@@ -135,6 +137,9 @@ func ReadTrace(r io.Reader) (*Trace, error) {
 			if err != nil || c < 0 || math.IsInf(c, 0) || c != math.Trunc(c) {
 				return nil, bad("count %q is not an integer >= 0", fields[1])
 			}
+			if c > MaxTraceLen {
+				return nil, bad("count %v is more than %d", c, MaxTraceLen)
+			}
 			sec := int64(off)
 			if c > 0 {
 				tr.secs = append(tr.secs, sec)
@@ -194,15 +199,18 @@ func (tr *Trace) Requests() int {
 }
 
 // WriteCounts writes the trace as per-second counts, with a header: the seconds
-// that have requests, and the last second even when it has none, so that
+// that have requests, and the first and last seconds even when they have none, so that
 // [ReadTrace] reads back a trace of the same length and rates.
 func (tr *Trace) WriteCounts(w io.Writer) error {
 	bw := bufio.NewWriter(w)
 	fmt.Fprintln(bw, "second,count")
+	if len(tr.secs) == 0 || tr.secs[0] != 0 { // the first second sets the start
+		fmt.Fprintln(bw, "0,0")
+	}
 	for i, c := range tr.counts {
 		fmt.Fprintf(bw, "%d,%d\n", tr.secs[i], int64(c))
 	}
-	if last := tr.length - 1; len(tr.secs) == 0 || tr.secs[len(tr.secs)-1] != last {
+	if last := tr.length - 1; last > 0 && (len(tr.secs) == 0 || tr.secs[len(tr.secs)-1] != last) {
 		fmt.Fprintf(bw, "%d,0\n", last)
 	}
 	return bw.Flush()
