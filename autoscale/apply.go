@@ -56,6 +56,18 @@ type Elector interface {
 	IsLeader() bool
 }
 
+// Fencer is an optional ability of an [Elector]: Term returns the fencing token of
+// this replica's leadership, a number that grows with each change of leader (a
+// Kubernetes Lease's transitions, for example), or 0 when it does not know. The loop
+// reads it at each tick it leads and puts it in each scale request
+// ([actuator.Sequence]), beside the loop's own stream name and decision number, so
+// that a consumer of queued decisions orders a new leader's decisions after the old
+// one's whatever their clocks say. It must not block and must be safe for concurrent
+// use.
+type Fencer interface {
+	Term() uint64
+}
+
 // ElectorFunc adapts a function to [Elector].
 type ElectorFunc func() bool
 

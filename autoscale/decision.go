@@ -174,6 +174,9 @@ type Tick struct {
 	PolicyErr string
 	// Leader and DryRun are the gates as they were at the tick.
 	Leader, DryRun bool
+	// Term is the elector's fencing token at the tick, when it leads and the
+	// elector is a [Fencer]; 0 otherwise.
+	Term uint64
 	// Decisions holds one decision per target, sorted by target name.
 	Decisions []Decision
 	// Actions holds the outcome of every other action, in the policy's order.

@@ -10,6 +10,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -267,8 +268,11 @@ func (l *Loop) Flush(ctx context.Context) error {
 	}
 }
 
-func (l *Loop) nextID() string {
-	return l.idBase + strconv.FormatUint(l.seq.Add(1), 10)
+// nextID returns a new decision's ID and number: the loop's stream (idBase)
+// and a count from 1.
+func (l *Loop) nextID() (string, uint64) {
+	n := l.seq.Add(1)
+	return l.idBase + strconv.FormatUint(n, 10), n
 }
 
 // Step runs one tick at time now: it reads the targets' replicas back from actuators
@@ -307,6 +311,9 @@ func (l *Loop) step(ctx context.Context, now time.Time) (Tick, error) {
 
 	tk := Tick{Time: now, DryRun: l.dryRun.Load()}
 	tk.Leader = l.elector == nil || l.elector.IsLeader()
+	if f, ok := l.elector.(Fencer); ok && tk.Leader {
+		tk.Term = f.Term()
+	}
 
 	// 1. Read replicas back.
 	for _, t := range l.targets {
@@ -522,8 +529,9 @@ func (l *Loop) readReplicas(ctx context.Context, t *target) {
 // it.
 func (l *Loop) decide(t *target, now time.Time, out PolicyOutput, shadows []ShadowOutput, start time.Time, tk *Tick) Decision {
 	st := t.state()
+	id, n := l.nextID()
 	d := Decision{
-		ID: l.nextID(), Target: t.cfg.Name, Time: now,
+		ID: id, Target: t.cfg.Name, Time: now,
 		Current: st.Replicas, Min: t.cfg.Min, Max: t.cfg.Max,
 		Inputs: tk.Inputs, Sources: tk.Sources, Policy: out, Shadows: shadows,
 	}
@@ -556,6 +564,7 @@ func (l *Loop) decide(t *target, now time.Time, out PolicyOutput, shadows []Shad
 		l.dispatch(t, actuator.Request{
 			Target: t.ref, Replicas: d.Desired, Previous: st.Replicas,
 			Reason: out.Reason, DecisionID: d.ID, Time: now,
+			Seq: actuator.Sequence{Term: tk.Term, Stream: strings.TrimSuffix(l.idBase, "-"), N: n},
 		}, st.Replicas)
 	}
 	return d

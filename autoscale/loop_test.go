@@ -101,7 +101,8 @@ func TestStepScalesAndReadsBack(t *testing.T) {
 		t.Fatalf("decision = %+v", d)
 	}
 	flush(t, l)
-	want := actuator.Request{Target: ref, Replicas: 5, Previous: 2, Reason: "test", DecisionID: d.ID, Time: t0}
+	want := actuator.Request{Target: ref, Replicas: 5, Previous: 2, Reason: "test", DecisionID: d.ID, Time: t0,
+		Seq: actuator.Sequence{Stream: strings.TrimSuffix(d.ID, "-1"), N: 1}}
 	if diff := cmp.Diff([]actuator.Request{want}, rec.Requests()); diff != "" {
 		t.Fatalf("requests (-want +got):\n%s", diff)
 	}
@@ -635,4 +636,55 @@ func BenchmarkStepGo100(b *testing.B) {
 		b.Fatal(err)
 	}
 	benchStep(b, p)
+}
+
+// fencer leads with a fencing token.
+type fencer struct{ term uint64 }
+
+func (fencer) IsLeader() bool { return true }
+func (f fencer) Term() uint64 { return f.term }
+
+var _ autoscale.Fencer = fencer{}
+
+// TestRequestsCarryASequence: each request names the loop's stream, numbers
+// its decisions in order, and carries the elector's fencing token; another
+// loop has another stream.
+func TestRequestsCarryASequence(t *testing.T) {
+	var seqs [][]actuator.Sequence
+	for range 2 {
+		rec := new(actuatortest.Recorder)
+		var n int
+		l := newLoop(t, autoscale.WithElector(fencer{term: 7}),
+			autoscale.WithPolicy(autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) {
+				n++
+				return []autoscale.Action{autoscale.Scale{Target: "checkout", Replicas: n}}, nil
+			})),
+			autoscale.WithTargets(autoscale.Target{Name: "checkout", Max: 10, Actuator: rec, Safety: free}))
+		var got []actuator.Sequence
+		for i := range 3 {
+			tk := step(t, l, t0.Add(time.Duration(i)*time.Second))
+			if tk.Term != 7 {
+				t.Errorf("tick term = %d, want 7", tk.Term)
+			}
+			flush(t, l)
+		}
+		for _, r := range rec.Requests() {
+			got = append(got, r.Seq)
+			if !strings.HasSuffix(r.DecisionID, fmt.Sprintf("-%d", r.Seq.N)) || !strings.HasPrefix(r.DecisionID, r.Seq.Stream+"-") {
+				t.Errorf("decision %s has sequence %+v", r.DecisionID, r.Seq)
+			}
+		}
+		if len(got) != 3 {
+			t.Fatalf("%d requests, want 3", len(got))
+		}
+		for i, s := range got {
+			if s.Term != 7 || s.Stream == "" || s.Stream != got[0].Stream || s.N != uint64(i+1) {
+				t.Errorf("request %d: sequence %+v, want term 7, stream %q, number %d", i, s, got[0].Stream, i+1)
+			}
+		}
+		seqs = append(seqs, got)
+	}
+	if seqs[0][0].Stream == seqs[1][0].Stream {
+		t.Errorf("two loops share the stream %q", seqs[0][0].Stream)
+	}
 }
