@@ -128,7 +128,8 @@ type Elector struct {
 	onChange func(leading bool)
 
 	leading   atomic.Bool
-	renewedAt atomic.Int64 // ns on clock: start of the last successful write of our record
+	term      atomic.Uint64 // fencing token of our leadership: the Lease's transitions + 1
+	renewedAt atomic.Int64  // ns on clock: start of the last successful write of our record
 	holder    atomic.Pointer[string]
 	running   atomic.Bool
 
@@ -138,7 +139,10 @@ type Elector struct {
 	inFlight   sync.WaitGroup     // gated actuator calls running
 }
 
-var _ autoscale.Elector = (*Elector)(nil)
+var (
+	_ autoscale.Elector = (*Elector)(nil)
+	_ autoscale.Fencer  = (*Elector)(nil)
+)
 
 // ElectorOption configures an [Elector].
 type ElectorOption func(*Elector) error
@@ -231,6 +235,20 @@ func (e *Elector) IsLeader() bool {
 		return false
 	}
 	return e.clock.Now().UnixNano()-e.renewedAt.Load() < int64(e.cfg.RenewDeadline)
+}
+
+// Term returns the fencing token of this replica's leadership while it leads
+// ([Elector.IsLeader]), and 0 otherwise: the Lease's leaseTransitions, plus
+// one, as this replica last wrote it. The API server counts a transition each
+// time the holder changes, so a new leader's term is higher than every earlier
+// leader's; the scaling loop puts it in its scale requests
+// ([autoscale.Fencer]) so that consumers order decisions across a change of
+// leader whatever the replicas' clocks say.
+func (e *Elector) Term() uint64 {
+	if !e.IsLeader() {
+		return 0
+	}
+	return e.term.Load()
 }
 
 // Run competes for the Lease, leads while it holds it, and competes again after
@@ -350,6 +368,7 @@ func (l *trackingLock) write(ctx context.Context, rec resourcelock.LeaderElectio
 	h := rec.HolderIdentity
 	l.e.holder.Store(&h)
 	if mine {
+		l.e.term.Store(uint64(max(rec.LeaderTransitions, 0)) + 1)
 		l.e.renewed(start)
 	}
 	return nil

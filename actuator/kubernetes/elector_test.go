@@ -166,6 +166,11 @@ func TestElectorHandOver(t *testing.T) {
 	}
 	eventually(t, 5*time.Second, "the follower sees who leads", func() bool { return follower.el.Leader() == leader.name })
 
+	oldTerm := leader.el.Term()
+	if oldTerm == 0 || follower.el.Term() != 0 {
+		t.Errorf("terms: leader %d, follower %d; want the leader's above 0 and the follower's 0", oldTerm, follower.el.Term())
+	}
+
 	canceled := time.Now()
 	leader.cancel()
 	if err := <-leader.done; !errors.Is(err, context.Canceled) {
@@ -175,6 +180,12 @@ func TestElectorHandOver(t *testing.T) {
 		t.Error("the old leader still leads after Run returned")
 	}
 	eventually(t, cfg.LeaseDuration, "the follower takes over within the lease duration", follower.el.IsLeader)
+	if newTerm := follower.el.Term(); newTerm <= oldTerm {
+		t.Errorf("the new leader's term %d is not above the old leader's %d", newTerm, oldTerm)
+	}
+	if leader.el.Term() != 0 {
+		t.Errorf("the old leader's term is %d after it stopped, want 0", leader.el.Term())
+	}
 	t.Logf("takeover %v after cancel (lease duration %v)", time.Since(canceled).Round(time.Millisecond), cfg.LeaseDuration)
 	eventually(t, 10*time.Second, "the new leader actuates", func() bool {
 		mu.Lock()
