@@ -2,6 +2,7 @@ package metrics
 
 import (
 	"errors"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 	"time"
@@ -65,13 +66,24 @@ func TestWindowHistogramAt(t *testing.T) {
 			clk.Advance(time.Second)
 		}
 	}
-	for _, span := range []time.Duration{0, 3 * time.Second} {
-		var h Histogram
-		w.HistogramAt(clk.Now(), span, &h)
-		s := w.SnapshotAt(clk.Now(), span)
-		if h.Count() != s.Count || h.Max() != s.Max || h.Quantile(0.99) != s.P99 || h.Quantile(0.5) != s.P50 {
-			t.Errorf("span %v: histogram count %d max %v p50 %v p99 %v; snapshot %d %v %v %v",
-				span, h.Count(), h.Max(), h.Quantile(0.5), h.Quantile(0.99), s.Count, s.Max, s.P50, s.P99)
+	check := func(when string) {
+		t.Helper()
+		for _, span := range []time.Duration{0, 3 * time.Second} {
+			var h Histogram
+			w.HistogramAt(clk.Now(), span, &h)
+			s := w.snapshot(clk.Now(), span, false) // walking the ring, not the cache
+			if h.Count() != s.Count-s.Rejected || h.Max() != s.Max || h.Quantile(0.99) != s.P99 || h.Quantile(0.5) != s.P50 {
+				t.Errorf("%s, span %v: histogram count %d max %v p50 %v p99 %v; snapshot %d %v %v %v",
+					when, span, h.Count(), h.Max(), h.Quantile(0.5), h.Quantile(0.99), s.Count-s.Rejected, s.Max, s.P50, s.P99)
+			}
 		}
+	}
+	check("filled")
+	// The window moves on: the cached whole-window histogram follows it.
+	for i := range 15 {
+		clk.Advance(time.Second)
+		w.RecordAt(clk.Now(), Observation{Latency: time.Duration(300-i) * time.Millisecond})
+		w.RecordAt(clk.Now(), Observation{Outcome: OutcomeRejected})
+		check(fmt.Sprintf("moved %d s", i+1))
 	}
 }

@@ -11,6 +11,10 @@
 // another replica took over, is refused with [ErrStaleToken], marked permanent so the
 // loop does not retry it.
 //
+// Calls are bounded by their contexts (the elector's by RenewDeadline), which go-redis
+// applies to the network only when the client's Options.ContextTimeoutEnabled is set:
+// set it.
+//
 //	elector, _ := redisstate.NewElector(client, redisstate.ElectorConfig{Key: "shop:leader"})
 //	act, _ := redisstate.NewActuator(client, redisstate.ActuatorConfig{}, redisstate.WithFence(elector))
 //	go elector.Run(ctx)

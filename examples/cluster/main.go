@@ -88,7 +88,7 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 		defer stopRedis()
 		*addr = a
 	}
-	client := redis.NewClient(&redis.Options{Addr: *addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second})
+	client := redis.NewClient(&redis.Options{Addr: *addr, MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: time.Second, ContextTimeoutEnabled: true})
 	defer client.Close()
 	if err := client.Ping(ctx).Err(); err != nil {
 		return fmt.Errorf("redis at %s: %w", *addr, err)

@@ -54,7 +54,10 @@ type Config struct {
 	// published span at least as long, else the whole window, else the longest. List
 	// the spans the policy reads. Default {0}.
 	Spans []time.Duration
-	// Deadline bounds each publish and each fetch. Default [DefaultDeadline].
+	// Deadline bounds each publish and each fetch, through the context: go-redis
+	// applies a context's deadline to the network only when the client's
+	// Options.ContextTimeoutEnabled is set (otherwise its ReadTimeout applies), so set
+	// it. Default [DefaultDeadline].
 	Deadline time.Duration
 }
 

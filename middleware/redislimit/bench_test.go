@@ -39,7 +39,7 @@ func BenchmarkAllow(b *testing.B) {
 // cluster-wide limit adds to the request path.
 func BenchmarkAdmit(b *testing.B) {
 	for _, name := range []string{"local", "cluster"} {
-		b.Run(name, func(b *testing.B) {
+		b.Run("path="+name, func(b *testing.B) {
 			var opts []middleware.AdmissionOption
 			if name == "cluster" {
 				opts = append(opts, middleware.WithTenantLimiter(benchLimiter(b)))
@@ -63,7 +63,7 @@ func BenchmarkAdmit(b *testing.B) {
 // the contended case.
 func BenchmarkAdmitParallel(b *testing.B) {
 	for _, name := range []string{"local", "cluster"} {
-		b.Run(name, func(b *testing.B) {
+		b.Run("path="+name, func(b *testing.B) {
 			var opts []middleware.AdmissionOption
 			if name == "cluster" {
 				opts = append(opts, middleware.WithTenantLimiter(benchLimiter(b)))
