@@ -338,7 +338,7 @@ func (l *Loop) step(ctx context.Context, now time.Time) (Tick, error) {
 	l.refused.ticks.Add(1)
 	if perr != nil {
 		tk.PolicyErr = perr.Error()
-		l.refused.policyErrors.Add(1)
+		l.policyFailed(now, perr)
 	}
 	live := l.outputs(ctx, actions, perr, &tk)
 
@@ -454,7 +454,7 @@ func (l *Loop) outputs(ctx context.Context, actions []Action, perr error, tk *Ti
 		case out[i].Present:
 			// An invalid Scale action beside a valid one is not a failure.
 			out[i].Err = ""
-		case perr != nil:
+		case perr != nil && !errors.Is(perr, ErrPolicySkipped):
 			out[i].Err = perr.Error()
 		}
 	}

@@ -2,6 +2,7 @@ package autoscale
 
 import (
 	"context"
+	"errors"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -18,6 +19,13 @@ const (
 	WhyNoApplier = "no-applier" // no pool, shedder, throttler or router is registered for it
 	WhyError     = "error"      // its applier returned an error
 )
+
+// ErrPolicySkipped is what a policy returns (wrapped) when it could not decide but asks
+// the loop to hold every target without counting a failure toward its [Fallback]: a Lua
+// script whose on_tick failed in luabind's fail-open mode (the default) does. The loop
+// records it as it does any policy error ([Tick.PolicyErr], [LoopStats.PolicyErrors]),
+// so a script's mistake is never silent, and holds.
+var ErrPolicySkipped = errors.New("autoscale: policy skipped")
 
 // RefusalLogEvery is how often the loop logs refusals of one kind and reason: the
 // first is logged at Warn at once, the others within the interval (of the ticks' time)
@@ -43,8 +51,12 @@ type Refusal struct {
 type LoopStats struct {
 	// Ticks counts steps that ran the policy.
 	Ticks uint64
-	// PolicyErrors counts ticks on which the live policy returned an error.
-	PolicyErrors uint64
+	// PolicyErrors counts ticks on which the live policy returned an error (including
+	// [ErrPolicySkipped]); LastPolicyErr is the last one's text and LastPolicyErrAt its
+	// tick's time.
+	PolicyErrors    uint64
+	LastPolicyErr   string
+	LastPolicyErrAt time.Time
 	// Refused counts refused actions ([Loop.Refusals]); RefusedBy splits them by
 	// [Refusal.Why].
 	Refused   uint64
@@ -57,6 +69,8 @@ type refusals struct {
 	ticks, policyErrors atomic.Uint64
 
 	mu      sync.Mutex
+	lastErr string
+	lastAt  time.Time
 	total   uint64
 	by      map[string]uint64
 	last    [keptRefusals]Refusal
@@ -106,6 +120,15 @@ func (l *Loop) refuse(ctx context.Context, now time.Time, a Action, why, err str
 	}
 }
 
+// policyFailed records the live policy's error on the tick at now.
+func (l *Loop) policyFailed(now time.Time, err error) {
+	r := &l.refused
+	r.policyErrors.Add(1)
+	r.mu.Lock()
+	r.lastErr, r.lastAt = err.Error(), now
+	r.mu.Unlock()
+}
+
 // Stats returns the loop's counts.
 func (l *Loop) Stats() LoopStats {
 	r := &l.refused
@@ -113,6 +136,7 @@ func (l *Loop) Stats() LoopStats {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	s.Refused = r.total
+	s.LastPolicyErr, s.LastPolicyErrAt = r.lastErr, r.lastAt
 	for k, v := range r.by {
 		s.RefusedBy[k] = v
 	}

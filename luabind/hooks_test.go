@@ -197,8 +197,9 @@ func TestInvalidActionsFailTheTick(t *testing.T) {
 		t.Run(body, func(t *testing.T) {
 			rt := newRT(t, "function on_tick(m, state) return "+body+" end")
 			acts, err := rt.Decide(context.Background(), &autoscale.Input{Now: time.Unix(1, 0)})
-			if acts != nil || err != nil {
-				t.Errorf("fail-open tick returned %v, %v", acts, err)
+			// Fail-open: no actions, and the failure reaches the loop as a skip.
+			if acts != nil || !errors.Is(err, autoscale.ErrPolicySkipped) {
+				t.Errorf("fail-open tick returned %v, %v; want no actions and ErrPolicySkipped", acts, err)
 			}
 			if rt.Stats().Total(luabind.HookTick) != 1 {
 				t.Errorf("failures %v", rt.Stats().Failures)

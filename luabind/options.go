@@ -56,7 +56,8 @@ type FailMode uint8
 
 const (
 	// FailOpen, the default, ignores the failure: on_request allows the request, pick
-	// falls back to the pool's own algorithm, on_tick yields no actions.
+	// falls back to the pool's own algorithm, on_tick yields no actions and tells the
+	// loop it was skipped ([autoscale.ErrPolicySkipped]: recorded, the targets hold).
 	FailOpen FailMode = iota
 	// FailClosed turns the failure into a refusal: on_request rejects the request with
 	// 503, pick asks the caller to reject it, on_tick returns the error to the loop.

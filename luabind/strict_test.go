@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/autoscalelua/autoscalelua/actuator"
 	"github.com/autoscalelua/autoscalelua/autoscale"
 	"github.com/autoscalelua/autoscalelua/luabind"
 	"github.com/autoscalelua/autoscalelua/metrics"
@@ -79,3 +80,43 @@ function pick(req, backends) local x = backends[1].inflight end`)
 		t.Errorf("pick: %v", err)
 	}
 }
+
+// TestMistakeReachesTheLoop checks that a script's mistake under fail-open reaches the
+// loop: the tick records it and the loop's stats count it, while the target holds (the
+// Fallback does not count a skip); the same mistake under fail-closed counts toward
+// the Fallback.
+func TestMistakeReachesTheLoop(t *testing.T) {
+	for _, mode := range []luabind.FailMode{luabind.FailOpen, luabind.FailClosed} {
+		rt := newRT(t, `function on_tick(m, state) return scale("web", m.route("/a").p99x) end`,
+			luabind.WithFailMode(luabind.HookTick, mode))
+		loop, err := autoscale.NewLoop(autoscale.WithPolicy(rt), autoscale.WithTargets(autoscale.Target{
+			Name: "web", Min: 1, Max: 10, Actuator: nopActuator{},
+			Safety: autoscale.Safety{Fallback: &autoscale.Fallback{FailureThreshold: 1, Replicas: 7}},
+		}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer loop.Close()
+		tk, err := loop.Step(context.Background(), time.Unix(100, 0))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(tk.PolicyErr, `a snapshot has no field "p99x"`) {
+			t.Errorf("mode %d: tick's policy error %q", mode, tk.PolicyErr)
+		}
+		if st := loop.Stats(); st.PolicyErrors != 1 || !strings.Contains(st.LastPolicyErr, "p99x") {
+			t.Errorf("mode %d: stats %+v", mode, st)
+		}
+		want := -1 // hold: the count is unknown, nothing is asked
+		if mode == luabind.FailClosed {
+			want = 7
+		}
+		if d := tk.Decisions[0]; d.Desired != want {
+			t.Errorf("mode %d: desired %d, want %d (%s)", mode, d.Desired, want, d.Why)
+		}
+	}
+}
+
+type nopActuator struct{}
+
+func (nopActuator) Scale(context.Context, actuator.Request) error { return nil }

@@ -17,9 +17,11 @@ var _ autoscale.Policy = (*Runtime)(nil)
 // Decide runs the script's on_tick with a view of in and returns the actions it made,
 // each already validated. It implements [autoscale.Policy]. The tick hook has a VM of
 // its own and calls are serialized; the state table passed to on_tick persists between
-// ticks and across reloads. When the hook fails, Decide returns no actions and a nil
-// error (fail-open, the default) or the error (fail-closed); the failure is counted
-// and logged either way. Without an on_tick, Decide returns no actions.
+// ticks and across reloads. When the hook fails, Decide returns no actions and the
+// error, counted and logged either way: fail-open (the default) wraps it in
+// [autoscale.ErrPolicySkipped], so that the loop records it and holds without counting
+// a failure toward a target's Fallback; fail-closed returns it as it is, a failure the
+// Fallback counts. Without an on_tick, Decide returns no actions.
 func (r *Runtime) Decide(ctx context.Context, in *autoscale.Input) ([]autoscale.Action, error) {
 	p := r.prog.Load()
 	if !p.has[hTick] {
@@ -85,7 +87,7 @@ func (r *Runtime) tickFailed(ctx context.Context, err error) ([]autoscale.Action
 	if r.cfg.fail[hTick] == FailClosed {
 		return nil, err
 	}
-	return nil, nil
+	return nil, fmt.Errorf("%w: %w", autoscale.ErrPolicySkipped, err)
 }
 
 // tick calls on_tick(m, state) and converts its return value.

@@ -360,6 +360,10 @@ type State struct {
 	// newest first.
 	Refused  uint64        `json:"refused"`
 	Refusals []RefusalView `json:"refusals"`
+	// PolicyErrors counts the ticks on which the policy failed (a Lua script's
+	// mistake among them); LastPolicyError is the last one's text.
+	PolicyErrors    uint64 `json:"policy_errors"`
+	LastPolicyError string `json:"last_policy_error,omitempty"`
 }
 
 // Sample is one point of the api/history document.
@@ -423,7 +427,8 @@ func (d *Dashboard) State() State {
 			s.Decisions = append(s.Decisions, v)
 		}
 		if rs, ok := d.cfg.loop.(RefusalSource); ok {
-			s.Refused = rs.Stats().Refused
+			st := rs.Stats()
+			s.Refused, s.PolicyErrors, s.LastPolicyError = st.Refused, st.PolicyErrors, st.LastPolicyErr
 			refs := rs.Refusals()
 			for i := len(refs) - 1; i >= 0 && len(s.Refusals) < d.cfg.decisions; i-- {
 				r := refs[i]

@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
@@ -49,7 +50,7 @@ func fixture(t *testing.T) (*dashboard.Dashboard, *metrics.ManualClock) {
 		return []autoscale.Action{
 			autoscale.Scale{Target: "web", Replicas: max(1, int(s.Rate/10)), Reason: "10 rps per replica"},
 			autoscale.Scale{Target: "no-such-target", Replicas: 3}, // a policy's typo, refused
-		}, nil
+		}, failOnce(in.Now)
 	})
 	loop, err := autoscale.NewLoop(
 		autoscale.WithClock(clk), autoscale.WithRegistry(reg), autoscale.WithPolicy(policy), autoscale.WithActuator(rec),
@@ -108,6 +109,14 @@ const (
 	longTenant = "org_01HZX4R8Q7W6V5T4S3R2P1N0MKJHGFEDCBA9876543210zyxwvutsrqponmlkjihgfedcba"
 )
 
+// failOnce is the fixture policy's error: one tick (its Scale action still applies).
+func failOnce(now time.Time) error {
+	if now.Equal(t0.Add(10 * time.Second)) {
+		return errors.New(`m.sum: unknown scope "models"`)
+	}
+	return nil
+}
+
 func get(t *testing.T, h http.Handler, path string) *httptest.ResponseRecorder {
 	t.Helper()
 	rec := httptest.NewRecorder()
@@ -160,6 +169,9 @@ func TestState(t *testing.T) {
 		st.Refusals[0].Why != autoscale.WhyInvalid || !strings.Contains(st.Refusals[0].Error, `unknown target "no-such-target"`) ||
 		!st.Refusals[0].Time.After(st.Refusals[1].Time) {
 		t.Errorf("refused %d: %+v", st.Refused, st.Refusals)
+	}
+	if st.PolicyErrors != 1 || !strings.Contains(st.LastPolicyError, `unknown scope "models"`) {
+		t.Errorf("policy errors %d, last %q", st.PolicyErrors, st.LastPolicyError)
 	}
 }
 

@@ -236,6 +236,8 @@ function drawState(s) {
     return li;
   }));
   document.getElementById("refused-count").textContent = `(${s.refused} in all)`;
+  document.getElementById("policy-errors").textContent = `policy errors: ${s.policy_errors}` +
+    (s.last_policy_error ? ` (last: ${s.last_policy_error})` : "");
   document.getElementById("refusals").replaceChildren(...s.refusals.map(r => {
     const li = el("li", { class: "refused" });
     li.appendChild(el("span", { class: "muted" }, clockTime(r.time) + " "));
