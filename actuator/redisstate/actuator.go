@@ -58,9 +58,11 @@ func (c ActuatorConfig) withDefaults() ActuatorConfig {
 // ActuatorOption configures an [Actuator].
 type ActuatorOption func(*Actuator) error
 
-// WithFence fences every write with e's token: a call while e does not lead fails with
-// [ErrNotLeader], and a call whose token a newer leader has superseded fails in Redis
-// with [ErrStaleToken].
+// WithFence fences every write with a token of e's lock: the request's own
+// (actuator.Sequence.Term, which the loop takes from e at the tick that decided), or
+// else e's current one, and a call without either (e does not lead) fails with
+// [ErrNotLeader]. A write whose token a newer leader has superseded fails in Redis with
+// [ErrStaleToken].
 func WithFence(e *Elector) ActuatorOption {
 	return func(a *Actuator) error {
 		if e == nil {
@@ -142,11 +144,15 @@ redis.call('XADD', KEYS[2], 'MAXLEN', ARGV[5], '*', 'event', ARGV[6])
 return 1
 `)
 
-// Scale writes req, fenced by the elector's token when the actuator has one.
+// Scale writes req; with [WithFence], fenced by the request's term or the elector's
+// token.
 func (a *Actuator) Scale(ctx context.Context, req actuator.Request) error {
 	tok := int64(-1)
 	if a.fence != nil {
-		t, ok := a.fence.Token()
+		t, ok := req.Seq.Term, req.Seq.Term != 0
+		if !ok {
+			t, ok = a.fence.Token()
+		}
 		if !ok {
 			return actuator.Permanent(fmt.Errorf("%w: %s", ErrNotLeader, a.fence.Identity()))
 		}

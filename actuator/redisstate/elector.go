@@ -152,7 +152,10 @@ type Elector struct {
 	renewed time.Time // start of the last successful acquire or renew
 }
 
-var _ autoscale.Elector = (*Elector)(nil)
+var (
+	_ autoscale.Elector = (*Elector)(nil)
+	_ autoscale.Fencer  = (*Elector)(nil)
+)
 
 // ElectorOption configures an [Elector].
 type ElectorOption func(*Elector) error
@@ -224,6 +227,13 @@ func (e *Elector) Token() (uint64, bool) {
 		return 0, false
 	}
 	return e.token, true
+}
+
+// Term is the fencing token while this replica leads, 0 otherwise: the loop puts it
+// in each scale request (actuator.Sequence.Term), and a fenced [Actuator] sends it.
+func (e *Elector) Term() uint64 {
+	t, _ := e.Token()
+	return t
 }
 
 // Step makes one attempt to acquire or renew the lock, and returns its error: what

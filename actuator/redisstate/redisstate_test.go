@@ -13,6 +13,7 @@ import (
 
 	"github.com/autoscalelua/autoscalelua/actuator"
 	"github.com/autoscalelua/autoscalelua/actuator/actuatortest"
+	"github.com/autoscalelua/autoscalelua/autoscale"
 	"github.com/autoscalelua/autoscalelua/internal/redistest"
 	"github.com/autoscalelua/autoscalelua/metrics"
 )
@@ -250,5 +251,76 @@ func TestConsumer(t *testing.T) {
 	}
 	if st := con.Stats(); st.Duplicates != 2 || st.Applied != 5 {
 		t.Errorf("stats %+v, want 5 applied and the 2 re-synced as duplicates", st)
+	}
+}
+
+// TestLoopFailover runs two loops, each gated by its own elector and actuating through
+// a fenced actuator. The first leader's actuation is held up (its process paused)
+// while the second takes over and actuates; when it arrives, Redis refuses it by the
+// term the first loop put in the request.
+func TestLoopFailover(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	cfg := ElectorConfig{Key: "gw:leader", LeaseDuration: 200 * time.Millisecond, RenewDeadline: 150 * time.Millisecond, RetryPeriod: 20 * time.Millisecond}
+	newLoop := func(id string, want int, act actuator.Actuator) (*Elector, *autoscale.Loop) {
+		c := cfg
+		c.Identity = id
+		e, err := NewElector(srv.Client(), c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		fenced, err := NewActuator(srv.Client(), ActuatorConfig{}, WithFence(e))
+		if err != nil {
+			t.Fatal(err)
+		}
+		var use actuator.Actuator = fenced
+		if pause := act; pause != nil {
+			use = actuator.Func(func(ctx context.Context, r actuator.Request) error {
+				pause.Scale(ctx, r)
+				return fenced.Scale(ctx, r)
+			})
+		}
+		l, err := autoscale.NewLoop(
+			autoscale.WithPolicy(autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) {
+				return []autoscale.Action{autoscale.Scale{Target: "api", Replicas: want}}, nil
+			})),
+			autoscale.WithElector(e), autoscale.WithActuator(use),
+			autoscale.WithActuation(autoscale.Actuation{Attempts: 1}),
+			autoscale.WithTargets(autoscale.Target{Name: "api", Min: 1, Max: 10}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { l.Close() })
+		return e, l
+	}
+	release := make(chan struct{})
+	paused := actuator.Func(func(context.Context, actuator.Request) error { <-release; return nil })
+	a, loopA := newLoop("a", 3, paused)
+	b, loopB := newLoop("b", 5, nil)
+
+	a.Step(ctx)
+	b.Step(ctx)
+	tkA, err := loopA.Step(ctx, t0)
+	if err != nil || !tkA.Leader || tkA.Term == 0 {
+		t.Fatalf("a's tick: leader %v, term %d, %v", tkA.Leader, tkA.Term, err)
+	}
+	for !b.IsLeader() { // a is paused: only b steps
+		time.Sleep(cfg.RetryPeriod)
+		b.Step(ctx)
+	}
+	tkB, _ := loopB.Step(ctx, t0.Add(time.Second))
+	loopB.Flush(ctx)
+	if d, _ := loopB.Decision(tkB.Decisions[0].ID); d.Actuation.Err != "" || tkB.Term <= tkA.Term {
+		t.Fatalf("b's actuation: %+v, term %d after a's %d", d.Actuation, tkB.Term, tkA.Term)
+	}
+	close(release) // a resumes; its call reaches Redis
+	loopA.Flush(ctx)
+	d, _ := loopA.Decision(tkA.Decisions[0].ID)
+	if !strings.Contains(d.Actuation.Err, ErrStaleToken.Error()) || d.Actuation.Attempts != 1 {
+		t.Errorf("a's late actuation: %+v, want refused for its stale token, not retried", d.Actuation)
+	}
+	act, _ := NewActuator(srv.Client(), ActuatorConfig{})
+	if n, _ := act.Replicas(ctx, actuator.Target{Name: "api"}); n != 5 {
+		t.Errorf("replicas %d, want the new leader's 5", n)
 	}
 }
