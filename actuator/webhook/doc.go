@@ -6,6 +6,11 @@
 //	{"version":"v1","target":{"name":"checkout","namespace":"shop"},"replicas":5,"previous":3,
 //	 "reason":"p99 over budget","decision_id":"d-42","time":"2025-03-01T12:00:00Z"}
 //
+// The body carries no [actuator.Sequence]: it is version 1 of the body, the
+// same the queue package's events carry as data, with the sequence beside it
+// in attributes. A [Receiver] therefore orders nothing: it applies each
+// signed request it verifies at most once, in the order requests arrive.
+//
 // with these headers:
 //
 //	Idempotency-Key: d-42
