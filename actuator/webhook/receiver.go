@@ -86,7 +86,8 @@ const (
 // key is refused with 503 and a Retry-After, and the [Actuator] retries it
 // then. Size the set by the rate of decisions: it must hold every request
 // of the last two tolerances (10000 keys hold 16 decisions a second for the
-// default 5 minutes); a key costs about 200 bytes.
+// default 5 minutes); a key holds its ID, a SHA-256 of the body and an
+// expiry time.
 //
 // # Slow clients
 //
