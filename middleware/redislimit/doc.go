@@ -21,14 +21,17 @@
 //
 // A replica asks for twice the tokens its tenant used over the last refresh, less what
 // it still holds, and at most MaxBatch (default: Rate × Refresh, the whole limit's
-// share of one refresh, at least 1). Tokens leave the Redis bucket when granted, so
-// while Redis answers, the tokens granted cluster-wide over any interval T are at most
-// Burst + Rate×T, and the requests admitted at most
+// share of one refresh, at least 1), or the largest single ask it denied since the last
+// refresh when that is more (a token budget's request may need more at once; never more
+// than Burst, so an ask above Burst is never allowed, as with a local token bucket).
+// Tokens leave the Redis bucket when granted, so while Redis answers, the tokens
+// granted cluster-wide over any interval T are at most Burst + Rate×T, and the units
+// admitted at most
 //
-//	Burst + Rate×T + N×MaxBatch
+//	Burst + Rate×T + N×B
 //
-// for N replicas: the allowances they held at the start of the interval come on top
-// (TestClusterLimit checks it). The price is that tokens a replica holds while its
+// for N replicas, B the largest batch (MaxBatch, or the largest ask): the allowances
+// they held at the start of the interval come on top (TestClusterLimit checks it). The price is that tokens a replica holds while its
 // share of the traffic falls are not available to the others: at most MaxBatch per
 // replica and tenant.
 //

@@ -183,7 +183,8 @@ type bucket struct {
 	tokens atomic.Int64 // leased and not yet spent; may dip below 0 for an instant
 	used   atomic.Int64 // units asked for, allowed or not, ever
 	retry  atomic.Int64 // the Retry-After of a denial, ns
-	_      [40]byte     // keep two tenants' counters off one cache line
+	maxAsk atomic.Int64 // the largest ask denied since the last refresh
+	_      [32]byte     // keep two tenants' counters off one cache line
 
 	// guarded by Limiter.mu
 	limit    Limit
@@ -297,6 +298,8 @@ func (l *Limiter) AllowN(tenant string, _ time.Time, n int) (bool, time.Duration
 		return true, 0
 	}
 	b.tokens.Add(int64(n))
+	for m := b.maxAsk.Load(); int64(n) > m && !b.maxAsk.CompareAndSwap(m, int64(n)); m = b.maxAsk.Load() {
+	}
 	l.poke()
 	return false, time.Duration(b.retry.Load())
 }
@@ -366,7 +369,9 @@ func (l *Limiter) plan() []want {
 		d := used - b.lastUsed
 		b.lastUsed = used
 		held := max(b.tokens.Load(), 0)
-		mb := int64(b.limit.MaxBatch)
+		// A batch covers at least the largest single ask denied (a token budget's
+		// request may need more than MaxBatch at once), up to the burst.
+		mb := max(int64(b.limit.MaxBatch), min(b.maxAsk.Swap(0), int64(b.limit.Burst)))
 		w := 2*d - held
 		if !b.fetched {
 			w = mb

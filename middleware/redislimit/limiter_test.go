@@ -328,3 +328,30 @@ func TestClockSkew(t *testing.T) {
 		}
 	}
 }
+
+// TestTokenBudget: a budget of tokens, whose requests ask for many at once: an ask
+// larger than a batch is granted at the next refresh, an ask larger than the burst
+// never.
+func TestTokenBudget(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	l := newLimiter(t, srv.Client(), Config{Refresh: 5 * time.Second})
+	if err := l.SetLimit("llm", Limit{Rate: 1000, Burst: 5000, MaxBatch: 100}); err != nil {
+		t.Fatal(err)
+	}
+	l.Refresh(ctx)
+	if ok, _ := l.AllowN("llm", time.Time{}, 2000); ok {
+		t.Fatal("an ask of 2000 tokens passed on a batch of 100")
+	}
+	if err := l.Refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := l.AllowN("llm", time.Time{}, 2000); !ok {
+		t.Errorf("an ask of 2000 tokens denied after the refresh that saw it")
+	}
+	l.AllowN("llm", time.Time{}, 6000)
+	l.Refresh(ctx)
+	if ok, _ := l.AllowN("llm", time.Time{}, 6000); ok {
+		t.Error("an ask above the burst passed")
+	}
+}
