@@ -1,9 +1,11 @@
 package llm
 
 import (
+	"bytes"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 )
 
 // chat2KB is a chat request of about 2 KB: a system prompt and a user turn of English
@@ -35,4 +37,49 @@ func BenchmarkParseEstimate(b *testing.B) {
 	if len(chat2KB) < 1900 || len(chat2KB) > 2200 {
 		b.Fatalf("body is %d bytes, not about 2 KB", len(chat2KB))
 	}
+}
+
+// BenchmarkParseEstimateBudget is the issue's bound: parse, estimate and the budget
+// check (a reservation from the tenant's and the (tenant, model) buckets, and its
+// settlement) of a 2 KB chat request, the body already in its pooled buffer.
+func BenchmarkParseEstimateBudget(b *testing.B) {
+	models, _ := NewModels(Model{Name: "gpt-4o", ContextWindow: 128000})
+	e, _ := NewEstimator(EstimatorConfig{})
+	budgets, _ := NewBudgets(BudgetsConfig{}, nil)
+	budgets.Set("acme", "", Budget{TokensPerMinute: 1 << 40})
+	budgets.Set("acme", "gpt-4o", Budget{TokensPerMinute: 1 << 40, DailyTokens: 1 << 50})
+	now := time.Now()
+	var q Request
+	b.SetBytes(int64(len(chat2KB)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := parse(chat2KB, EndpointChatCompletions, &q, models.intern); err != nil {
+			b.Fatal(err)
+		}
+		q.Tenant = q.User
+		q.PromptTokens = e.Estimate(&q)
+		res, err := budgets.Reserve(q.Tenant, q.Model, q.ContextTokens(), now)
+		if err != nil {
+			b.Fatal(err)
+		}
+		budgets.Settle(res, q.PromptTokens, now)
+	}
+}
+
+// BenchmarkFloor is what reading the same 2 KB costs at the least, run beside the
+// benchmarks above so that a loaded machine shows in both: counting one byte with the
+// runtime's vector code (bytes.Count), and validating the JSON with encoding/json.
+func BenchmarkFloor(b *testing.B) {
+	b.Run("bytes.Count", func(b *testing.B) {
+		b.SetBytes(int64(len(chat2KB)))
+		for b.Loop() {
+			bytes.Count(chat2KB, []byte{'"'})
+		}
+	})
+	b.Run("json.Valid", func(b *testing.B) {
+		b.SetBytes(int64(len(chat2KB)))
+		for b.Loop() {
+			json.Valid(chat2KB)
+		}
+	})
 }

@@ -58,6 +58,12 @@ var (
 		"A request field has the wrong type.")
 	errContextLength = newAPIError(http.StatusBadRequest, "invalid_request_error", "context_length_exceeded", "messages",
 		"The prompt and the requested output exceed the model's context window.")
+	errTokenRate = newAPIError(http.StatusTooManyRequests, "tokens", "rate_limit_exceeded", "",
+		"Rate limit reached for tokens per minute. Retry after the time in the Retry-After header.")
+	errTokenQuota = newAPIError(http.StatusTooManyRequests, "insufficient_quota", "insufficient_quota", "",
+		"The daily token quota is used up. Retry after the time in the Retry-After header.")
+	errTooBigForBudget = newAPIError(http.StatusTooManyRequests, "tokens", "rate_limit_exceeded", "",
+		"The request needs more tokens than the per-minute token limit allows at once.")
 )
 
 // hookError builds the rejection of a hook (a Lua on_request), whose body text is the

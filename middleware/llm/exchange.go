@@ -33,6 +33,7 @@ type exchange struct {
 	rw      respWriter
 	start   time.Time
 	priced  *Model
+	res     Reservation
 }
 
 var _ io.ReadCloser = (*exchange)(nil)
@@ -317,7 +318,41 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, x *exchange, mod
 		m, _ = models.lookupName(q.Model)
 	}
 	x.priced = m
+	if b := g.opts.budgets; b != nil {
+		return g.reserve(w, x, b)
+	}
 	return nil
+}
+
+// reserve takes the request's tokens from its budgets.
+func (g *Gateway) reserve(w http.ResponseWriter, x *exchange, b *Budgets) *apiError {
+	q := &x.req
+	out := q.MaxOutputTokens
+	if out == 0 && q.Endpoint != EndpointEmbeddings {
+		out = g.cfg.OutputReserve
+	}
+	res, err := b.Reserve(q.Tenant, q.Model, q.PromptTokens+out, x.start)
+	if res.Limit >= 0 {
+		h := w.Header()
+		h["X-Ratelimit-Limit-Tokens"] = []string{strconv.FormatInt(res.Limit, 10)}
+		h["X-Ratelimit-Remaining-Tokens"] = []string{strconv.FormatInt(max(res.Remaining, 0), 10)}
+		h["X-Ratelimit-Reset-Tokens"] = []string{res.Reset.Round(time.Millisecond).String()}
+	}
+	if err == nil {
+		x.res = res
+		return nil
+	}
+	g.stats.budgetRejected.Add(1)
+	if res.RetryAfter > 0 {
+		w.Header().Set("Retry-After", strconv.FormatInt(int64((res.RetryAfter+time.Second-1)/time.Second), 10))
+	}
+	switch {
+	case errors.Is(err, ErrOverQuota):
+		return errTokenQuota
+	case errors.Is(err, ErrTooLargeForBudget):
+		return errTooBigForBudget
+	}
+	return errTokenRate
 }
 
 // guardCheck refuses or re-routes a request too large for m's context window.
@@ -366,6 +401,10 @@ func (g *Gateway) finish(x *exchange, ctx context.Context) {
 		g.opts.estimator.Observe(q, u.InputTokens)
 	}
 	in, out := x.used(u, ok)
+	if b := g.opts.budgets; b != nil && x.res.Held() {
+		b.Settle(x.res, in+out, end)
+		x.res = Reservation{}
+	}
 	o := metrics.Observation{Latency: end.Sub(x.start)}
 	switch {
 	case ctx.Err() != nil:

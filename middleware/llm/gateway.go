@@ -36,6 +36,9 @@ type Config struct {
 	// and decompresses it transparently). A response the gateway cannot read settles
 	// as if it sent no usage.
 	KeepAcceptEncoding bool
+	// OutputReserve is the output tokens a request without max tokens reserves from
+	// its budgets (embeddings reserve none). 0 means 1,024.
+	OutputReserve int64
 	// Guard is what the context guard does with a request too large for its model's
 	// context window. The zero value is GuardRoute.
 	Guard GuardMode
@@ -109,6 +112,7 @@ type options struct {
 	estimator *Estimator
 	models    *Models
 	hook      middleware.Hook
+	budgets   *Budgets
 	logger    *slog.Logger
 }
 
@@ -161,6 +165,15 @@ func WithModels(m *Models) Option { return func(o *options) error { o.models = m
 // here or in the inner middleware, not both.
 func WithHook(h middleware.Hook) Option { return func(o *options) error { o.hook = h; return nil } }
 
+// WithBudgets enforces token budgets (after the hook and the context guard): a
+// request reserves its prompt estimate plus its max output tokens (or
+// [Config.OutputReserve]) from its tenant's budgets, is refused with 429 when they
+// hold too few, and settles from the reported usage when it ends. Every response to
+// a request under a rate limit carries x-ratelimit-limit-tokens,
+// x-ratelimit-remaining-tokens and x-ratelimit-reset-tokens, as OpenAI's do; a
+// rejection carries Retry-After too.
+func WithBudgets(b *Budgets) Option { return func(o *options) error { o.budgets = b; return nil } }
+
 // WithLogger sets the logger; the default is [slog.Default].
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
@@ -189,7 +202,7 @@ type Gateway struct {
 	guard  atomic.Uint32
 	pool   sync.Pool // of *exchange
 	stats  struct {
-		requests, tooLarge, malformed, unknownModel, hookRejected, guardRefused, guardRouted, noUsage, lied atomic.Uint64
+		requests, tooLarge, malformed, unknownModel, hookRejected, guardRefused, guardRouted, budgetRejected, noUsage, lied atomic.Uint64
 	}
 }
 
@@ -198,6 +211,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	var errs []error
 	if cfg.MaxBodyBytes < 0 {
 		errs = append(errs, errors.New("llm: negative max body bytes"))
+	}
+	if cfg.OutputReserve < 0 {
+		errs = append(errs, errors.New("llm: negative output reserve"))
 	}
 	if cfg.MaxUsageBytes < 0 {
 		errs = append(errs, errors.New("llm: negative max usage bytes"))
@@ -219,6 +235,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	}
 	if cfg.MaxUsageBytes == 0 {
 		cfg.MaxUsageBytes = 1 << 20
+	}
+	if cfg.OutputReserve == 0 {
+		cfg.OutputReserve = 1024
 	}
 	if cfg.TenantHeader == "" {
 		cfg.TenantHeader = middleware.TenantHeader
@@ -253,6 +272,9 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 // Registry returns the registry the gateway records into.
 func (g *Gateway) Registry() *metrics.Registry { return g.opts.registry }
 
+// Budgets returns the gateway's budgets (nil without).
+func (g *Gateway) Budgets() *Budgets { return g.opts.budgets }
+
 // Estimator returns the gateway's token estimator.
 func (g *Gateway) Estimator() *Estimator { return g.opts.estimator }
 
@@ -285,7 +307,7 @@ func (g *Gateway) Middleware() func(http.Handler) http.Handler { return g.Wrap }
 // GatewayStats counts what a gateway did.
 type GatewayStats struct {
 	// Requests is the LLM API requests seen; the others count their fates.
-	Requests, TooLarge, Malformed, UnknownModel, HookRejected, GuardRefused, GuardRouted uint64
+	Requests, TooLarge, Malformed, UnknownModel, HookRejected, GuardRefused, GuardRouted, BudgetRejected uint64
 	// NoUsage counts responses that reported no usage; Lied those whose usage had
 	// negative or absurd counts.
 	NoUsage, Lied uint64
@@ -297,7 +319,7 @@ func (g *Gateway) Stats() GatewayStats {
 	return GatewayStats{
 		Requests: s.requests.Load(), TooLarge: s.tooLarge.Load(), Malformed: s.malformed.Load(),
 		UnknownModel: s.unknownModel.Load(), HookRejected: s.hookRejected.Load(),
-		GuardRefused: s.guardRefused.Load(), GuardRouted: s.guardRouted.Load(),
+		GuardRefused: s.guardRefused.Load(), GuardRouted: s.guardRouted.Load(), BudgetRejected: s.budgetRejected.Load(),
 		NoUsage: s.noUsage.Load(), Lied: s.lied.Load(),
 	}
 }

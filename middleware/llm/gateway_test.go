@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"log"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
@@ -26,7 +27,11 @@ type rig struct {
 	reg *metrics.Registry
 	up  *upstream
 	url string
+	fs  *httptest.Server
 }
+
+// close closes the gateway's server, waiting for its handlers to return.
+func (rg *rig) close() { rg.fs.Close() }
 
 func newRig(t *testing.T, cfg Config, opts ...Option) *rig {
 	t.Helper()
@@ -34,7 +39,7 @@ func newRig(t *testing.T, cfg Config, opts ...Option) *rig {
 	us := httptest.NewServer(up)
 	t.Cleanup(us.Close)
 	target, _ := url.Parse(us.URL)
-	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }}
+	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(target) }, ErrorLog: log.New(io.Discard, "", 0)}
 	reg, err := metrics.NewRegistry()
 	if err != nil {
 		t.Fatal(err)
@@ -43,11 +48,12 @@ func newRig(t *testing.T, cfg Config, opts ...Option) *rig {
 	if err != nil {
 		t.Fatal(err)
 	}
+	reg = gw.Registry()
 	inner := middleware.Wrap(proxy, middleware.WithRegistry(reg), middleware.WithClassifier(Classifier(nil)))
 	fs := httptest.NewServer(gw.Wrap(inner))
 	t.Cleanup(fs.Close)
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
-	return &rig{gw: gw, reg: reg, up: up, url: fs.URL}
+	return &rig{gw: gw, reg: reg, up: up, url: fs.URL, fs: fs}
 }
 
 func (rg *rig) post(t *testing.T, path, body string, hdr ...string) (*http.Response, []byte) {

@@ -22,6 +22,11 @@ type upstream struct {
 	gate     chan struct{} // when set, a stream waits on it after its first event
 	breakAt  int           // when > 0, a stream ends (connection dropped) after this many events
 	status   int           // when set, answer with this status
+	// cancelable makes a stream's wait on gate end when the request's context does.
+	cancelable bool
+	// holds maps an X-Test-Hold id to a channel the upstream closes when it holds
+	// that request, before answering, until the client goes away.
+	holds sync.Map
 }
 
 func (u *upstream) body() []byte {
@@ -35,6 +40,13 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	u.mu.Lock()
 	u.lastBody = b
 	u.mu.Unlock()
+	if id := r.Header.Get("X-Test-Hold"); id != "" {
+		if ch, ok := u.holds.Load(id); ok {
+			close(ch.(chan struct{}))
+		}
+		<-r.Context().Done()
+		return
+	}
 	if u.status != 0 {
 		w.Header().Set("Content-Type", "application/json")
 		w.WriteHeader(u.status)
@@ -80,7 +92,15 @@ func (u *upstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, s)
 		fl.Flush()
 		if i == 0 && u.gate != nil {
-			<-u.gate
+			if u.cancelable {
+				select {
+				case <-u.gate:
+				case <-r.Context().Done():
+					return false
+				}
+			} else {
+				<-u.gate
+			}
 		}
 		return !(u.breakAt > 0 && i+1 >= u.breakAt)
 	}
