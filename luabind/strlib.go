@@ -51,12 +51,11 @@ func (v *vm) patternError(L *lua.LState, fn string, err error) {
 // buf accumulates a result no longer than max bytes: MaxStringLen, or what is left
 // of the call's MaxCallBytes if less.
 type buf struct {
-	b     strings.Builder
-	max   int
-	fn    string
-	v     *vm
-	call  bool // max is the call's allowance, not MaxStringLen
-	total int
+	b    strings.Builder
+	max  int
+	fn   string
+	v    *vm
+	call bool // max is the call's allowance, not MaxStringLen
 }
 
 func (v *vm) newBuf(fn string) buf {
