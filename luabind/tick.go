@@ -221,7 +221,7 @@ func (tv *tickView) init(v *vm) {
 		}))
 	}
 	tv.data.RawSetString("scope", L.NewFunction(func(L *lua.LState) int {
-		return tv.snapshot(L, tv.checkScope(L, "m.scope", 1), 2)
+		return tv.snapshot(L, tv.checkScope(L, "scope", 1), 2)
 	}))
 	tv.data.RawSetString("target", L.NewFunction(func(L *lua.LState) int {
 		in := tv.input(L)
@@ -240,7 +240,7 @@ func (tv *tickView) init(v *vm) {
 	}
 	tv.data.RawSetString("keys", L.NewFunction(func(L *lua.LState) int {
 		in := tv.input(L)
-		scope := tv.checkScope(L, "m.keys", 1)
+		scope := tv.checkScope(L, "keys", 1)
 		var keys []string
 		if scope == metrics.ScopeTarget {
 			for _, t := range in.Targets {
@@ -286,7 +286,7 @@ func (tv *tickView) luaKeys(scope metrics.Scope, keys []string) []lua.LValue {
 	return kl.vals
 }
 
-// checkScope returns the scope named by argument n of fn, raising when the scope is
+// checkScope returns the scope named by argument n of m.fn, raising when the scope is
 // unknown: not the library's, not declared ([WithScopes], a fixture's scopes) and
 // without windows. m.sum("models", "rps") would otherwise sum nothing, and the policy
 // scale to its minimum.
@@ -302,7 +302,7 @@ func (tv *tickView) checkScope(L *lua.LState, fn string, n int) metrics.Scope {
 	for _, s := range builtinScopes {
 		names = append(names, string(s))
 	}
-	L.ArgError(n, fmt.Sprintf("%s: unknown scope %q (the library's are %s; a scope of your own needs windows or luabind.WithScopes)",
+	L.ArgError(n, fmt.Sprintf("m.%s: unknown scope %q (the library's are %s; a scope of your own needs windows or luabind.WithScopes)",
 		fn, scope, strings.Join(names, ", ")))
 	return ""
 }
@@ -355,7 +355,7 @@ func spanArg(L *lua.LState, n int) time.Duration {
 // and its key (nil without windows). Ties go to the first key in order.
 func (tv *tickView) aggregate(L *lua.LState, op string) int {
 	in := tv.input(L)
-	scope := tv.checkScope(L, "m."+op, 1)
+	scope := tv.checkScope(L, op, 1)
 	name := L.CheckString(2)
 	f, ok := lookupField(name)
 	if !ok || f == fieldOK {
