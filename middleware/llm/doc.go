@@ -34,6 +34,23 @@
 // negative or absurd count is not believed, and no output is charged above the
 // request's max tokens. A response that is not a success uses nothing.
 //
+// # Budgets
+//
+// [Budgets] hold token buckets (tokens per minute) and daily quotas per tenant and per
+// (tenant, model); the gateway reserves a request's estimate before the upstream is
+// called and settles it from the usage after, with a documented bound on what
+// concurrent requests overspend (see [Budgets]). Rejections are 429 with Retry-After
+// and OpenAI's x-ratelimit-*-tokens headers.
+//
+// # At run time
+//
+// The model table ([Gateway.SetModels]), the guard's mode ([Gateway.SetGuard]) and the
+// budgets ([Budgets.Set], [Budgets.Remove]) change while requests flow. The scaling
+// loop's throttle action sets token budgets through [TokenThrottler] (so a Lua
+// on_tick's throttle(tenant, rate, burst) does too), and a Lua on_request installed
+// with [WithHook] rejects requests or changes their model or tenant before the guard
+// and the budgets see them.
+//
 // # Estimating tokens
 //
 // The [Estimator] needs no vocabulary and downloads nothing: it is a linear model of
