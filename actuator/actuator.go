@@ -18,6 +18,9 @@ var (
 	// ErrUnknownTarget reports a target the actuator does not know, for example
 	// a [ReplicaReader] asked about a target it never scaled.
 	ErrUnknownTarget = errors.New("actuator: unknown target")
+	// ErrInvalidConfig reports a bad argument or option to a constructor such
+	// as [Retry].
+	ErrInvalidConfig = errors.New("actuator: invalid config")
 )
 
 // maxFieldLen bounds each [Target] field; it is the longest Kubernetes name

@@ -18,11 +18,19 @@
 // sub-packages (webhook, queue) so that a user links only what they use; the
 // actuatortest sub-package has a recording fake for tests.
 //
+// The package imports one package of this module, metrics, for its [metrics.Clock]:
+// the waits of [Retry] run on the same injected clock as the loop's, so tests advance
+// a [metrics.ManualClock] instead of sleeping. metrics imports nothing of the module,
+// so this adds no cycle and links nothing heavy.
+//
 // Example:
 //
 //	log := actuator.NewLog(slog.Default())
-//	a := actuator.Retry(actuator.FanOut(log, myWebhook))
-//	err := a.Scale(ctx, actuator.Request{
+//	a, err := actuator.Retry(actuator.FanOut(log, myWebhook))
+//	if err != nil {
+//		return err
+//	}
+//	err = a.Scale(ctx, actuator.Request{
 //		Target:     actuator.Target{Name: "checkout"},
 //		Replicas:   5,
 //		Previous:   3,

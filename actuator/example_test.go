@@ -53,8 +53,12 @@ func ExampleRetry() {
 		}
 		return nil
 	})
-	a := actuator.Retry(flaky, actuator.WithBackoff(time.Millisecond, 10*time.Millisecond))
-	err := a.Scale(context.Background(), actuator.Request{
+	a, err := actuator.Retry(flaky, actuator.WithBackoff(time.Millisecond, 10*time.Millisecond))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = a.Scale(context.Background(), actuator.Request{
 		Target: actuator.Target{Name: "checkout"}, Replicas: 2, Previous: -1,
 		DecisionID: "d-1", Time: time.Now(),
 	})
@@ -65,7 +69,12 @@ func ExampleRetry() {
 		calls++
 		return actuator.Permanent(errors.New("target is frozen"))
 	})
-	err = actuator.Retry(refusing).Scale(context.Background(), actuator.Request{})
+	once, err := actuator.Retry(refusing)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	err = once.Scale(context.Background(), actuator.Request{})
 	fmt.Println(calls, actuator.IsPermanent(err))
 	// Output:
 	// 3 <nil>

@@ -42,10 +42,11 @@ func WithInitialReplicas(n int) LogOption {
 }
 
 // NewLog returns a dry-run actuator that logs to logger at Info level. A nil
-// logger discards the log lines; the replica counts are still remembered.
+// logger means [slog.Default], the default logger everywhere in this module;
+// pass slog.New(slog.DiscardHandler) to keep only the remembered counts.
 func NewLog(logger *slog.Logger, opts ...LogOption) *Log {
 	if logger == nil {
-		logger = slog.New(slog.DiscardHandler)
+		logger = slog.Default()
 	}
 	l := &Log{logger: logger, last: make(map[Target]int)}
 	for _, o := range opts {

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"time"
+
+	"github.com/autoscalelua/autoscalelua/metrics"
 )
 
 // Retry defaults.
@@ -19,52 +21,60 @@ type retryConfig struct {
 	attempts int
 	base     time.Duration
 	max      time.Duration
-	random   func() float64
-	sleep    func(ctx context.Context, d time.Duration) error
+	rand     *rand.Rand
+	clock    metrics.Clock
 }
 
-// RetryOption configures [Retry].
-type RetryOption func(*retryConfig)
+// RetryOption configures [Retry]. A nil argument is an error of Retry.
+type RetryOption func(*retryConfig) error
 
 // WithAttempts sets the total number of calls, first one included. Default
 // [DefaultRetryAttempts]; values below 1 mean 1 (no retry).
 func WithAttempts(n int) RetryOption {
-	return func(c *retryConfig) { c.attempts = max(n, 1) }
+	return func(c *retryConfig) error {
+		c.attempts = max(n, 1)
+		return nil
+	}
 }
 
 // WithBackoff sets the base delay before the first retry and the cap on any
 // delay. Defaults [DefaultRetryBaseDelay] and [DefaultRetryMaxDelay]; a value
 // <= 0 keeps the default, and a cap below base is raised to base.
 func WithBackoff(base, maxDelay time.Duration) RetryOption {
-	return func(c *retryConfig) {
+	return func(c *retryConfig) error {
 		if base > 0 {
 			c.base = base
 		}
 		if maxDelay > 0 {
 			c.max = maxDelay
 		}
+		return nil
 	}
 }
 
-// WithRandom sets the random source used for jitter: f returns a number in
-// [0, 1) and may be called concurrently. The default is math/rand/v2's
-// Float64. Tests pass a constant to make delays exact.
-func WithRandom(f func() float64) RetryOption {
-	return func(c *retryConfig) {
-		if f != nil {
-			c.random = f
+// WithRand sets the random source of the jitter; it may be called concurrently.
+// The default is math/rand/v2's top-level generator. Tests pass a constant
+// source to make delays exact.
+func WithRand(src rand.Source) RetryOption {
+	return func(c *retryConfig) error {
+		if src == nil {
+			return fmt.Errorf("%w: nil random source", ErrInvalidConfig)
 		}
+		c.rand = rand.New(src)
+		return nil
 	}
 }
 
-// WithSleep sets the function that waits between attempts. It must return
-// ctx.Err() early when ctx is done. The default uses a [time.Timer]. Tests
-// pass a function that records the delays and returns at once.
-func WithSleep(f func(ctx context.Context, d time.Duration) error) RetryOption {
-	return func(c *retryConfig) {
-		if f != nil {
-			c.sleep = f
+// WithClock sets the clock whose timers time the waits between attempts. The
+// default is [metrics.NewSystemClock]; tests pass a [metrics.ManualClock] and
+// advance it.
+func WithClock(clk metrics.Clock) RetryOption {
+	return func(c *retryConfig) error {
+		if clk == nil {
+			return fmt.Errorf("%w: nil clock", ErrInvalidConfig)
 		}
+		c.clock = clk
+		return nil
 	}
 }
 
@@ -85,16 +95,18 @@ func Backoff(attempt int, base, maxDelay time.Duration, r float64) time.Duration
 	return time.Duration(r * float64(ceiling))
 }
 
-func sleepCtx(ctx context.Context, d time.Duration) error {
+// Sleep waits d on clk's timer, or until ctx ends; it returns ctx's error then.
+// A d <= 0 returns at once.
+func Sleep(ctx context.Context, clk metrics.Clock, d time.Duration) error {
 	if d <= 0 {
 		return ctx.Err()
 	}
-	t := time.NewTimer(d)
+	t := clk.NewTimer(d)
 	defer t.Stop()
 	select {
 	case <-ctx.Done():
 		return ctx.Err()
-	case <-t.C:
+	case <-t.C():
 		return nil
 	}
 }
@@ -148,28 +160,49 @@ func RetryAfterOf(err error) (time.Duration, bool) {
 // wait, the error wraps both ctx.Err() and the last failure.
 //
 // The result implements [ReplicaReader] when a does (reads are not retried).
-// It is safe for concurrent use if a is. A nil a yields an actuator whose
-// Scale returns a permanent [ErrInvalidRequest].
-func Retry(a Actuator, opts ...RetryOption) Actuator {
+// It is safe for concurrent use if a is. A nil a or a bad option is an error
+// wrapping [ErrInvalidConfig]; every one is reported at once.
+func Retry(a Actuator, opts ...RetryOption) (Actuator, error) {
 	cfg := retryConfig{
 		attempts: DefaultRetryAttempts,
 		base:     DefaultRetryBaseDelay,
 		max:      DefaultRetryMaxDelay,
-		random:   rand.Float64,
-		sleep:    sleepCtx,
+	}
+	var errs []error
+	if a == nil {
+		errs = append(errs, fmt.Errorf("%w: nil actuator", ErrInvalidConfig))
 	}
 	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
+		if o == nil {
+			errs = append(errs, fmt.Errorf("%w: nil option", ErrInvalidConfig))
+			continue
 		}
+		if err := o(&cfg); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, fmt.Errorf("actuator: retry: %w", err)
+	}
+	if cfg.rand == nil {
+		cfg.rand = rand.New(runtimeSource{})
+	}
+	if cfg.clock == nil {
+		cfg.clock = metrics.NewSystemClock()
 	}
 	cfg.max = max(cfg.max, cfg.base)
 	r := &retry{a: a, cfg: cfg}
 	if rr, ok := a.(ReplicaReader); ok {
-		return &retryReader{retry: r, rr: rr}
+		return &retryReader{retry: r, rr: rr}, nil
 	}
-	return r
+	return r, nil
 }
+
+// runtimeSource is math/rand/v2's top-level generator as a [rand.Source]: safe
+// for concurrent use and lock-free.
+type runtimeSource struct{}
+
+func (runtimeSource) Uint64() uint64 { return rand.Uint64() }
 
 type retry struct {
 	a   Actuator
@@ -177,17 +210,14 @@ type retry struct {
 }
 
 func (r *retry) Scale(ctx context.Context, req Request) error {
-	if r.a == nil {
-		return Permanent(fmt.Errorf("%w: nil actuator passed to Retry", ErrInvalidRequest))
-	}
 	var err error
 	for attempt := range r.cfg.attempts {
 		if attempt > 0 {
-			d := Backoff(attempt-1, r.cfg.base, r.cfg.max, r.cfg.random())
+			d := Backoff(attempt-1, r.cfg.base, r.cfg.max, r.cfg.rand.Float64())
 			if wait, ok := RetryAfterOf(err); ok {
 				d = max(d, min(wait, r.cfg.max))
 			}
-			if serr := r.cfg.sleep(ctx, d); serr != nil {
+			if serr := Sleep(ctx, r.cfg.clock, d); serr != nil {
 				return fmt.Errorf("actuator: retry: gave up after %d attempts: %w (last error: %w)", attempt, serr, err)
 			}
 		}

@@ -11,6 +11,7 @@ import (
 
 	"github.com/autoscalelua/autoscalelua/actuator"
 	"github.com/autoscalelua/autoscalelua/actuator/actuatortest"
+	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -163,15 +164,13 @@ func TestRetry(t *testing.T) {
 				}
 			}
 			f := &flaky{errs: tt.errs}
-			var sleeps []time.Duration
-			opts := append([]actuator.RetryOption{
-				actuator.WithRandom(func() float64 { return 0.5 }),
-				actuator.WithSleep(func(_ context.Context, d time.Duration) error {
-					sleeps = append(sleeps, d)
-					return nil
-				}),
-			}, tt.opts...)
-			err := actuator.Retry(f, opts...).Scale(context.Background(), validRequest())
+			clk := metrics.NewManualClock(time.Unix(0, 0))
+			opts := append([]actuator.RetryOption{actuator.WithRand(half), actuator.WithClock(clk)}, tt.opts...)
+			a, err := actuator.Retry(f, opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sleeps, err := scaleWaiting(t, a, clk)
 			if tt.wantErr == nil && err != nil {
 				t.Fatalf("Scale = %v, want nil", err)
 			}
@@ -196,10 +195,10 @@ func TestRetryStopsAtContextEnd(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	called := make(chan struct{}, 10)
-	a := actuator.Retry(actuator.Func(func(context.Context, actuator.Request) error {
+	a := mustRetry(t, actuator.Func(func(context.Context, actuator.Request) error {
 		called <- struct{}{}
 		return boom
-	}), actuator.WithBackoff(time.Hour, time.Hour), actuator.WithRandom(func() float64 { return 0.5 }))
+	}), actuator.WithBackoff(time.Hour, time.Hour), actuator.WithRand(half))
 	errc := make(chan error, 1)
 	go func() { errc <- a.Scale(ctx, validRequest()) }()
 	<-called // the first attempt failed; Retry now waits 30 minutes
@@ -219,7 +218,7 @@ func TestRetryStopsAtContextEnd(t *testing.T) {
 func TestRetryContextErrorFromActuator(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	calls := 0
-	a := actuator.Retry(actuator.Func(func(ctx context.Context, _ actuator.Request) error {
+	a := mustRetry(t, actuator.Func(func(ctx context.Context, _ actuator.Request) error {
 		calls++
 		cancel()
 		return ctx.Err()
@@ -235,19 +234,67 @@ func TestRetryContextErrorFromActuator(t *testing.T) {
 func TestRetryReplicaReaderAndNil(t *testing.T) {
 	var rec actuatortest.Recorder
 	rec.SetReplicas(actuator.Target{Name: "checkout"}, 9)
-	rr, ok := actuator.Retry(&rec).(actuator.ReplicaReader)
+	rr, ok := mustRetry(t, &rec).(actuator.ReplicaReader)
 	if !ok {
 		t.Fatal("Retry of a ReplicaReader is not a ReplicaReader")
 	}
 	if n, err := rr.Replicas(context.Background(), actuator.Target{Name: "checkout"}); err != nil || n != 9 {
 		t.Errorf("Replicas = %d, %v; want 9, nil", n, err)
 	}
-	if _, ok := actuator.Retry(actuator.Func(nil)).(actuator.ReplicaReader); ok {
+	if _, ok := mustRetry(t, actuator.Func(nil)).(actuator.ReplicaReader); ok {
 		t.Error("Retry of a Func claims to be a ReplicaReader")
 	}
-	err := actuator.Retry(nil).Scale(context.Background(), validRequest())
-	if !errors.Is(err, actuator.ErrInvalidRequest) || !actuator.IsPermanent(err) {
-		t.Errorf("Retry(nil).Scale = %v, want permanent ErrInvalidRequest", err)
+	_, err := actuator.Retry(nil, actuator.WithRand(nil), actuator.WithClock(nil), nil)
+	if !errors.Is(err, actuator.ErrInvalidConfig) {
+		t.Fatalf("Retry(nil, bad options) = %v, want ErrInvalidConfig", err)
+	}
+	for _, want := range []string{"nil actuator", "nil random source", "nil clock", "nil option"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not report %q", err, want)
+		}
+	}
+}
+
+// half is a random source whose Float64 is always 0.5.
+var half = fixedSource(1 << 52)
+
+// fixedSource returns the same number every time: Float64 of it is its low 53 bits
+// over 2^53.
+type fixedSource uint64
+
+func (s fixedSource) Uint64() uint64 { return uint64(s) }
+
+func mustRetry(t *testing.T, a actuator.Actuator, opts ...actuator.RetryOption) actuator.Actuator {
+	t.Helper()
+	r, err := actuator.Retry(a, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// scaleWaiting calls a.Scale on a goroutine and, each time it waits on clk, advances
+// clk to the end of the wait. It returns the waits and Scale's error.
+func scaleWaiting(t *testing.T, a actuator.Actuator, clk *metrics.ManualClock) ([]time.Duration, error) {
+	t.Helper()
+	errc := make(chan error, 1)
+	go func() { errc <- a.Scale(context.Background(), validRequest()) }()
+	var waits []time.Duration
+	for {
+		ctx, cancel := context.WithCancel(context.Background())
+		armed := make(chan error, 1)
+		go func() { armed <- clk.WaitTimers(ctx, 1) }()
+		select {
+		case err := <-errc:
+			cancel()
+			<-armed
+			return waits, err
+		case <-armed:
+			cancel()
+			at, _ := clk.NextTimer()
+			waits = append(waits, at.Sub(clk.Now()))
+			clk.Set(at)
+		}
 	}
 }
 

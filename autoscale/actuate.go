@@ -19,10 +19,16 @@ type job struct {
 // is superseded (latest wins). It runs under Loop.stepMu, never after Close.
 func (l *Loop) dispatch(t *target, req actuator.Request, from int) {
 	j := &job{req: req, from: from, at: time.Now()}
+	var ctx context.Context
 	t.mu.Lock()
 	old := t.pending
 	t.pending = j
 	start := !t.running
+	if start {
+		// The worker's calls end when Close cancels this; Close runs after every
+		// dispatch (both hold stepMu), so it sees the cancel of every worker.
+		ctx, t.cancel = context.WithCancel(context.Background())
+	}
 	t.running = true
 	t.mu.Unlock()
 	if old != nil {
@@ -39,12 +45,12 @@ func (l *Loop) dispatch(t *target, req actuator.Request, from int) {
 		}
 		l.active++
 		l.idleMu.Unlock()
-		l.wg.Go(func() { l.work(t) })
+		l.wg.Go(func() { l.work(ctx, t) })
 	}
 }
 
-// work applies t's pending requests until there are none.
-func (l *Loop) work(t *target) {
+// work applies t's pending requests until there are none, or ctx ends.
+func (l *Loop) work(ctx context.Context, t *target) {
 	defer func() {
 		l.idleMu.Lock()
 		l.active--
@@ -59,6 +65,8 @@ func (l *Loop) work(t *target) {
 		t.pending, t.inflight = nil, j
 		if j == nil {
 			t.running = false
+			t.cancel()
+			t.cancel = nil
 			t.mu.Unlock()
 			return
 		}
@@ -67,7 +75,7 @@ func (l *Loop) work(t *target) {
 		case <-t.wake:
 		default:
 		}
-		res := l.call(t, j)
+		res := l.call(ctx, t, j)
 		t.mu.Lock()
 		t.inflight = nil
 		t.mu.Unlock()
@@ -83,28 +91,28 @@ func (l *Loop) work(t *target) {
 // closes or a newer request supersedes it. An error carrying a requested wait
 // ([actuator.RetryAfter]) delays the next attempt by at least that wait, capped by
 // RetryMax.
-func (l *Loop) call(t *target, j *job) ActuationResult {
+func (l *Loop) call(ctx context.Context, t *target, j *job) ActuationResult {
 	var (
 		err error
 		res ActuationResult
 	)
 	for attempt := range l.act.Attempts {
 		if attempt > 0 {
-			d := actuator.Backoff(attempt-1, l.act.RetryBase, l.act.RetryMax, l.random())
+			d := actuator.Backoff(attempt-1, l.act.RetryBase, l.act.RetryMax, l.rand.Float64())
 			if w, ok := actuator.RetryAfterOf(err); ok {
 				// The other side asked for a wait (Retry-After): honour it, capped
 				// by the largest back-off.
 				d = max(d, min(w, l.act.RetryMax))
 			}
-			if !l.backoff(t, d) {
+			if !l.backoff(ctx, t, d) {
 				break
 			}
 		}
-		ctx, cancel := context.WithTimeout(l.ctx, l.act.Timeout)
-		err = t.act.Scale(ctx, j.req)
+		actx, cancel := context.WithTimeout(ctx, l.act.Timeout)
+		err = t.act.Scale(actx, j.req)
 		cancel()
 		res.Attempts++
-		if err == nil || actuator.IsPermanent(err) || l.ctx.Err() != nil {
+		if err == nil || actuator.IsPermanent(err) || ctx.Err() != nil {
 			break
 		}
 		if l.superseded(t) {
@@ -126,17 +134,18 @@ func (l *Loop) superseded(t *target) bool {
 	return t.pending != nil
 }
 
-// backoff waits d; false when the loop closed or a newer request arrived meanwhile.
-func (l *Loop) backoff(t *target, d time.Duration) bool {
+// backoff waits d on the loop's clock; false when ctx ended (the loop closed) or a
+// newer request arrived meanwhile.
+func (l *Loop) backoff(ctx context.Context, t *target, d time.Duration) bool {
 	if l.superseded(t) {
 		return false
 	}
-	timer := time.NewTimer(d)
+	timer := l.clock.NewTimer(d)
 	defer timer.Stop()
 	select {
-	case <-timer.C:
+	case <-timer.C():
 		return true
-	case <-l.ctx.Done():
+	case <-ctx.Done():
 		return false
 	case <-t.wake:
 		return false

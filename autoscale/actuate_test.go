@@ -59,8 +59,8 @@ func TestRetryAfterIsHonoured(t *testing.T) {
 			if tc.wait == 0 {
 				act.err = errors.New("503")
 			}
-			l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithActuator(act),
-				autoscale.WithRandom(func() float64 { return 0 }), // zero back-off
+			l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithDefaultActuator(act),
+				autoscale.WithRand(zeroSource{}), // zero back-off
 				autoscale.WithActuation(autoscale.Actuation{Attempts: 3, RetryBase: time.Millisecond, RetryMax: tc.retryMax}),
 				autoscale.WithTargets(autoscale.Target{Name: "a", Max: 5, Safety: free}))
 			d := step(t, l, t0).Decisions[0]

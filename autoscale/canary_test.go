@@ -64,7 +64,7 @@ func TestCanaryRollbackOverHTTP(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	front := httptest.NewServer(middleware.Wrap(proxy, middleware.WithRegistry(reg), middleware.WithAdmission(adm),
+	front := httptest.NewServer(mustWrap(t, proxy, middleware.WithRegistry(reg), middleware.WithAdmission(adm),
 		middleware.WithClassifier(func(r *http.Request) middleware.Keys {
 			return middleware.Keys{Route: "chat", Model: r.Header.Get("X-Model")}
 		})))
@@ -198,4 +198,14 @@ func TestCanaryValidate(t *testing.T) {
 			t.Errorf("%+v: %v", c, err)
 		}
 	}
+}
+
+// mustWrap wraps h with the middleware configured by opts, failing the test on error.
+func mustWrap(tb testing.TB, h http.Handler, opts ...middleware.Option) http.Handler {
+	tb.Helper()
+	w, err := middleware.Wrap(h, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return w
 }

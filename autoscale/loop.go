@@ -61,7 +61,7 @@ type Loop struct {
 	observer       func(Tick)
 	history        int
 	act            Actuation
-	random         func() float64
+	rand           *rand.Rand
 	logger         *slog.Logger
 	meterProvider  metric.MeterProvider
 	tracerProvider trace.TracerProvider
@@ -80,8 +80,6 @@ type Loop struct {
 	stepMu  sync.Mutex // serializes steps
 	running atomic.Bool
 
-	ctx       context.Context // parent of actuator calls; canceled by Close
-	cancel    context.CancelFunc
 	closeOnce sync.Once
 	closed    atomic.Bool
 	wg        sync.WaitGroup
@@ -98,7 +96,7 @@ type shadow struct {
 
 // NewLoop returns a loop configured by opts. It needs a policy ([WithPolicy]) and at
 // least one target ([WithTargets]), each with an actuator or a default one
-// ([WithActuator]). It reports every problem at once, wrapped in [ErrInvalidConfig].
+// ([WithDefaultActuator]). It reports every problem at once, wrapped in [ErrInvalidConfig].
 // It starts no goroutine.
 func NewLoop(opts ...Option) (*Loop, error) {
 	l := &Loop{
@@ -109,11 +107,12 @@ func NewLoop(opts ...Option) (*Loop, error) {
 			Timeout: DefaultTimeout, Attempts: DefaultAttempts,
 			RetryBase: DefaultRetryBase, RetryMax: DefaultRetryMax,
 		},
-		random: rand.Float64,
+		rand: rand.New(runtimeSource{}),
 	}
 	var errs []error
 	for _, o := range opts {
 		if o == nil {
+			errs = append(errs, errors.New("nil option"))
 			continue
 		}
 		if err := o(l); err != nil {
@@ -139,7 +138,7 @@ func NewLoop(opts ...Option) (*Loop, error) {
 		}
 		if t.Actuator == nil {
 			if l.defaultAct == nil {
-				errs = append(errs, fmt.Errorf("target %q has no actuator and there is no default (use WithActuator)", t.Name))
+				errs = append(errs, fmt.Errorf("target %q has no actuator and there is no default (use WithDefaultActuator)", t.Name))
 				continue
 			}
 			t.Actuator = l.defaultAct
@@ -169,7 +168,7 @@ func NewLoop(opts ...Option) (*Loop, error) {
 		l.source = func(time.Time) Reader { return emptyReader{} }
 	}
 	if l.logger == nil {
-		l.logger = slog.New(slog.DiscardHandler)
+		l.logger = slog.Default()
 	}
 	tel, err := newTelemetry(l.meterProvider, l.targets)
 	if err != nil {
@@ -181,7 +180,6 @@ func NewLoop(opts ...Option) (*Loop, error) {
 	var b [4]byte
 	_, _ = crand.Read(b[:]) // crypto/rand.Read never fails
 	l.idBase = hex.EncodeToString(b[:]) + "-"
-	l.ctx, l.cancel = context.WithCancel(context.Background())
 	l.idle = make(chan struct{})
 	close(l.idle)
 	return l, nil
@@ -249,7 +247,13 @@ func (l *Loop) Close() error {
 		l.stepMu.Lock() // no step dispatches after this
 		l.closed.Store(true)
 		l.stepMu.Unlock()
-		l.cancel()
+		for _, t := range l.targets {
+			t.mu.Lock()
+			if t.cancel != nil {
+				t.cancel()
+			}
+			t.mu.Unlock()
+		}
 	})
 	l.wg.Wait()
 	return nil
@@ -267,6 +271,12 @@ func (l *Loop) Flush(ctx context.Context) error {
 		return fmt.Errorf("autoscale: flush: %w", ctx.Err())
 	}
 }
+
+// runtimeSource is math/rand/v2's top-level generator as a [rand.Source]: safe for
+// concurrent use and lock-free.
+type runtimeSource struct{}
+
+func (runtimeSource) Uint64() uint64 { return rand.Uint64() }
 
 // nextID returns a new decision's ID and number: the loop's stream (idBase)
 // and a count from 1.

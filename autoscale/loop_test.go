@@ -63,23 +63,30 @@ func TestNewLoopErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		opts []autoscale.Option
-		want string
+		want []string // every one must be reported
 	}{
-		{"no policy", []autoscale.Option{autoscale.WithTargets(ok)}, "no policy"},
-		{"no targets", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1))}, "no targets"},
-		{"duplicate", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok, ok)}, "duplicate target"},
-		{"no actuator", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(autoscale.Target{Name: "a", Max: 1})}, "no actuator"},
-		{"tick too short", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithTick(time.Millisecond)}, "tick"},
-		{"bad history", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithHistory(0)}, "history"},
-		{"bad actuation", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithActuation(autoscale.Actuation{Attempts: -1})}, "attempts"},
-		{"bad target and no policy, both reported", []autoscale.Option{autoscale.WithTargets(autoscale.Target{Name: "a"})}, "no policy"},
-		{"nil observer", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithObserver(nil)}, "observer"},
+		{"no policy", []autoscale.Option{autoscale.WithTargets(ok)}, []string{"no policy"}},
+		{"no targets", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1))}, []string{"no targets"}},
+		{"duplicate", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok, ok)}, []string{"duplicate target"}},
+		{"no actuator", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(autoscale.Target{Name: "a", Max: 1})}, []string{"no actuator"}},
+		{"tick too short", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithTick(time.Millisecond)}, []string{"tick"}},
+		{"bad history", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithHistory(0)}, []string{"history"}},
+		{"bad actuation", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithActuation(autoscale.Actuation{Attempts: -1})}, []string{"attempts"}},
+		{"bad target and no policy, both reported", []autoscale.Option{autoscale.WithTargets(autoscale.Target{Name: "a"})}, []string{"no policy", `target "a": max 0`}},
+		{"nil observer", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok), autoscale.WithObserver(nil)}, []string{"observer"}},
+		{"nil collaborators and a nil option", []autoscale.Option{autoscale.WithPolicy(scaleTo("a", 1)), autoscale.WithTargets(ok),
+			autoscale.WithRand(nil), autoscale.WithClock(nil), autoscale.WithLogger(nil), nil}, []string{"nil random source", "nil clock", "nil logger", "nil option"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			l, err := autoscale.NewLoop(tc.opts...)
-			if !errors.Is(err, autoscale.ErrInvalidConfig) || !strings.Contains(err.Error(), tc.want) {
-				t.Fatalf("NewLoop: %v, want ErrInvalidConfig mentioning %q", err, tc.want)
+			if !errors.Is(err, autoscale.ErrInvalidConfig) {
+				t.Fatalf("NewLoop: %v, want ErrInvalidConfig", err)
+			}
+			for _, want := range tc.want {
+				if !strings.Contains(err.Error(), want) {
+					t.Errorf("NewLoop: %v, want it to mention %q", err, want)
+				}
 			}
 			if l != nil {
 				t.Fatal("loop returned with an error")
@@ -301,7 +308,7 @@ func TestPolicyFailure(t *testing.T) {
 			rec.SetReplicas(actuator.Target{Name: "b"}, 1)
 			s := free
 			s.Fallback = tc.fallback
-			l := newLoop(t, autoscale.WithPolicy(tc.policy), autoscale.WithActuator(rec),
+			l := newLoop(t, autoscale.WithPolicy(tc.policy), autoscale.WithDefaultActuator(rec),
 				autoscale.WithTargets(autoscale.Target{Name: "a", Max: 10, Safety: s}, autoscale.Target{Name: "b", Max: 10, Safety: free}))
 			var got []int
 			for i := range tc.want {
@@ -331,7 +338,7 @@ func TestPolicyFailure(t *testing.T) {
 func TestShadow(t *testing.T) {
 	rec := new(actuatortest.Recorder)
 	rec.SetReplicas(actuator.Target{Name: "a"}, 2)
-	l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 4)), autoscale.WithActuator(rec),
+	l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 4)), autoscale.WithDefaultActuator(rec),
 		autoscale.WithShadow("same", scaleTo("a", 4)), autoscale.WithShadow("bigger", scaleTo("a", 9)),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 10, Safety: free}))
 	tk := step(t, l, t0)
@@ -387,7 +394,7 @@ func TestLatestWins(t *testing.T) {
 	policy := autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) {
 		return []autoscale.Action{autoscale.Scale{Target: "a", Replicas: ask}}, nil
 	})
-	l := newLoop(t, autoscale.WithPolicy(policy), autoscale.WithActuator(g),
+	l := newLoop(t, autoscale.WithPolicy(policy), autoscale.WithDefaultActuator(g),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 20, Safety: free}))
 
 	d5 := step(t, l, t0).Decisions[0]
@@ -455,8 +462,8 @@ func TestRetries(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithActuator(tc.act),
-				autoscale.WithRandom(func() float64 { return 0 }), // zero back-off
+			l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithDefaultActuator(tc.act),
+				autoscale.WithRand(zeroSource{}), // zero back-off
 				autoscale.WithActuation(autoscale.Actuation{Attempts: tc.attempts}),
 				autoscale.WithTargets(autoscale.Target{Name: "a", Max: 5, Safety: free}))
 			d := step(t, l, t0).Decisions[0]
@@ -478,7 +485,7 @@ func TestRetries(t *testing.T) {
 
 func TestActuatorTimeout(t *testing.T) {
 	g := newGate() // never released: only the timeout ends the call
-	l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithActuator(g),
+	l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithDefaultActuator(g),
 		autoscale.WithActuation(autoscale.Actuation{Timeout: 20 * time.Millisecond, Attempts: 1}),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 5, Safety: free}))
 	d := step(t, l, t0).Decisions[0]
@@ -491,7 +498,7 @@ func TestActuatorTimeout(t *testing.T) {
 
 func TestCloseCancelsActuation(t *testing.T) {
 	g := newGate()
-	l, err := autoscale.NewLoop(autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithActuator(g),
+	l, err := autoscale.NewLoop(autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithDefaultActuator(g),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 5, Safety: free}))
 	if err != nil {
 		t.Fatal(err)
@@ -521,7 +528,7 @@ func TestRunEndsWithContext(t *testing.T) {
 		}
 		return nil
 	})
-	l, err := autoscale.NewLoop(autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithActuator(act),
+	l, err := autoscale.NewLoop(autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithDefaultActuator(act),
 		autoscale.WithTick(autoscale.MinTick),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 5, Safety: free}))
 	if err != nil {
@@ -612,7 +619,7 @@ func TestReaction(t *testing.T) {
 func TestNoActuatorRepliesLeavesCurrentUnknown(t *testing.T) {
 	var calls int
 	act := actuator.Func(func(context.Context, actuator.Request) error { calls++; return nil })
-	l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 1000)), autoscale.WithActuator(act),
+	l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 1000)), autoscale.WithDefaultActuator(act),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Min: 1, Max: 4}))
 	d := step(t, l, t0).Decisions[0]
 	if d.Current != -1 || d.Desired != 4 || d.Direction != autoscale.Up {

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"time"
 
 	"go.opentelemetry.io/otel/metric"
@@ -71,8 +72,8 @@ func WithTargets(ts ...Target) Option {
 	}
 }
 
-// WithActuator sets the actuator of every target whose Actuator is nil.
-func WithActuator(a actuator.Actuator) Option {
+// WithDefaultActuator sets the actuator of every target whose Actuator is nil.
+func WithDefaultActuator(a actuator.Actuator) Option {
 	return func(l *Loop) error {
 		if a == nil {
 			return errors.New("nil actuator")
@@ -106,7 +107,8 @@ func WithClock(c metrics.Clock) Option {
 }
 
 // WithRegistry makes policies read the windows of reg, as of each tick's time, through
-// a [RegistryReader].
+// a [RegistryReader]. Use it when one process records and scales: it is the common
+// case. It and [WithReader] set the same thing; the last one given wins.
 func WithRegistry(reg *metrics.Registry) Option {
 	return func(l *Loop) error {
 		if reg == nil {
@@ -118,8 +120,10 @@ func WithRegistry(reg *metrics.Registry) Option {
 }
 
 // WithReader makes policies read metrics through the Reader f returns for each tick's
-// time (for example one that merges several gateways' windows). Without WithReader or
-// [WithRegistry], policies read no metrics.
+// time. Use it when the windows are not one local registry: a reader that merges
+// several gateways' windows, or a fake in tests; for a local registry use
+// [WithRegistry], which is WithReader with a [RegistryReader]. Without either,
+// policies read no metrics.
 func WithReader(f func(now time.Time) Reader) Option {
 	return func(l *Loop) error {
 		if f == nil {
@@ -266,20 +270,23 @@ func WithActuation(a Actuation) Option {
 	}
 }
 
-// WithRandom sets the source of the back-off jitter: f returns a number in [0, 1) and
-// is called from several goroutines. Default math/rand/v2's Float64.
-func WithRandom(f func() float64) Option {
+// WithRand sets the source of the back-off jitter; it is called from several
+// goroutines, so it must be safe for concurrent use. Default math/rand/v2's top-level
+// generator.
+func WithRand(src rand.Source) Option {
 	return func(l *Loop) error {
-		if f == nil {
+		if src == nil {
 			return errors.New("nil random source")
 		}
-		l.random = f
+		l.rand = rand.New(src)
 		return nil
 	}
 }
 
 // WithLogger sets the logger decisions are logged to: changes at Info, holds at Debug,
-// failures at Warn. Default: no logging.
+// failures at Warn. Default [slog.Default], the default logger everywhere in this
+// module, so that failures are never silent for want of a logger; pass
+// slog.New(slog.DiscardHandler) to silence the loop.
 func WithLogger(lg *slog.Logger) Option {
 	return func(l *Loop) error {
 		if lg == nil {

@@ -185,7 +185,7 @@ func benchStep(b *testing.B, p autoscale.Policy) {
 	}
 	clock.Advance(30 * time.Second)
 	l, err := autoscale.NewLoop(autoscale.WithPolicy(p), autoscale.WithRegistry(reg),
-		autoscale.WithActuator(nopActuator{}), autoscale.WithTargets(targets...), autoscale.WithDryRun(true))
+		autoscale.WithDefaultActuator(nopActuator{}), autoscale.WithTargets(targets...), autoscale.WithDryRun(true))
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -1,6 +1,7 @@
 package autoscale
 
 import (
+	"context"
 	"fmt"
 	"sync"
 	"time"
@@ -23,9 +24,10 @@ type target struct {
 	mu       sync.Mutex // guards the fields below
 	current  int
 	desired  int
-	pending  *job // dispatched, not started
-	inflight *job // being applied
-	running  bool // a worker runs
+	pending  *job               // dispatched, not started
+	inflight *job               // being applied
+	running  bool               // a worker runs
+	cancel   context.CancelFunc // cancels the running worker's calls; set by dispatch
 	upEv     []timed
 	downEv   []timed
 	last     time.Time // time of the last applied change

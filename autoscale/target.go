@@ -26,7 +26,7 @@ type Target struct {
 	// Min 0 allows scaling to zero.
 	Min, Max int
 	// Actuator scales the target. Nil means the loop's default, set with
-	// [WithActuator]; it is an error if there is none. When the actuator is also an
+	// [WithDefaultActuator]; it is an error if there is none. When the actuator is also an
 	// [actuator.ReplicaReader], the loop reads the current count back every tick.
 	Actuator actuator.Actuator
 	// Safety holds the settings of the safety layer for this target. Its zero value has

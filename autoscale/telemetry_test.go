@@ -25,7 +25,7 @@ func TestTelemetry(t *testing.T) {
 	rec := new(actuatortest.Recorder)
 	rec.SetReplicas(actuator.Target{Name: "a"}, 2)
 	rec.SetErr(actuator.Permanent(errors.New("quota exceeded")))
-	l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 40)), autoscale.WithActuator(rec),
+	l := newLoop(t, autoscale.WithPolicy(scaleTo("a", 40)), autoscale.WithDefaultActuator(rec),
 		autoscale.WithMeterProvider(mp), autoscale.WithTracerProvider(tp),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 10})) // HPA defaults: 2 → 6
 	tk := step(t, l, t0)

@@ -68,7 +68,7 @@ func (e Endpoint) validate() (*url.URL, error) {
 // window. A Backend is made by [Pool.Update] and keeps its state across snapshots for as
 // long as its id stays in the pool (a change of URL makes a new Backend).
 //
-// The accessors are cheap (one atomic load each, except [Backend.PeakEWMA]) so that a
+// The accessors are cheap (one atomic load each, except [Backend.PeakLatency]) so that a
 // picker, a Lua pick function or a dashboard may read them on every request. A Backend
 // is safe for concurrent use; it must not be copied.
 type Backend struct {
@@ -78,10 +78,10 @@ type Backend struct {
 	// consecutive_gateway_failure).
 	consec5xx atomic.Int32
 	consecGw  atomic.Int32
-	peak      *metrics.PeakEWMA // &peakv unless the pool has its own decay
+	peak      *metrics.PeakLatency // &peakv unless the pool has its own decay
 	window    *metrics.Window
 	pool      *Pool
-	peakv     metrics.PeakEWMA // the zero value decays with metrics.DefaultDecay
+	peakv     metrics.PeakLatency // the zero value decays with metrics.DefaultDecay
 
 	id     string
 	url    *url.URL
@@ -117,10 +117,10 @@ func (b *Backend) Label(key string) string { return (*b.labels.Load())[key] }
 // InFlight returns the requests picked and not yet done.
 func (b *Backend) InFlight() int64 { return b.inFlight.Load() }
 
-// PeakEWMA returns the backend's peak-sensitive moving average of latency at now
-// (Finagle's peak EWMA, see [metrics.PeakEWMA]), decayed for the time since its last
+// PeakLatency returns the backend's peak-sensitive moving average of latency at now
+// (Finagle's peak EWMA, see [metrics.PeakLatency]), decayed for the time since its last
 // sample; 0 before the first sample. It is the "EWMA latency" shown to Lua scripts.
-func (b *Backend) PeakEWMA(now time.Time) time.Duration { return b.peak.ValueAt(now) }
+func (b *Backend) PeakLatency(now time.Time) time.Duration { return b.peak.ValueAt(now) }
 
 // Window returns the backend's metrics window: count, error rate, latency quantiles.
 func (b *Backend) Window() *metrics.Window { return b.window }

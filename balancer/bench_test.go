@@ -146,8 +146,8 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
 // dominate; the in-flight count and failure counters are a few atomics.
 func BenchmarkDoneParts(b *testing.B) {
 	base := time.Now()
-	b.Run("PeakEWMA.Observe", func(b *testing.B) {
-		e := metrics.NewPeakEWMA(0)
+	b.Run("PeakLatency.Observe", func(b *testing.B) {
+		e := metrics.NewPeakLatency(0)
 		b.ReportAllocs()
 		i := 0
 		for b.Loop() {

@@ -17,7 +17,7 @@ func Example() {
 	pool, err := balancer.New(
 		balancer.WithAlgorithm(&balancer.SmoothWeighted{}),
 		balancer.WithClock(metrics.NewManualClock(time.Unix(0, 0))),
-		balancer.WithRand(rand.New(rand.NewPCG(1, 2)).Uint64), // one goroutine only
+		balancer.WithRand(rand.NewPCG(1, 2)), // one goroutine only
 	)
 	if err != nil {
 		fmt.Println(err)

@@ -13,21 +13,14 @@ import (
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/balancer"
+	"github.com/autoscalelua/autoscalelua/balancer/balancertest"
 	"github.com/autoscalelua/autoscalelua/metrics"
 )
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
 // seeded returns a deterministic random source that is safe for concurrent use.
-func seeded(seed uint64) func() uint64 {
-	var mu sync.Mutex
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	return func() uint64 {
-		mu.Lock()
-		defer mu.Unlock()
-		return r.Uint64()
-	}
-}
+func seeded(seed uint64) rand.Source { return balancertest.SeededRand(seed) }
 
 // endpoints returns n endpoints named b00, b01, ... with fake URLs.
 func endpoints(n int) []balancer.Endpoint {

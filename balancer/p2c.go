@@ -48,7 +48,7 @@ func (p *p2cPicker) Pick(*Request) *Backend {
 	if len(bs) == 1 {
 		return bs[0]
 	}
-	i, j := two(p.set.rand(), len(bs))
+	i, j := two(p.set.rand.Uint64(), len(bs))
 	a, b := bs[i], bs[j]
 	if p.uniform {
 		if b.inFlight.Load() < a.inFlight.Load() {
@@ -65,7 +65,7 @@ func (p *p2cPicker) Pick(*Request) *Backend {
 }
 
 // PeakEWMA is power of two choices over a latency cost: each backend's peak-EWMA of
-// latency (see [metrics.PeakEWMA]) times its requests in flight plus one, divided by
+// latency (see [metrics.PeakLatency]) times its requests in flight plus one, divided by
 // its effective weight. It is Finagle's "P2C + Peak EWMA" load balancer
 // (com.twitter.finagle.loadbalancer.p2c.P2CPeakEwma) and Linkerd's and Tower's
 // (tower::load::PeakEwma): the peak-sensitive average reacts at once to a slow
@@ -117,7 +117,7 @@ func (p *ewmaPicker) Pick(req *Request) *Backend {
 		return bs[0]
 	}
 	now := p.set.Now(req)
-	i, j := two(p.set.rand(), len(bs))
+	i, j := two(p.set.rand.Uint64(), len(bs))
 	ca, cb := p.cost(bs[i], now), p.cost(bs[j], now)
 	if !p.uniform {
 		ca /= p.set.weights[i]

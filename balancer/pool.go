@@ -43,7 +43,7 @@ type Pool struct {
 	registry   *metrics.Registry
 	windowCfg  metrics.WindowConfig
 	algorithm  Algorithm
-	rand       func() uint64
+	rand       *rand.Rand
 	decay      time.Duration
 	slow       SlowStart
 	outlier    Outlier
@@ -138,17 +138,17 @@ func WithWindow(cfg metrics.WindowConfig) Option {
 	}
 }
 
-// WithRand sets the random source used by the random, P2C and hashing algorithms.
-// The default is math/rand/v2's top-level Uint64, which is safe for concurrent use and
-// takes no lock. The function is called concurrently unless the caller picks from one
-// goroutine only: a seeded (*rand.Rand).Uint64 is fine in a single-goroutine test, not
-// in a server.
-func WithRand(f func() uint64) Option {
+// WithRand sets the random source used by the random, P2C and hashing algorithms. The
+// default is math/rand/v2's top-level generator, which is safe for concurrent use and
+// takes no lock. src is called concurrently unless the caller picks from one goroutine
+// only: a seeded [rand.PCG] is fine in a single-goroutine test, not in a server
+// (balancertest.SeededRand is a locked one).
+func WithRand(src rand.Source) Option {
 	return func(p *Pool) error {
-		if f == nil {
+		if src == nil {
 			return fmt.Errorf("%w: nil random source", ErrInvalidConfig)
 		}
-		p.rand = f
+		p.rand = rand.New(src)
 		return nil
 	}
 }
@@ -217,9 +217,10 @@ func WithoutPanic() Option {
 // WithPickFunc installs a custom pick function (see [PickFunc] and [Pool.SetPickFunc]).
 func WithPickFunc(f PickFunc) Option {
 	return func(p *Pool) error {
-		if f != nil {
-			p.pickFunc.Store(&f)
+		if f == nil {
+			return fmt.Errorf("%w: nil pick function", ErrInvalidConfig)
 		}
+		p.pickFunc.Store(&f)
 		return nil
 	}
 }
@@ -231,6 +232,7 @@ func New(opts ...Option) (*Pool, error) {
 	var errs []error
 	for _, o := range opts {
 		if o == nil {
+			errs = append(errs, fmt.Errorf("%w: nil option", ErrInvalidConfig))
 			continue
 		}
 		if err := o(p); err != nil {
@@ -247,7 +249,7 @@ func New(opts ...Option) (*Pool, error) {
 		p.algorithm = &P2C{}
 	}
 	if p.rand == nil {
-		p.rand = rand.Uint64
+		p.rand = rand.New(runtimeSource{})
 	}
 	if la, ok := p.algorithm.(LoadAware); ok && la.NeedsTotalInFlight() {
 		p.trackTotal = true
@@ -345,7 +347,7 @@ func (p *Pool) newBackend(id string, u *url.URL) *Backend {
 	b := &Backend{id: id, url: u, pool: p}
 	b.peak = &b.peakv
 	if p.decay > 0 && p.decay != metrics.DefaultDecay {
-		b.peak = metrics.NewPeakEWMA(p.decay)
+		b.peak = metrics.NewPeakLatency(p.decay)
 	}
 	b.override.Store(-1)
 	if p.registry != nil {

@@ -87,6 +87,9 @@ type ProxyOption func(*Proxy) error
 // header, a session cookie. The default is no key.
 func WithKey(f func(*http.Request) string) ProxyOption {
 	return func(p *Proxy) error {
+		if f == nil {
+			return fmt.Errorf("%w: nil key function", ErrInvalidConfig)
+		}
 		p.key = f
 		return nil
 	}
@@ -227,10 +230,13 @@ func WithFlushInterval(d time.Duration) ProxyOption {
 	}
 }
 
-// WithErrorLog sets the reverse proxy's error log. nil (the default) means the log
-// package's standard logger.
+// WithErrorLog sets the reverse proxy's error log. The default is the log package's
+// standard logger.
 func WithErrorLog(l *log.Logger) ProxyOption {
 	return func(p *Proxy) error {
+		if l == nil {
+			return fmt.Errorf("%w: nil error log", ErrInvalidConfig)
+		}
 		p.errorLog = l
 		return nil
 	}
@@ -257,6 +263,7 @@ func NewProxy(pool *Pool, opts ...ProxyOption) (*Proxy, error) {
 	}
 	for _, o := range opts {
 		if o == nil {
+			errs = append(errs, fmt.Errorf("%w: nil option", ErrInvalidConfig))
 			continue
 		}
 		if err := o(p); err != nil {

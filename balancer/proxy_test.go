@@ -260,8 +260,8 @@ func TestProxyRecordsOutcomes(t *testing.T) {
 	s := b.Window().Snapshot(0)
 	// Failures do not feed the latency average: a backend failing fast must not look
 	// fast.
-	if s.Count != 2 || s.Errors != 2 || b.InFlight() != 0 || b.PeakEWMA(time.Now()) != 0 {
-		t.Errorf("window %d/%d errors, in flight %d, peak %v; want 2/2, 0, 0", s.Errors, s.Count, b.InFlight(), b.PeakEWMA(time.Now()))
+	if s.Count != 2 || s.Errors != 2 || b.InFlight() != 0 || b.PeakLatency(time.Now()) != 0 {
+		t.Errorf("window %d/%d errors, in flight %d, peak %v; want 2/2, 0, 0", s.Errors, s.Count, b.InFlight(), b.PeakLatency(time.Now()))
 	}
 	get(t, front.Client(), front.URL)
 	if ej, _ := b.Ejected(time.Now()); !ej {

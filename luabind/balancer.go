@@ -38,7 +38,7 @@ func (r *Runtime) BalancerPick(windowSpan time.Duration) balancer.PickFunc {
 		views := buf[:0]
 		for _, b := range bs {
 			v := BackendView{
-				ID: b.ID(), InFlight: b.InFlight(), EWMA: b.PeakEWMA(now),
+				ID: b.ID(), InFlight: b.InFlight(), EWMA: b.PeakLatency(now),
 				Weight: b.Weight(), Healthy: b.Healthy(), Labels: b.Labels(),
 			}
 			if w := b.Window(); windowSpan > 0 && w != nil {

@@ -149,8 +149,8 @@ func BenchmarkSnapshotPanicSpan(b *testing.B) {
 	}
 }
 
-func BenchmarkPeakEWMAObserve(b *testing.B) {
-	p := NewPeakEWMA(0)
+func BenchmarkPeakLatencyObserve(b *testing.B) {
+	p := NewPeakLatency(0)
 	at := t0
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {

@@ -9,7 +9,7 @@
 //     window's length.
 //   - [Histogram]: the mergeable log-linear latency histogram behind the quantiles, with a
 //     relative error of at most 1.6% ([HistogramRelativeError]).
-//   - [EWMA] and [PeakEWMA]: lock-free, time-decayed moving averages, the latter as
+//   - [EWMA] and [PeakLatency]: lock-free, time-decayed moving averages, the latter as
 //     Finagle's and Linkerd's balancers use.
 //   - [Registry]: windows by (scope, key) — route, tenant, backend, model, target or any
 //     scope of the caller's — each scope bounded by an LRU.

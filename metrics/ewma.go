@@ -6,7 +6,7 @@ import (
 	"time"
 )
 
-// DefaultDecay is the time constant of [EWMA] and [PeakEWMA] when none is given: ten
+// DefaultDecay is the time constant of [EWMA] and [PeakLatency] when none is given: ten
 // seconds, as Finagle's and Linkerd's peak-EWMA balancers use.
 const DefaultDecay = 10 * time.Second
 
@@ -44,97 +44,80 @@ func decayWeight(now, then uint32, tau time.Duration) float64 {
 // so irregular sampling weighs samples fairly. The zero value has τ = [DefaultDecay].
 // It is lock-free and safe for concurrent use.
 type EWMA struct {
-	tau   time.Duration
-	state atomic.Uint64
+	avg average
 }
 
 // NewEWMA returns an average with time constant tau (zero means [DefaultDecay]).
 func NewEWMA(tau time.Duration) *EWMA {
-	e := new(EWMA)
-	e.tau = tau
-	return e
-}
-
-func (e *EWMA) decay() time.Duration {
-	if e.tau <= 0 {
-		return DefaultDecay
-	}
-	return e.tau
+	return &EWMA{avg: average{tau: tau}}
 }
 
 // Observe adds a sample v taken at t. The first sample becomes the average.
-func (e *EWMA) Observe(t time.Time, v float64) {
-	now := stamp(t)
-	for {
-		old := e.state.Load()
-		cur, then := unpack(old)
-		next := v
-		if then != 0 {
-			w := decayWeight(now, then, e.decay())
-			next = float64(cur)*w + v*(1-w)
-		}
-		if e.state.CompareAndSwap(old, pack(float32(next), now)) {
-			return
-		}
-	}
-}
+func (e *EWMA) Observe(t time.Time, v float64) { e.avg.observe(t, v, false) }
 
 // Value returns the average, or 0 before the first sample.
 func (e *EWMA) Value() float64 {
-	v, _ := unpack(e.state.Load())
+	v, _ := unpack(e.avg.state.Load())
 	return float64(v)
 }
 
-// PeakEWMA is the peak-sensitive moving average of latency that Finagle's and Linkerd's
-// balancers use (Finagle, "Peak EWMA"; github.com/twitter/finagle
+// PeakLatency is the peak-sensitive moving average of latency that Finagle's and
+// Linkerd's balancers use (Finagle, "Peak EWMA"; github.com/twitter/finagle
 // finagle-core/.../loadbalancer/PeakEwma): a sample above the average replaces it at
 // once, a sample below it decays it as an [EWMA] does, and without samples the average
 // decays towards zero, so a slow backend is avoided at once and retried once it has
-// rested. The zero value has τ = [DefaultDecay]. It is lock-free and safe for
-// concurrent use.
-type PeakEWMA struct {
+// rested. It is the cost the balancer's PeakLatency algorithm weighs backends by. The zero
+// value has τ = [DefaultDecay]. It is lock-free and safe for concurrent use.
+type PeakLatency struct {
+	avg average
+}
+
+// NewPeakLatency returns an average with time constant tau (zero means [DefaultDecay]).
+func NewPeakLatency(tau time.Duration) *PeakLatency {
+	return &PeakLatency{avg: average{tau: tau}}
+}
+
+// Observe adds a latency sample d taken at t.
+func (p *PeakLatency) Observe(t time.Time, d time.Duration) { p.avg.observe(t, float64(d), true) }
+
+// ValueAt returns the average at time t, decayed for the time since the last sample;
+// 0 before the first sample. It does not change the average.
+func (p *PeakLatency) ValueAt(t time.Time) time.Duration {
+	cur, then := unpack(p.avg.state.Load())
+	if then == 0 {
+		return 0
+	}
+	return time.Duration(float64(cur) * decayWeight(stamp(t), then, p.avg.decay()))
+}
+
+// average is the state both moving averages share: the packed (value, stamp) word and
+// the time constant.
+type average struct {
 	tau   time.Duration
 	state atomic.Uint64
 }
 
-// NewPeakEWMA returns an average with time constant tau (zero means [DefaultDecay]).
-func NewPeakEWMA(tau time.Duration) *PeakEWMA {
-	p := new(PeakEWMA)
-	p.tau = tau
-	return p
-}
-
-func (p *PeakEWMA) decay() time.Duration {
-	if p.tau <= 0 {
+func (a *average) decay() time.Duration {
+	if a.tau <= 0 {
 		return DefaultDecay
 	}
-	return p.tau
+	return a.tau
 }
 
-// Observe adds a latency sample d taken at t.
-func (p *PeakEWMA) Observe(t time.Time, d time.Duration) {
+// observe folds v, taken at t, into the average. With peak set, a sample above the
+// average replaces it instead of being averaged in.
+func (a *average) observe(t time.Time, v float64, peak bool) {
 	now := stamp(t)
-	v := float64(d)
 	for {
-		old := p.state.Load()
+		old := a.state.Load()
 		cur, then := unpack(old)
 		next := v
-		if then != 0 && v < float64(cur) {
-			w := decayWeight(now, then, p.decay())
+		if then != 0 && (!peak || v < float64(cur)) {
+			w := decayWeight(now, then, a.decay())
 			next = float64(cur)*w + v*(1-w)
 		}
-		if p.state.CompareAndSwap(old, pack(float32(next), now)) {
+		if a.state.CompareAndSwap(old, pack(float32(next), now)) {
 			return
 		}
 	}
-}
-
-// ValueAt returns the average at time t, decayed for the time since the last sample;
-// 0 before the first sample. It does not change the average.
-func (p *PeakEWMA) ValueAt(t time.Time) time.Duration {
-	cur, then := unpack(p.state.Load())
-	if then == 0 {
-		return 0
-	}
-	return time.Duration(float64(cur) * decayWeight(stamp(t), then, p.decay()))
 }

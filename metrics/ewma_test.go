@@ -35,8 +35,8 @@ func TestEWMA(t *testing.T) {
 	}
 }
 
-func TestPeakEWMA(t *testing.T) {
-	p := NewPeakEWMA(time.Second)
+func TestPeakLatency(t *testing.T) {
+	p := NewPeakLatency(time.Second)
 	if p.ValueAt(t0) != 0 {
 		t.Fatal("empty peak EWMA is not 0")
 	}
@@ -63,7 +63,7 @@ func TestPeakEWMA(t *testing.T) {
 
 func TestEWMAConcurrent(t *testing.T) {
 	var e EWMA
-	var p PeakEWMA
+	var p PeakLatency
 	var wg sync.WaitGroup
 	for g := range 8 {
 		wg.Go(func() {

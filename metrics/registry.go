@@ -210,6 +210,10 @@ func NewRegistry(opts ...Option) (*Registry, error) {
 	}
 	var errs []error
 	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, fmt.Errorf("%w: nil option", ErrInvalidConfig))
+			continue
+		}
 		if err := o(r); err != nil {
 			errs = append(errs, err)
 		}

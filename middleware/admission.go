@@ -105,7 +105,7 @@ type AdmissionConfig struct {
 	// QueueSize is how many requests may wait for a slot when MaxConcurrency is
 	// reached; 0 means none wait (they are rejected with ErrQueueFull).
 	QueueSize int
-	// MaxWait is the longest a request waits in the queue; 0 means 1 s. A request's
+	// MaxWait is the longest a request waits in the queue; 0 means [DefaultMaxWait]. A request's
 	// own context deadline, if earlier, applies too.
 	MaxWait time.Duration
 	// MaxRules bounds the rules of each kind (shed routes, shed priority classes,
@@ -122,28 +122,34 @@ type AdmissionConfig struct {
 	RuleTTL time.Duration
 }
 
-// AdmissionOption configures an [Admission].
+// DefaultMaxWait is the longest a queued request waits when
+// [AdmissionConfig.MaxWait] is zero.
+const DefaultMaxWait = time.Second
+
+// AdmissionOption configures an [Admission]. A nil argument is an error of
+// [NewAdmission].
 type AdmissionOption func(*Admission) error
 
-// WithAdmissionRand sets the source of randomness for shedding and re-routing: a
-// function returning uniform uint64s, safe for concurrent use. The default is
-// math/rand/v2's lock-free generator.
-func WithAdmissionRand(f func() uint64) AdmissionOption {
+// WithAdmissionRand sets the source of randomness for shedding and re-routing; it is
+// called concurrently, so it must be safe for concurrent use. The default is
+// math/rand/v2's top-level generator, which is lock-free. (The options of
+// [NewAdmission] carry its name because [New]'s share the package.)
+func WithAdmissionRand(src rand.Source) AdmissionOption {
 	return func(a *Admission) error {
-		if f == nil {
-			return errors.New("middleware: nil random source")
+		if src == nil {
+			return configError("nil random source")
 		}
-		a.rand = f
+		a.rand = rand.New(src)
 		return nil
 	}
 }
 
-// WithAdmissionClock sets the clock used to estimate Retry-After; the default is a
-// [metrics.SystemClock].
+// WithAdmissionClock sets the clock that estimates Retry-After and times the queue's
+// waits ([AdmissionConfig.MaxWait]); the default is a [metrics.SystemClock].
 func WithAdmissionClock(c metrics.Clock) AdmissionOption {
 	return func(a *Admission) error {
 		if c == nil {
-			return errors.New("middleware: nil clock")
+			return configError("nil clock")
 		}
 		a.clock = c
 		return nil
@@ -166,7 +172,7 @@ type TenantLimiter interface {
 func WithTenantLimiter(l TenantLimiter) AdmissionOption {
 	return func(a *Admission) error {
 		if l == nil {
-			return errors.New("middleware: nil tenant limiter")
+			return configError("nil tenant limiter")
 		}
 		a.limiter = l
 		return nil
@@ -187,7 +193,7 @@ func WithTenantLimiter(l TenantLimiter) AdmissionOption {
 // An Admission is safe for concurrent use.
 type Admission struct {
 	cfg     AdmissionConfig
-	rand    func() uint64
+	rand    *rand.Rand
 	clock   metrics.Clock
 	limiter TenantLimiter
 
@@ -226,23 +232,24 @@ type routeRule struct {
 	fraction float64
 }
 
-// NewAdmission returns an admission with cfg's settings. It reports every bad setting.
+// NewAdmission returns an admission with cfg's settings. It reports every bad setting
+// and option at once, wrapped in [ErrInvalidConfig].
 func NewAdmission(cfg AdmissionConfig, opts ...AdmissionOption) (*Admission, error) {
 	var errs []error
 	if cfg.MaxConcurrency < 0 {
-		errs = append(errs, fmt.Errorf("middleware: max concurrency %d is negative", cfg.MaxConcurrency))
+		errs = append(errs, configError("max concurrency %d is negative", cfg.MaxConcurrency))
 	}
 	if cfg.QueueSize < 0 {
-		errs = append(errs, fmt.Errorf("middleware: queue size %d is negative", cfg.QueueSize))
+		errs = append(errs, configError("queue size %d is negative", cfg.QueueSize))
 	}
 	if cfg.MaxWait < 0 {
-		errs = append(errs, fmt.Errorf("middleware: max wait %v is negative", cfg.MaxWait))
+		errs = append(errs, configError("max wait %v is negative", cfg.MaxWait))
 	}
 	if cfg.MaxWait == 0 {
-		cfg.MaxWait = time.Second
+		cfg.MaxWait = DefaultMaxWait
 	}
 	if cfg.MaxRules < 0 {
-		errs = append(errs, fmt.Errorf("middleware: max rules %d is negative", cfg.MaxRules))
+		errs = append(errs, configError("max rules %d is negative", cfg.MaxRules))
 	}
 	if cfg.MaxRules == 0 {
 		cfg.MaxRules = 10_000
@@ -250,12 +257,16 @@ func NewAdmission(cfg AdmissionConfig, opts ...AdmissionOption) (*Admission, err
 	if cfg.RuleTTL == 0 {
 		cfg.RuleTTL = 10 * time.Minute
 	}
-	a := &Admission{cfg: cfg, rand: rand.Uint64,
+	a := &Admission{cfg: cfg, rand: rand.New(runtimeSource{}),
 		shed: newRuleMap[shedRule](), throttle: newRuleMap[rate.Limiter](), route: newRuleMap[routeRule]()}
 	if cfg.RuleTTL > 0 {
 		a.ttl = int64(cfg.RuleTTL)
 	}
 	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, configError("nil option"))
+			continue
+		}
 		if err := o(a); err != nil {
 			errs = append(errs, err)
 		}
@@ -448,8 +459,14 @@ func (a *Admission) SetMaxConcurrency(n int) error {
 
 // chance reports true with probability f.
 func (a *Admission) chance(f float64) bool {
-	return f >= 1 || float64(a.rand()>>11)/(1<<53) < f
+	return f >= 1 || a.rand.Float64() < f
 }
+
+// runtimeSource is math/rand/v2's top-level generator as a [rand.Source]: safe for
+// concurrent use and lock-free.
+type runtimeSource struct{}
+
+func (runtimeSource) Uint64() uint64 { return rand.Uint64() }
 
 // Admit decides on a request. It returns at once unless the concurrency limit is
 // reached and a queue is configured; then it waits, by priority and arrival, until a

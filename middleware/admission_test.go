@@ -28,20 +28,26 @@ func newAdmission(t testing.TB, cfg middleware.AdmissionConfig, opts ...middlewa
 }
 
 func seeded() middleware.AdmissionOption {
-	r := rand.New(rand.NewPCG(1, 2))
-	var mu sync.Mutex
-	return middleware.WithAdmissionRand(func() uint64 {
-		mu.Lock()
-		defer mu.Unlock()
-		return r.Uint64()
-	})
+	return middleware.WithAdmissionRand(&lockedSource{src: rand.NewPCG(1, 2)})
+}
+
+// lockedSource makes a seeded source safe for concurrent use.
+type lockedSource struct {
+	mu  sync.Mutex
+	src rand.Source
+}
+
+func (s *lockedSource) Uint64() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.src.Uint64()
 }
 
 func TestNewAdmissionErrors(t *testing.T) {
 	_, err := middleware.NewAdmission(middleware.AdmissionConfig{MaxConcurrency: -1, QueueSize: -2, MaxWait: -time.Second},
 		middleware.WithAdmissionRand(nil), middleware.WithAdmissionClock(nil))
-	if err == nil {
-		t.Fatal("bad config accepted")
+	if !errors.Is(err, middleware.ErrInvalidConfig) {
+		t.Fatalf("error %v, want ErrInvalidConfig", err)
 	}
 	for _, want := range []string{"max concurrency -1", "queue size -2", "max wait -1s", "nil random source", "nil clock"} {
 		if !strings.Contains(err.Error(), want) {
@@ -418,7 +424,7 @@ func TestMiddlewareAdmission(t *testing.T) {
 	a.Throttle("noisy", 0, 0)
 	a.Route("/old", "/new", 1)
 	served := 0
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		served++
 		if rt, ok := middleware.RouteFrom(r.Context()); ok {
 			io.WriteString(w, "rerouted to "+rt)
@@ -470,7 +476,7 @@ func TestMiddlewareAdmission(t *testing.T) {
 
 func TestHook(t *testing.T) {
 	reg, _ := newRegistry(t)
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}),
 		middleware.WithRegistry(reg),
 		middleware.WithHook(func(r *http.Request, k middleware.Keys) (middleware.Keys, middleware.Verdict) {
 			if r.URL.Query().Get("block") != "" {

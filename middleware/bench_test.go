@@ -60,7 +60,7 @@ func ours(b *testing.B) http.Handler {
 	if err != nil {
 		b.Fatal(err)
 	}
-	return middleware.Wrap(bareHandler(), middleware.WithRegistry(reg))
+	return mustWrap(b, bareHandler(), middleware.WithRegistry(reg))
 }
 
 func otel(b *testing.B) http.Handler {

@@ -34,7 +34,10 @@
 // Usage:
 //
 //	reg, _ := metrics.NewRegistry()
-//	mw := middleware.New(middleware.WithRegistry(reg))
+//	mw, err := middleware.New(middleware.WithRegistry(reg))
+//	if err != nil {
+//		return err
+//	}
 //	http.ListenAndServe(":8080", mw(mux))
 //	...
 //	w, _ := reg.Lookup(metrics.ScopeRoute, "GET /checkout")

@@ -16,7 +16,11 @@ import (
 func ExampleNew() {
 	clock := metrics.NewManualClock(time.Date(2026, 1, 1, 12, 0, 0, 0, time.UTC))
 	reg, _ := metrics.NewRegistry(metrics.WithClock(clock))
-	mw := middleware.New(middleware.WithRegistry(reg))
+	mw, err := middleware.New(middleware.WithRegistry(reg))
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
 
 	mux := http.NewServeMux()
 	mux.Handle("GET /checkout", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -3,6 +3,7 @@ package middleware
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"math"
@@ -121,59 +122,143 @@ type config struct {
 	writers    *sync.Pool // of *responseWriter
 }
 
-// An Option configures [New]. A nil argument to an option means its default.
-type Option func(*config)
+// ErrInvalidConfig is wrapped by the errors of [New] and [NewAdmission] for bad
+// settings.
+var ErrInvalidConfig = errors.New("middleware: invalid config")
+
+func configError(format string, args ...any) error {
+	return fmt.Errorf("%w: "+format, append([]any{ErrInvalidConfig}, args...)...)
+}
+
+// An Option configures [New]. A nil argument is an error of New.
+type Option func(*config) error
 
 // WithRegistry sets the registry requests are recorded into. The default is a new
-// registry, reachable through [Handler.Registry].
-func WithRegistry(r *metrics.Registry) Option { return func(c *config) { c.registry = r } }
+// registry on the middleware's clock, reachable through [Handler.Registry].
+func WithRegistry(r *metrics.Registry) Option {
+	return func(c *config) error {
+		if r == nil {
+			return configError("nil registry")
+		}
+		c.registry = r
+		return nil
+	}
+}
 
 // WithClassifier sets how requests are classified. The default is [DefaultClassifier].
-func WithClassifier(f Classifier) Option { return func(c *config) { c.classify = f } }
+func WithClassifier(f Classifier) Option {
+	return func(c *config) error {
+		if f == nil {
+			return configError("nil classifier")
+		}
+		c.classify = f
+		return nil
+	}
+}
 
 // WithFailure sets which responses count as failures (errors in the windows). The
 // default is [IsServerError]. A request whose client went away counts as canceled, and a
 // handler that panics as a failure, whatever this says.
 func WithFailure(f func(r *http.Request, status int) bool) Option {
-	return func(c *config) { c.isFailure = f }
+	return func(c *config) error {
+		if f == nil {
+			return configError("nil failure predicate")
+		}
+		c.isFailure = f
+		return nil
+	}
 }
 
 // WithAdmission puts an [Admission] in front of the handler: requests it rejects get a
 // 503 or 429 with a Retry-After and a short fixed text, and are recorded in their
 // windows as [metrics.OutcomeRejected]. The default admits everything.
-func WithAdmission(a *Admission) Option { return func(c *config) { c.admission = a } }
+func WithAdmission(a *Admission) Option {
+	return func(c *config) error {
+		if a == nil {
+			return configError("nil admission")
+		}
+		c.admission = a
+		return nil
+	}
+}
 
 // WithHook sets a hook run on every request before admission. The default is none.
-func WithHook(h Hook) Option { return func(c *config) { c.hook = h } }
+func WithHook(h Hook) Option {
+	return func(c *config) error {
+		if h == nil {
+			return configError("nil hook")
+		}
+		c.hook = h
+		return nil
+	}
+}
 
 // WithClock sets the clock that times requests. The default is the registry's clock.
-func WithClock(clk metrics.Clock) Option { return func(c *config) { c.clock = clk } }
+func WithClock(clk metrics.Clock) Option {
+	return func(c *config) error {
+		if clk == nil {
+			return configError("nil clock")
+		}
+		c.clock = clk
+		return nil
+	}
+}
 
-// WithLogger sets the logger. The default is [slog.Default].
-func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
+// WithLogger sets the logger. The default is [slog.Default], as everywhere in this
+// module, so that a failure is never silent for want of a logger.
+func WithLogger(l *slog.Logger) Option {
+	return func(c *config) error {
+		if l == nil {
+			return configError("nil logger")
+		}
+		c.logger = l
+		return nil
+	}
+}
 
 // WithMeterProvider exports the registry's windows as OpenTelemetry gauges through mp
-// (see package otelmetrics), for as long as mp lives. A failure to register is logged.
-func WithMeterProvider(mp metric.MeterProvider) Option { return func(c *config) { c.meter = mp } }
+// (see package otelmetrics), for as long as mp lives. A failure to register is an
+// error of [New].
+func WithMeterProvider(mp metric.MeterProvider) Option {
+	return func(c *config) error {
+		if mp == nil {
+			return configError("nil meter provider")
+		}
+		c.meter = mp
+		return nil
+	}
+}
 
 // New returns a middleware that records every request into the registry's windows: the
 // route's, the tenant's and the model's (each when its key is not empty), and, for
-// streamed responses, the route's time to first byte in [metrics.ScopeTTFB].
+// streamed responses, the route's time to first byte in [metrics.ScopeTTFB]. It reports
+// every bad option at once, wrapped in [ErrInvalidConfig], and a failure to register
+// the OpenTelemetry gauges ([WithMeterProvider]).
 //
 // Per request it classifies, reads the clock twice, takes a response-writer wrapper from
 // a pool, and records into each window without locks: no allocation.
-func New(opts ...Option) func(http.Handler) http.Handler {
+func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 	var c config
+	var errs []error
 	for _, o := range opts {
-		o(&c)
+		if o == nil {
+			errs = append(errs, configError("nil option"))
+			continue
+		}
+		if err := o(&c); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return nil, err
 	}
 	if c.logger == nil {
 		c.logger = slog.Default()
 	}
 	if c.registry == nil {
 		reg, err := metrics.NewRegistry(registryClock(c.clock)...)
-		if err != nil { // cannot happen: the only option is a non-nil clock
-			panic(err)
+		if err != nil {
+			return nil, fmt.Errorf("middleware: %w", err)
 		}
 		c.registry = reg
 	}
@@ -189,12 +274,12 @@ func New(opts ...Option) func(http.Handler) http.Handler {
 	c.writers = &sync.Pool{New: func() any { return new(responseWriter) }}
 	if c.meter != nil {
 		if _, err := otelmetrics.Register(c.meter.Meter("github.com/autoscalelua/autoscalelua/middleware"), c.registry); err != nil {
-			c.logger.Error("middleware: cannot export windows to OpenTelemetry", "err", err)
+			return nil, fmt.Errorf("middleware: export windows to OpenTelemetry: %w", err)
 		}
 	}
 	return func(next http.Handler) http.Handler {
 		return &Handler{next: next, cfg: c}
-	}
+	}, nil
 }
 
 func registryClock(clk metrics.Clock) []metrics.Option {
@@ -205,7 +290,13 @@ func registryClock(clk metrics.Clock) []metrics.Option {
 }
 
 // Wrap wraps h with [New](opts...).
-func Wrap(h http.Handler, opts ...Option) http.Handler { return New(opts...)(h) }
+func Wrap(h http.Handler, opts ...Option) (http.Handler, error) {
+	mw, err := New(opts...)
+	if err != nil {
+		return nil, err
+	}
+	return mw(h), nil
+}
 
 // Handler is the http.Handler that [New] returns around the next handler. It is safe
 // for concurrent use.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
 	"go.uber.org/goleak"
 
 	"github.com/autoscalelua/autoscalelua/metrics"
@@ -54,7 +56,7 @@ func TestRecordsRequests(t *testing.T) {
 	mux.HandleFunc("GET /teapot", func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTeapot)
 	})
-	h := middleware.Wrap(mux, middleware.WithRegistry(reg))
+	h := mustWrap(t, mux, middleware.WithRegistry(reg))
 
 	tests := []struct {
 		path, tenant, model string
@@ -111,7 +113,10 @@ func TestRecordsRequests(t *testing.T) {
 
 func TestPatternRoutes(t *testing.T) {
 	reg, _ := newRegistry(t)
-	mw := middleware.New(middleware.WithRegistry(reg))
+	mw, err := middleware.New(middleware.WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /users/{id}", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})))
 	for i := range 5 {
@@ -124,7 +129,7 @@ func TestPatternRoutes(t *testing.T) {
 
 func TestCustomClassifierAndFailure(t *testing.T) {
 	reg, _ := newRegistry(t)
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(http.StatusTooManyRequests)
 	}),
 		middleware.WithRegistry(reg),
@@ -139,7 +144,7 @@ func TestCustomClassifierAndFailure(t *testing.T) {
 
 func TestPanicRecordedAndRepanicked(t *testing.T) {
 	reg, _ := newRegistry(t)
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		panic("handler bug")
 	}), middleware.WithRegistry(reg))
 	func() {
@@ -159,7 +164,7 @@ func TestClientGoneIsCanceled(t *testing.T) {
 	reg, _ := newRegistry(t)
 	entered := make(chan struct{})
 	finished := make(chan struct{})
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		close(entered)
 		<-r.Context().Done()
 		w.WriteHeader(http.StatusServiceUnavailable)
@@ -194,7 +199,7 @@ func TestClientGoneIsCanceled(t *testing.T) {
 
 func TestStreamingTTFB(t *testing.T) {
 	reg, clk := newRegistry(t)
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "text/event-stream")
 		clk.Advance(30 * time.Millisecond) // time to first token
 		for i := range 3 {
@@ -227,7 +232,7 @@ func TestStreamingTTFB(t *testing.T) {
 func TestWriterInterfaces(t *testing.T) {
 	reg, _ := newRegistry(t)
 	var checks []string
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		rc := http.NewResponseController(w)
 		if err := rc.SetWriteDeadline(time.Now().Add(time.Minute)); err != nil {
 			checks = append(checks, "SetWriteDeadline: "+err.Error())
@@ -279,7 +284,7 @@ func TestWriterInterfaces(t *testing.T) {
 
 func TestBadTenantValues(t *testing.T) {
 	reg, _ := newRegistry(t)
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), middleware.WithRegistry(reg))
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), middleware.WithRegistry(reg))
 	for _, v := range []string{"", strings.Repeat("t", 1<<20), "caf\xe9", "ok"} {
 		req := httptest.NewRequest("GET", "/", nil)
 		req.Header["X-Tenant-Id"] = []string{v}
@@ -297,7 +302,7 @@ func TestMillionTenants(t *testing.T) {
 		n = 100_000 // the race detector makes each request ~10× slower; the bound is the same
 	}
 	reg, _ := newRegistry(t, metrics.WithScopeCapacity(metrics.ScopeTenant, capacity))
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), middleware.WithRegistry(reg))
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}), middleware.WithRegistry(reg))
 	req := httptest.NewRequest("GET", "/", nil)
 	w := httptest.NewRecorder()
 	for i := range n {
@@ -315,7 +320,7 @@ func TestMillionTenants(t *testing.T) {
 // fails quietly rather than panicking.
 func TestFlushWithoutFlusher(t *testing.T) {
 	reg, _ := newRegistry(t)
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.(http.Flusher).Flush()
 		if err := w.(http.Pusher).Push("/x", nil); !errors.Is(err, http.ErrNotSupported) {
 			t.Errorf("push: %v", err)
@@ -328,10 +333,53 @@ func TestFlushWithoutFlusher(t *testing.T) {
 }
 
 func TestDefaultRegistry(t *testing.T) {
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {}))
 	h.ServeHTTP(httptest.NewRecorder(), httptest.NewRequest("GET", "/d", nil))
 	reg := h.(*middleware.Handler).Registry()
 	if _, ok := reg.Lookup(metrics.ScopeRoute, "/d"); !ok {
 		t.Error("the default registry has no window for /d")
+	}
+}
+
+// mustWrap wraps h with the middleware configured by opts, failing the test on error.
+func mustWrap(tb testing.TB, h http.Handler, opts ...middleware.Option) http.Handler {
+	tb.Helper()
+	w, err := middleware.Wrap(h, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return w
+}
+
+func TestNewReportsEveryBadOption(t *testing.T) {
+	_, err := middleware.New(middleware.WithRegistry(nil), middleware.WithClassifier(nil),
+		middleware.WithFailure(nil), middleware.WithAdmission(nil), middleware.WithHook(nil),
+		middleware.WithClock(nil), middleware.WithLogger(nil), middleware.WithMeterProvider(nil), nil)
+	if !errors.Is(err, middleware.ErrInvalidConfig) {
+		t.Fatalf("error %v, want ErrInvalidConfig", err)
+	}
+	for _, want := range []string{"nil registry", "nil classifier", "nil failure predicate", "nil admission",
+		"nil hook", "nil clock", "nil logger", "nil meter provider", "nil option"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not report %q", err, want)
+		}
+	}
+}
+
+// failingMeter refuses to make instruments, as a misconfigured SDK would.
+type failingMeter struct{ noop.Meter }
+
+func (failingMeter) Float64ObservableGauge(string, ...metric.Float64ObservableGaugeOption) (metric.Float64ObservableGauge, error) {
+	return nil, errors.New("no instruments today")
+}
+
+type failingProvider struct{ noop.MeterProvider }
+
+func (failingProvider) Meter(string, ...metric.MeterOption) metric.Meter { return failingMeter{} }
+
+func TestNewReportsFailedOTelRegistration(t *testing.T) {
+	_, err := middleware.New(middleware.WithMeterProvider(failingProvider{}))
+	if err == nil || !strings.Contains(err.Error(), "no instruments today") {
+		t.Fatalf("error %v, want the meter's refusal", err)
 	}
 }

@@ -37,7 +37,15 @@ type Value struct {
 
 // WithResponseHook sets a hook run after every request. The default is none. With a
 // hook, handlers can attach values to the response for it ([SetValue]).
-func WithResponseHook(h ResponseHook) Option { return func(c *config) { c.onResponse = h } }
+func WithResponseHook(h ResponseHook) Option {
+	return func(c *config) error {
+		if h == nil {
+			return configError("nil response hook")
+		}
+		c.onResponse = h
+		return nil
+	}
+}
 
 // SetValue attaches a value (tokens used, cost, a cache hit) to the response w is
 // writing, for the [ResponseHook]; setting a name again replaces its value. w is the

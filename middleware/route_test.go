@@ -55,7 +55,7 @@ func TestReroutingReachesTheProxy(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := middleware.Wrap(proxy, middleware.WithRegistry(reg), middleware.WithAdmission(adm),
+	h := mustWrap(t, proxy, middleware.WithRegistry(reg), middleware.WithAdmission(adm),
 		middleware.WithClassifier(func(r *http.Request) middleware.Keys {
 			return middleware.Keys{Route: r.URL.Path, Model: r.Header.Get("X-Model")}
 		}),

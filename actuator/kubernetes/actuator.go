@@ -204,6 +204,7 @@ func New(cfg *rest.Config, opts ...Option) (*Actuator, error) {
 	var errs []error
 	for _, o := range opts {
 		if o == nil {
+			errs = append(errs, errors.New("nil option"))
 			continue
 		}
 		if err := o(a); err != nil {

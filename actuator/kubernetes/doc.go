@@ -36,7 +36,7 @@
 //	loop, err := autoscale.NewLoop(
 //		autoscale.WithPolicy(policy),
 //		autoscale.WithTargets(autoscale.Target{Name: "web", Min: 1, Max: 20}),
-//		autoscale.WithActuator(el.Gate(act)), // actuate only while leading
+//		autoscale.WithDefaultActuator(el.Gate(act)), // actuate only while leading
 //		autoscale.WithElector(el),             // and record why not on the others
 //		autoscale.WithRegistry(reg),
 //	)

@@ -161,7 +161,7 @@ func WithElectorClock(c metrics.Clock) ElectorOption {
 }
 
 // WithElectorLogger sets the logger of the elector and of client-go's leader
-// election. Default: discard.
+// election. Default [slog.Default], the default logger everywhere in this module.
 func WithElectorLogger(l *slog.Logger) ElectorOption {
 	return func(e *Elector) error {
 		if l == nil {
@@ -192,9 +192,10 @@ func NewElector(client clientset.Interface, cfg ElectorConfig, opts ...ElectorOp
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	e := &Elector{client: client, cfg: cfg.withDefaults(), logger: slog.New(slog.DiscardHandler)}
+	e := &Elector{client: client, cfg: cfg.withDefaults(), logger: slog.Default()}
 	for _, o := range opts {
 		if o == nil {
+			errs = append(errs, errors.New("nil option"))
 			continue
 		}
 		if err := o(e); err != nil {

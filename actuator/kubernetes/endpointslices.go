@@ -106,8 +106,8 @@ func WithTerminatingFallback() DiscoveryOption {
 	}
 }
 
-// WithDiscoveryLogger sets the logger of the discovery and of its informer. Default:
-// discard.
+// WithDiscoveryLogger sets the logger of the discovery and of its informer. Default
+// [slog.Default], the default logger everywhere in this module.
 func WithDiscoveryLogger(l *slog.Logger) DiscoveryOption {
 	return func(d *EndpointSlices) error {
 		if l == nil {
@@ -128,9 +128,10 @@ func NewEndpointSlices(client clientset.Interface, svc Service, opts ...Discover
 	if err := svc.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	d := &EndpointSlices{client: client, svc: svc, logger: slog.New(slog.DiscardHandler)}
+	d := &EndpointSlices{client: client, svc: svc, logger: slog.Default()}
 	for _, o := range opts {
 		if o == nil {
+			errs = append(errs, errors.New("nil option"))
 			continue
 		}
 		if err := o(d); err != nil {

@@ -90,7 +90,7 @@ func ExampleElector() {
 		fmt.Println(err)
 		return
 	}
-	gated := el.Gate(act) // give it to autoscale.WithActuator, and el to autoscale.WithElector
+	gated := el.Gate(act) // give it to autoscale.WithDefaultActuator, and el to autoscale.WithElector
 	_ = gated
 }
 

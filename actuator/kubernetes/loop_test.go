@@ -38,7 +38,7 @@ func TestLoopKPAScalesDeployment(t *testing.T) {
 			// Let the KPA's own windows and rates govern, as in Knative.
 			Safety: autoscale.Safety{ScaleUp: &autoscale.Rules{}, ScaleDown: &autoscale.Rules{}},
 		}),
-		autoscale.WithActuator(newActuator(t, e.cfg)),
+		autoscale.WithDefaultActuator(newActuator(t, e.cfg)),
 		autoscale.WithRegistry(reg),
 		autoscale.WithClock(clock),
 	)

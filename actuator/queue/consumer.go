@@ -151,12 +151,15 @@ type consumerConfig struct {
 // ConsumerOption configures a [Consumer].
 type ConsumerOption func(*consumerConfig)
 
-// WithLogger sets the logger. Default: no logging.
+// WithLogger sets the logger. Default [slog.Default], the default logger everywhere in
+// this module. A nil logger is an error of [NewConsumer].
 func WithLogger(l *slog.Logger) ConsumerOption {
 	return func(c *consumerConfig) {
-		if l != nil {
-			c.logger = l
+		if l == nil {
+			c.errs = append(c.errs, errors.New("nil logger"))
+			return
 		}
+		c.logger = l
 	}
 }
 
@@ -222,7 +225,7 @@ var ErrInvalidConfig = errors.New("queue: invalid configuration")
 // NewConsumer returns a [Consumer] that applies events with a.
 func NewConsumer(a actuator.Actuator, opts ...ConsumerOption) (*Consumer, error) {
 	cfg := consumerConfig{
-		logger:      slog.New(slog.DiscardHandler),
+		logger:      slog.Default(),
 		seen:        DefaultSeenDecisions,
 		targets:     DefaultMaxTargets,
 		maxAttempts: DefaultMaxAttempts,
@@ -230,9 +233,11 @@ func NewConsumer(a actuator.Actuator, opts ...ConsumerOption) (*Consumer, error)
 		now:         time.Now,
 	}
 	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
+		if o == nil {
+			cfg.errs = append(cfg.errs, errors.New("nil option"))
+			continue
 		}
+		o(&cfg)
 	}
 	errs := cfg.errs
 	if a == nil {

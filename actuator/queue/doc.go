@@ -22,7 +22,7 @@
 //
 //	// In the gateway:
 //	pub, err := nats.NewPublisher(nc, "autoscale.decisions")
-//	act := actuator.Retry(queue.NewActuator(pub, "/gateway/eu-1"))
+//	act, err := actuator.Retry(queue.NewActuator(pub, "/gateway/eu-1"))
 //
 //	// In the scaling controller:
 //	c, err := queue.NewConsumer(kubernetesActuator)

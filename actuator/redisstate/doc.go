@@ -18,5 +18,5 @@
 //	elector, _ := redisstate.NewElector(client, redisstate.ElectorConfig{Key: "shop:leader"})
 //	act, _ := redisstate.NewActuator(client, redisstate.ActuatorConfig{}, redisstate.WithFence(elector))
 //	go elector.Run(ctx)
-//	loop, _ := autoscale.NewLoop(autoscale.WithElector(elector), autoscale.WithActuator(act), ...)
+//	loop, _ := autoscale.NewLoop(autoscale.WithElector(elector), autoscale.WithDefaultActuator(act), ...)
 package redisstate

@@ -18,7 +18,7 @@ func Example() {
 	defer client.Close()
 	elector, _ := redisstate.NewElector(client, redisstate.ElectorConfig{Key: "shop:leader"})
 	act, _ := redisstate.NewActuator(client, redisstate.ActuatorConfig{}, redisstate.WithFence(elector))
-	// go elector.Run(ctx); autoscale.WithElector(elector), autoscale.WithActuator(act)
+	// go elector.Run(ctx); autoscale.WithElector(elector), autoscale.WithDefaultActuator(act)
 
 	err := act.Scale(context.Background(), actuator.Request{
 		Target: actuator.Target{Name: "checkout"}, Replicas: 3, Previous: -1,

@@ -17,6 +17,7 @@ import (
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/actuator"
+	"github.com/autoscalelua/autoscalelua/metrics"
 )
 
 // ErrInvalidConfig reports a bad argument or option to [New] or
@@ -88,8 +89,8 @@ type Actuator struct {
 	tokenEnv  string
 	tokenFile string
 	timeout   time.Duration
-	now       func() time.Time
-	retryOpts []actuator.RetryOption
+	clock     metrics.Clock
+	retry     actuator.Actuator // attempt, wrapped by actuator.Retry
 	logger    *slog.Logger
 }
 
@@ -100,7 +101,7 @@ type clientConfig struct {
 	tls                 *tls.Config
 	client              *http.Client
 	timeout             time.Duration
-	now                 func() time.Time
+	clock               metrics.Clock
 	retryOpts           []actuator.RetryOption
 	logger              *slog.Logger
 	errs                []error
@@ -174,28 +175,36 @@ func WithTimeout(d time.Duration) Option {
 
 // WithRetry sets the retry policy, passed to [actuator.Retry]; the defaults
 // are its defaults (5 attempts, 100 ms base, 5 s cap). WithRetry(
-// actuator.WithAttempts(1)) disables retries.
+// actuator.WithAttempts(1)) disables retries. A bad retry option is an error
+// of [New].
 func WithRetry(opts ...actuator.RetryOption) Option {
 	return func(c *clientConfig) { c.retryOpts = append(c.retryOpts, opts...) }
 }
 
 // WithClock sets the clock used for signature timestamps and to turn a
-// Retry-After date into a wait. Default [time.Now].
-func WithClock(now func() time.Time) Option {
+// Retry-After date into a wait. Default [metrics.NewSystemClock]. The waits
+// between attempts run on the retry policy's clock ([actuator.WithClock]
+// through [WithRetry]).
+func WithClock(clk metrics.Clock) Option {
 	return func(c *clientConfig) {
-		if now != nil {
-			c.now = now
+		if clk == nil {
+			c.errs = append(c.errs, errors.New("nil clock"))
+			return
 		}
+		c.clock = clk
 	}
 }
 
 // WithLogger logs failed attempts at Debug level (the error returned to the
-// caller is the record of a failed call). Default: no logging.
+// caller is the record of a failed call). Default [slog.Default], the
+// default logger everywhere in this module.
 func WithLogger(l *slog.Logger) Option {
 	return func(c *clientConfig) {
-		if l != nil {
-			c.logger = l
+		if l == nil {
+			c.errs = append(c.errs, errors.New("nil logger"))
+			return
 		}
+		c.logger = l
 	}
 }
 
@@ -204,11 +213,13 @@ func WithLogger(l *slog.Logger) Option {
 // outside of tests: the token travels in a header. Bad arguments return an
 // error wrapping [ErrInvalidConfig].
 func New(endpoint string, secret []byte, opts ...Option) (*Actuator, error) {
-	cfg := clientConfig{timeout: DefaultTimeout, now: time.Now, logger: slog.New(slog.DiscardHandler)}
+	cfg := clientConfig{timeout: DefaultTimeout, clock: metrics.NewSystemClock(), logger: slog.Default()}
 	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
+		if o == nil {
+			cfg.errs = append(cfg.errs, errors.New("nil option"))
+			continue
 		}
+		o(&cfg)
 	}
 	errs := cfg.errs
 	u, err := url.Parse(endpoint)
@@ -229,9 +240,24 @@ func New(endpoint string, secret []byte, opts ...Option) (*Actuator, error) {
 	if cfg.tls != nil && cfg.client != nil {
 		errs = append(errs, errors.New("WithTLSConfig and WithHTTPClient are exclusive"))
 	}
+	a := &Actuator{
+		url:       endpoint,
+		secret:    bytes.Clone(secret),
+		tokenEnv:  cfg.tokenEnv,
+		tokenFile: cfg.tokenFile,
+		timeout:   cfg.timeout,
+		clock:     cfg.clock,
+		logger:    cfg.logger,
+	}
+	retry, err := actuator.Retry(actuator.Func(a.attempt), cfg.retryOpts...)
+	if err != nil {
+		errs = append(errs, err)
+	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 	}
+	a.retry = retry
+	a.redacted = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 	hc := cfg.client
 	if hc == nil {
 		tr := http.DefaultTransport.(*http.Transport).Clone()
@@ -243,37 +269,31 @@ func New(endpoint string, secret []byte, opts ...Option) (*Actuator, error) {
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		}
 	}
-	return &Actuator{
-		url:       endpoint,
-		redacted:  (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String(),
-		secret:    bytes.Clone(secret),
-		client:    hc,
-		tokenEnv:  cfg.tokenEnv,
-		tokenFile: cfg.tokenFile,
-		timeout:   cfg.timeout,
-		now:       cfg.now,
-		retryOpts: cfg.retryOpts,
-		logger:    cfg.logger,
-	}, nil
+	a.client = hc
+	return a, nil
 }
 
 // Scale validates and encodes req, then POSTs it, retrying as described on
 // [Actuator]. An invalid request fails permanently with an error wrapping
 // [actuator.ErrInvalidRequest].
 func (a *Actuator) Scale(ctx context.Context, req actuator.Request) error {
-	body, err := Encode(req)
-	if err != nil {
+	if _, err := Encode(req); err != nil {
 		return actuator.Permanent(err)
 	}
-	post := actuator.Func(func(ctx context.Context, req actuator.Request) error {
-		err := a.post(ctx, req.DecisionID, body)
-		if err != nil {
-			a.logger.LogAttrs(ctx, slog.LevelDebug, "webhook: attempt failed",
-				slog.String("decision_id", req.DecisionID), slog.String("error", err.Error()))
-		}
-		return err
-	})
-	return actuator.Retry(post, a.retryOpts...).Scale(ctx, req)
+	return a.retry.Scale(ctx, req)
+}
+
+// attempt encodes req (Scale has checked that it encodes) and makes one attempt.
+func (a *Actuator) attempt(ctx context.Context, req actuator.Request) error {
+	body, err := Encode(req)
+	if err == nil {
+		err = a.post(ctx, req.DecisionID, body)
+	}
+	if err != nil {
+		a.logger.LogAttrs(ctx, slog.LevelDebug, "webhook: attempt failed",
+			slog.String("decision_id", req.DecisionID), slog.String("error", err.Error()))
+	}
+	return err
 }
 
 // post makes one attempt.
@@ -291,7 +311,7 @@ func (a *Actuator) post(ctx context.Context, key string, body []byte) error {
 	hreq.Header.Set("Content-Type", "application/json")
 	hreq.Header.Set("User-Agent", "autoscalelua-webhook/1")
 	hreq.Header.Set(IdempotencyKeyHeader, key)
-	hreq.Header.Set(SignatureHeader, Sign(a.secret, body, a.now()))
+	hreq.Header.Set(SignatureHeader, Sign(a.secret, body, a.clock.Now()))
 	if token != "" {
 		hreq.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -311,7 +331,7 @@ func (a *Actuator) post(ctx context.Context, key string, body []byte) error {
 	}
 	serr := &StatusError{URL: a.redacted, Code: resp.StatusCode}
 	if serr.Code == http.StatusConflict || serr.Code == http.StatusTooManyRequests || serr.Code == http.StatusServiceUnavailable {
-		serr.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), a.now())
+		serr.RetryAfter = retryAfter(resp.Header.Get("Retry-After"), a.clock.Now())
 	}
 	if serr.Retryable() {
 		return actuator.RetryAfter(serr, serr.RetryAfter)

@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -20,13 +21,45 @@ import (
 	"github.com/autoscalelua/autoscalelua/actuator"
 	"github.com/autoscalelua/autoscalelua/actuator/actuatortest"
 	"github.com/autoscalelua/autoscalelua/actuator/webhook"
+	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/google/go-cmp/cmp"
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")
 
 // noSleep makes retries immediate.
-var noSleep = actuator.WithSleep(func(ctx context.Context, _ time.Duration) error { return ctx.Err() })
+var noSleep = actuator.WithClock(&instantClock{ManualClock: metrics.NewManualClock(time.Unix(0, 0))})
+
+// instantClock is a clock whose timers fire at once; it records the waits asked of it
+// and, with advance, moves its time on by each wait, as if it had passed. onWait, when
+// set, is called with the number of each wait before the timer is returned.
+type instantClock struct {
+	*metrics.ManualClock
+	advance bool
+	onWait  func(n int)
+	mu      sync.Mutex
+	waits   []time.Duration
+}
+
+func (c *instantClock) NewTimer(d time.Duration) metrics.Timer {
+	c.mu.Lock()
+	c.waits = append(c.waits, d)
+	n := len(c.waits)
+	c.mu.Unlock()
+	if c.advance {
+		c.Advance(d)
+	}
+	if c.onWait != nil {
+		c.onWait(n)
+	}
+	return c.ManualClock.NewTimer(0)
+}
+
+func (c *instantClock) Waits() []time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.waits)
+}
 
 // captured is one request as the server saw it.
 type captured struct {
@@ -283,9 +316,7 @@ func replay(rcv http.Handler, c captured) *httptest.ResponseRecorder {
 }
 
 func TestReplayAndDuplicate(t *testing.T) {
-	now := time.Now()
-	var clockMu sync.Mutex
-	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
+	clock := metrics.NewManualClock(time.Now())
 	s := newServer(t, nil, webhook.WithReceiverClock(clock))
 	a := newActuator(t, s.URL)
 	req := request("d-1", 5)
@@ -314,9 +345,7 @@ func TestReplayAndDuplicate(t *testing.T) {
 	}
 
 	// ... and later, after the tolerance: rejected as stale.
-	clockMu.Lock()
-	now = now.Add(webhook.DefaultTolerance + 2*time.Second)
-	clockMu.Unlock()
+	clock.Advance(webhook.DefaultTolerance + 2*time.Second)
 	w = replay(s.rcv, sent[0])
 	if w.Code != http.StatusUnauthorized || strings.TrimSpace(w.Body.String()) != "stale or future timestamp" {
 		t.Errorf("stale replay = %d %q, want 401", w.Code, w.Body)

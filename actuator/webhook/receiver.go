@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/actuator"
+	"github.com/autoscalelua/autoscalelua/metrics"
 )
 
 // Receiver defaults.
@@ -109,7 +110,7 @@ type Receiver struct {
 	tolerance   time.Duration
 	readTimeout time.Duration
 	maxKeys     int
-	now         func() time.Time
+	clock       metrics.Clock
 	logger      *slog.Logger
 
 	mu       sync.Mutex
@@ -154,7 +155,7 @@ type receiverConfig struct {
 	maxBody     int64
 	tolerance   time.Duration
 	readTimeout time.Duration
-	now         func() time.Time
+	clock       metrics.Clock
 	logger      *slog.Logger
 	seenKeys    int
 	errs        []error
@@ -215,22 +216,27 @@ func WithReadTimeout(d time.Duration) ReceiverOption {
 }
 
 // WithReceiverClock sets the clock used for the timestamp check and key
-// expiry. Default [time.Now].
-func WithReceiverClock(now func() time.Time) ReceiverOption {
+// expiry. Default [metrics.NewSystemClock].
+func WithReceiverClock(clk metrics.Clock) ReceiverOption {
 	return func(c *receiverConfig) {
-		if now != nil {
-			c.now = now
+		if clk == nil {
+			c.errs = append(c.errs, errors.New("nil clock"))
+			return
 		}
+		c.clock = clk
 	}
 }
 
 // WithReceiverLogger logs rejected requests at Info and actuator failures at
-// Error level. Default: no logging.
+// Error level. Default [slog.Default], the default logger everywhere in this
+// module.
 func WithReceiverLogger(l *slog.Logger) ReceiverOption {
 	return func(c *receiverConfig) {
-		if l != nil {
-			c.logger = l
+		if l == nil {
+			c.errs = append(c.errs, errors.New("nil logger"))
+			return
 		}
+		c.logger = l
 	}
 }
 
@@ -242,14 +248,16 @@ func NewReceiver(secret []byte, a actuator.Actuator, opts ...ReceiverOption) (*R
 		maxBody:     DefaultMaxBodyBytes,
 		tolerance:   DefaultTolerance,
 		readTimeout: DefaultReadTimeout,
-		now:         time.Now,
-		logger:      slog.New(slog.DiscardHandler),
+		clock:       metrics.NewSystemClock(),
+		logger:      slog.Default(),
 		seenKeys:    DefaultSeenKeys,
 	}
 	for _, o := range opts {
-		if o != nil {
-			o(&cfg)
+		if o == nil {
+			cfg.errs = append(cfg.errs, errors.New("nil option"))
+			continue
 		}
+		o(&cfg)
 	}
 	errs := cfg.errs
 	if len(secret) == 0 {
@@ -268,7 +276,7 @@ func NewReceiver(secret []byte, a actuator.Actuator, opts ...ReceiverOption) (*R
 		tolerance:   cfg.tolerance,
 		readTimeout: cfg.readTimeout,
 		maxKeys:     cfg.seenKeys,
-		now:         cfg.now,
+		clock:       cfg.clock,
 		logger:      cfg.logger,
 		seen:        make(map[string]*seenKey),
 	}, nil
@@ -304,7 +312,7 @@ func (rc *Receiver) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rc.reject(w, r, http.StatusUnauthorized, textBadSig, ErrBadSignature)
 		return
 	}
-	now := rc.now()
+	now := rc.clock.Now()
 	sig, err := verify(rc.secret, sigs[0], body, now, rc.tolerance)
 	if err != nil {
 		text := textBadSig

@@ -18,25 +18,8 @@ import (
 	"github.com/autoscalelua/autoscalelua/actuator"
 	"github.com/autoscalelua/autoscalelua/actuator/actuatortest"
 	"github.com/autoscalelua/autoscalelua/actuator/webhook"
+	"github.com/autoscalelua/autoscalelua/metrics"
 )
-
-// manualClock is a clock the test moves.
-type manualClock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *manualClock) Now() time.Time {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.now
-}
-
-func (c *manualClock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // signedAt is a signed request for body, signed at t.
 func signedAt(body []byte, key string, t time.Time) *http.Request {
@@ -64,9 +47,9 @@ func serve(rcv http.Handler, r *http.Request, body []byte) *httptest.ResponseRec
 // passed since it arrived: the signature still verifies, so the key must
 // still be known and the replay not applied.
 func TestKeyKeptUntilSignatureExpires(t *testing.T) {
-	clock := &manualClock{now: time.Unix(1_750_000_000, 0)}
+	clock := metrics.NewManualClock(time.Unix(1_750_000_000, 0))
 	rec := &actuatortest.Recorder{}
-	rcv, err := webhook.NewReceiver(secret, rec, webhook.WithReceiverClock(clock.Now))
+	rcv, err := webhook.NewReceiver(secret, rec, webhook.WithReceiverClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +70,7 @@ func TestKeyKeptUntilSignatureExpires(t *testing.T) {
 	}
 	start := clock.Now()
 	for _, st := range steps {
-		clock.Add(start.Add(st.advance).Sub(clock.Now()))
+		clock.Advance(start.Add(st.advance).Sub(clock.Now()))
 		w := serve(rcv, r, body)
 		if w.Code != st.wantCode || (w.Header().Get("Idempotent-Replayed") == "true") != st.replayed {
 			t.Errorf("%v after arrival: %d %q replayed=%q, want %d replayed=%v",
@@ -103,9 +86,9 @@ func TestKeyKeptUntilSignatureExpires(t *testing.T) {
 // lives until the latest signature seen expires, so a replay of the retry is
 // not applied either.
 func TestRetryExtendsKey(t *testing.T) {
-	clock := &manualClock{now: time.Unix(1_750_000_000, 0)}
+	clock := metrics.NewManualClock(time.Unix(1_750_000_000, 0))
 	rec := &actuatortest.Recorder{}
-	rcv, err := webhook.NewReceiver(secret, rec, webhook.WithReceiverClock(clock.Now))
+	rcv, err := webhook.NewReceiver(secret, rec, webhook.WithReceiverClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -114,12 +97,12 @@ func TestRetryExtendsKey(t *testing.T) {
 	if w := serve(rcv, first, body); w.Code != http.StatusOK {
 		t.Fatalf("first = %d", w.Code)
 	}
-	clock.Add(4 * time.Minute)
+	clock.Advance(4 * time.Minute)
 	retry := signedAt(body, "d-1", clock.Now())
 	if w := serve(rcv, retry, body); w.Code != http.StatusOK || w.Header().Get("Idempotent-Replayed") != "true" {
 		t.Fatalf("retry = %d %v, want 200 replayed", w.Code, w.Header())
 	}
-	clock.Add(webhook.DefaultTolerance - time.Second) // the first signature has expired, the retry's not
+	clock.Advance(webhook.DefaultTolerance - time.Second) // the first signature has expired, the retry's not
 	if w := serve(rcv, first, body); w.Code != http.StatusUnauthorized {
 		t.Errorf("first replayed after its expiry = %d, want 401", w.Code)
 	}
@@ -136,9 +119,9 @@ func TestRetryExtendsKey(t *testing.T) {
 // is forgotten (a replay of the first is not applied again), and once the
 // keys expire new ones are applied.
 func TestSeenKeysFull(t *testing.T) {
-	clock := &manualClock{now: time.Unix(1_750_000_000, 0)}
+	clock := metrics.NewManualClock(time.Unix(1_750_000_000, 0))
 	rec := &actuatortest.Recorder{}
-	rcv, err := webhook.NewReceiver(secret, rec, webhook.WithReceiverClock(clock.Now), webhook.WithSeenKeys(2))
+	rcv, err := webhook.NewReceiver(secret, rec, webhook.WithReceiverClock(clock), webhook.WithSeenKeys(2))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -147,7 +130,7 @@ func TestSeenKeysFull(t *testing.T) {
 	for i, key := range []string{"a", "b", "c"} {
 		bodies[key], _ = webhook.Encode(request(key, i+1))
 		reqs[key] = signedAt(bodies[key], key, clock.Now())
-		clock.Add(10 * time.Second)
+		clock.Advance(10 * time.Second)
 	}
 	for _, key := range []string{"a", "b"} {
 		if w := serve(rcv, reqs[key], bodies[key]); w.Code != http.StatusOK {
@@ -169,7 +152,7 @@ func TestSeenKeysFull(t *testing.T) {
 	}
 
 	// Past a's expiry there is room again, for c signed anew.
-	clock.Add(webhook.DefaultTolerance - 30*time.Second + time.Second)
+	clock.Advance(webhook.DefaultTolerance - 30*time.Second + time.Second)
 	if w := serve(rcv, signedAt(bodies["c"], "c", clock.Now()), bodies["c"]); w.Code != http.StatusOK {
 		t.Errorf("c after a expired = %d %q, want 200", w.Code, w.Body)
 	}
@@ -181,16 +164,11 @@ func TestSeenKeysFull(t *testing.T) {
 // TestSenderWaitsWhenFull: the Actuator retries a 503 from a full receiver
 // no sooner than its Retry-After.
 func TestSenderWaitsWhenFull(t *testing.T) {
-	clock := &manualClock{now: time.Unix(1_750_000_000, 0)}
-	s := newServer(t, nil, webhook.WithReceiverClock(clock.Now), webhook.WithSeenKeys(1))
-	var waits []time.Duration
-	a, err := webhook.New(s.URL, secret, webhook.WithClock(clock.Now),
-		webhook.WithRetry(actuator.WithBackoff(time.Millisecond, 10*time.Minute),
-			actuator.WithSleep(func(ctx context.Context, d time.Duration) error {
-				waits = append(waits, d)
-				clock.Add(d) // time passes while the sender waits
-				return ctx.Err()
-			})))
+	// Time passes while the sender waits.
+	clock := &instantClock{ManualClock: metrics.NewManualClock(time.Unix(1_750_000_000, 0)), advance: true}
+	s := newServer(t, nil, webhook.WithReceiverClock(clock), webhook.WithSeenKeys(1))
+	a, err := webhook.New(s.URL, secret, webhook.WithClock(clock),
+		webhook.WithRetry(actuator.WithBackoff(time.Millisecond, 10*time.Minute), actuator.WithClock(clock)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -201,7 +179,7 @@ func TestSenderWaitsWhenFull(t *testing.T) {
 	if err := a.Scale(context.Background(), request("d-2", 3)); err != nil {
 		t.Fatalf("Scale with the set full = %v, want success after a wait", err)
 	}
-	if len(waits) != 1 || waits[0] <= webhook.DefaultTolerance {
+	if waits := clock.Waits(); len(waits) != 1 || waits[0] <= webhook.DefaultTolerance {
 		t.Errorf("waits = %v, want one of more than %v", waits, webhook.DefaultTolerance)
 	}
 	if n := len(s.rec.Requests()); n != 2 {
@@ -257,21 +235,15 @@ func TestInProgressRetried(t *testing.T) {
 	defer srv.Close()
 	defer release() // runs before srv.Close
 
-	var mu sync.Mutex
-	var waits []time.Duration
+	clock := &instantClock{ManualClock: metrics.NewManualClock(time.Unix(0, 0)), onWait: func(n int) {
+		if n == 2 { // after the 409: let the first apply fail, and wait for the receiver to forget it
+			release()
+			<-firstDone
+		}
+	}}
 	a, err := webhook.New(srv.URL, secret,
 		webhook.WithTimeout(200*time.Millisecond), // the first attempt gives up while the apply stalls
-		webhook.WithRetry(actuator.WithAttempts(4), actuator.WithSleep(func(ctx context.Context, d time.Duration) error {
-			mu.Lock()
-			waits = append(waits, d)
-			n := len(waits)
-			mu.Unlock()
-			if n == 2 { // after the 409: let the first apply fail, and wait for the receiver to forget it
-				release()
-				<-firstDone
-			}
-			return ctx.Err()
-		})))
+		webhook.WithRetry(actuator.WithAttempts(4), actuator.WithClock(clock)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -289,9 +261,7 @@ func TestInProgressRetried(t *testing.T) {
 	if calls != 2 {
 		t.Errorf("actuator called %d times, want 2 (the stalled failure, then the retry)", calls)
 	}
-	mu.Lock()
-	defer mu.Unlock()
-	if len(waits) != 2 || waits[1] < time.Second {
+	if waits := clock.Waits(); len(waits) != 2 || waits[1] < time.Second {
 		t.Errorf("waits = %v, want 2, the second at least the 409's Retry-After of 1s", waits)
 	}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/autoscalelua/autoscalelua/actuator"
 	"github.com/autoscalelua/autoscalelua/actuator/webhook"
+	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/google/go-cmp/cmp"
 )
 
@@ -60,17 +61,14 @@ func TestRetryAfterHeader(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			srv, n := throttling(t, tt.status, tt.header)
-			var sleeps []time.Duration
+			clock := &instantClock{ManualClock: metrics.NewManualClock(now)}
 			a := newActuator(t, srv.URL,
-				webhook.WithClock(func() time.Time { return now }),
+				webhook.WithClock(clock),
 				webhook.WithRetry(
 					actuator.WithAttempts(2),
-					actuator.WithRandom(func() float64 { return 0 }), // no jitter: the back-off alone waits 0
+					actuator.WithRand(zeroSource{}), // no jitter: the back-off alone waits 0
 					actuator.WithBackoff(time.Millisecond, maxDelay),
-					actuator.WithSleep(func(ctx context.Context, d time.Duration) error {
-						sleeps = append(sleeps, d)
-						return ctx.Err()
-					})))
+					actuator.WithClock(clock)))
 			err := a.Scale(context.Background(), request("d-1", 5))
 			var serr *webhook.StatusError
 			if !errors.As(err, &serr) {
@@ -79,7 +77,11 @@ func TestRetryAfterHeader(t *testing.T) {
 			if serr.Code != tt.status || serr.RetryAfter != tt.wantField {
 				t.Errorf("StatusError = %d, RetryAfter %v; want %d, %v", serr.Code, serr.RetryAfter, tt.status, tt.wantField)
 			}
-			if diff := cmp.Diff([]time.Duration{tt.wantSleep}, sleeps); diff != "" {
+			want := []time.Duration{tt.wantSleep}
+			if tt.wantSleep == 0 {
+				want = nil // a wait of zero arms no timer
+			}
+			if diff := cmp.Diff(want, clock.Waits()); diff != "" {
 				t.Errorf("waits before retrying (-want +got):\n%s", diff)
 			}
 			if got := n.Load(); got != 2 {
@@ -158,3 +160,8 @@ func TestRetryAfterEndsWithContext(t *testing.T) {
 		t.Errorf("Scale took %v: it waited out the Retry-After instead of the context", el)
 	}
 }
+
+// zeroSource is a random source whose Float64 is always 0.
+type zeroSource struct{}
+
+func (zeroSource) Uint64() uint64 { return 0 }

@@ -234,6 +234,10 @@ func New(opts ...Option) (*Dashboard, error) {
 		decisions: DefaultDecisions, topKeys: DefaultTopKeys, title: "autoscalelua"}
 	var errs []error
 	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, errors.New("dashboard: nil option"))
+			continue
+		}
 		if err := o(&c); err != nil {
 			errs = append(errs, err)
 		}

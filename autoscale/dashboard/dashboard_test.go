@@ -53,7 +53,7 @@ func fixture(t *testing.T) (*dashboard.Dashboard, *metrics.ManualClock) {
 		}, failOnce(in.Now)
 	})
 	loop, err := autoscale.NewLoop(
-		autoscale.WithClock(clk), autoscale.WithRegistry(reg), autoscale.WithPolicy(policy), autoscale.WithActuator(rec),
+		autoscale.WithClock(clk), autoscale.WithRegistry(reg), autoscale.WithPolicy(policy), autoscale.WithDefaultActuator(rec),
 		autoscale.WithTargets(autoscale.Target{Name: "web", Min: 1, Max: 20, Safety: autoscale.Safety{ScaleUp: &autoscale.Rules{}, ScaleDown: &autoscale.Rules{}}}),
 	)
 	if err != nil {

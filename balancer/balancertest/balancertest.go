@@ -106,14 +106,19 @@ func Endpoints(n int) []balancer.Endpoint {
 // SeededRand returns a deterministic random source for [balancer.WithRand] that is
 // safe for concurrent use (a seeded PCG behind a mutex: fine for tests, a contended
 // lock in a server).
-func SeededRand(seed uint64) func() uint64 {
-	var mu sync.Mutex
-	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
-	return func() uint64 {
-		mu.Lock()
-		defer mu.Unlock()
-		return r.Uint64()
-	}
+func SeededRand(seed uint64) rand.Source {
+	return &lockedSource{src: rand.NewPCG(seed, seed^0x9e3779b97f4a7c15)}
+}
+
+type lockedSource struct {
+	mu  sync.Mutex
+	src rand.Source
+}
+
+func (s *lockedSource) Uint64() uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.src.Uint64()
 }
 
 // NewPool returns a pool of endpoints, with a random source seeded with 1 unless opts

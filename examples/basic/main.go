@@ -50,7 +50,10 @@ func run(ctx context.Context, args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	mw := middleware.New(middleware.WithRegistry(reg))
+	mw, err := middleware.New(middleware.WithRegistry(reg))
+	if err != nil {
+		return err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /fast", mw(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		io.WriteString(w, "fast\n")

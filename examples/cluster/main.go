@@ -171,13 +171,16 @@ func newReplica(ctx context.Context, wg *sync.WaitGroup, stopServer <-chan struc
 		return nil, err
 	}
 	if r.loop, err = autoscale.NewLoop(autoscale.WithPolicy(policy), autoscale.WithReader(merger.Reader),
-		autoscale.WithElector(r.elector), autoscale.WithActuator(act),
+		autoscale.WithElector(r.elector), autoscale.WithDefaultActuator(act),
 		autoscale.WithTargets(autoscale.Target{Name: "backend", Min: 1, Max: 50})); err != nil {
 		return nil, err
 	}
 	ok := http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) { io.WriteString(w, "ok\n") })
-	h := middleware.New(middleware.WithRegistry(r.reg), middleware.WithAdmission(adm),
-		middleware.WithLogger(slog.New(slog.DiscardHandler)))(ok)
+	h, err := middleware.Wrap(ok, middleware.WithRegistry(r.reg), middleware.WithAdmission(adm),
+		middleware.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		return nil, err
+	}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return nil, err

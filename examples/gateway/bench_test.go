@@ -65,7 +65,11 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	}
 	defer access.Close()
 	logger := slog.New(slog.DiscardHandler)
-	gwSrv := httptest.NewServer(frontend(reg, adm, access, logger, proxy))
+	front, err := frontend(reg, adm, access, logger, proxy)
+	if err != nil {
+		b.Fatal(err)
+	}
+	gwSrv := httptest.NewServer(front)
 	defer gwSrv.Close()
 	onlySrv := httptest.NewServer(proxy)
 	defer onlySrv.Close()

@@ -215,7 +215,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return err
 	}
 	defer proxy.CloseIdleConnections()
-	front := frontend(g.reg, g.admission, g.access, logger, proxy)
+	front, err := frontend(g.reg, g.admission, g.access, logger, proxy)
+	if err != nil {
+		return err
+	}
 
 	if g.loop, err = autoscale.NewLoop(
 		autoscale.WithPolicy(g.policy),
@@ -348,7 +351,7 @@ func newAdmission(maxReplicas int) (*middleware.Admission, error) {
 
 // frontend is the gateway's request path: classify (route "api", tenant from
 // X-Tenant-ID), run access.lua's on_request, admit, record, and proxy.
-func frontend(reg *metrics.Registry, adm *middleware.Admission, access *luabind.Runtime, logger *slog.Logger, proxy http.Handler) http.Handler {
+func frontend(reg *metrics.Registry, adm *middleware.Admission, access *luabind.Runtime, logger *slog.Logger, proxy http.Handler) (http.Handler, error) {
 	tenantHeader := http.CanonicalHeaderKey(middleware.TenantHeader)
 	return middleware.Wrap(proxy,
 		middleware.WithRegistry(reg),

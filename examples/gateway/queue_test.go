@@ -49,7 +49,11 @@ func TestPriorityQueue(t *testing.T) {
 			<-release
 		}
 	})
-	srv := httptest.NewServer(frontend(reg, adm, access, slog.New(slog.DiscardHandler), backend))
+	front, err := frontend(reg, adm, access, slog.New(slog.DiscardHandler), backend)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(front)
 	defer srv.Close()
 	defer done() // before the server closes, so that a failing test still ends
 

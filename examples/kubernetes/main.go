@@ -161,8 +161,11 @@ func runWith(ctx context.Context, args []string, out io.Writer, transport http.R
 	}
 	route := f.deployment
 	reg.Window(metrics.ScopeRoute, route) // an idle gateway reads as zero demand, not as missing metrics
-	mw := middleware.New(middleware.WithRegistry(reg),
+	mw, err := middleware.New(middleware.WithRegistry(reg),
 		middleware.WithClassifier(func(*http.Request) middleware.Keys { return middleware.Keys{Route: route} }))
+	if err != nil {
+		return err
+	}
 
 	kpa, err := autoscale.KPA(autoscale.KPAConfig{TargetValue: f.targetConcurrency, Source: autoscale.Source{Scope: metrics.ScopeRoute, Key: route}})
 	if err != nil {
@@ -175,7 +178,7 @@ func runWith(ctx context.Context, args []string, out io.Writer, transport http.R
 			Min: f.minReplicas, Max: f.maxReplicas,
 			Safety: autoscale.Safety{ScaleUp: &autoscale.Rules{}, ScaleDown: &autoscale.Rules{}}, // the KPA's own windows govern
 		}),
-		autoscale.WithActuator(el.Gate(act)),
+		autoscale.WithDefaultActuator(el.Gate(act)),
 		autoscale.WithElector(el),
 		autoscale.WithRegistry(reg),
 		autoscale.WithTick(f.tick),

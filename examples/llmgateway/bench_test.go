@@ -86,7 +86,11 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	if err := g.adm.Route("llama-70b"+lane, "llama-8b", 1); err != nil {
 		b.Fatal(err)
 	}
-	gwSrv := httptest.NewServer(frontend(g, slog.New(slog.DiscardHandler)))
+	front, err := frontend(g, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	gwSrv := httptest.NewServer(front)
 	defer gwSrv.Close()
 	// The balancer's proxy alone, routing by model (from a header here) with the chain.
 	only, err := balancer.NewProxy(g.pool, balancer.WithTransport(&http.Transport{MaxIdleConnsPerHost: 256}),

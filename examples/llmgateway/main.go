@@ -228,7 +228,10 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	defer g.proxy.CloseIdleConnections()
 	g.hold = &holder{fleet: g.fleet, pool: g.pool, lane: lane, timeout: 30 * time.Second, next: g.proxy}
-	front := frontend(g, logger)
+	front, err := frontend(g, logger)
+	if err != nil {
+		return err
+	}
 
 	var targets []autoscale.Target
 	for _, s := range g.specs {
@@ -364,8 +367,8 @@ func setModel(r *http.Request, model string) error {
 // classify (the body's model and tenant, the priority header), run llm_cost's
 // on_request (the economy lane), admit (the policy's route rules), record, hold a
 // request for a cold model until it wakes, and proxy by model with fallback.
-func frontend(g *gateway, logger *slog.Logger) http.Handler {
-	inner := middleware.Wrap(g.hold,
+func frontend(g *gateway, logger *slog.Logger) (http.Handler, error) {
+	inner, err := middleware.Wrap(g.hold,
 		middleware.WithRegistry(g.reg),
 		middleware.WithLogger(logger),
 		middleware.WithClassifier(llm.Classifier(func(r *http.Request) middleware.Keys {
@@ -376,7 +379,10 @@ func frontend(g *gateway, logger *slog.Logger) http.Handler {
 		middleware.WithHook(luahttp.Hook(g.access, luahttp.WithTokens(llm.PromptTokens))),
 		middleware.WithAdmission(g.adm),
 	)
-	return g.llm.Wrap(inner)
+	if err != nil {
+		return nil, err
+	}
+	return g.llm.Wrap(inner), nil
 }
 
 func counters(g *gateway) map[string]uint64 {

@@ -3,7 +3,7 @@
 // [middleware.ResponseHook]: the access and log phases of an OpenResty gateway, in Go.
 //
 //	rt, _ := luabind.New(src)
-//	mw := middleware.New(middleware.WithRegistry(reg),
+//	mw, err := middleware.New(middleware.WithRegistry(reg),
 //		middleware.WithHook(luahttp.Hook(rt)), middleware.WithResponseHook(luahttp.ResponseHook(rt)))
 //
 // on_response then runs once for every request on_request saw, served or rejected,

@@ -40,7 +40,7 @@ func TestHook(t *testing.T) {
 		t.Fatal(err)
 	}
 	var gotKeys middleware.Keys
-	h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+	h := mustWrap(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
 		middleware.WithRegistry(reg),
 		middleware.WithHook(func(r *http.Request, k middleware.Keys) (middleware.Keys, middleware.Verdict) {
 			k, v := luahttp.Hook(rt, luahttp.WithTokens(func(r *http.Request) int64 { return r.ContentLength / 4 }))(r, k)
@@ -164,7 +164,7 @@ func TestResponseHook(t *testing.T) {
 		}
 		io.WriteString(w, "hello")
 	})
-	srv := httptest.NewServer(middleware.Wrap(handler, middleware.WithRegistry(reg), middleware.WithClock(clk),
+	srv := httptest.NewServer(mustWrap(t, handler, middleware.WithRegistry(reg), middleware.WithClock(clk),
 		middleware.WithHook(luahttp.Hook(rt)), middleware.WithResponseHook(luahttp.ResponseHook(rt))))
 	defer srv.Close()
 
@@ -234,7 +234,7 @@ function on_response(req, res) if res.status > 500 and res:value("tokens") then 
 			if c.hook {
 				opts = append(opts, middleware.WithResponseHook(luahttp.ResponseHook(rt)))
 			}
-			h := middleware.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			h := mustWrap(b, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				middleware.SetValue(w, "tokens", 7)
 				w.WriteHeader(http.StatusOK)
 			}), opts...)
@@ -255,3 +255,13 @@ type discardWriter struct{ h http.Header }
 func (w *discardWriter) Header() http.Header         { return w.h }
 func (w *discardWriter) Write(b []byte) (int, error) { return len(b), nil }
 func (w *discardWriter) WriteHeader(int)             {}
+
+// mustWrap wraps h with the middleware configured by opts, failing the test on error.
+func mustWrap(tb testing.TB, h http.Handler, opts ...middleware.Option) http.Handler {
+	tb.Helper()
+	w, err := middleware.Wrap(h, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return w
+}

@@ -91,6 +91,10 @@ func Register(meter metric.Meter, reg *metrics.Registry, opts ...Option) (metric
 	cfg := config{topN: DefaultTopN}
 	var errs []error
 	for _, o := range opts {
+		if o == nil {
+			errs = append(errs, errors.New("otelmetrics: nil option"))
+			continue
+		}
 		if err := o(&cfg); err != nil {
 			errs = append(errs, err)
 		}

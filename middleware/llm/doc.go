@@ -78,7 +78,7 @@
 //	models, _ := llm.LoadModels("models.json") // name, context_window, prices, tiers, overflow
 //	gw, _ := llm.New(llm.Config{}, llm.WithRegistry(reg), llm.WithModels(models))
 //	proxy := &httputil.ReverseProxy{Rewrite: func(pr *httputil.ProxyRequest) { pr.SetURL(upstream) }}
-//	inner := middleware.Wrap(proxy, middleware.WithRegistry(reg), middleware.WithClassifier(llm.Classifier(nil)))
+//	inner, err := middleware.Wrap(proxy, middleware.WithRegistry(reg), middleware.WithClassifier(llm.Classifier(nil)))
 //	http.ListenAndServe(":8080", gw.Wrap(inner))
 //	...
 //	w, _ := reg.Lookup(llm.ScopeTTFT, "gpt-4o")

@@ -49,7 +49,7 @@ func newRig(t *testing.T, cfg Config, opts ...Option) *rig {
 		t.Fatal(err)
 	}
 	reg = gw.Registry()
-	inner := middleware.Wrap(proxy, middleware.WithRegistry(reg), middleware.WithClassifier(Classifier(nil)))
+	inner := mustWrap(t, proxy, middleware.WithRegistry(reg), middleware.WithClassifier(Classifier(nil)))
 	fs := httptest.NewServer(gw.Wrap(inner))
 	t.Cleanup(fs.Close)
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
@@ -381,4 +381,14 @@ func TestGatewayPassesOtherRequests(t *testing.T) {
 	if rg.gw.Stats().Requests != 0 {
 		t.Errorf("a GET was read as an LLM request")
 	}
+}
+
+// mustWrap wraps h with the middleware configured by opts, failing the test on error.
+func mustWrap(tb testing.TB, h http.Handler, opts ...middleware.Option) http.Handler {
+	tb.Helper()
+	w, err := middleware.Wrap(h, opts...)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return w
 }

@@ -42,7 +42,11 @@ func newCluster(t *testing.T, srv *redistest.Server, n int, lim Limit, cfg Confi
 			t.Fatal(err)
 		}
 		ok := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})
-		out[i] = &replica{lim: l, h: middleware.New(middleware.WithAdmission(adm))(ok)}
+		h, err := middleware.Wrap(ok, middleware.WithAdmission(adm))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[i] = &replica{lim: l, h: h}
 		wg.Go(func() { l.Run(ctx) })
 	}
 	t.Cleanup(func() { cancel(); wg.Wait() }) // before the clients close

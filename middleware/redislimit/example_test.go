@@ -23,7 +23,11 @@ func Example() {
 	defer lim.Close()
 	lim.SetLimit("acme", redislimit.Limit{Rate: 300, Burst: 300})
 	adm, _ := middleware.NewAdmission(middleware.AdmissionConfig{}, middleware.WithTenantLimiter(lim))
-	_ = middleware.New(middleware.WithAdmission(adm)) // wrap the gateway's handler with it
+	mw, err := middleware.New(middleware.WithAdmission(adm))
+	if err != nil {
+		panic(err)
+	}
+	_ = mw // wrap the gateway's handler with it
 
 	ctx := context.Background()
 	lim.Refresh(ctx) // Run(ctx) does this every Refresh in the background

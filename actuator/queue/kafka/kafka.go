@@ -95,7 +95,8 @@ func WithRetryBackoff(base, maxDelay time.Duration) SubscriberOption {
 }
 
 // WithSubscriberLogger logs fetch, handler and commit errors at Warn level.
-// Default: no logging.
+// Default [slog.Default], the default logger
+// everywhere in this module.
 func WithSubscriberLogger(l *slog.Logger) SubscriberOption {
 	return func(s *Subscriber) {
 		if l != nil {
@@ -122,7 +123,7 @@ func NewSubscriber(h queue.Handler, topic, group string, opts ...SubscriberOptio
 	s := &Subscriber{
 		h: h, topic: topic, group: group,
 		base: 100 * time.Millisecond, max: 5 * time.Second,
-		logger: slog.New(slog.DiscardHandler),
+		logger: slog.Default(),
 	}
 	for _, o := range opts {
 		if o != nil {

@@ -25,7 +25,7 @@
 //		Name: "DECISIONS", Subjects: []string{"autoscale.decisions"}, Storage: jetstream.FileStorage})
 //
 //	pub, err := natsq.NewPublisher(nc, "autoscale.decisions")
-//	act := actuator.Retry(queue.NewActuator(pub, "/gateway/eu-1"))
+//	act, err := actuator.Retry(queue.NewActuator(pub, "/gateway/eu-1"))
 //
 //	c, err := queue.NewConsumer(kubernetesActuator)
 //	sub, err := natsq.NewSubscriber(nc, "DECISIONS", "scaler", c)

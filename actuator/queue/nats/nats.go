@@ -154,7 +154,8 @@ func WithFetchWait(d time.Duration) SubscriberOption {
 }
 
 // WithSubscriberLogger logs fetch and acknowledgement errors at Warn level.
-// Default: no logging.
+// Default [slog.Default], the default logger
+// everywhere in this module.
 func WithSubscriberLogger(l *slog.Logger) SubscriberOption {
 	return func(s *Subscriber) {
 		if l != nil {
@@ -200,7 +201,7 @@ func NewSubscriber(nc *natsgo.Conn, stream, durable string, h queue.Handler, opt
 		nak:    DefaultNakDelay,
 		wait:   DefaultFetchWait,
 		batch:  DefaultBatch,
-		logger: slog.New(slog.DiscardHandler),
+		logger: slog.Default(),
 		backoff: func(attempt int) time.Duration {
 			return actuator.Backoff(attempt, 100*time.Millisecond, 5*time.Second, 0.5)
 		},

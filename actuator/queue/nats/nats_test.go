@@ -168,7 +168,10 @@ func TestNoEventLostAcrossServerRestart(t *testing.T) {
 		t.Fatalf("publish across the restart = %v, want nil", err)
 	}
 	// The caller of 1. retries (the same decision, so the same Nats-Msg-Id).
-	retrying := actuator.Retry(act, actuator.WithBackoff(50*time.Millisecond, time.Second))
+	retrying, err := actuator.Retry(act, actuator.WithBackoff(50*time.Millisecond, time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := retrying.Scale(ctx, request("b", 3, time.Second)); err != nil {
 		t.Fatalf("retried publish = %v", err)
 	}
