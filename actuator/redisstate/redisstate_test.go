@@ -284,7 +284,7 @@ func TestLoopFailover(t *testing.T) {
 			autoscale.WithPolicy(autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) {
 				return []autoscale.Action{autoscale.Scale{Target: "api", Replicas: want}}, nil
 			})),
-			autoscale.WithElector(e), autoscale.WithActuator(use),
+			autoscale.WithElector(e), autoscale.WithDefaultActuator(use),
 			autoscale.WithActuation(autoscale.Actuation{Attempts: 1}),
 			autoscale.WithTargets(autoscale.Target{Name: "api", Min: 1, Max: 10}))
 		if err != nil {
