@@ -20,7 +20,7 @@ func TestTokenThrottlerFromTheLoop(t *testing.T) {
 	policy := autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) { return next, nil })
 	reg, _ := metrics.NewRegistry(metrics.WithClock(clk))
 	loop, err := autoscale.NewLoop(autoscale.WithPolicy(policy), autoscale.WithRegistry(reg), autoscale.WithClock(clk),
-		autoscale.WithActuator(new(actuatortest.Recorder)), autoscale.WithTargets(autoscale.Target{Name: "m", Min: 1, Max: 3}),
+		autoscale.WithDefaultActuator(new(actuatortest.Recorder)), autoscale.WithTargets(autoscale.Target{Name: "m", Min: 1, Max: 3}),
 		autoscale.WithThrottler(TokenThrottler{Budgets: budgets}))
 	if err != nil {
 		t.Fatal(err)
