@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"log/slog"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -25,7 +26,7 @@ import (
 func TestRefusedActions(t *testing.T) {
 	reader := sdkmetric.NewManualReader()
 	mp := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
-	var logs bytes.Buffer
+	var logs lockedBuffer // the actuator's goroutine logs too
 	policy := autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) {
 		return []autoscale.Action{
 			autoscale.Scale{Target: "no-such-target", Replicas: 3},
@@ -41,6 +42,7 @@ func TestRefusedActions(t *testing.T) {
 	for _, at := range []time.Duration{0, time.Second, autoscale.RefusalLogEvery} {
 		step(t, l, t0.Add(at))
 	}
+	flush(t, l)
 
 	st := l.Stats()
 	want := autoscale.LoopStats{Ticks: 3, Refused: 12, RefusedBy: map[string]uint64{autoscale.WhyInvalid: 9, autoscale.WhyNoApplier: 3}}
@@ -105,4 +107,22 @@ func TestRefusedActions(t *testing.T) {
 	if diff := cmp.Diff(map[string]int64{"scale/invalid": 6, "set_weight/no-applier": 3, "shed/invalid": 3}, counts); diff != "" {
 		t.Errorf("autoscale.actions.refused (-want +got):\n%s", diff)
 	}
+}
+
+// lockedBuffer is a bytes.Buffer safe for concurrent use.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
