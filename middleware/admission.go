@@ -630,22 +630,24 @@ func (a *Admission) acquire(ctx context.Context, in Info) error {
 	// waiting after freeing, we check slots after waiting: one of us hands it over.
 	a.handOff()
 
-	wait := a.cfg.MaxWait
-	if dl, ok := ctx.Deadline(); ok {
-		wait = min(wait, time.Until(dl))
-	}
-	timer := time.NewTimer(wait)
+	// MaxWait runs on the admission's clock. A context deadline runs on the wall
+	// clock, as contexts do: reaching it while queued is a queue timeout too.
+	timer := a.clock.NewTimer(a.cfg.MaxWait)
 	defer timer.Stop()
 	select {
 	case err := <-w.ready:
 		return err
-	case <-timer.C:
+	case <-timer.C():
 		if a.leave(w) {
 			a.stats.queueTimeout.Add(1)
 			return ErrQueueTimeout
 		}
 	case <-ctx.Done():
 		if a.leave(w) {
+			if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+				a.stats.queueTimeout.Add(1)
+				return ErrQueueTimeout
+			}
 			a.stats.canceled.Add(1)
 			return ctx.Err()
 		}

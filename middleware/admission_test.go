@@ -290,14 +290,44 @@ func TestQueueRejections(t *testing.T) {
 		}
 	})
 	t.Run("deadline", func(t *testing.T) {
-		a := newAdmission(t, middleware.AdmissionConfig{MaxConcurrency: 1, QueueSize: 5, MaxWait: 20 * time.Millisecond})
+		clk := metrics.NewManualClock(t0)
+		a := newAdmission(t, middleware.AdmissionConfig{MaxConcurrency: 1, QueueSize: 5, MaxWait: 20 * time.Millisecond},
+			middleware.WithAdmissionClock(clk))
 		p, _ := a.Admit(context.Background(), middleware.Info{})
 		defer p.Done()
-		if _, err := a.Admit(context.Background(), middleware.Info{}); !errors.Is(err, middleware.ErrQueueTimeout) || middleware.StatusOf(err) != 503 {
+		errc := make(chan error, 1)
+		go func() {
+			_, err := a.Admit(context.Background(), middleware.Info{})
+			errc <- err
+		}()
+		if err := clk.WaitTimers(t.Context(), 1); err != nil {
+			t.Fatal(err)
+		}
+		clk.Advance(19 * time.Millisecond)
+		select {
+		case err := <-errc:
+			t.Fatalf("gave up before MaxWait: %v", err)
+		default:
+		}
+		clk.Advance(time.Millisecond)
+		if err := <-errc; !errors.Is(err, middleware.ErrQueueTimeout) || middleware.StatusOf(err) != 503 {
 			t.Errorf("waiting past the deadline: %v", err)
 		}
 		if a.Stats().Waiting != 0 {
 			t.Error("a timed-out waiter is still queued")
+		}
+	})
+	t.Run("context deadline", func(t *testing.T) {
+		a := newAdmission(t, middleware.AdmissionConfig{MaxConcurrency: 1, QueueSize: 5, MaxWait: time.Hour})
+		p, _ := a.Admit(context.Background(), middleware.Info{})
+		defer p.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), time.Millisecond)
+		defer cancel()
+		if _, err := a.Admit(ctx, middleware.Info{}); !errors.Is(err, middleware.ErrQueueTimeout) {
+			t.Errorf("waiting past the context's deadline: %v", err)
+		}
+		if st := a.Stats(); st.QueueTimeout != 1 || st.Canceled != 0 {
+			t.Errorf("queue timeouts %d, canceled %d; want 1, 0", st.QueueTimeout, st.Canceled)
 		}
 	})
 	t.Run("canceled client frees its slot at once", func(t *testing.T) {
