@@ -248,6 +248,29 @@ type Merger struct {
 	last     autoscale.Reader
 	fallback bool
 	skipped  map[string]string // replica → the reason last logged
+	stats    MergerStats
+}
+
+// MergerStats counts what a [Merger]'s reader did.
+type MergerStats struct {
+	// Fallback is true while the reader serves the local windows.
+	Fallback bool
+	// Reads counts the views [Merger.Reader] fetched; Failures those that failed and
+	// fell back to the local windows; Fallbacks the entries into fallback.
+	Reads, Failures, Fallbacks uint64
+	// Skipped counts replica payloads that could not be merged.
+	Skipped uint64
+	// Replicas is the number of replicas the last view merged.
+	Replicas int
+}
+
+// Stats returns the reader's counts.
+func (m *Merger) Stats() MergerStats {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	s := m.stats
+	s.Fallback = m.fallback
+	return s
 }
 
 // NewMerger returns a merger; local is this replica's registry, read when Redis fails.
@@ -372,14 +395,19 @@ func (m *Merger) Reader(now time.Time) autoscale.Reader {
 	v, err := m.Fetch(context.Background(), now)
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	m.stats.Reads++
 	if err != nil {
+		m.stats.Failures++
 		if !m.fallback {
+			m.stats.Fallbacks++
 			m.fallback = true
 			m.log.LogAttrs(context.Background(), slog.LevelWarn, "redisshare: cannot fetch the replicas' windows, deciding on local windows",
 				slog.String("error", err.Error()))
 		}
 		r = localView{RegistryReader: autoscale.NewRegistryReader(m.local, now), sources: []string{m.cfg.Replica + " (local fallback)"}}
 	} else {
+		m.stats.Skipped += uint64(len(v.Skipped))
+		m.stats.Replicas = len(v.sources)
 		if m.fallback {
 			m.fallback = false
 			m.log.LogAttrs(context.Background(), slog.LevelInfo, "redisshare: deciding on merged windows again")

@@ -348,6 +348,10 @@ func TestBadInput(t *testing.T) {
 	if s, ok := r.Snapshot(metrics.ScopeRoute, "/", 0); !ok || s.Count != 1 {
 		t.Errorf("fallback reads count %d, want the local 1", s.Count)
 	}
+	m.Reader(clk.Now().Add(time.Second))
+	if st := m.Stats(); !st.Fallback || st.Fallbacks != 1 || st.Failures != 2 || st.Reads != 2 {
+		t.Errorf("stats %+v, want in fallback, entered once, 2 failed reads", st)
+	}
 	if _, err := p.Publish(ctx, clk.Now()); err == nil {
 		t.Error("publishing to a killed redis succeeded")
 	}
