@@ -12,6 +12,7 @@ import (
 	"net/http/httputil"
 	"net/url"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -28,6 +29,9 @@ type rig struct {
 	up  *upstream
 	url string
 	fs  *httptest.Server
+	// handlers counts the gateway's handlers running: a client can read a whole
+	// response before its handler has returned and recorded it.
+	handlers sync.WaitGroup
 }
 
 // close closes the gateway's server, waiting for its handlers to return.
@@ -50,10 +54,17 @@ func newRig(t *testing.T, cfg Config, opts ...Option) *rig {
 	}
 	reg = gw.Registry()
 	inner := mustWrap(t, proxy, middleware.WithRegistry(reg), middleware.WithClassifier(Classifier(nil)))
-	fs := httptest.NewServer(gw.Wrap(inner))
-	t.Cleanup(fs.Close)
+	rg := &rig{gw: gw, reg: reg, up: up}
+	h := gw.Wrap(inner)
+	rg.fs = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rg.handlers.Add(1)
+		defer rg.handlers.Done()
+		h.ServeHTTP(w, r)
+	}))
+	rg.url = rg.fs.URL
+	t.Cleanup(rg.fs.Close)
 	t.Cleanup(http.DefaultClient.CloseIdleConnections)
-	return &rig{gw: gw, reg: reg, up: up, url: fs.URL, fs: fs}
+	return rg
 }
 
 func (rg *rig) post(t *testing.T, path, body string, hdr ...string) (*http.Response, []byte) {
@@ -79,6 +90,7 @@ func (rg *rig) post(t *testing.T, path, body string, hdr ...string) (*http.Respo
 }
 
 func (rg *rig) value(scope metrics.Scope, key string) float64 {
+	rg.handlers.Wait()
 	w, ok := rg.reg.Lookup(scope, key)
 	if !ok {
 		return -1
@@ -87,6 +99,7 @@ func (rg *rig) value(scope metrics.Scope, key string) float64 {
 }
 
 func (rg *rig) count(scope metrics.Scope, key string) uint64 {
+	rg.handlers.Wait()
 	w, ok := rg.reg.Lookup(scope, key)
 	if !ok {
 		return 0
