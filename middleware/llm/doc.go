@@ -64,6 +64,15 @@
 // class; the counts are committed in testdata, made with a real tokenizer (see
 // testdata/count_tokens.mjs).
 //
+// # Costs
+//
+// On the project's 2-core VM, parsing a 2 KB chat request, estimating it and reserving
+// and settling its tokens from two buckets costs about 2.0 µs and one allocation (the
+// user field's string; a known model's name is interned from the table): about half
+// of what encoding/json's Valid alone takes on the same body (4.2 µs) in the same run
+// (BenchmarkParseEstimateBudget, BenchmarkFloor). The scanner reads plain ASCII eight
+// bytes at a time.
+//
 // # Windows
 //
 // Per model ([ScopeTTFT], [ScopeTPOT], [ScopeInputTokens], [ScopeOutputTokens],
