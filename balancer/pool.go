@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/url"
 	"slices"
 	"sync"
@@ -622,7 +623,7 @@ func (r Result) Done(o Outcome) {
 		}
 	case o.Status >= 500:
 		mo, fail = metrics.OutcomeError, true
-		gw = o.Status == 502 || o.Status == 503 || o.Status == 504
+		gw = o.Status == http.StatusBadGateway || o.Status == http.StatusServiceUnavailable || o.Status == http.StatusGatewayTimeout
 	}
 	ns := at.UnixNano()
 	if mo != metrics.OutcomeCanceled {

@@ -267,8 +267,8 @@ func (d *Decision) set(key string, val lua.LValue) error {
 	case "retry_after":
 		n, ok := val.(lua.LNumber)
 		dur, ok2 := seconds(float64(n))
-		if !ok || !ok2 || dur < 0 || dur > time.Hour {
-			return fmt.Errorf("retry_after %v is not a number of seconds in [0, 3600]", val)
+		if !ok || !ok2 || dur < 0 || dur > maxRetryAfter {
+			return fmt.Errorf("retry_after %v is not a number of seconds in [0, %v]", val, maxRetryAfter.Seconds())
 		}
 		d.RetryAfter = dur
 	case "body":
@@ -355,3 +355,6 @@ func validHeaderValue(s string) bool {
 	}
 	return true
 }
+
+// maxRetryAfter bounds the Retry-After a script's rejection may ask for: an hour.
+const maxRetryAfter = time.Hour

@@ -25,13 +25,16 @@ const stampUnit = 16 * time.Microsecond
 // stamp returns t in units of 16 µs modulo 2^32, never zero (zero marks "no value yet").
 func stamp(t time.Time) uint32 { return uint32(t.UnixMicro()>>4) | 1 }
 
+// taylorBelow is the decay exponent below which decayWeight uses the series.
+const taylorBelow = 0.01
+
 func decayWeight(now, then uint32, tau time.Duration) float64 {
 	d := int32(now - then)
 	if d <= 0 {
 		return 1
 	}
 	x := float64(d) * float64(stampUnit) / float64(tau)
-	if x < 0.01 {
+	if x < taylorBelow {
 		// Samples a busy backend takes come far more often than τ: a second-order
 		// Taylor series is within x³/6 < 2e-7 of exp(-x), at a tenth of its cost.
 		return 1 - x + x*x/2

@@ -62,7 +62,7 @@ type WindowConfig struct {
 	// Width is the width of one bucket, the resolution of the window in time.
 	// Zero means 1 s; at least 1 ms.
 	Width time.Duration
-	// Buckets is the number of buckets. Zero means 60; at most 3600.
+	// Buckets is the number of buckets. Zero means 60; at most [MaxBuckets].
 	Buckets int
 }
 
@@ -74,6 +74,9 @@ const (
 
 // ErrInvalidConfig is returned (wrapped) for settings out of range.
 var ErrInvalidConfig = errors.New("metrics: invalid config")
+
+// MaxBuckets is the most buckets a window has: an hour of one-second buckets.
+const MaxBuckets = 3600
 
 func (c WindowConfig) withDefaults() WindowConfig {
 	if c.Width == 0 {
@@ -92,8 +95,8 @@ func (c WindowConfig) Validate() error {
 	if c.Width < time.Millisecond {
 		errs = append(errs, fmt.Errorf("%w: window width %v is below 1ms", ErrInvalidConfig, c.Width))
 	}
-	if c.Buckets < 1 || c.Buckets > 3600 {
-		errs = append(errs, fmt.Errorf("%w: window buckets %d out of [1, 3600]", ErrInvalidConfig, c.Buckets))
+	if c.Buckets < 1 || c.Buckets > MaxBuckets {
+		errs = append(errs, fmt.Errorf("%w: window buckets %d out of [1, %d]", ErrInvalidConfig, c.Buckets, MaxBuckets))
 	}
 	return errors.Join(errs...)
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"net/http"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,9 +39,9 @@ var ErrTooManyRules = errors.New("middleware: too many admission rules")
 // 503 for every other rejection.
 func StatusOf(err error) int {
 	if errors.Is(err, ErrThrottled) {
-		return 429
+		return http.StatusTooManyRequests
 	}
-	return 503
+	return http.StatusServiceUnavailable
 }
 
 // Info is what admission needs to know of a request.
@@ -530,15 +531,32 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 	return Permit{a: a, held: true, route: route, model: model}, nil
 }
 
-// throttleDelay is how long until l has a token for one more request, at most a minute.
+// The bounds of the Retry-After the admission gives rejected requests: at least a
+// second, the unit of the header, so a client never retries at once; at most a
+// minute, so a client is never told to stay away longer than the loop takes to
+// change its mind.
+const (
+	minRetryAfter = time.Second
+	maxRetryAfter = time.Minute
+)
+
+// The completion-rate estimate behind [Admission.RetryAfterEstimate]: sampled at most
+// every drainSampleEvery, averaged with time constant drainDecay.
+const (
+	drainSampleEvery = 100 * time.Millisecond
+	drainDecay       = 2 * time.Second
+)
+
+// throttleDelay is how long until l has a token for one more request, within the
+// Retry-After bounds.
 func throttleDelay(l *rate.Limiter, now time.Time) time.Duration {
 	if l.Limit() == 0 {
-		return time.Minute
+		return maxRetryAfter
 	}
 	r := l.ReserveN(now, 1)
 	d := r.DelayFrom(now)
 	r.CancelAt(now)
-	return min(max(d, time.Second), time.Minute)
+	return min(max(d, minRetryAfter), maxRetryAfter)
 }
 
 // RetryAfterEstimate is the Retry-After given to shed and queue-rejected requests when
@@ -549,10 +567,10 @@ func (a *Admission) RetryAfterEstimate(now time.Time) time.Duration {
 	rateNow := a.drain.rate(now, a.completed.Load())
 	backlog := float64(a.inFlight.Load() + a.waiting.Load())
 	if rateNow <= 0 || backlog <= 0 {
-		return time.Second
+		return minRetryAfter
 	}
-	secs := math.Ceil(backlog / rateNow)
-	return time.Duration(min(max(secs, 1), 60)) * time.Second
+	d := time.Duration(math.Ceil(backlog/rateNow)) * time.Second
+	return min(max(d, minRetryAfter), maxRetryAfter)
 }
 
 // drainEstimate is a moving average of the completion rate, sampled at most every
@@ -568,12 +586,12 @@ func (d *drainEstimate) rate(now time.Time, done uint64) float64 {
 	if d.mu.TryLock() {
 		if d.lastAt.IsZero() {
 			d.lastAt, d.lastDone = now, done
-		} else if dt := now.Sub(d.lastAt); dt >= 100*time.Millisecond {
+		} else if dt := now.Sub(d.lastAt); dt >= drainSampleEvery {
 			sample := float64(done-d.lastDone) / dt.Seconds()
 			old := math.Float64frombits(d.value.Load())
 			next := sample
 			if old > 0 {
-				w := math.Exp(-dt.Seconds() / 2) // a two-second time constant
+				w := math.Exp(-dt.Seconds() / drainDecay.Seconds())
 				next = old*w + sample*(1-w)
 			}
 			d.value.Store(math.Float64bits(next))
