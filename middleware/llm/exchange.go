@@ -193,7 +193,15 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	g.stats.requests.Add(1)
 	x := g.pool.Get().(*exchange)
 	x.refs.Store(2) // the handler, and the body until closed
-	defer x.release()
+	defer func() {
+		// Whoever holds r after the handler (an outer middleware) must not reach the
+		// exchange, which goes back to the pool; a transport still sending the body
+		// holds its own copy of the request, whose Body it closes.
+		if r.Body == io.ReadCloser(x) {
+			r.Body, r.GetBody = http.NoBody, nil
+		}
+		x.release()
+	}()
 	x.start = g.opts.clock.Now()
 
 	tooLarge, err := x.readBody(r, g.cfg.MaxBodyBytes)

@@ -405,3 +405,23 @@ func mustWrap(tb testing.TB, h http.Handler, opts ...middleware.Option) http.Han
 	}
 	return w
 }
+
+// After the gateway's handler returns, the request no longer reaches the pooled
+// exchange (an outer middleware reading r.Body gets an empty body).
+func TestGatewayLetsGoOfTheRequest(t *testing.T) {
+	gw, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var during bool
+	h := gw.Wrap(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		_, during = FromRequest(r)
+		io.Copy(io.Discard, r.Body)
+		r.Body.Close()
+	}))
+	req := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader(chatBody))
+	h.ServeHTTP(httptest.NewRecorder(), req)
+	if _, after := FromRequest(req); !during || after || req.Body != http.NoBody {
+		t.Errorf("during %v, after %v, body %T", during, after, req.Body)
+	}
+}
