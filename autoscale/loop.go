@@ -1,6 +1,7 @@
 package autoscale
 
 import (
+	"cmp"
 	"context"
 	crand "crypto/rand"
 	"encoding/hex"
@@ -149,15 +150,7 @@ func NewLoop(opts ...Option) (*Loop, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, err)
 	}
-	slices.SortFunc(l.targets, func(a, b *target) int {
-		switch {
-		case a.cfg.Name < b.cfg.Name:
-			return -1
-		case a.cfg.Name > b.cfg.Name:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(l.targets, func(a, b *target) int { return cmp.Compare(a.cfg.Name, b.cfg.Name) })
 	for i, t := range l.targets {
 		l.byName[t.cfg.Name] = i
 	}

@@ -254,12 +254,12 @@ func (t *target) safe(now time.Time, current int, out PolicyOutput) (int, []Safe
 	start := t.periodStart(now, current)
 	switch {
 	case desired > current:
-		limit := max(t.up.upLimit(start, current), current)
+		limit := max(t.up.limit(start, current, true), current)
 		if desired > limit {
 			desired = add(StepRateUp, desired, limit, "scale-up limit %d (select %s)", limit, t.up.Select)
 		}
 	case desired < current:
-		limit := min(t.down.downLimit(start, current), current)
+		limit := min(t.down.limit(start, current, false), current)
 		if desired < limit {
 			desired = add(StepRateDown, desired, limit, "scale-down limit %d (select %s)", limit, t.down.Select)
 		}

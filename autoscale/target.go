@@ -262,61 +262,46 @@ func DefaultScaleDown() *Rules {
 	}
 }
 
-// Scale-up and scale-down limits, as the HPA computes them
-// (pkg/controller/podautoscaler/horizontal.go, calculateScaleUpLimitWithScalingRules
-// and calculateScaleDownLimitWithBehaviors).
-func (r *Rules) upLimit(periodStart func(time.Duration) int, current int) int {
-	if r.Select == SelectDisabled {
-		return current
-	}
-	if len(r.Policies) == 0 {
-		return math.MaxInt
-	}
-	result := math.MinInt
-	if r.Select == SelectMin {
-		result = math.MaxInt
-	}
-	for _, p := range r.Policies {
-		start := periodStart(p.Period)
-		var proposed int
-		if p.Kind == Pods {
-			proposed = start + p.Value
-		} else {
-			proposed = int(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
-		}
-		if r.Select == SelectMin {
-			result = min(result, proposed)
-		} else {
-			result = max(result, proposed)
-		}
-	}
-	return result
-}
+func maxInt(a, b int) int { return max(a, b) }
+func minInt(a, b int) int { return min(a, b) }
 
-func (r *Rules) downLimit(periodStart func(time.Duration) int, current int) int {
+// limit is the scale-up (up) or scale-down limit, as the HPA computes them
+// (pkg/controller/podautoscaler/horizontal.go, calculateScaleUpLimitWithScalingRules
+// and calculateScaleDownLimitWithBehaviors). The two differ in direction only: a
+// policy moves from the count at its period's start by its Pods or Percent (rounded
+// up going up, down going down), SelectMax takes the loosest limit and SelectMin the
+// tightest.
+func (r *Rules) limit(periodStart func(time.Duration) int, current int, up bool) int {
 	if r.Select == SelectDisabled {
 		return current
 	}
-	if len(r.Policies) == 0 {
-		return math.MinInt
+	loosest, tightest := maxInt, minInt
+	noLimit, noneYet := math.MaxInt, math.MinInt
+	if !up {
+		loosest, tightest = minInt, maxInt
+		noLimit, noneYet = math.MinInt, math.MaxInt
 	}
-	result := math.MaxInt
+	if len(r.Policies) == 0 {
+		return noLimit
+	}
+	combine, result := loosest, noneYet
 	if r.Select == SelectMin {
-		result = math.MinInt
+		combine, result = tightest, noLimit
 	}
 	for _, p := range r.Policies {
 		start := periodStart(p.Period)
 		var proposed int
-		if p.Kind == Pods {
+		switch {
+		case p.Kind == Pods && up:
+			proposed = start + p.Value
+		case p.Kind == Pods:
 			proposed = start - p.Value
-		} else {
+		case up:
+			proposed = int(math.Ceil(float64(start) * (1 + float64(p.Value)/100)))
+		default:
 			proposed = int(float64(start) * (1 - float64(p.Value)/100))
 		}
-		if r.Select == SelectMin {
-			result = max(result, proposed)
-		} else {
-			result = min(result, proposed)
-		}
+		result = combine(result, proposed)
 	}
 	return result
 }

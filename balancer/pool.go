@@ -1,6 +1,7 @@
 package balancer
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -328,15 +329,7 @@ func (p *Pool) Update(endpoints []Endpoint) error {
 	for _, b := range next {
 		p.order = append(p.order, b)
 	}
-	slices.SortFunc(p.order, func(a, b *Backend) int {
-		switch {
-		case a.id < b.id:
-			return -1
-		case a.id > b.id:
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(p.order, func(a, b *Backend) int { return cmp.Compare(a.id, b.id) })
 	if len(endpoints) > 0 {
 		p.initialized = true
 	}

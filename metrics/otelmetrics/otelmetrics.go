@@ -22,6 +22,7 @@
 package otelmetrics
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -147,19 +148,7 @@ func observe(o metric.Observer, reg *metrics.Registry, cfg config, g gauges) {
 		})
 		// The busiest first; ties by key, so the export is stable.
 		slices.SortFunc(entries, func(a, b entry) int {
-			if a.snap.Count != b.snap.Count {
-				if a.snap.Count > b.snap.Count {
-					return -1
-				}
-				return 1
-			}
-			switch {
-			case a.key < b.key:
-				return -1
-			case a.key > b.key:
-				return 1
-			}
-			return 0
+			return cmp.Or(cmp.Compare(b.snap.Count, a.snap.Count), cmp.Compare(a.key, b.key))
 		})
 		for _, e := range entries[:min(len(entries), cfg.topN)] {
 			attrs := metric.WithAttributes(attribute.String("scope", string(scope)), attribute.String("key", e.key))
