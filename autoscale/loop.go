@@ -200,7 +200,8 @@ func (l *Loop) Targets() []TargetState {
 	return out
 }
 
-// Run steps the loop every tick, at the time its clock reads, until ctx ends. It then
+// Run steps the loop every tick, at the time its clock reads and on its clock's timers
+// (so a [metrics.ManualClock] drives it in tests), until ctx ends. It then
 // closes the loop (see [Loop.Close]) and returns ctx's error. It returns [ErrRunning] if
 // the loop already runs and [ErrClosed] if it was closed. Errors of single steps are
 // recorded and logged, not returned.
@@ -213,8 +214,7 @@ func (l *Loop) Run(ctx context.Context) error {
 	}
 	defer l.running.Store(false)
 	defer l.Close()
-	t := time.NewTicker(l.tick)
-	defer t.Stop()
+	next := l.clock.Now()
 	for {
 		if _, err := l.Step(ctx, l.clock.Now()); err != nil {
 			if ctx.Err() != nil {
@@ -225,10 +225,18 @@ func (l *Loop) Run(ctx context.Context) error {
 			}
 			l.logger.LogAttrs(ctx, slog.LevelWarn, "autoscale: step failed", slog.Any("error", err))
 		}
+		// Ticks fall on the clock at whole periods from the start; a step that
+		// overran skips the ticks it missed, as a time.Ticker drops them.
+		next = next.Add(l.tick)
+		if now := l.clock.Now(); !next.After(now) {
+			next = next.Add((now.Sub(next)/l.tick + 1) * l.tick)
+		}
+		timer := l.clock.NewTimer(next.Sub(l.clock.Now()))
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return ctx.Err()
-		case <-t.C:
+		case <-timer.C():
 		}
 	}
 }

@@ -695,3 +695,48 @@ func TestRequestsCarryASequence(t *testing.T) {
 		t.Errorf("two loops share the stream %q", seqs[0][0].Stream)
 	}
 }
+
+// TestRunTicksOnTheClock drives Run with a manual clock: a step at the start, one per
+// tick advanced, none before the tick is due, and a step that finds the clock far ahead
+// skips the ticks it missed.
+func TestRunTicksOnTheClock(t *testing.T) {
+	clk := metrics.NewManualClock(t0)
+	steps := make(chan time.Time, 10)
+	l, err := autoscale.NewLoop(autoscale.WithPolicy(scaleTo("a", 3)), autoscale.WithDefaultActuator(new(actuatortest.Recorder)),
+		autoscale.WithClock(clk), autoscale.WithTick(time.Second),
+		autoscale.WithObserver(func(tk autoscale.Tick) { steps <- tk.Time }),
+		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 5, Safety: free}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- l.Run(ctx) }()
+	wantStep := func(want time.Time) {
+		t.Helper()
+		if got := <-steps; !got.Equal(want) {
+			t.Fatalf("step at %v, want %v", got, want)
+		}
+		if err := clk.WaitTimers(ctx, 1); err != nil { // Run waits for the next tick
+			t.Fatal(err)
+		}
+	}
+	wantStep(t0)
+	clk.Advance(999 * time.Millisecond)
+	select {
+	case at := <-steps:
+		t.Fatalf("step at %v before the tick", at)
+	default:
+	}
+	clk.Advance(time.Millisecond)
+	wantStep(t0.Add(time.Second))
+	clk.Advance(3500 * time.Millisecond) // the clock jumps: one step, then the next whole tick
+	wantStep(t0.Add(4500 * time.Millisecond))
+	if at, _ := clk.NextTimer(); !at.Equal(t0.Add(5 * time.Second)) {
+		t.Errorf("next tick at %v, want %v", at, t0.Add(5*time.Second))
+	}
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("Run returned %v, want context.Canceled", err)
+	}
+}

@@ -353,11 +353,8 @@ func checkFraction(f float64) error {
 // route, and fraction 0 stops shedding. A retryAfter of zero lets the admission
 // estimate one from its state at each rejection (see [Admission.RetryAfterEstimate]).
 func (a *Admission) Shed(route string, fraction float64, retryAfter time.Duration) error {
-	if err := checkFraction(fraction); err != nil {
+	if err := checkShed(fraction, retryAfter); err != nil {
 		return err
-	}
-	if retryAfter < 0 {
-		return fmt.Errorf("middleware: negative retry-after %v", retryAfter)
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -368,14 +365,22 @@ func (a *Admission) Shed(route string, fraction float64, retryAfter time.Duratio
 	return setRule(a, a.shed, route, &shedRule{fraction, retryAfter}, nil)
 }
 
-// ShedPriority rejects fraction of the requests of one priority class, as [Admission.Shed]
-// does for a route.
-func (a *Admission) ShedPriority(class int, fraction float64, retryAfter time.Duration) error {
+// checkShed checks the arguments of [Admission.Shed] and [Admission.ShedPriority].
+func checkShed(fraction float64, retryAfter time.Duration) error {
 	if err := checkFraction(fraction); err != nil {
 		return err
 	}
 	if retryAfter < 0 {
 		return fmt.Errorf("middleware: negative retry-after %v", retryAfter)
+	}
+	return nil
+}
+
+// ShedPriority rejects fraction of the requests of one priority class, as [Admission.Shed]
+// does for a route.
+func (a *Admission) ShedPriority(class int, fraction float64, retryAfter time.Duration) error {
+	if err := checkShed(fraction, retryAfter); err != nil {
+		return err
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
