@@ -42,11 +42,23 @@
 //   - [luabind]: the sandboxed, pooled Lua runtime and its hooks; luabind/luatest runs
 //     Lua tests of scripts, luabind/luahttp plugs on_request into the middleware.
 //
-// Lower packages never import higher ones: metrics and actuator import nothing of the
-// module; balancer imports metrics; autoscale imports metrics and actuator; luabind
-// imports metrics, autoscale and balancer; middleware imports metrics and balancer.
+// Lower packages never import higher ones: metrics imports nothing of the module and
+// actuator only metrics (for its clock); balancer imports metrics; autoscale imports
+// metrics and actuator; luabind imports metrics, autoscale and balancer; middleware
+// imports metrics and balancer.
 // Where a higher package acts on a lower one's object, it declares a small interface
 // that the other satisfies.
+//
+// # One shape for every constructor
+//
+// A constructor that can fail returns its value and an error that reports every bad
+// setting at once, wrapping the package's ErrInvalidConfig; a nil option or a nil
+// argument to an option is one of them, never a panic. Collaborators are options of
+// one shape everywhere: WithClock takes a [metrics.Clock] (whose timers a
+// [metrics.ManualClock] fires on Advance, so tests never sleep), WithRand a
+// math/rand/v2 Source, WithLogger a *slog.Logger. Leaving out WithLogger means
+// [slog.Default], in every package, so that a failure is never silent for want of a
+// logger; pass slog.New(slog.DiscardHandler) to silence one part.
 //
 // [middleware]: https://pkg.go.dev/github.com/autoscalelua/autoscalelua/middleware
 // [metrics]: https://pkg.go.dev/github.com/autoscalelua/autoscalelua/metrics
