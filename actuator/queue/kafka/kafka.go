@@ -61,13 +61,14 @@ func (p *Publisher) Publish(ctx context.Context, e queue.Event) error {
 // to a [queue.Handler], normally a [*queue.Consumer]. It owns its franz-go
 // client, which lives exactly as long as [Subscriber.Run].
 type Subscriber struct {
-	h      queue.Handler
-	topic  string
-	group  string
-	kopts  []kgo.Opt
-	base   time.Duration
-	max    time.Duration
-	logger *slog.Logger
+	h       queue.Handler
+	topic   string
+	group   string
+	kopts   []kgo.Opt
+	base    time.Duration
+	max     time.Duration
+	logger  *slog.Logger
+	optErrs []error // bad options, reported by NewSubscriber
 }
 
 // SubscriberOption configures a [Subscriber].
@@ -99,9 +100,11 @@ func WithRetryBackoff(base, maxDelay time.Duration) SubscriberOption {
 // everywhere in this module.
 func WithSubscriberLogger(l *slog.Logger) SubscriberOption {
 	return func(s *Subscriber) {
-		if l != nil {
-			s.logger = l
+		if l == nil {
+			s.optErrs = append(s.optErrs, errors.New("nil logger"))
+			return
 		}
+		s.logger = l
 	}
 }
 
@@ -126,9 +129,14 @@ func NewSubscriber(h queue.Handler, topic, group string, opts ...SubscriberOptio
 		logger: slog.Default(),
 	}
 	for _, o := range opts {
-		if o != nil {
-			o(s)
+		if o == nil {
+			s.optErrs = append(s.optErrs, errors.New("nil option"))
+			continue
 		}
+		o(s)
+	}
+	if len(s.optErrs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(s.optErrs...))
 	}
 	s.max = max(s.max, s.base)
 	return s, nil

@@ -103,6 +103,7 @@ type Subscriber struct {
 	batch   int
 	logger  *slog.Logger
 	backoff func(attempt int) time.Duration
+	optErrs []error // bad options, reported by NewSubscriber
 }
 
 // SubscriberOption configures a [Subscriber].
@@ -158,9 +159,11 @@ func WithFetchWait(d time.Duration) SubscriberOption {
 // everywhere in this module.
 func WithSubscriberLogger(l *slog.Logger) SubscriberOption {
 	return func(s *Subscriber) {
-		if l != nil {
-			s.logger = l
+		if l == nil {
+			s.optErrs = append(s.optErrs, errors.New("nil logger"))
+			return
 		}
+		s.logger = l
 	}
 }
 
@@ -207,9 +210,14 @@ func NewSubscriber(nc *natsgo.Conn, stream, durable string, h queue.Handler, opt
 		},
 	}
 	for _, o := range opts {
-		if o != nil {
-			o(s)
+		if o == nil {
+			s.optErrs = append(s.optErrs, errors.New("nil option"))
+			continue
 		}
+		o(s)
+	}
+	if len(s.optErrs) > 0 {
+		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(s.optErrs...))
 	}
 	return s, nil
 }
