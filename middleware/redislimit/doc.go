@@ -31,9 +31,20 @@
 //	Burst + Rate×T + N×B
 //
 // for N replicas, B the largest batch (MaxBatch, or the largest ask): the allowances
-// they held at the start of the interval come on top (TestClusterLimit checks it). The price is that tokens a replica holds while its
-// share of the traffic falls are not available to the others: at most MaxBatch per
-// replica and tenant.
+// they held at the start of the interval come on top (TestClusterLimit checks it).
+// The price is that tokens a replica holds while its share of the traffic falls are
+// not available to the others: at most MaxBatch per replica and tenant.
+//
+// # What the limit does not promise
+//
+// The cluster-wide total holds; how it divides among replicas does not follow each
+// replica's share of the traffic. While a tenant asks for more than its limit, the
+// bucket's tokens go to whichever replica's refresh reaches Redis first, so a replica
+// that sees 80% of a tenant's requests may admit fewer of them than one that sees 15%
+// (one run admitted 134, 252 and 195 requests on replicas offered 80%, 15% and 5%).
+// Every replica throttles its excess with the same 429, so a client sees one limit; a
+// load balancer that spreads a tenant's requests evenly also spreads its admissions
+// evenly.
 //
 // # When Redis is down or slow
 //
