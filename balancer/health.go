@@ -206,18 +206,11 @@ func NewHealthChecker(pool *Pool, cfg HealthCheck, client *http.Client) (*Health
 	return &HealthChecker{pool: pool, cfg: cfg, client: client}, nil
 }
 
-// Run checks every member each Interval until ctx is done, and returns ctx's error.
+// Run checks every member at once and then each Interval on the pool's clock until ctx
+// is done, and returns ctx's error.
 func (h *HealthChecker) Run(ctx context.Context) error {
-	t := time.NewTicker(h.cfg.Interval)
-	defer t.Stop()
-	for {
-		h.Check(ctx)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-		}
-	}
+	h.Check(ctx)
+	return every(ctx, h.pool.clock, h.cfg.Interval, func() { h.Check(ctx) })
 }
 
 // HealthStats counts what a checker did.

@@ -175,16 +175,53 @@ func TestHealthCheckRiseFall(t *testing.T) {
 	}
 }
 
-func TestHealthCheckerRunStops(t *testing.T) {
-	p, _ := newPool(t, 0)
-	hc, err := balancer.NewHealthChecker(p, balancer.HealthCheck{Interval: time.Hour}, nil)
+func TestHealthCheckerRun(t *testing.T) {
+	const interval = 5 * time.Second
+	srv := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer srv.Close()
+	clock := metrics.NewManualClock(t0)
+	p, err := balancer.New(balancer.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Update([]balancer.Endpoint{{ID: "a", URL: srv.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	client := srv.Client()
+	defer client.CloseIdleConnections()
+	hc, err := balancer.NewHealthChecker(p, balancer.HealthCheck{Interval: interval}, client)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- hc.Run(ctx) }()
+	// step advances the clock by d and waits for Run to arm its next timer, at next.
+	step := func(d time.Duration, next time.Time, wantChecks uint64) {
+		t.Helper()
+		clock.Advance(d)
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		if err := clock.WaitTimers(wctx, 1); err != nil {
+			t.Fatalf("Run armed no timer: %v", err)
+		}
+		if at, _ := clock.NextTimer(); !at.Equal(next) {
+			t.Fatalf("next check at %v, want %v", at.Sub(t0), next.Sub(t0))
+		}
+		if got := hc.Stats().Checks; got != wantChecks {
+			t.Fatalf("at %v: %d checks, want %d", clock.Now().Sub(t0), got, wantChecks)
+		}
+	}
+	step(0, t0.Add(interval), 1)                         // one check at once
+	step(interval-time.Millisecond, t0.Add(interval), 1) // none before the interval
+	step(time.Millisecond, t0.Add(2*interval), 2)
+	step(2*interval+interval/2, t0.Add(4*interval), 4) // a jump past two ticks: two checks
 	cancel()
-	if err := hc.Run(ctx); !errors.Is(err, context.Canceled) {
+	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+	if n := clock.Timers(); n != 0 {
+		t.Errorf("Run left %d timers", n)
 	}
 }
 

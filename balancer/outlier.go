@@ -121,20 +121,11 @@ func (o Outlier) withDefaults() Outlier {
 	return o
 }
 
-// Run runs the interval detectors every [Outlier.Interval] until ctx is done, and
-// returns ctx's error. It is optional: without it only the consecutive-failure
-// detectors eject. Run it at most once per pool.
+// Run runs the interval detectors every [Outlier.Interval] on the pool's clock until
+// ctx is done, and returns ctx's error. It is optional: without it only the
+// consecutive-failure detectors eject. Run it at most once per pool.
 func (p *Pool) Run(ctx context.Context) error {
-	t := time.NewTicker(p.outlier.Interval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			p.Sweep(p.clock.Now())
-		}
-	}
+	return every(ctx, p.clock, p.outlier.Interval, func() { p.Sweep(p.clock.Now()) })
 }
 
 // Sweep runs the interval detectors once at now, over the last [Outlier.Interval] of

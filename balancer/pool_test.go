@@ -532,14 +532,54 @@ func TestStaticDiscovery(t *testing.T) {
 	}
 }
 
-func TestPoolRunStops(t *testing.T) {
-	p, _ := newPool(t, 1)
+func TestPoolRun(t *testing.T) {
+	const interval = 10 * time.Second
+	p, clock := newPool(t, 6, balancer.WithOutlier(balancer.Outlier{
+		Consecutive5xx: -1, ConsecutiveGatewayFailure: -1, RequestVolume: 50, MaxEjectionPercent: 50, Interval: interval,
+	}))
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- p.Run(ctx) }()
+	wait := func(want time.Time) {
+		t.Helper()
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		if err := clock.WaitTimers(wctx, 1); err != nil {
+			t.Fatalf("Run armed no timer: %v", err)
+		}
+		if at, _ := clock.NextTimer(); !at.Equal(want) {
+			t.Fatalf("next sweep at %v, want %v", at.Sub(t0), want.Sub(t0))
+		}
+	}
+	wait(t0.Add(interval))
+	clock.Advance(interval / 2)
+	b3, _ := p.Lookup("b03")
+	for _, b := range p.Backends() {
+		for k := range 100 {
+			o := balancer.Outcome{Status: 200, Latency: 10 * time.Millisecond, At: clock.Now()}
+			if b == b3 && k%2 == 0 {
+				o.Status = 500
+			}
+			balancer.Result{Backend: b}.Done(o)
+		}
+	}
+	if !b3.Healthy() {
+		t.Fatal("b03 ejected before the first sweep")
+	}
+	clock.Advance(interval / 2)
+	wait(t0.Add(2 * interval))
+	if b3.Healthy() {
+		t.Error("the sweep at one interval did not eject b03")
+	}
+	// A jump past two ticks runs one sweep at once and keeps the schedule.
+	clock.Advance(2*interval + interval/2)
+	wait(t0.Add(4 * interval))
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Run = %v, want context.Canceled", err)
+	}
+	if n := clock.Timers(); n != 0 {
+		t.Errorf("Run left %d timers", n)
 	}
 }
 

@@ -259,17 +259,29 @@ func New(opts ...Option) (*Dashboard, error) {
 	return &Dashboard{cfg: c, static: http.FileServerFS(sub), samples: make([]Sample, c.history)}, nil
 }
 
-// Run samples the figures every interval until ctx ends, and returns ctx's error.
+// Run samples the figures at once and then every interval on the dashboard's clock
+// until ctx ends, and returns ctx's error. Samples fall at whole intervals from the
+// start, as with a [time.Ticker]: after a sample that overran, the next is taken at once
+// and the ticks in between are dropped.
 func (d *Dashboard) Run(ctx context.Context) error {
-	t := time.NewTicker(d.cfg.interval)
-	defer t.Stop()
-	d.Sample(d.cfg.clock.Now())
+	clock, period := d.cfg.clock, d.cfg.interval
+	next := clock.Now()
 	for {
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-t.C:
-			d.Sample(d.cfg.clock.Now())
+		d.Sample(clock.Now())
+		next = next.Add(period)
+		if now := clock.Now(); next.After(now) {
+			timer := clock.NewTimer(next.Sub(now))
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return ctx.Err()
+			case <-timer.C():
+			}
+		} else {
+			next = next.Add(now.Sub(next) / period * period) // the latest tick missed
+			if err := ctx.Err(); err != nil {
+				return err
+			}
 		}
 	}
 }

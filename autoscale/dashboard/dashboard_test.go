@@ -268,25 +268,41 @@ func TestNewErrors(t *testing.T) {
 }
 
 func TestRun(t *testing.T) {
+	const interval = time.Second
 	clk := metrics.NewManualClock(t0)
-	dash, err := dashboard.New(dashboard.WithClock(clk), dashboard.WithInterval(10*time.Millisecond))
+	dash, err := dashboard.New(dashboard.WithClock(clk), dashboard.WithInterval(interval))
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error)
 	go func() { done <- dash.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for len(dash.History()) < 3 && time.Now().Before(deadline) {
-		clk.Advance(time.Second)
-		time.Sleep(5 * time.Millisecond)
+	// step advances the clock by d and waits for Run to arm its next timer, at next.
+	step := func(d time.Duration, next time.Time, wantSamples int) {
+		t.Helper()
+		clk.Advance(d)
+		wctx, wcancel := context.WithTimeout(ctx, 10*time.Second)
+		defer wcancel()
+		if err := clk.WaitTimers(wctx, 1); err != nil {
+			t.Fatalf("Run armed no timer: %v", err)
+		}
+		if at, _ := clk.NextTimer(); !at.Equal(next) {
+			t.Fatalf("next sample at %v, want %v", at.Sub(t0), next.Sub(t0))
+		}
+		if got := len(dash.History()); got != wantSamples {
+			t.Fatalf("at %v: %d samples, want %d", clk.Now().Sub(t0), got, wantSamples)
+		}
 	}
+	step(0, t0.Add(interval), 1) // one sample at once
+	step(interval-time.Millisecond, t0.Add(interval), 1)
+	step(time.Millisecond, t0.Add(2*interval), 2)
+	step(2*interval+interval/2, t0.Add(4*interval), 4) // a jump past two ticks: two samples
 	cancel()
 	if err := <-done; err != context.Canceled {
 		t.Errorf("Run returned %v", err)
 	}
-	if len(dash.History()) < 3 {
-		t.Errorf("Run sampled %d points", len(dash.History()))
+	if n := clk.Timers(); n != 0 {
+		t.Errorf("Run left %d timers", n)
 	}
 }
 
