@@ -61,7 +61,7 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	if err := g.pool.Update([]balancer.Endpoint{{ID: "llama-8b-1", URL: backend.URL, Labels: map[string]string{balancer.LabelModel: "llama-8b"}}}); err != nil {
 		b.Fatal(err)
 	}
-	if g.llm, err = newLLM(g.reg, g.specs, slog.New(slog.DiscardHandler)); err != nil {
+	if g.llm, err = newLLM(g.reg, g.specs, nil, slog.New(slog.DiscardHandler)); err != nil {
 		b.Fatal(err)
 	}
 	if g.proxy, err = balancer.NewProxy(g.pool, balancer.WithTransport(&http.Transport{MaxIdleConnsPerHost: 256}), balancer.WithSetModel(setModel),

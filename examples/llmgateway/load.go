@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"math"
@@ -32,7 +33,7 @@ type tenant struct {
 	priority int
 }
 
-var tenants = []tenant{
+var tenants = [...]tenant{
 	{"acme", 0.45, 5},   // a paying customer, interactive
 	{"globex", 0.35, 5}, // another
 	{"batchco", 0.2, 0}, // a low-priority batch job: its prompts are economy
@@ -62,7 +63,17 @@ type loadgen struct {
 
 	inflight                                                  atomic.Int64
 	sent, served, fellBack, budget, shed, overloaded, errored atomic.Int64
+	budgetBy                                                  [len(tenants)]atomic.Int64 // budget rejections by tenant
 	wg                                                        sync.WaitGroup
+}
+
+// budgetRejected returns the budget rejections by tenant.
+func (l *loadgen) budgetRejected() map[string]int64 {
+	m := make(map[string]int64, len(tenants))
+	for i, t := range tenants {
+		m[t.name] = l.budgetBy[i].Load()
+	}
+	return m
 }
 
 func (l *loadgen) counts() counts {
@@ -106,12 +117,12 @@ func (l *loadgen) run(ctx context.Context) {
 					if l.inflight.Load() >= int64(l.max) {
 						continue
 					}
-					body, hdr := l.request(rng, model)
+					body, hdr, who := l.request(rng, model)
 					l.inflight.Add(1)
 					l.sent.Add(1)
 					l.wg.Go(func() {
 						defer l.inflight.Add(-1)
-						l.send(body, hdr)
+						l.send(body, hdr, who)
 					})
 				}
 			}
@@ -130,17 +141,19 @@ func poisson(rng *rand.Rand, mean float64) int {
 	}
 }
 
-// request makes one chat request for model from a random tenant.
-func (l *loadgen) request(rng *rand.Rand, model string) ([]byte, http.Header) {
+// request makes one chat request for model from a random tenant, and returns that
+// tenant's index in tenants.
+func (l *loadgen) request(rng *rand.Rand, model string) ([]byte, http.Header, int) {
 	x := rng.Float64()
-	t := tenants[len(tenants)-1]
-	for _, c := range tenants {
+	who := len(tenants) - 1
+	for i, c := range tenants {
 		if x < c.share {
-			t = c
+			who = i
 			break
 		}
 		x -= c.share
 	}
+	t := tenants[who]
 	words := promptWords[len(promptWords)-1].words
 	x = rng.Float64()
 	for _, w := range promptWords {
@@ -162,10 +175,10 @@ func (l *loadgen) request(rng *rand.Rand, model string) ([]byte, http.Header) {
 	h.Set("Content-Type", "application/json")
 	h.Set(middleware.TenantHeader, t.name)
 	h.Set(priorityHeader, fmt.Sprint(t.priority))
-	return b.Bytes(), h
+	return b.Bytes(), h, who
 }
 
-func (l *loadgen) send(body []byte, hdr http.Header) {
+func (l *loadgen) send(body []byte, hdr http.Header, who int) {
 	req, err := http.NewRequest(http.MethodPost, l.url, bytes.NewReader(body))
 	if err != nil {
 		l.errored.Add(1)
@@ -177,6 +190,16 @@ func (l *loadgen) send(body []byte, hdr http.Header) {
 		l.errored.Add(1)
 		return
 	}
+	var errType string
+	if res.StatusCode == http.StatusTooManyRequests {
+		var e struct {
+			Error struct{ Type string } `json:"error"`
+		}
+		// A body not JSON (the balancer's own 429) is no budget's.
+		if json.NewDecoder(res.Body).Decode(&e) == nil {
+			errType = e.Error.Type
+		}
+	}
 	_, err = io.Copy(io.Discard, res.Body)
 	res.Body.Close()
 	switch {
@@ -187,8 +210,12 @@ func (l *loadgen) send(body []byte, hdr http.Header) {
 		if res.Header.Get(balancer.FallbackHeader) != "" {
 			l.fellBack.Add(1)
 		}
-	case res.StatusCode == http.StatusTooManyRequests && res.Header.Get(budgetHeader) != "":
-		l.budget.Add(1) // the gateway's token budgets
+	case res.StatusCode == http.StatusTooManyRequests && res.Header.Get(budgetHeader) != "" && (errType == "tokens" || errType == "insufficient_quota"):
+		// The gateway's token budgets, told from a model server's 429 (which passes
+		// through with the budget's headers too) by the error's type, as OpenAI's
+		// clients tell a token limit.
+		l.budget.Add(1)
+		l.budgetBy[who].Add(1)
 	case res.Header.Get(middleware.RejectedHeader) != "":
 		l.shed.Add(1) // the admission's
 	case res.StatusCode == http.StatusTooManyRequests || res.StatusCode == http.StatusServiceUnavailable:

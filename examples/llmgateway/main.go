@@ -13,10 +13,15 @@
 // at once, a queue, a KV cache that fills with the tokens in flight, a cold start, and
 // answers /v1/chat/completions streamed (SSE) or not, with usage.
 //
+// Each tenant has a token budget (demoBudgets): acme and globex a generous one, the
+// batch job batchco a tight one and a tighter one still on llama-70b, so batchco runs
+// past its budget and gets 429s with x-ratelimit-remaining-tokens, as OpenAI answers.
+//
 // The terminal shows one line per decision of the loop (scale, with the model's
 // replicas ready, sequences running, requests queued in the servers and KV cache in
 // use; and route), each with the policy's reason; http://localhost:8080/debug/autoscale/ shows per-model replicas, tokens/s,
-// p99 time to first token, rejections and cost per minute. Point any OpenAI client at
+// p99 time to first token, rejections (token budgets' and the admission's) and cost
+// per minute, and the budget rejections among its counters. Point any OpenAI client at
 // http://localhost:8080/v1. -h lists the flags.
 package main
 
@@ -62,6 +67,25 @@ func demoModels() []*modelSpec {
 			inputPrice: 0.18e-6, outputPrice: 0.18e-6, fallback: []string{"hosted"}, min: 1, max: 6},
 		{name: "hosted", prefillTPS: 50000, decodeTPS: 90, batch: 24, queue: 4, kvTokens: 64000,
 			inputPrice: 2.5e-6, outputPrice: 10e-6, min: 1, max: 1},
+	}
+}
+
+// budget is a token budget of the demo: tenant's, or with a model its (tenant,
+// model) one.
+type budget struct {
+	tenant, model string
+	llm.Budget
+}
+
+// demoBudgets are the tenants' token budgets: every tenant without one of its own
+// (acme, globex) gets 1M tokens a minute, more than the load ever asks; batchco, the
+// batch job (a fifth of the requests), gets 60k a minute, a burst of 20k and, of those,
+// 30k a minute on llama-70b: it runs past both.
+func demoBudgets() []budget {
+	return []budget{
+		{llm.AnyTenant, "", llm.Budget{TokensPerMinute: 1_000_000}},
+		{"batchco", "", llm.Budget{TokensPerMinute: 60_000, Burst: 20_000}},
+		{"batchco", "llama-70b", llm.Budget{TokensPerMinute: 30_000, Burst: 10_000}},
 	}
 }
 
@@ -122,6 +146,14 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.Float64Var(&c.scale, "cycle", 1, "stretch the load's cycle (steady 30s, surge 40s, quiet 40s, return 30s) by this factor")
 	fs.BoolVar(&c.noLoad, "no-load", false, "run no built-in load: only your own clients")
 	fs.BoolVar(&c.verbose, "v", false, "log the library's messages too")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: llmgateway [flags]\n\nThe tenants' token budgets (429 with x-ratelimit-remaining-tokens past them):\n")
+		for _, b := range demoBudgets() {
+			fmt.Fprintf(fs.Output(), "  %s\n", b)
+		}
+		fmt.Fprintf(fs.Output(), "\nFlags:\n")
+		fs.PrintDefaults()
+	}
 	if err := fs.Parse(args); err != nil {
 		return c, err
 	}
@@ -219,7 +251,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			}
 		}
 	}
-	if g.llm, err = newLLM(g.reg, g.specs, logger); err != nil {
+	if g.llm, err = newLLM(g.reg, g.specs, demoBudgets(), logger); err != nil {
 		return err
 	}
 	if g.proxy, err = balancer.NewProxy(g.pool, balancer.WithRetryAfter(2*time.Second), balancer.WithSetModel(setModel),
@@ -278,6 +310,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 			s.name, s.min, s.max, s.prefillTPS, s.decodeTPS, s.batch, s.kvTokens, s.coldStart, s.inputPrice*1e6, s.outputPrice*1e6)
 	}
 	fmt.Fprintf(out, "policy llm_cost, tick %v, idle to zero after %v; chains: llama-70b → llama-8b → hosted\n", cfg.tick, cfg.idle)
+	for _, b := range demoBudgets() {
+		fmt.Fprintf(out, "budget %s\n", b)
+	}
 
 	var wg sync.WaitGroup
 	errs := make(chan error, 2)
@@ -338,10 +373,27 @@ func policyConfig(specs []*modelSpec, cfg config) map[string]any {
 		"span": span, "down_ticks": 5, "idle_to_zero": idle}
 }
 
+// String is the budget as the banner and -h show it.
+func (b budget) String() string {
+	who := "tenant " + b.tenant
+	if b.tenant == llm.AnyTenant {
+		who = "every other tenant"
+	}
+	if b.model != "" {
+		who += " on " + b.model
+	}
+	burst := b.Burst
+	if burst == 0 {
+		burst = b.TokensPerMinute
+	}
+	return fmt.Sprintf("%s: %d tokens a minute, burst %d", who, b.TokensPerMinute, burst)
+}
+
 // newLLM is the gateway's LLM layer: it reads each request's body once (model, tenant,
-// prompt), estimates its tokens, guards context windows, and reads the usage the
-// model servers report into the token, TTFT and cost windows per model.
-func newLLM(reg *metrics.Registry, specs []*modelSpec, logger *slog.Logger) (*llm.Gateway, error) {
+// prompt), estimates its tokens, guards context windows, holds each tenant to its
+// token budgets, and reads the usage the model servers report into the token, TTFT
+// and cost windows per model.
+func newLLM(reg *metrics.Registry, specs []*modelSpec, budgets []budget, logger *slog.Logger) (*llm.Gateway, error) {
 	var rows []llm.Model
 	for _, s := range specs {
 		rows = append(rows, llm.Model{Name: s.name, ContextWindow: int64(s.kvTokens), InputPrice: s.inputPrice, OutputPrice: s.outputPrice})
@@ -350,7 +402,16 @@ func newLLM(reg *metrics.Registry, specs []*modelSpec, logger *slog.Logger) (*ll
 	if err != nil {
 		return nil, err
 	}
-	return llm.New(llm.Config{Guard: llm.GuardRefuse}, llm.WithRegistry(reg), llm.WithModels(models), llm.WithLogger(logger))
+	b, err := llm.NewBudgets(llm.BudgetsConfig{}, nil)
+	if err != nil {
+		return nil, err
+	}
+	for _, x := range budgets {
+		if err := b.Set(x.tenant, x.model, x.Budget); err != nil {
+			return nil, err
+		}
+	}
+	return llm.New(llm.Config{Guard: llm.GuardRefuse}, llm.WithRegistry(reg), llm.WithModels(models), llm.WithBudgets(b), llm.WithLogger(logger))
 }
 
 // setModel makes a re-routed request's body name the model it is sent to; the economy
@@ -389,7 +450,7 @@ func counters(g *gateway) map[string]uint64 {
 	st := g.proxy.Stats().Fallback
 	ls := g.llm.Stats()
 	return map[string]uint64{
-		"llm requests": ls.Requests, "context refused": ls.GuardRefused, "no usage": ls.NoUsage,
+		"llm requests": ls.Requests, "context refused": ls.GuardRefused, "budget rejected": ls.BudgetRejected, "no usage": ls.NoUsage,
 		"fallback 429": st.RateLimited, "fallback 5xx": st.ServerErrors, "fallback timeout": st.Timeouts,
 		"fallback unavailable": st.Unavailable, "held for a cold start": uint64(g.hold.held.Load()),
 	}

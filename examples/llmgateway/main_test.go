@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"strings"
 	"sync"
@@ -38,8 +39,9 @@ func (s *syncBuffer) String() string {
 
 // TestDemo runs the demo on a compressed cycle: a surge takes llama-70b to its max
 // (economy prompts go to llama-8b), a quiet stretch takes it to zero, and its return
-// wakes it, holding the first requests. Every request sent is accounted for, on the
-// client's side and in the gateway's model windows.
+// wakes it, holding the first requests. batchco runs past its token budgets and
+// gets 429s; acme and globex never do. Every request sent is accounted for, on the
+// client's side, in the gateway's model windows and in the budgets.
 func TestDemo(t *testing.T) {
 	var out syncBuffer
 	var g *gateway
@@ -82,13 +84,30 @@ func TestDemo(t *testing.T) {
 		t.Errorf("%d requests errored", c.Errored)
 	}
 	// The gateway recorded each request once, under the model it went to.
-	var recorded uint64
+	var recorded, rejected uint64
 	g.reg.Range(metrics.ScopeModel, func(w *metrics.Window) bool {
 		recorded += w.Snapshot(0).Count
+		rejected += w.Snapshot(0).Rejected
 		return true
 	})
 	if recorded != uint64(c.Sent) {
 		t.Errorf("the model windows count %d requests, the client sent %d", recorded, c.Sent)
+	}
+	if rejected != uint64(c.BudgetRejected+c.Shed) {
+		t.Errorf("the model windows count %d rejections, the client %d over budget + %d shed", rejected, c.BudgetRejected, c.Shed)
+	}
+	by := g.load.budgetRejected()
+	if by["batchco"] == 0 || by["acme"] != 0 || by["globex"] != 0 || by["batchco"] != c.BudgetRejected {
+		t.Errorf("budget rejections by tenant %v, want batchco's alone (%d)", by, c.BudgetRejected)
+	}
+	if n := g.llm.Stats().BudgetRejected; n != uint64(c.BudgetRejected) {
+		t.Errorf("the gateway rejected %d over budget, the client saw %d", n, c.BudgetRejected)
+	}
+	if st := g.llm.Budgets().Stats(); st.Outstanding != 0 || st.Reserved != st.Settled {
+		t.Errorf("budgets not settled: %+v", st)
+	}
+	if !strings.Contains(log, "budget tenant batchco: 60000 tokens a minute") || !strings.Contains(log, fmt.Sprintf("budget-rejected %d,", c.BudgetRejected)) {
+		t.Errorf("the banner or the exit line lacks the budgets")
 	}
 	for _, want := range []string{
 		"route llama-70b:economy → llama-8b 100% applied  llm_cost: llama-70b at max 4 replicas",
@@ -105,10 +124,15 @@ func TestDemo(t *testing.T) {
 		t.Errorf("llama-70b did not scale to zero and wake for held requests (held %d)", g.hold.held.Load())
 	}
 	var sawModel bool
+	var sawRejected uint64
 	for _, m := range state.Models {
 		if m.Key == "llama-70b" && m.RPS > 0 {
 			sawModel = true
 		}
+		sawRejected += m.Rejected
+	}
+	if sawRejected == 0 || state.Counters["budget rejected"] == 0 {
+		t.Errorf("the dashboard shows no budget rejections in the surge: models %+v, counters %v", state.Models, state.Counters)
 	}
 	if !sawModel || len(state.Targets) != 3 {
 		t.Errorf("dashboard state: models %+v, targets %+v", state.Models, state.Targets)

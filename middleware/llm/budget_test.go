@@ -187,6 +187,9 @@ func TestBudgetsUnderConcurrency(t *testing.T) {
 	if served.Load() == 0 || rejected.Load() == 0 {
 		t.Errorf("the test did not reach the budget")
 	}
+	if m, tn := rg.rejected(metrics.ScopeModel, "small"), rg.rejected(metrics.ScopeTenant, "acme"); m != uint64(rejected.Load()) || tn != m {
+		t.Errorf("windows count %d (model) and %d (tenant) rejections, the clients %d", m, tn, rejected.Load())
+	}
 	st, _ := budgets.State("acme", "", clk.Now())
 	if s := budgets.Stats(); s.Outstanding != 0 || s.Reserved != s.Settled || st.Level < 0 || st.InFlight != 0 {
 		t.Errorf("stats %+v state %+v", s, st)

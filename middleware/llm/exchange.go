@@ -351,6 +351,12 @@ func (g *Gateway) reserve(w http.ResponseWriter, x *exchange, b *Budgets) *apiEr
 		return nil
 	}
 	g.stats.budgetRejected.Add(1)
+	// The rejected request never reaches the middleware inside, so it is recorded
+	// here, as the admission records its own: the policy and the dashboard's
+	// rejections see it.
+	rej := metrics.Observation{Outcome: metrics.OutcomeRejected}
+	g.opts.registry.Window(metrics.ScopeModel, q.Model).RecordAt(x.start, rej)
+	g.opts.registry.Window(metrics.ScopeTenant, q.Tenant).RecordAt(x.start, rej)
 	if res.RetryAfter > 0 {
 		w.Header().Set("Retry-After", strconv.FormatInt(int64((res.RetryAfter+time.Second-1)/time.Second), 10))
 	}

@@ -171,7 +171,9 @@ func WithHook(h middleware.Hook) Option { return func(o *options) error { o.hook
 // hold too few, and settles from the reported usage when it ends. Every response to
 // a request under a rate limit carries x-ratelimit-limit-tokens,
 // x-ratelimit-remaining-tokens and x-ratelimit-reset-tokens, as OpenAI's do; a
-// rejection carries Retry-After too.
+// rejection carries Retry-After too and is recorded as rejected
+// ([metrics.OutcomeRejected]) in the model's [metrics.ScopeModel] and the tenant's
+// [metrics.ScopeTenant] windows, as the admission records its rejections.
 func WithBudgets(b *Budgets) Option { return func(o *options) error { o.budgets = b; return nil } }
 
 // WithLogger sets the logger; the default is [slog.Default].

@@ -107,6 +107,16 @@ func (rg *rig) count(scope metrics.Scope, key string) uint64 {
 	return w.Snapshot(0).Count
 }
 
+// rejected is the count of rejected requests in scope's window of key.
+func (rg *rig) rejected(scope metrics.Scope, key string) uint64 {
+	rg.handlers.Wait()
+	w, ok := rg.reg.Lookup(scope, key)
+	if !ok {
+		return 0
+	}
+	return w.Snapshot(0).Rejected
+}
+
 const chatBody = `{"model":"small","messages":[{"role":"system","content":"Be brief."},{"role":"user","content":"Say hello to the gateway, please."}],"user":"acme"}`
 
 func TestGatewayRestoresBodyByteForByte(t *testing.T) {
