@@ -210,7 +210,7 @@ func NewHealthChecker(pool *Pool, cfg HealthCheck, client *http.Client) (*Health
 // is done, and returns ctx's error.
 func (h *HealthChecker) Run(ctx context.Context) error {
 	h.Check(ctx)
-	return every(ctx, h.pool.clock, h.cfg.Interval, func() { h.Check(ctx) })
+	return metrics.Every(ctx, h.pool.clock, h.cfg.Interval, func() { h.Check(ctx) })
 }
 
 // HealthStats counts what a checker did.

@@ -7,6 +7,8 @@ import (
 	"math"
 	"slices"
 	"time"
+
+	"github.com/autoscalelua/autoscalelua/metrics"
 )
 
 // Outlier configures passive outlier detection, modelled on Envoy's
@@ -125,7 +127,7 @@ func (o Outlier) withDefaults() Outlier {
 // ctx is done, and returns ctx's error. It is optional: without it only the
 // consecutive-failure detectors eject. Run it at most once per pool.
 func (p *Pool) Run(ctx context.Context) error {
-	return every(ctx, p.clock, p.outlier.Interval, func() { p.Sweep(p.clock.Now()) })
+	return metrics.Every(ctx, p.clock, p.outlier.Interval, func() { p.Sweep(p.clock.Now()) })
 }
 
 // Sweep runs the interval detectors once at now, over the last [Outlier.Interval] of

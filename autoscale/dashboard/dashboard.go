@@ -260,30 +260,10 @@ func New(opts ...Option) (*Dashboard, error) {
 }
 
 // Run samples the figures at once and then every interval on the dashboard's clock
-// until ctx ends, and returns ctx's error. Samples fall at whole intervals from the
-// start, as with a [time.Ticker]: after a sample that overran, the next is taken at once
-// and the ticks in between are dropped.
+// ([metrics.Every]) until ctx ends, and returns ctx's error.
 func (d *Dashboard) Run(ctx context.Context) error {
-	clock, period := d.cfg.clock, d.cfg.interval
-	next := clock.Now()
-	for {
-		d.Sample(clock.Now())
-		next = next.Add(period)
-		if now := clock.Now(); next.After(now) {
-			timer := clock.NewTimer(next.Sub(now))
-			select {
-			case <-ctx.Done():
-				timer.Stop()
-				return ctx.Err()
-			case <-timer.C():
-			}
-		} else {
-			next = next.Add(now.Sub(next) / period * period) // the latest tick missed
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-		}
-	}
+	d.Sample(d.cfg.clock.Now())
+	return metrics.Every(ctx, d.cfg.clock, d.cfg.interval, func() { d.Sample(d.cfg.clock.Now()) })
 }
 
 // KeyStats are a window's figures as the page shows them.
