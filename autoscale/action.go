@@ -11,10 +11,11 @@ import (
 var ErrInvalidAction = errors.New("autoscale: invalid action")
 
 // An Action is one thing a policy asks for. The set is closed: [Scale], [SetWeight],
-// [Eject], [Shed], [Throttle] and [Route]. Actions are values; Validate reports what is
-// wrong with one, and the loop drops (and records) invalid actions.
+// [Eject], [Shed], [Throttle], [Route] and [Budget]. Actions are values; Validate
+// reports what is wrong with one, and the loop drops (and records) invalid actions.
 type Action interface {
-	// Kind names the action: "scale", "set_weight", "eject", "shed", "throttle", "route".
+	// Kind names the action: "scale", "set_weight", "eject", "shed", "throttle", "route",
+	// "budget".
 	Kind() string
 	// Validate reports every problem with the action.
 	Validate() error
@@ -83,6 +84,25 @@ type Route struct {
 	Reason string
 }
 
+// MaxTokensPerMinute bounds a [Budget]'s rate and burst.
+const MaxTokensPerMinute = 1 << 50
+
+// Budget sets an AI gateway's token budget for a tenant, or for a tenant on one model:
+// a token bucket refilled at TokensPerMinute up to Burst tokens (middleware/llm's
+// Budgets apply it). A daily quota the budget has stays as it is.
+type Budget struct {
+	Tenant string
+	// Model, when set, makes it the budget of Tenant's requests for Model; empty is
+	// the tenant's across models.
+	Model string
+	// TokensPerMinute is the refill rate, 0..MaxTokensPerMinute; 0 removes the rate
+	// limit.
+	TokensPerMinute int64
+	// Burst is the bucket's size, 0..MaxTokensPerMinute; 0 means TokensPerMinute.
+	Burst int64
+}
+
+func (Budget) action()    {}
 func (Scale) action()     {}
 func (SetWeight) action() {}
 func (Eject) action()     {}
@@ -107,6 +127,9 @@ func (Throttle) Kind() string { return "throttle" }
 
 // Kind returns "route".
 func (Route) Kind() string { return "route" }
+
+// Kind returns "budget".
+func (Budget) Kind() string { return "budget" }
 
 func invalid(a Action, format string, args ...any) error {
 	return fmt.Errorf("%w: %s: %s", ErrInvalidAction, a.Kind(), fmt.Sprintf(format, args...))
@@ -191,6 +214,21 @@ func (a Route) Validate() error {
 	}
 	if !finite(a.Fraction) || a.Fraction < 0 || a.Fraction > 1 {
 		errs = append(errs, invalid(a, "fraction %v out of [0, 1]", a.Fraction))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem with the action.
+func (a Budget) Validate() error {
+	var errs []error
+	if a.Tenant == "" {
+		errs = append(errs, invalid(a, "empty tenant"))
+	}
+	if a.TokensPerMinute < 0 || a.TokensPerMinute > MaxTokensPerMinute {
+		errs = append(errs, invalid(a, "tokens per minute %d out of [0, %d]", a.TokensPerMinute, int64(MaxTokensPerMinute)))
+	}
+	if a.Burst < 0 || a.Burst > MaxTokensPerMinute {
+		errs = append(errs, invalid(a, "burst %d out of [0, %d]", a.Burst, int64(MaxTokensPerMinute)))
 	}
 	return errors.Join(errs...)
 }

@@ -37,6 +37,15 @@ type Throttler interface {
 	Throttle(tenant string, rps float64, burst int) error
 }
 
+// Budgeter sets token budgets, an AI gateway's rate limits in tokens. Register one
+// with [WithBudgeter]; middleware/llm's *Budgets is one.
+type Budgeter interface {
+	// SetTokenRate sets the rate (tokens per minute; 0 removes the rate limit) and
+	// burst (0: the rate) of tenant's budget, or with model set of tenant's budget on
+	// model, keeping a daily quota it has.
+	SetTokenRate(tenant, model string, tokensPerMinute, burst int64) error
+}
+
 // Router re-routes a fraction of one route's requests to another. Register one with
 // [WithRouter].
 type Router interface {

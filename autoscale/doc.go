@@ -11,12 +11,13 @@
 //     Policies read metric windows through a [Reader] (a [RegistryReader] over the
 //     gateway's registry, as of the tick's time; [ScopeSnapshots] reads a whole scope in
 //     one pass) and return typed actions: [Scale], [SetWeight], [Eject], [Shed],
-//     [Throttle], [Route].
+//     [Throttle], [Route], [Budget].
 //   - The safety layer ([Safety]): min/max, a tolerance band, stabilization windows
 //     and step limits with the Kubernetes HPA's semantics, a cooldown, no scale-down in
 //     panic, hold or KEDA-style fallback when the policy fails.
-//   - Appliers ([Pool], [Shedder], [Throttler], [Router]): small interfaces satisfied by
-//     the balancer's pools and the middleware's admission.
+//   - Appliers ([Pool], [Shedder], [Throttler], [Router], [Budgeter]): small interfaces
+//     satisfied by the balancer's pools, the middleware's admission and
+//     middleware/llm's token budgets.
 //   - [Decision] records, kept in a bounded ring ([Loop.Decisions]), logged with slog,
 //     exported as OpenTelemetry metrics and a span per tick; dry-run, shadow policies
 //     and a leader gate ([Elector]).

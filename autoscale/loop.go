@@ -57,6 +57,7 @@ type Loop struct {
 	pools          map[string]Pool
 	shedder        Shedder
 	throttler      Throttler
+	budgeter       Budgeter
 	router         Router
 	elector        Elector
 	observer       func(Tick)
@@ -502,6 +503,11 @@ func (l *Loop) apply(a Action) error {
 			return fmt.Errorf("%w: no throttler", ErrNoApplier)
 		}
 		err = l.throttler.Throttle(a.Tenant, a.RPS, a.Burst)
+	case Budget:
+		if l.budgeter == nil {
+			return fmt.Errorf("%w: no budgeter", ErrNoApplier)
+		}
+		err = l.budgeter.SetTokenRate(a.Tenant, a.Model, a.TokensPerMinute, a.Burst)
 	case Route:
 		if l.router == nil {
 			return fmt.Errorf("%w: no router", ErrNoApplier)

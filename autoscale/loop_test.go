@@ -211,6 +211,9 @@ func (f *fakeAdmission) Shed(route string, fr float64, ra time.Duration) error {
 func (f *fakeAdmission) Throttle(tenant string, rps float64, burst int) error {
 	return f.log("throttle %s %v %d", tenant, rps, burst)
 }
+func (f *fakeAdmission) SetTokenRate(tenant, model string, tpm, burst int64) error {
+	return f.log("budget %s/%s %d %d", tenant, model, tpm, burst)
+}
 func (f *fakeAdmission) Route(from, to string, fr float64) error {
 	return f.log("route %s %s %v", from, to, fr)
 }
@@ -228,31 +231,51 @@ func TestAppliers(t *testing.T) {
 		autoscale.Shed{Route: "/pay", Fraction: 0.25, RetryAfter: 2 * time.Second},
 		autoscale.Throttle{Tenant: "acme", RPS: 10, Burst: 20},
 		autoscale.Route{From: "/v1", To: "/v2", Fraction: 0.1},
+		autoscale.Budget{Tenant: "acme", Model: "llama", TokensPerMinute: 6000, Burst: 500},
 		autoscale.SetWeight{Pool: "nope", Backend: "b1", Weight: 5},
 		autoscale.SetWeight{Pool: "broken", Backend: "b1", Weight: 5},
 		autoscale.Shed{Route: "/pay", Fraction: 2},
 		autoscale.Scale{Target: "ghost", Replicas: 1},
+		autoscale.Budget{TokensPerMinute: 10},
+		autoscale.Budget{Tenant: "acme", TokensPerMinute: -1},
+		autoscale.Budget{Tenant: "acme", Burst: autoscale.MaxTokensPerMinute + 1},
 	}
 	policy := autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) { return actions, nil })
 	l := newLoop(t, autoscale.WithPolicy(policy),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 1, Actuator: new(actuatortest.Recorder)}),
 		autoscale.WithPool("api", adm), autoscale.WithPool("broken", broken),
-		autoscale.WithShedder(adm), autoscale.WithThrottler(adm), autoscale.WithRouter(adm))
+		autoscale.WithShedder(adm), autoscale.WithThrottler(adm), autoscale.WithRouter(adm), autoscale.WithBudgeter(adm))
 	tk := step(t, l, t0)
 	var whys []string
 	for _, r := range tk.Actions {
 		whys = append(whys, r.Why)
 	}
-	wantWhys := []string{"applied", "applied", "applied", "applied", "applied", "no-applier", "error", "invalid", "invalid"}
+	wantWhys := []string{"applied", "applied", "applied", "applied", "applied", "applied", "no-applier", "error", "invalid", "invalid", "invalid", "invalid", "invalid"}
 	if diff := cmp.Diff(wantWhys, whys); diff != "" {
 		t.Errorf("whys (-want +got):\n%s", diff)
 	}
-	wantCalls := []string{"weight b1 5", "eject b2 30s", "shed /pay 0.25 2s", "throttle acme 10 20", "route /v1 /v2 0.1"}
+	wantCalls := []string{"weight b1 5", "eject b2 30s", "shed /pay 0.25 2s", "throttle acme 10 20", "route /v1 /v2 0.1", "budget acme/llama 6000 500"}
 	if diff := cmp.Diff(wantCalls, adm.calls); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(tk.Actions[6].Err, "pool is closed") {
-		t.Errorf("applier error not recorded: %+v", tk.Actions[6])
+	if !strings.Contains(tk.Actions[7].Err, "pool is closed") {
+		t.Errorf("applier error not recorded: %+v", tk.Actions[7])
+	}
+}
+
+// A budget action without a budgeter is recorded as having none, and WithBudgeter
+// refuses nil.
+func TestBudgetWithoutBudgeter(t *testing.T) {
+	policy := autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) {
+		return []autoscale.Action{autoscale.Budget{Tenant: "acme", TokensPerMinute: 60}}, nil
+	})
+	l := newLoop(t, autoscale.WithPolicy(policy), autoscale.WithTargets(autoscale.Target{Name: "a", Max: 1, Actuator: new(actuatortest.Recorder)}))
+	tk := step(t, l, t0)
+	if len(tk.Actions) != 1 || tk.Actions[0].Why != autoscale.WhyNoApplier || !strings.Contains(tk.Actions[0].Err, "no budgeter") {
+		t.Errorf("actions %+v", tk.Actions)
+	}
+	if _, err := autoscale.NewLoop(autoscale.WithBudgeter(nil)); err == nil {
+		t.Error("WithBudgeter(nil) accepted")
 	}
 }
 

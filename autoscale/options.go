@@ -167,6 +167,17 @@ func WithThrottler(t Throttler) Option {
 	}
 }
 
+// WithBudgeter sets the applier of [Budget] actions.
+func WithBudgeter(b Budgeter) Option {
+	return func(l *Loop) error {
+		if b == nil {
+			return errors.New("nil budgeter")
+		}
+		l.budgeter = b
+		return nil
+	}
+}
+
 // WithRouter sets the applier of [Route] actions.
 func WithRouter(r Router) Option {
 	return func(l *Loop) error {

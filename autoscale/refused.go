@@ -16,7 +16,7 @@ import (
 // loop refused an action ([Refusal.Why]).
 const (
 	WhyInvalid   = "invalid"    // it failed validation, or a Scale action names an unknown target
-	WhyNoApplier = "no-applier" // no pool, shedder, throttler or router is registered for it
+	WhyNoApplier = "no-applier" // no pool, shedder, throttler, budgeter or router is registered for it
 	WhyError     = "error"      // its applier returned an error
 )
 

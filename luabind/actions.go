@@ -31,7 +31,7 @@ func field[A autoscale.Action](name string, get func(A) lua.LValue) actionField 
 	return actionField{name, func(a autoscale.Action) lua.LValue { return get(a.(A)) }}
 }
 
-// actionKinds are the six actions, in the order REFERENCE.md lists them. The kind field
+// actionKinds are the seven actions, in the order REFERENCE.md lists them. The kind field
 // every action has is not listed.
 var actionKinds = [...]actionKind{
 	{"scale", ctorScale, []actionField{
@@ -66,6 +66,12 @@ var actionKinds = [...]actionKind{
 		field("to", func(a autoscale.Route) lua.LValue { return lua.LString(a.To) }),
 		field("fraction", func(a autoscale.Route) lua.LValue { return lua.LNumber(a.Fraction) }),
 		field("reason", func(a autoscale.Route) lua.LValue { return lua.LString(a.Reason) }),
+	}},
+	{"budget", ctorBudget, []actionField{
+		field("tenant", func(a autoscale.Budget) lua.LValue { return lua.LString(a.Tenant) }),
+		field("model", func(a autoscale.Budget) lua.LValue { return lua.LString(a.Model) }),
+		field("tokens_per_minute", func(a autoscale.Budget) lua.LValue { return lua.LNumber(a.TokensPerMinute) }),
+		field("burst", func(a autoscale.Budget) lua.LValue { return lua.LNumber(a.Burst) }),
 	}},
 }
 
@@ -189,6 +195,14 @@ func ctorThrottle(L *lua.LState) (autoscale.Action, error) {
 
 func ctorRoute(L *lua.LState) (autoscale.Action, error) {
 	return autoscale.Route{From: L.CheckString(1), To: L.CheckString(2), Fraction: float64(L.CheckNumber(3)), Reason: optString(L, 4)}, nil
+}
+
+func ctorBudget(L *lua.LState) (autoscale.Action, error) {
+	a := autoscale.Budget{Tenant: L.CheckString(1), Model: optString(L, 2), TokensPerMinute: int64(checkInt(L, 3, "tokens_per_minute"))}
+	if L.GetTop() >= 4 && L.Get(4) != lua.LNil {
+		a.Burst = int64(checkInt(L, 4, "burst"))
+	}
+	return a, nil
 }
 
 // luaActionIndex reads a field of an action userdata; an unknown field raises.

@@ -161,6 +161,7 @@ function on_tick(m, state)
     as.scale("web", t.replicas + state.n, "because", { panic = true }),
     set_weight("p", "b1", 5), eject("p", "b2", 30, "5xx"),
     shed("/x", 0.5, 3), throttle("acme", 10), route("/a", "/b", 0.25),
+    budget("acme", nil, 60000), as.budget("batch", "llama", 6000, 500),
   }
 end`, luabind.WithClock(clock))
 	in := &autoscale.Input{Now: clock.Now(), Targets: []autoscale.TargetState{{Name: "web", Replicas: 2}}}
@@ -178,6 +179,8 @@ end`, luabind.WithClock(clock))
 		autoscale.Shed{Route: "/x", Fraction: 0.5, RetryAfter: 3 * time.Second},
 		autoscale.Throttle{Tenant: "acme", RPS: 10, Burst: 10},
 		autoscale.Route{From: "/a", To: "/b", Fraction: 0.25},
+		autoscale.Budget{Tenant: "acme", TokensPerMinute: 60000},
+		autoscale.Budget{Tenant: "batch", Model: "llama", TokensPerMinute: 6000, Burst: 500},
 	}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("actions (-want +got):\n%s", diff)
@@ -193,7 +196,7 @@ end`, luabind.WithClock(clock))
 }
 
 func TestInvalidActionsFailTheTick(t *testing.T) {
-	for _, body := range []string{`scale("web", -1)`, `scale("web", 1.5)`, `shed("/x", 2)`, `eject("p", "b", 0)`, `{ 1 }`, `"scale"`, `{ scale("a", 1), x = 1 }`} {
+	for _, body := range []string{`scale("web", -1)`, `scale("web", 1.5)`, `shed("/x", 2)`, `eject("p", "b", 0)`, `budget("acme", nil, -1)`, `budget("", nil, 10)`, `budget("acme", "m", 1.5)`, `{ 1 }`, `"scale"`, `{ scale("a", 1), x = 1 }`} {
 		t.Run(body, func(t *testing.T) {
 			rt := newRT(t, "function on_tick(m, state) return "+body+" end")
 			acts, err := rt.Decide(context.Background(), &autoscale.Input{Now: time.Unix(1, 0)})

@@ -276,6 +276,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		autoscale.WithTick(cfg.tick),
 		autoscale.WithTargets(targets...),
 		autoscale.WithRouter(g.adm),
+		autoscale.WithBudgeter(g.llm.Budgets()), // a policy's budget actions
 		autoscale.WithLogger(logger),
 		autoscale.WithObserver(func(tk autoscale.Tick) { printTick(out, g, tk) }),
 	); err != nil {

@@ -114,3 +114,31 @@ end`)
 		}
 	}
 }
+
+// TestBudgetAction: a policy's budget actions are asserted on by their fields and by
+// value, and a wrong field fails.
+func TestBudgetAction(t *testing.T) {
+	script := luabind.FromString("p.lua", `
+-- At its max, web's batch tenant gets a tight token budget on llama; below, a loose one.
+function on_tick(m, state)
+  if m.target("web").replicas >= 4 then return budget("batch", "llama", 6000, 500) end
+  return budget("batch", nil, 600000)
+end`)
+	tests := luabind.FromString("p_test.lua", `
+function TestTight()
+  local acts = decide(fixture{ targets = { web = { replicas = 4, max = 4 } } })
+  local b = assert_action(acts, "budget", { tenant = "batch", model = "llama", tokens_per_minute = 6000, burst = 500 })
+  assert_eq(b, budget("batch", "llama", 6000, 500))
+end
+function TestLoose()
+  assert_action(decide(fixture{ targets = { web = { replicas = 1 } } }), "budget", { model = "", tokens_per_minute = 600000, burst = 0 })
+end
+function TestWrong()
+  assert_action(decide(fixture{ targets = { web = { replicas = 1 } } }), "budget", { tokens_per_minute = 6000 })
+end`)
+	r := &recorder{TB: t}
+	luatest.RunSource(r, script, tests)
+	if len(r.errs) != 1 || !strings.Contains(r.errs[0], "TestWrong p_test.lua:11: assert_action: no budget action matching {tokens_per_minute=6000}") {
+		t.Errorf("failures %q, want TestWrong's alone", r.errs)
+	}
+}

@@ -46,8 +46,10 @@
 //
 // The model table ([Gateway.SetModels]), the guard's mode ([Gateway.SetGuard]) and the
 // budgets ([Budgets.Set], [Budgets.Remove]) change while requests flow. The scaling
-// loop's throttle action sets token budgets through [TokenThrottler] (so a Lua
-// on_tick's throttle(tenant, rate, burst) does too), and a Lua on_request installed
+// loop's budget action sets them with Budgets as its budgeter
+// (autoscale.WithBudgeter(budgets); [Budgets.SetTokenRate]), so a Lua on_tick's
+// budget(tenant, model, tokens_per_minute[, burst]) does too; its throttle action can
+// set a tenant's token rate through [TokenThrottler]. A Lua on_request installed
 // with [WithHook] rejects requests or changes their model or tenant before the guard
 // and the budgets see them.
 //
