@@ -48,8 +48,7 @@
 // budgets ([Budgets.Set], [Budgets.Remove]) change while requests flow. The scaling
 // loop's budget action sets them with Budgets as its budgeter
 // (autoscale.WithBudgeter(budgets); [Budgets.SetTokenRate]), so a Lua on_tick's
-// budget(tenant, model, tokens_per_minute[, burst]) does too; its throttle action can
-// set a tenant's token rate through [TokenThrottler]. A Lua on_request installed
+// budget(tenant, model, tokens_per_minute[, burst]) does too. A Lua on_request installed
 // with [WithHook] rejects requests or changes their model or tenant before the guard
 // and the budgets see them.
 //
