@@ -167,3 +167,86 @@ func cpuTime() time.Duration {
 	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// discardWriter is a ResponseWriter that keeps nothing: the in-process benchmark's
+// client side.
+type discardWriter struct{ h http.Header }
+
+func (w *discardWriter) Header() http.Header         { return w.h }
+func (w *discardWriter) Write(p []byte) (int, error) { return len(p), nil }
+func (w *discardWriter) WriteHeader(int)             {}
+
+// BenchmarkFrontendInProcess is the demo's request path without the network: the LLM
+// layer, the classifier, llm_cost's on_request, admission with the economy-lane route
+// rule, the windows and the holder, in front of a handler that reads the body (without
+// closing it, as httputil.ReverseProxy's Transport side does) and answers a short chat
+// completion with usage. It is the CPU the gateway adds per request on top of a proxy,
+// which BenchmarkGatewayVsBareProxy sees as the gap between its ratio and
+// proxy-only-ratio.
+//
+//	go test -run '^$' -bench FrontendInProcess -benchmem ./examples/llmgateway
+func BenchmarkFrontendInProcess(b *testing.B) {
+	answer := []byte(`{"id":"c1","object":"chat.completion","model":"llama-8b","choices":[{"index":0,"message":{"role":"assistant","content":"hi"},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}}`)
+	var served int
+	upstream := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		served++
+		if err := setModel(r, "llama-8b"); err != nil {
+			b.Error(err)
+		}
+		io.Copy(io.Discard, r.Body)
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(answer)
+	})
+	spec := &modelSpec{name: "llama-8b", batch: 1024, queue: 1024, kvTokens: 1 << 30}
+	g := &gateway{specs: []*modelSpec{{name: "llama-70b", cheaper: "llama-8b", batch: 8, kvTokens: 8000}, spec}}
+	var err error
+	if g.reg, err = metrics.NewRegistry(); err != nil {
+		b.Fatal(err)
+	}
+	if g.pool, err = balancer.New(balancer.WithRegistry(g.reg), balancer.WithWindowConcurrency()); err != nil {
+		b.Fatal(err)
+	}
+	if g.llm, err = newLLM(g.reg, g.specs, nil, slog.New(slog.DiscardHandler)); err != nil {
+		b.Fatal(err)
+	}
+	g.fleet = newFleet(g.pool, g.specs, lane)
+	defer g.fleet.Close()
+	g.hold = &holder{fleet: g.fleet, pool: g.pool, lane: lane, timeout: time.Second, next: upstream}
+	src, err := luabind.FromFS(autoscale.Policies(), "policies/llm_cost.lua")
+	if err != nil {
+		b.Fatal(err)
+	}
+	if g.access, err = luabind.New(src, luabind.WithConfig(policyConfig(g.specs, config{}))); err != nil {
+		b.Fatal(err)
+	}
+	defer g.access.Close()
+	if g.adm, err = middleware.NewAdmission(middleware.AdmissionConfig{}); err != nil {
+		b.Fatal(err)
+	}
+	if err := g.adm.Route("llama-70b"+lane, "llama-8b", 1); err != nil {
+		b.Fatal(err)
+	}
+	front, err := frontend(g, slog.New(slog.DiscardHandler))
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := []byte(`{"model":"llama-70b","max_tokens":8,"messages":[{"role":"user","content":"Say hi."}]}`)
+	rd := bytes.NewReader(body)
+	req := httptest.NewRequest(http.MethodPost, "/v1/chat/completions", rd)
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(middleware.TenantHeader, "acme")
+	req.Header.Set(priorityHeader, "0")
+	w := &discardWriter{h: http.Header{}}
+	b.ReportAllocs()
+	for b.Loop() {
+		rd.Reset(body)
+		r := *req
+		r.Body, r.ContentLength = io.NopCloser(rd), int64(len(body))
+		clear(w.h)
+		front.ServeHTTP(w, &r)
+	}
+	if served == 0 || int(g.llm.Stats().Requests) != served {
+		b.Fatalf("the upstream served %d requests of the gateway's %d", served, g.llm.Stats().Requests)
+	}
+}
