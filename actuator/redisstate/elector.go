@@ -172,7 +172,8 @@ func WithElectorClock(c metrics.Clock) ElectorOption {
 	}
 }
 
-// WithElectorLogger sets the logger of leadership changes. Default: no logging.
+// WithElectorLogger sets the logger of leadership changes. Default [slog.Default],
+// the default logger everywhere in this module.
 func WithElectorLogger(l *slog.Logger) ElectorOption {
 	return func(e *Elector) error {
 		if l == nil {
@@ -205,7 +206,7 @@ func NewElector(client redis.UniversalClient, cfg ElectorConfig, opts ...Elector
 		e.clock = metrics.NewSystemClock()
 	}
 	if e.logger == nil {
-		e.logger = slog.New(slog.DiscardHandler)
+		e.logger = slog.Default()
 	}
 	return e, nil
 }

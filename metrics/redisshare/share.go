@@ -122,7 +122,8 @@ type Option func(*options) error
 
 type options struct{ logger *slog.Logger }
 
-// WithLogger sets the logger of state changes. Default: no logging.
+// WithLogger sets the logger of state changes. Default [slog.Default], the default
+// logger everywhere in this module.
 func WithLogger(l *slog.Logger) Option {
 	return func(o *options) error {
 		if l == nil {
@@ -144,7 +145,7 @@ func build(client redis.UniversalClient, reg *metrics.Registry, cfg Config, opts
 	if err := cfg.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	o := options{logger: slog.New(slog.DiscardHandler)}
+	o := options{logger: slog.Default()}
 	for _, opt := range opts {
 		if err := opt(&o); err != nil {
 			errs = append(errs, fmt.Errorf("%w: %w", ErrInvalidConfig, err))

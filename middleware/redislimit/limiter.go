@@ -136,7 +136,8 @@ func WithClock(c metrics.Clock) Option {
 	}
 }
 
-// WithLogger sets the logger of state changes. Default: no logging.
+// WithLogger sets the logger of state changes. Default [slog.Default], the default
+// logger everywhere in this module.
 func WithLogger(lg *slog.Logger) Option {
 	return func(l *Limiter) error {
 		if lg == nil {
@@ -218,7 +219,7 @@ func New(client redis.UniversalClient, cfg Config, opts ...Option) (*Limiter, er
 		l.clock = metrics.NewSystemClock()
 	}
 	if l.logger == nil {
-		l.logger = slog.New(slog.DiscardHandler)
+		l.logger = slog.Default()
 	}
 	l.hbKey = l.cfg.Prefix + ":replicas"
 	l.replicas = l.cfg.Replicas
