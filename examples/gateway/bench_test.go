@@ -7,14 +7,11 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"sort"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/balancer"
+	"github.com/autoscalelua/autoscalelua/internal/proxybench"
 	"github.com/autoscalelua/autoscalelua/luabind"
 	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/autoscalelua/autoscalelua/middleware"
@@ -77,51 +74,30 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	const conc = 32
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
 	defer client.CloseIdleConnections()
-	// load runs conc clients against target for d and returns requests per second of
-	// wall time and of the process's CPU time (client, server and backend alike; the
-	// client's and backend's shares are the same for both servers).
-	load := func(target string, d time.Duration) (float64, float64) {
-		cpu0 := cpuTime()
-		var n atomic.Int64
-		var wg sync.WaitGroup
-		stop := time.Now().Add(d)
-		for w := range conc {
-			wg.Go(func() {
-				req, _ := http.NewRequest("GET", target+"/api/items", nil)
-				req.Header.Set(middleware.TenantHeader, []string{"acme", "globex", "free"}[w%3])
-				for time.Now().Before(stop) {
-					resp, err := client.Do(req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-					n.Add(1)
-				}
-			})
+	// Each client sends its own GET, reused: the same request for every server.
+	reqs := func(target string) []*http.Request {
+		rs := make([]*http.Request, conc)
+		for w := range rs {
+			rs[w], _ = http.NewRequest(http.MethodGet, target+"/api/items", nil)
+			rs[w].Header.Set(middleware.TenantHeader, []string{"acme", "globex", "free"}[w%3])
 		}
-		wg.Wait()
-		return float64(n.Load()) / d.Seconds(), float64(n.Load()) / (cpuTime() - cpu0).Seconds()
+		return rs
 	}
-	median := func(xs []float64) float64 {
-		sort.Float64s(xs)
-		return xs[len(xs)/2]
+	gwReqs, bareReqs, onlyReqs := reqs(gwSrv.URL), reqs(bareSrv.URL), reqs(onlySrv.URL)
+	load := func(rs []*http.Request, d time.Duration) (float64, float64) {
+		return proxybench.Load(b, client, conc, d, func(w int) *http.Request { return rs[w] })
 	}
+	median := proxybench.Median
 	for b.Loop() {
-		load(gwSrv.URL, 300*time.Millisecond) // warm up both
-		load(bareSrv.URL, 300*time.Millisecond)
+		load(gwReqs, 300*time.Millisecond) // warm up both
+		load(bareReqs, 300*time.Millisecond)
 		var gw, br, on, gwCPU, brCPU []float64
 		for range 9 {
-			r, c := load(gwSrv.URL, 700*time.Millisecond)
+			r, c := load(gwReqs, 700*time.Millisecond)
 			gw, gwCPU = append(gw, r), append(gwCPU, c)
-			r, c = load(bareSrv.URL, 700*time.Millisecond)
+			r, c = load(bareReqs, 700*time.Millisecond)
 			br, brCPU = append(br, r), append(brCPU, c)
-			r, _ = load(onlySrv.URL, 700*time.Millisecond)
+			r, _ = load(onlyReqs, 700*time.Millisecond)
 			on = append(on, r)
 		}
 		g, r := median(gw), median(br)
@@ -131,10 +107,4 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 		b.ReportMetric(g/r, "ratio")
 		b.ReportMetric(median(gwCPU)/median(brCPU), "cpu-ratio")
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

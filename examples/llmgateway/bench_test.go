@@ -8,15 +8,12 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
-	"sort"
-	"sync"
-	"sync/atomic"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
 	"github.com/autoscalelua/autoscalelua/balancer"
+	"github.com/autoscalelua/autoscalelua/internal/proxybench"
 	"github.com/autoscalelua/autoscalelua/luabind"
 	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/autoscalelua/autoscalelua/middleware"
@@ -107,39 +104,15 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	defer client.CloseIdleConnections()
 	body := []byte(`{"model":"llama-70b","max_tokens":8,"messages":[{"role":"user","content":"Say hi."}]}`)
 	load := func(target string, d time.Duration) (float64, float64) {
-		cpu0 := cpuTime()
-		var n atomic.Int64
-		var wg sync.WaitGroup
-		stop := time.Now().Add(d)
-		for w := range conc {
-			wg.Go(func() {
-				for time.Now().Before(stop) {
-					req, _ := http.NewRequest(http.MethodPost, target+"/v1/chat/completions", bytes.NewReader(body))
-					req.Header.Set("Content-Type", "application/json")
-					req.Header.Set(middleware.TenantHeader, []string{"acme", "globex", "batchco"}[w%3])
-					req.Header.Set(priorityHeader, "0")
-					resp, err := client.Do(req)
-					if err != nil {
-						b.Error(err)
-						return
-					}
-					io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						b.Errorf("status %d", resp.StatusCode)
-						return
-					}
-					n.Add(1)
-				}
-			})
-		}
-		wg.Wait()
-		return float64(n.Load()) / d.Seconds(), float64(n.Load()) / (cpuTime() - cpu0).Seconds()
+		return proxybench.Load(b, client, conc, d, func(w int) *http.Request {
+			req, _ := http.NewRequest(http.MethodPost, target+"/v1/chat/completions", bytes.NewReader(body))
+			req.Header.Set("Content-Type", "application/json")
+			req.Header.Set(middleware.TenantHeader, []string{"acme", "globex", "batchco"}[w%3])
+			req.Header.Set(priorityHeader, "0")
+			return req
+		})
 	}
-	median := func(xs []float64) float64 {
-		sort.Float64s(xs)
-		return xs[len(xs)/2]
-	}
+	median := proxybench.Median
 	for b.Loop() {
 		load(gwSrv.URL, 300*time.Millisecond) // warm up both
 		load(bareSrv.URL, 300*time.Millisecond)
@@ -160,12 +133,6 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 		b.ReportMetric(median(on)/r, "proxy-only-ratio")
 		b.ReportMetric(median(onCPU)/median(brCPU), "proxy-only-cpu-ratio")
 	}
-}
-
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // discardWriter is a ResponseWriter that keeps nothing: the in-process benchmark's
