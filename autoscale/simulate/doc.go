@@ -16,10 +16,11 @@
 // replicas may crash. One seed gives byte-identical results.
 //
 // A run yields a [Result]: a per-second timeline ([Sample], written as CSV by
-// [Result.WriteCSV], plotted as SVG by [Result.Plot]) and a [Summary] — requests,
-// SLO-violating requests (slower than the scenario's SLO, shed, or failed), p50 and p99,
-// replica-seconds (cost), scale events, flaps and reaction times. [Compare] runs several
-// policies over several scenarios and [Table] renders the comparison in markdown.
+// [Result.WriteCSV]) and a [Summary] — requests, SLO-violating requests (slower than the
+// scenario's SLO, shed, or failed), p50 and p99, replica-seconds (cost), scale events,
+// flaps and reaction times. [Compare] runs several policies over several scenarios and
+// [Table] renders the comparison in markdown. The sub-package simulate/plot draws
+// timelines as SVG; it is apart so that a program calling [Run] does not link gonum.
 //
 // # Example
 //

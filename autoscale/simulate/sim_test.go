@@ -386,20 +386,3 @@ func TestCanceledContext(t *testing.T) {
 		t.Fatalf("err = %v, want context.Canceled", err)
 	}
 }
-
-func TestPlots(t *testing.T) {
-	sc := simulate.Scenario{Name: "plot", Duration: 2 * time.Minute, Traffic: simulate.Step{From: 50, To: 200, At: time.Minute}}
-	a, b := run(t, sc, mustShipped(t, "adaptive"), 1), run(t, sc, mustShipped(t, "kpa"), 1)
-	for name, f := range map[string]func(*bytes.Buffer) error{
-		"plot":       func(w *bytes.Buffer) error { return a.Plot(w) },
-		"comparison": func(w *bytes.Buffer) error { return simulate.PlotComparison(w, []*simulate.Result{a, b}) },
-	} {
-		var buf bytes.Buffer
-		if err := f(&buf); err != nil {
-			t.Fatal(err)
-		}
-		if !bytes.HasPrefix(bytes.TrimSpace(buf.Bytes()), []byte("<?xml")) || !bytes.Contains(buf.Bytes(), []byte("<svg")) {
-			t.Fatalf("%s: not an SVG: %.100s", name, buf.String())
-		}
-	}
-}

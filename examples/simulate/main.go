@@ -26,6 +26,7 @@ import (
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale/simulate"
+	"github.com/autoscalelua/autoscalelua/autoscale/simulate/plot"
 )
 
 func main() {
@@ -151,7 +152,7 @@ func write(dir string, c simulate.Comparison, results []*simulate.Result, table 
 		if err := create(base+".csv", r.WriteCSV); err != nil {
 			return err
 		}
-		if err := create(base+".svg", r.Plot); err != nil {
+		if err := create(base+".svg", func(w io.Writer) error { return plot.Timeline(w, r) }); err != nil {
 			return err
 		}
 		if err := create(base+".txt", func(w io.Writer) error { _, err := io.WriteString(w, r.Summary.String()); return err }); err != nil {
@@ -161,7 +162,7 @@ func write(dir string, c simulate.Comparison, results []*simulate.Result, table 
 	n := len(c.Policies)
 	for i := range c.Scenarios {
 		runs := results[i*n : (i+1)*n]
-		if err := create(runs[0].Summary.Scenario+"_comparison.svg", func(w io.Writer) error { return simulate.PlotComparison(w, runs) }); err != nil {
+		if err := create(runs[0].Summary.Scenario+"_comparison.svg", func(w io.Writer) error { return plot.Comparison(w, runs) }); err != nil {
 			return err
 		}
 	}

@@ -1,4 +1,4 @@
-package simulate
+package plot
 
 import (
 	"errors"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"time"
 
+	"github.com/autoscalelua/autoscalelua/autoscale/simulate"
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/vg"
@@ -17,8 +18,8 @@ import (
 // series is one line of a panel.
 type series struct {
 	name string
-	y    func(Sample) float64
-	run  *Result
+	y    func(simulate.Sample) float64
+	run  *simulate.Result
 }
 
 type panel struct {
@@ -36,48 +37,56 @@ var palette = []color.Color{
 	color.RGBA{R: 227, G: 119, B: 194, A: 255},
 }
 
-// Plot writes the run's timeline as an SVG of four panels over time: offered and
+// Timeline writes run r's timeline as an SVG of four panels over time: offered and
 // arriving rate; replicas (spec, ready) and the loop's decision; p99 latency against
 // the SLO; shed and failed requests per second.
-func (r *Result) Plot(w io.Writer) error {
+func Timeline(w io.Writer, r *simulate.Result) error {
+	if r == nil {
+		return errors.New("simulate/plot: nil result")
+	}
 	slo := float64(r.Summary.SLO) / float64(time.Millisecond)
 	panels := []panel{
 		{"requests per second", "rps", []series{
-			{"offered", func(s Sample) float64 { return s.Offered }, r},
-			{"arrived", func(s Sample) float64 { return float64(s.Arrivals) }, r},
+			{"offered", func(s simulate.Sample) float64 { return s.Offered }, r},
+			{"arrived", func(s simulate.Sample) float64 { return float64(s.Arrivals) }, r},
 		}},
 		{"replicas", "replicas", []series{
-			{"spec", func(s Sample) float64 { return float64(s.Replicas) }, r},
-			{"ready", func(s Sample) float64 { return float64(s.Ready) }, r},
-			{"decided", func(s Sample) float64 { return float64(max(s.Desired, 0)) }, r},
+			{"spec", func(s simulate.Sample) float64 { return float64(s.Replicas) }, r},
+			{"ready", func(s simulate.Sample) float64 { return float64(s.Ready) }, r},
+			{"decided", func(s simulate.Sample) float64 { return float64(max(s.Desired, 0)) }, r},
 		}},
 		{"p99 latency", "ms", []series{
-			{"p99", func(s Sample) float64 { return ms(s.P99) }, r},
-			{"SLO", func(Sample) float64 { return slo }, r},
+			{"p99", func(s simulate.Sample) float64 { return ms(s.P99) }, r},
+			{"SLO", func(simulate.Sample) float64 { return slo }, r},
 		}},
 		{"shed and failed", "per second", []series{
-			{"shed", func(s Sample) float64 { return float64(s.Shed) }, r},
-			{"failed", func(s Sample) float64 { return float64(s.Failed) }, r},
+			{"shed", func(s simulate.Sample) float64 { return float64(s.Shed) }, r},
+			{"failed", func(s simulate.Sample) float64 { return float64(s.Failed) }, r},
 		}},
 	}
 	title := fmt.Sprintf("%s · %s (seed %d)", r.Summary.Scenario, r.Summary.Policy, r.Summary.Seed)
 	return drawPanels(w, title, panels)
 }
 
-// PlotComparison writes, for runs of one scenario under several policies, an SVG of
+// Comparison writes, for runs of one scenario under several policies, an SVG of
 // three panels over time: offered rate; each policy's replicas; each policy's
 // SLO-violating requests per second.
-func PlotComparison(w io.Writer, runs []*Result) error {
+func Comparison(w io.Writer, runs []*simulate.Result) error {
 	if len(runs) == 0 {
-		return errors.New("simulate: plot: no runs")
+		return errors.New("simulate/plot: no runs")
+	}
+	for i, r := range runs {
+		if r == nil {
+			return fmt.Errorf("simulate/plot: run %d is nil", i)
+		}
 	}
 	reps := panel{title: "replicas (spec)", unit: "replicas"}
 	viol := panel{title: "SLO-violating requests per second", unit: "per second"}
 	for _, r := range runs {
-		reps.lines = append(reps.lines, series{r.Summary.Policy, func(s Sample) float64 { return float64(s.Replicas) }, r})
-		viol.lines = append(viol.lines, series{r.Summary.Policy, func(s Sample) float64 { return float64(s.Violations()) }, r})
+		reps.lines = append(reps.lines, series{r.Summary.Policy, func(s simulate.Sample) float64 { return float64(s.Replicas) }, r})
+		viol.lines = append(viol.lines, series{r.Summary.Policy, func(s simulate.Sample) float64 { return float64(s.Violations()) }, r})
 	}
-	rate := panel{title: "offered load", unit: "rps", lines: []series{{"offered", func(s Sample) float64 { return s.Offered }, runs[0]}}}
+	rate := panel{title: "offered load", unit: "rps", lines: []series{{"offered", func(s simulate.Sample) float64 { return s.Offered }, runs[0]}}}
 	return drawPanels(w, runs[0].Summary.Scenario+" · policies compared", []panel{rate, reps, viol})
 }
 
@@ -104,7 +113,7 @@ func drawPanels(w io.Writer, title string, panels []panel) error {
 			}
 			l, err := plotter.NewLine(xy)
 			if err != nil {
-				return fmt.Errorf("simulate: plot: %w", err)
+				return fmt.Errorf("simulate/plot: %w", err)
 			}
 			l.Color = palette[k%len(palette)]
 			l.Width = vg.Points(1)
@@ -122,7 +131,9 @@ func drawPanels(w io.Writer, title string, panels []panel) error {
 		plots[i][0].Draw(canvases[i][0])
 	}
 	if _, err := c.WriteTo(w); err != nil {
-		return fmt.Errorf("simulate: plot: %w", err)
+		return fmt.Errorf("simulate/plot: %w", err)
 	}
 	return nil
 }
+
+func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
