@@ -345,19 +345,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		r = r.WithContext(balancer.WithDestination(r.Context(), balancer.Destination{Route: keys.Route, Model: keys.Model}))
 	}
 
-	var route, tenant, model *metrics.Window
-	if keys.Route != "" {
-		route = c.registry.Window(metrics.ScopeRoute, keys.Route)
-		route.StartAt(start)
-	}
-	if keys.Tenant != "" {
-		tenant = c.registry.Window(metrics.ScopeTenant, keys.Tenant)
-		tenant.StartAt(start)
-	}
-	if keys.Model != "" {
-		model = c.registry.Window(metrics.ScopeModel, keys.Model)
-		model.StartAt(start)
-	}
+	win := WindowsOf(c.registry, keys)
+	win.Start(start)
 
 	rw := c.writers.Get().(*responseWriter)
 	*rw = responseWriter{ResponseWriter: w, clock: c.clock, collect: c.onResponse != nil, values: rw.values[:0]}
@@ -370,7 +359,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		end := c.clock.Now()
 		o := metrics.Observation{Latency: end.Sub(start), Outcome: metrics.OutcomeError, Bytes: rw.bytes}
-		done(route, tenant, model, end, o)
+		win.Done(end, o)
 		permit.Done()
 		if c.onResponse != nil {
 			c.onResponse(r, keys, Response{Status: http.StatusInternalServerError, Latency: o.Latency, Bytes: rw.bytes, Values: rw.values})
@@ -390,7 +379,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case c.isFailure(r, rw.statusCode()):
 		o.Outcome = metrics.OutcomeError
 	}
-	done(route, tenant, model, end, o)
+	win.Done(end, o)
 	permit.Done()
 	if !rw.firstFlush.IsZero() && keys.Route != "" {
 		c.registry.Window(metrics.ScopeTTFB, keys.Route).RecordAt(end, metrics.Observation{
@@ -445,16 +434,7 @@ func (h *Handler) reject(w http.ResponseWriter, r *http.Request, keys Keys, now 
 	w.Header().Set(RejectedHeader, reason)
 	w.WriteHeader(status)
 	n, _ := io.WriteString(w, body+"\n")
-	o := metrics.Observation{Outcome: metrics.OutcomeRejected}
-	reg := h.cfg.registry
-	for _, k := range [...]struct {
-		scope metrics.Scope
-		key   string
-	}{{metrics.ScopeRoute, keys.Route}, {metrics.ScopeTenant, keys.Tenant}, {metrics.ScopeModel, keys.Model}} {
-		if k.key != "" {
-			reg.Window(k.scope, k.key).RecordAt(now, o)
-		}
-	}
+	WindowsOf(h.cfg.registry, keys).Reject(now)
 	if h.cfg.onResponse != nil {
 		h.cfg.onResponse(r, keys, Response{Status: status, Latency: h.cfg.clock.Now().Sub(now), Bytes: int64(n), Rejected: reason})
 	}
@@ -472,16 +452,4 @@ type routeKey struct{}
 func RouteFrom(ctx context.Context) (string, bool) {
 	r, ok := ctx.Value(routeKey{}).(string)
 	return r, ok
-}
-
-func done(route, tenant, model *metrics.Window, end time.Time, o metrics.Observation) {
-	if route != nil {
-		route.DoneAt(end, o)
-	}
-	if tenant != nil {
-		tenant.DoneAt(end, o)
-	}
-	if model != nil {
-		model.DoneAt(end, o)
-	}
 }
