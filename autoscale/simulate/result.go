@@ -111,22 +111,22 @@ func (s *sim) result() *Result {
 	sum := Summary{
 		Scenario: s.sc.Name, Policy: s.cfg.Policy.Name, Seed: s.cfg.Seed,
 		Duration: s.sc.Duration, SLO: s.sc.SLO,
-		Requests: s.total.arrivals, Served: s.total.served, Shed: s.total.shed,
-		Failed: s.total.failed, Slow: s.total.slow,
-		ReplicaSeconds: s.replicaNs / float64(time.Second),
-		PeakReplicas:   s.maxRep,
-		ScaleEvents:    len(s.scales),
+		Requests: s.m.total.arrivals, Served: s.m.total.served, Shed: s.m.total.shed,
+		Failed: s.m.total.failed, Slow: s.m.total.slow,
+		ReplicaSeconds: s.m.replicaNs / float64(time.Second),
+		PeakReplicas:   s.m.maxRep,
+		ScaleEvents:    len(s.m.scales),
 		FlapWindow:     s.flapW,
 		Ticks:          s.steps, PolicyErrors: s.policyErrs,
-		P50: s.hist.Quantile(0.5), P99: s.hist.Quantile(0.99), Max: s.hist.Max(),
+		P50: s.m.hist.Quantile(0.5), P99: s.m.hist.Quantile(0.99), Max: s.m.hist.Max(),
 	}
 	sum.Violations = sum.Shed + sum.Failed + sum.Slow
 	if sum.Requests > 0 {
 		sum.ViolationRate = float64(sum.Violations) / float64(sum.Requests)
 	}
 	sum.MeanReplicas = sum.ReplicaSeconds / s.sc.Duration.Seconds()
-	sum.Flaps = Flaps(s.scales, s.flapW)
-	sum.Reactions = reactions(s.timeline, s.scales, s.svc.withDefaults().Capacity())
+	sum.Flaps = Flaps(s.m.scales, s.flapW)
+	sum.Reactions = reactions(s.timeline, s.m.scales, s.m.svc.Capacity())
 	var n int
 	var total time.Duration
 	for _, r := range sum.Reactions {
@@ -144,7 +144,7 @@ func (s *sim) result() *Result {
 	if n > 0 {
 		sum.MeanReaction = (total / time.Duration(n)).Round(time.Second)
 	}
-	return &Result{Summary: sum, Timeline: s.timeline, Scales: s.scales}
+	return &Result{Summary: sum, Timeline: s.timeline, Scales: s.m.scales}
 }
 
 // Flaps counts the reversals of direction in events (up then down, or down then up)

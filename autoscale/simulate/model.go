@@ -1,0 +1,556 @@
+package simulate
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"strconv"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/balancer"
+	"github.com/autoscalelua/autoscalelua/metrics"
+	"github.com/autoscalelua/autoscalelua/middleware"
+)
+
+// This file is the model of the scaled service: requests pass the real admission
+// control and the real balancer, queue at a replica with a fixed number of slots, are
+// served for a drawn time and recorded in the real windows through middleware.Windows,
+// as the middleware records them; replicas start cold, serve, crash and drain. The
+// model schedules its timed events on the engine (engine.go) and keeps the run's
+// counts and replica-time for the result.
+
+// reqState is where a request is.
+type reqState uint8
+
+const (
+	reqFree     reqState = iota // the slot in model.reqs is unused
+	reqBuffered                 // waiting for a first ready replica
+	reqQueued                   // waiting in a replica's queue
+	reqServing                  // holding one of a replica's slots
+)
+
+// repState is where a replica is in its life.
+type repState uint8
+
+const (
+	repFree     repState = iota // not in the service; its entry may be reused
+	repStarting                 // in its cold start (or restarting after a crash)
+	repReady                    // in the balancer's pool, serving
+	repDraining                 // removed by a scale-down: finishing its work, still billed
+)
+
+type request struct {
+	arrive  int64
+	start   int64
+	gen     uint32
+	tenant  int32
+	replica int32
+	slot    int32
+	state   reqState
+	permit  middleware.Permit
+	res     balancer.Result
+}
+
+type replica struct {
+	id        string
+	url       string
+	state     repState
+	gen       uint32
+	busy      int
+	slots     []int32 // request index per slot, -1 when free
+	freeSlots []int32
+	queue     fifo
+	queued    int
+	billUntil int64
+	backend   *balancer.Backend
+}
+
+// model is the simulated service: its requests, its replicas, the admission control
+// and balancer in front of them, and the run's accounting.
+type model struct {
+	eng     *engine
+	svc     Service // with defaults
+	slo     int64
+	timeout int64
+	cold    int64
+
+	adm     *middleware.Admission
+	pool    *balancer.Pool
+	balReq  balancer.Request
+	route   *metrics.Window
+	windows []middleware.Windows // per tenant: the route's window and the tenant's
+	tnames  []string
+	rngSvc  *rand.Rand
+	rngMisc *rand.Rand
+
+	reqs      []request
+	free      []int32
+	reps      []*replica
+	byBackend map[*balancer.Backend]int32
+	buffer    fifo
+	buffered  int
+	starting  int
+	ready     int
+	draining  int
+	endpoints []balancer.Endpoint
+
+	// accounting
+	billedAt  int64
+	replicaNs float64
+	maxRep    int
+	scales    []ScaleEvent
+	total     counts
+	sec       counts
+	secHist   metrics.Histogram
+	hist      metrics.Histogram
+}
+
+type counts struct {
+	arrivals, served, shed, failed, slow uint64
+}
+
+// warm adds n replicas that are ready at the start.
+func (m *model) warm(n int) error {
+	for range n {
+		ri := m.newReplica()
+		m.reps[ri].state = repReady
+		m.ready++
+		m.scheduleCrash(ri, 0)
+	}
+	m.maxRep = m.ready
+	return m.updatePool()
+}
+
+// spec returns the replica count of the spec: those starting and those ready.
+func (m *model) spec() int { return m.starting + m.ready }
+
+// queuedNow returns the requests waiting, for a first replica or at a replica.
+func (m *model) queuedNow() int {
+	q := m.buffered
+	for _, rep := range m.reps {
+		q += rep.queued
+	}
+	return q
+}
+
+func (m *model) event(e event, t int64) {
+	switch e.kind {
+	case evDone:
+		r := &m.reqs[e.idx]
+		if r.gen != e.gen || r.state != reqServing {
+			return
+		}
+		m.complete(e.idx, t)
+	case evTimeout:
+		r := &m.reqs[e.idx]
+		if r.gen != e.gen {
+			return
+		}
+		switch r.state {
+		case reqQueued:
+			m.reps[r.replica].queued--
+		case reqBuffered:
+			m.buffered--
+		default:
+			return
+		}
+		m.finish(e.idx, t, metrics.OutcomeError, 504, context.Canceled)
+	case evReady:
+		rep := m.reps[e.idx]
+		if rep.gen != e.gen || rep.state != repStarting {
+			return
+		}
+		m.bill(t)
+		rep.state = repReady
+		m.starting--
+		m.ready++
+		rep.gen++
+		m.scheduleCrash(e.idx, t)
+		_ = m.updatePool()
+		m.drainBuffer(t)
+	case evCrash:
+		rep := m.reps[e.idx]
+		if rep.gen != e.gen || rep.state != repReady {
+			return
+		}
+		m.crash(e.idx, t)
+	case evDrained:
+		rep := m.reps[e.idx]
+		if rep.gen == e.gen && rep.state == repDraining {
+			m.maybeGone(e.idx, t)
+		}
+	}
+}
+
+// scheduleCrash draws the time a replica that became ready at t crashes.
+func (m *model) scheduleCrash(ri int32, t int64) {
+	if m.svc.CrashEvery > 0 {
+		rep := m.reps[ri]
+		m.eng.schedule(event{t: t + int64(m.rngMisc.ExpFloat64()*float64(m.svc.CrashEvery)), kind: evCrash, idx: ri, gen: rep.gen})
+	}
+}
+
+func (m *model) alloc() int32 {
+	if n := len(m.free); n > 0 {
+		i := m.free[n-1]
+		m.free = m.free[:n-1]
+		return i
+	}
+	m.reqs = append(m.reqs, request{})
+	return int32(len(m.reqs) - 1)
+}
+
+func (m *model) release1(i int32) {
+	r := &m.reqs[i]
+	gen := r.gen + 1
+	*r = request{gen: gen}
+	m.free = append(m.free, i)
+}
+
+var errCrashed = errors.New("simulate: replica crashed")
+
+func (m *model) arrive(ctx context.Context, t int64, tenant int) {
+	m.sec.arrivals++
+	m.total.arrivals++
+	now := m.eng.at(t)
+	permit, err := m.adm.Admit(ctx, middleware.Info{Route: RouteName, Tenant: m.tnames[tenant], Now: now})
+	if err != nil {
+		m.windows[tenant].Reject(now)
+		m.sec.shed++
+		m.total.shed++
+		return
+	}
+	m.windows[tenant].Start(now)
+	i := m.alloc()
+	r := &m.reqs[i]
+	r.arrive, r.tenant, r.permit, r.replica, r.slot = t, int32(tenant), permit, -1, -1
+	if m.ready == 0 {
+		m.bufferReq(i, t)
+		return
+	}
+	m.dispatch(i, t)
+}
+
+func (m *model) bufferReq(i int32, t int64) {
+	r := &m.reqs[i]
+	if r.state == reqFree {
+		m.eng.schedule(event{t: r.arrive + m.timeout, kind: evTimeout, idx: i, gen: r.gen})
+	}
+	r.state = reqBuffered
+	m.buffer.push(qent{i, r.gen})
+	m.buffered++
+}
+
+func (m *model) dispatch(i int32, t int64) {
+	r := &m.reqs[i]
+	m.balReq.Now = m.eng.at(t)
+	res, err := m.pool.Pick(&m.balReq)
+	if err != nil {
+		m.bufferReq(i, t)
+		return
+	}
+	ri := m.byBackend[res.Backend]
+	rep := m.reps[ri]
+	r.res, r.replica = res, ri
+	switch {
+	case rep.busy < m.svc.Concurrency:
+		m.serve(i, rep, t)
+	case m.svc.QueueDepth > 0 && rep.queued >= m.svc.QueueDepth:
+		m.finish(i, t, metrics.OutcomeError, 503, nil)
+	default:
+		if r.state == reqFree {
+			m.eng.schedule(event{t: r.arrive + m.timeout, kind: evTimeout, idx: i, gen: r.gen})
+		}
+		r.state = reqQueued
+		rep.queue.push(qent{i, r.gen})
+		rep.queued++
+	}
+}
+
+func (m *model) serve(i int32, rep *replica, t int64) {
+	r := &m.reqs[i]
+	n := len(rep.freeSlots) - 1
+	slot := rep.freeSlots[n]
+	rep.freeSlots = rep.freeSlots[:n]
+	rep.slots[slot] = i
+	rep.busy++
+	r.slot, r.state, r.start = slot, reqServing, t
+	d := int64(m.svc.ServiceTime.Sample(m.rngSvc))
+	m.eng.schedule(event{t: t + max(d, 0), kind: evDone, idx: i, gen: r.gen})
+}
+
+// unslot frees request i's slot at its replica.
+func (m *model) unslot(i int32) *replica {
+	r := &m.reqs[i]
+	rep := m.reps[r.replica]
+	rep.slots[r.slot] = -1
+	rep.freeSlots = append(rep.freeSlots, r.slot)
+	rep.busy--
+	return rep
+}
+
+func (m *model) complete(i int32, t int64) {
+	ri := m.reqs[i].replica
+	rep := m.unslot(i)
+	if m.svc.FailureRate > 0 && m.rngMisc.Float64() < m.svc.FailureRate {
+		m.finish(i, t, metrics.OutcomeError, 500, nil)
+	} else {
+		m.finish(i, t, metrics.OutcomeOK, 200, nil)
+	}
+	m.pull(rep, t)
+	if rep.state == repDraining {
+		m.maybeGone(ri, t)
+	}
+}
+
+// pull starts queued requests on rep's free slots.
+func (m *model) pull(rep *replica, t int64) {
+	for rep.busy < m.svc.Concurrency && rep.queue.len() > 0 {
+		q := rep.queue.pop()
+		r := &m.reqs[q.idx]
+		if r.gen != q.gen || r.state != reqQueued {
+			continue
+		}
+		rep.queued--
+		m.serve(q.idx, rep, t)
+	}
+}
+
+// finish ends request i at t and frees it.
+func (m *model) finish(i int32, t int64, outcome metrics.Outcome, status int, berr error) {
+	r := &m.reqs[i]
+	now := m.eng.at(t)
+	lat := time.Duration(t - r.arrive)
+	m.windows[r.tenant].Done(now, metrics.Observation{Latency: lat, Outcome: outcome})
+	if r.res.Backend != nil {
+		bo := balancer.Outcome{Latency: time.Duration(t - r.arrive), Status: status, Err: berr, At: now}
+		if berr != nil {
+			bo.Status = 0
+		}
+		r.res.Done(bo)
+	}
+	r.permit.Done()
+	m.hist.Record(lat)
+	m.secHist.Record(lat)
+	switch {
+	case outcome != metrics.OutcomeOK:
+		m.sec.failed++
+		m.total.failed++
+	default:
+		m.sec.served++
+		m.total.served++
+		if int64(lat) > m.slo {
+			m.sec.slow++
+			m.total.slow++
+		}
+	}
+	m.release1(i)
+}
+
+func (m *model) drainBuffer(t int64) {
+	for m.ready > 0 && m.buffer.len() > 0 {
+		q := m.buffer.pop()
+		r := &m.reqs[q.idx]
+		if r.gen != q.gen || r.state != reqBuffered {
+			continue
+		}
+		m.buffered--
+		m.dispatch(q.idx, t)
+	}
+}
+
+func (m *model) crash(ri int32, t int64) {
+	rep := m.reps[ri]
+	m.bill(t)
+	rep.state = repStarting
+	rep.gen++
+	m.ready--
+	m.starting++
+	_ = m.updatePool()
+	for _, i := range rep.slots {
+		if i >= 0 {
+			m.unslot(i)
+			m.finish(i, t, metrics.OutcomeError, 0, errCrashed)
+		}
+	}
+	for rep.queue.len() > 0 {
+		q := rep.queue.pop()
+		if r := &m.reqs[q.idx]; r.gen == q.gen && r.state == reqQueued {
+			m.finish(q.idx, t, metrics.OutcomeError, 0, errCrashed)
+		}
+	}
+	rep.queued = 0
+	m.eng.schedule(event{t: t + m.cold, kind: evReady, idx: ri, gen: rep.gen})
+}
+
+func (m *model) newReplica() int32 {
+	for i, rep := range m.reps {
+		if rep.state == repFree {
+			rep.gen++
+			return int32(i)
+		}
+	}
+	i := len(m.reps)
+	id := "r" + strconv.Itoa(i)
+	rep := &replica{id: id, url: "http://" + id + ".sim", slots: make([]int32, m.svc.Concurrency)}
+	for k := range rep.slots {
+		rep.slots[k] = -1
+	}
+	rep.freeSlots = make([]int32, 0, m.svc.Concurrency)
+	for k := m.svc.Concurrency - 1; k >= 0; k-- {
+		rep.freeSlots = append(rep.freeSlots, int32(k))
+	}
+	m.reps = append(m.reps, rep)
+	return int32(i)
+}
+
+// bill adds the replica-time since the last change.
+func (m *model) bill(t int64) {
+	if t > m.billedAt {
+		m.replicaNs += float64(m.starting+m.ready+m.draining) * float64(t-m.billedAt)
+		m.billedAt = t
+	}
+}
+
+// scaleTo applies a new spec count at t.
+func (m *model) scaleTo(n int, t int64) error {
+	cur := m.starting + m.ready
+	if n == cur {
+		return nil
+	}
+	m.bill(t)
+	m.scales = append(m.scales, ScaleEvent{At: time.Duration(t), From: cur, To: n})
+	poolChanged := false
+	if n > cur {
+		for range n - cur {
+			ri := m.newReplica()
+			rep := m.reps[ri]
+			rep.state = repStarting
+			m.starting++
+			m.eng.schedule(event{t: t + m.cold, kind: evReady, idx: ri, gen: rep.gen})
+		}
+	} else {
+		for k := cur - n; k > 0; k-- {
+			// Not-ready replicas go first, the youngest first (as a ReplicaSet does);
+			// then the ready replica with the least work, the newest on ties.
+			best := int32(-1)
+			for i := len(m.reps) - 1; i >= 0; i-- {
+				rep := m.reps[i]
+				switch {
+				case rep.state == repStarting:
+					if best < 0 || m.reps[best].state != repStarting {
+						best = int32(i)
+					}
+				case rep.state == repReady:
+					if best < 0 || (m.reps[best].state == repReady && rep.busy+rep.queued < m.reps[best].busy+m.reps[best].queued) {
+						best = int32(i)
+					}
+				}
+			}
+			rep := m.reps[best]
+			rep.gen++
+			if rep.state == repStarting {
+				rep.state = repFree
+				m.starting--
+				continue
+			}
+			rep.state = repDraining
+			m.ready--
+			m.draining++
+			rep.billUntil = t + int64(m.svc.ScaleDownDelay)
+			poolChanged = true
+			if rep.billUntil > t {
+				m.eng.schedule(event{t: rep.billUntil, kind: evDrained, idx: best, gen: rep.gen})
+			}
+			m.maybeGone(best, t)
+		}
+	}
+	m.maxRep = max(m.maxRep, m.starting+m.ready+m.draining)
+	if poolChanged {
+		return m.updatePool()
+	}
+	return nil
+}
+
+// maybeGone frees a draining replica that is empty and past its billing delay.
+func (m *model) maybeGone(ri int32, t int64) {
+	rep := m.reps[ri]
+	if rep.state != repDraining || rep.busy > 0 || rep.queued > 0 || t < rep.billUntil {
+		return
+	}
+	m.bill(t)
+	rep.state = repFree
+	rep.gen++
+	rep.queue.reset()
+	m.draining--
+	if rep.backend != nil {
+		delete(m.byBackend, rep.backend)
+		rep.backend = nil
+	}
+}
+
+// updatePool publishes the ready replicas to the balancer.
+func (m *model) updatePool() error {
+	m.endpoints = m.endpoints[:0]
+	for _, rep := range m.reps {
+		if rep.state == repReady {
+			m.endpoints = append(m.endpoints, balancer.Endpoint{ID: rep.id, URL: rep.url})
+		}
+	}
+	if err := m.pool.Update(m.endpoints); err != nil {
+		return fmt.Errorf("simulate: balancer update: %w", err)
+	}
+	for i, rep := range m.reps {
+		if rep.state != repReady {
+			continue
+		}
+		b, ok := m.pool.Lookup(rep.id)
+		if !ok {
+			return fmt.Errorf("simulate: balancer lost replica %s", rep.id)
+		}
+		if rep.backend != b {
+			if rep.backend != nil {
+				delete(m.byBackend, rep.backend)
+			}
+			rep.backend = b
+		}
+		m.byBackend[b] = int32(i)
+	}
+	return nil
+}
+
+// fifo is a growable ring of queue entries.
+type fifo struct {
+	buf  []qent
+	head int
+	n    int
+}
+
+type qent struct {
+	idx int32
+	gen uint32
+}
+
+func (q *fifo) len() int { return q.n }
+
+func (q *fifo) push(e qent) {
+	if q.n == len(q.buf) {
+		nb := make([]qent, max(16, 2*len(q.buf)))
+		for i := range q.n {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = e
+	q.n++
+}
+
+func (q *fifo) pop() qent {
+	e := q.buf[q.head]
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return e
+}
+
+func (q *fifo) reset() { q.head, q.n = 0, 0 }
