@@ -7,36 +7,27 @@ import (
 	"io"
 	"net/http"
 	"strconv"
-	"sync/atomic"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/autoscalelua/autoscalelua/middleware"
 )
 
-// exchange is one LLM request in flight, pooled: its body buffer, what was parsed
-// from it, the reader that gives the body back to the upstream, and the response
-// writer that reads usage as the response passes.
-//
-// The buffer may still be read by an http.Transport after the handler returns (it
-// closes a request body in its own goroutine, possibly later), so an exchange goes
-// back to the pool only when both the handler has returned and the body was closed;
-// one whose body is never closed is left to the garbage collector.
+// exchange is one LLM request in flight, pooled: what was parsed from its body, the
+// body's buffer and its current reader, and the response writer that reads usage as
+// the response passes. It goes back to the pool when the handler returns; the body's
+// buffer follows once no reader uses it (see body).
 type exchange struct {
 	g       *Gateway
 	req     Request
-	buf     []byte
-	off     int
-	closed  atomic.Bool
-	refs    atomic.Int32
+	cur     *bodyBuf // the body as it is now; req's spans point into it
+	rd      *body    // r.Body, the current reader of cur
 	getBody func() (io.ReadCloser, error)
 	rw      respWriter
 	start   time.Time
 	priced  *Model
 	res     Reservation
 }
-
-var _ io.ReadCloser = (*exchange)(nil)
 
 func newExchange(g *Gateway) *exchange {
 	x := &exchange{g: g}
@@ -45,67 +36,64 @@ func newExchange(g *Gateway) *exchange {
 	return x
 }
 
-// Read gives the body back, byte for byte.
-func (x *exchange) Read(p []byte) (int, error) {
-	if x.off >= len(x.buf) {
-		return 0, io.EOF
+// end releases the body's reader; with recycle, it also lets go of the buffer and puts
+// the exchange back in the pool.
+func (x *exchange) end(recycle bool) {
+	if x.rd != nil {
+		x.rd.release()
+		x.rd = nil
 	}
-	n := copy(p, x.buf[x.off:])
-	x.off += n
-	return n, nil
-}
-
-// WriteTo writes the rest of the body to w in one call.
-func (x *exchange) WriteTo(w io.Writer) (int64, error) {
-	n, err := w.Write(x.buf[x.off:])
-	x.off += n
-	return int64(n), err
-}
-
-// Close marks the body done; the exchange is recycled once the handler returned too.
-func (x *exchange) Close() error {
-	if x.closed.CompareAndSwap(false, true) {
-		x.release()
+	if !recycle {
+		return // still referenced (a panic's recoverer may hold the writer)
 	}
-	return nil
-}
-
-func (x *exchange) release() {
-	if x.refs.Add(-1) == 0 {
-		x.recycle()
+	if x.cur != nil {
+		x.cur.unref()
 	}
-}
-
-func (x *exchange) recycle() {
 	g := x.g
-	buf := x.buf[:0]
-	if cap(buf) > 1<<20 { // do not pool huge buffers
-		buf = nil
-	}
 	x.req.reset()
 	x.rw.reset()
-	*x = exchange{g: g, req: x.req, buf: buf, getBody: x.getBody, rw: x.rw}
+	*x = exchange{g: g, req: x.req, getBody: x.getBody, rw: x.rw}
 	x.rw.x = x
 	g.pool.Put(x)
+}
+
+// attach gives r a fresh reader of the body as it is now.
+func (x *exchange) attach(r *http.Request) {
+	if x.rd != nil {
+		x.rd.release()
+	}
+	x.rd = newBody(x, x.cur)
+	r.Body = x.rd
+	r.GetBody = x.getBody
+	r.ContentLength = int64(len(x.cur.b))
 }
 
 // copyBody is the request's GetBody: a fresh reader over a copy of the body, for a
 // transport or router that sends the request again.
 func (x *exchange) copyBody() (io.ReadCloser, error) {
-	return io.NopCloser(bytes.NewReader(bytes.Clone(x.buf))), nil
+	return io.NopCloser(bytes.NewReader(bytes.Clone(x.cur.b))), nil
 }
 
-// setModel rewrites the body's model value and rewinds the body.
-func (x *exchange) setModel(model string) {
+// setModel rewrites the body's model value into a new buffer (readers of the old one
+// may still be reading it) and gives r a reader of it; the same model only rewinds.
+func (x *exchange) setModel(r *http.Request, model string) {
 	q := &x.req
-	quoted := strconv.AppendQuote(nil, model)
-	if !jsonSafe(model) {
-		quoted = appendJSONString(nil, model)
+	if model == q.Model {
+		if x.rd == nil || !x.rd.fresh() {
+			x.attach(r)
+		}
+		return
 	}
-	nb := make([]byte, 0, len(x.buf)-(q.modelAt[1]-q.modelAt[0])+len(quoted))
-	nb = append(nb, x.buf[:q.modelAt[0]]...)
-	nb = append(nb, quoted...)
-	nb = append(nb, x.buf[q.modelAt[1]:]...)
+	var scratch [64]byte
+	quoted := strconv.AppendQuote(scratch[:0], model)
+	if !jsonSafe(model) {
+		quoted = appendJSONString(scratch[:0], model)
+	}
+	old := x.cur.b
+	nb := getBuf(&x.g.bufs, len(old)-(q.modelAt[1]-q.modelAt[0])+len(quoted))
+	nb.b = append(nb.b, old[:q.modelAt[0]]...)
+	nb.b = append(nb.b, quoted...)
+	nb.b = append(nb.b, old[q.modelAt[1]:]...)
 	shift := len(quoted) - (q.modelAt[1] - q.modelAt[0])
 	for i, s := range q.spans {
 		if s[0] > q.modelAt[0] {
@@ -113,13 +101,11 @@ func (x *exchange) setModel(model string) {
 		}
 	}
 	q.modelAt[1] = q.modelAt[0] + len(quoted)
-	x.buf = nb
-	q.body = nb
+	x.cur.unref()
+	x.cur = nb
+	q.body = nb.b
 	q.Model = model
-	x.off = 0
-	if x.closed.CompareAndSwap(true, false) {
-		x.refs.Add(1)
-	}
+	x.attach(r)
 }
 
 func jsonSafe(s string) bool {
@@ -147,31 +133,31 @@ func appendJSONString(dst []byte, s string) []byte {
 	return append(dst, '"')
 }
 
-// readBody reads r's body into x.buf, up to limit bytes.
+// readBody reads r's body into a buffer, x.cur, up to limit bytes.
 func (x *exchange) readBody(r *http.Request, limit int64) (tooLarge bool, err error) {
 	if r.ContentLength > limit {
 		return true, nil
-	}
-	if r.Body == nil || r.Body == http.NoBody {
-		return false, nil
 	}
 	want := 512
 	if r.ContentLength > 0 {
 		want = int(r.ContentLength) + 1 // room to see EOF in one read
 	}
-	if cap(x.buf) < want {
-		x.buf = make([]byte, 0, want)
+	x.cur = getBuf(&x.g.bufs, want)
+	if r.Body == nil || r.Body == http.NoBody {
+		return false, nil
 	}
+	buf := x.cur.b
+	defer func() { x.cur.b = buf }()
 	for {
-		if len(x.buf) == cap(x.buf) {
-			if int64(len(x.buf)) > limit {
+		if len(buf) == cap(buf) {
+			if int64(len(buf)) > limit {
 				return true, nil
 			}
-			x.buf = append(x.buf, 0)[:len(x.buf)]
+			buf = append(buf, 0)[:len(buf)]
 		}
-		n, err := r.Body.Read(x.buf[len(x.buf):cap(x.buf)])
-		x.buf = x.buf[:len(x.buf)+n]
-		if int64(len(x.buf)) > limit {
+		n, err := r.Body.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
 			return true, nil
 		}
 		if err == io.EOF {
@@ -192,15 +178,15 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	}
 	g.stats.requests.Add(1)
 	x := g.pool.Get().(*exchange)
-	x.refs.Store(2) // the handler, and the body until closed
+	recycle := true
 	defer func() {
 		// Whoever holds r after the handler (an outer middleware) must not reach the
 		// exchange, which goes back to the pool; a transport still sending the body
-		// holds its own copy of the request, whose Body it closes.
-		if r.Body == io.ReadCloser(x) {
+		// holds its own reader, which fails from now on.
+		if x.rd != nil && r.Body == io.ReadCloser(x.rd) {
 			r.Body, r.GetBody = http.NoBody, nil
 		}
-		x.release()
+		x.end(recycle)
 	}()
 	x.start = g.opts.clock.Now()
 
@@ -208,13 +194,9 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	switch {
 	case tooLarge:
 		g.stats.tooLarge.Add(1)
-		x.closed.Store(true)
-		x.refs.Add(-1)
 		errTooLarge.write(w, ep)
 		return
 	case err != nil:
-		x.closed.Store(true)
-		x.refs.Add(-1)
 		if r.Context().Err() == nil {
 			errUnreadable.write(w, ep)
 		}
@@ -222,9 +204,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	}
 	models := g.models.Load()
 	q := &x.req
-	if err := parse(x.buf, ep, q, models.intern); err != nil {
-		x.closed.Store(true)
-		x.refs.Add(-1)
+	if err := parse(x.cur.b, ep, q, models.intern); err != nil {
 		g.stats.malformed.Add(1)
 		apiErrorOf(err).write(w, ep)
 		return
@@ -236,34 +216,29 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	}
 	q.PromptTokens = g.opts.estimator.Estimate(q)
 
-	// From here on the body is the exchange, so FromRequest finds it.
-	r.Body = x
-	r.GetBody = x.getBody
-	r.ContentLength = int64(len(x.buf))
+	// From here on the body is the exchange's reader, so FromRequest finds it.
+	x.attach(r)
 	if !g.cfg.KeepAcceptEncoding {
 		r.Header.Del("Accept-Encoding")
 	}
 
 	if e := g.admit(w, r, x, models); e != nil {
-		x.Close()
 		e.write(w, ep)
 		return
 	}
 	x.rw.begin(w, g.cfg.MaxUsageBytes)
-	returned := false
+	// A panicking handler (httputil.ReverseProxy panics with http.ErrAbortHandler
+	// when an upstream's stream breaks): the request is still recorded and settled
+	// with what came, and the panic goes on. The writer may still be referenced by
+	// whoever recovers, so the exchange is left to the garbage collector.
+	recycle = false
 	defer func() {
-		if !returned {
-			// A panicking handler (httputil.ReverseProxy panics with
-			// http.ErrAbortHandler when an upstream's stream breaks): the request
-			// is still recorded and settled with what came, and the panic goes on.
-			// The writer may still be referenced by whoever recovers, so the
-			// exchange is left to the garbage collector.
-			x.refs.Add(1)
+		if !recycle {
 			g.finish(x, r.Context())
 		}
 	}()
 	next.ServeHTTP(&x.rw, r)
-	returned = true
+	recycle = true
 	g.finish(x, r.Context())
 }
 
@@ -310,7 +285,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, x *exchange, mod
 			q.Tenant = k2.Tenant
 		}
 		if k2.Model != "" && k2.Model != q.Model {
-			x.setModel(k2.Model)
+			x.setModel(r, k2.Model)
 			q.PromptTokens = g.opts.estimator.Estimate(q)
 		}
 	}
@@ -320,7 +295,7 @@ func (g *Gateway) admit(w http.ResponseWriter, r *http.Request, x *exchange, mod
 		return errUnknownModel
 	}
 	if known {
-		if e := g.guardCheck(w, x, m, models); e != nil {
+		if e := g.guardCheck(w, r, x, m, models); e != nil {
 			return e
 		}
 		m, _ = models.lookupName(q.Model)
@@ -370,7 +345,7 @@ func (g *Gateway) reserve(w http.ResponseWriter, x *exchange, b *Budgets) *apiEr
 }
 
 // guardCheck refuses or re-routes a request too large for m's context window.
-func (g *Gateway) guardCheck(w http.ResponseWriter, x *exchange, m *Model, models *Models) *apiError {
+func (g *Gateway) guardCheck(w http.ResponseWriter, r *http.Request, x *exchange, m *Model, models *Models) *apiError {
 	mode := GuardMode(g.guard.Load())
 	q := &x.req
 	if mode == GuardOff || m.ContextWindow == 0 || q.ContextTokens() <= m.ContextWindow {
@@ -381,7 +356,7 @@ func (g *Gateway) guardCheck(w http.ResponseWriter, x *exchange, m *Model, model
 		if !ok {
 			break
 		}
-		x.setModel(o.Name)
+		x.setModel(r, o.Name)
 		q.PromptTokens = g.opts.estimator.Estimate(q)
 		if o.ContextWindow == 0 || q.ContextTokens() <= o.ContextWindow {
 			g.stats.guardRouted.Add(1)

@@ -203,6 +203,7 @@ type Gateway struct {
 	models atomic.Pointer[Models]
 	guard  atomic.Uint32
 	pool   sync.Pool // of *exchange
+	bufs   sync.Pool // of *bodyBuf
 	stats  struct {
 		requests, tooLarge, malformed, unknownModel, hookRejected, guardRefused, guardRouted, budgetRejected, noUsage, lied atomic.Uint64
 	}
@@ -268,6 +269,7 @@ func New(cfg Config, opts ...Option) (*Gateway, error) {
 	g.models.Store(o.models)
 	g.guard.Store(uint32(cfg.Guard))
 	g.pool.New = func() any { return newExchange(g) }
+	g.bufs.New = func() any { return &bodyBuf{pool: &g.bufs} }
 	return g, nil
 }
 
@@ -331,8 +333,8 @@ func (g *Gateway) Stats() GatewayStats {
 // (The gateway's restored body carries it, so that no context is allocated; a handler
 // that replaces r.Body before this call hides it.)
 func FromRequest(r *http.Request) (*Request, bool) {
-	if x, ok := r.Body.(*exchange); ok {
-		return &x.req, true
+	if b, ok := r.Body.(*body); ok {
+		return &b.x.req, true
 	}
 	return nil, false
 }
@@ -375,14 +377,15 @@ func Classifier(base middleware.Classifier) middleware.Classifier {
 
 // SetModel rewrites the model of a request behind the gateway: its body's model field
 // (the rest of the body unchanged byte for byte), its Content-Length and what
-// [FromRequest] returns. A router that falls back to another model calls it before
-// sending the request on. It fails for a request the gateway did not read.
+// [FromRequest] returns. r gets a fresh reader of the body from its start; a reader
+// handed out before (to an earlier attempt, say) fails from then on. A router that
+// falls back to another model calls it before sending the request on. It fails for a
+// request the gateway did not read.
 func SetModel(r *http.Request, model string) error {
-	x, ok := r.Body.(*exchange)
+	b, ok := r.Body.(*body)
 	if !ok {
 		return errors.New("llm: set model: the request did not come through the gateway")
 	}
-	x.setModel(model)
-	r.ContentLength = int64(len(x.buf))
+	b.x.setModel(r, model)
 	return nil
 }
