@@ -58,11 +58,19 @@ local names = {}
 for name in pairs(models) do names[#names + 1] = name end
 table.sort(names)
 
+-- to_lane is the decision on_request returns for each model that has a cheaper one,
+-- built once: a table and a string per request would be most of the hook's cost
+-- (BenchmarkFrontendInProcess in examples/llmgateway). The host only reads it.
+local to_lane = {}
+for _, name in ipairs(names) do
+  if models[name].cheaper ~= nil then to_lane[name] = { model = name .. lane } end
+end
+
 function on_request(req)
-  local mc = models[req.model]
-  if mc == nil or mc.cheaper == nil then return nil end
+  local decision = to_lane[req.model]
+  if decision == nil then return nil end
   if req.priority <= low_priority or (req.tokens ~= nil and req.tokens <= short_tokens) then
-    return { model = req.model .. lane }
+    return decision
   end
   return nil
 end
