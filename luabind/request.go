@@ -224,20 +224,15 @@ func decodeDecision(ret lua.LValue) (Decision, error) {
 	case *lua.LNilType:
 		return d, nil
 	case *lua.LTable:
-		var bad error
-		ret.ForEach(func(k, val lua.LValue) {
-			if bad != nil {
-				return
-			}
+		// Next, not ForEach, whose callback would be one allocation per request.
+		for k, val := ret.Next(lua.LNil); k != lua.LNil; k, val = ret.Next(k) {
 			key, ok := k.(lua.LString)
 			if !ok {
-				bad = fmt.Errorf("key %v is not a string", k)
-				return
+				return Decision{}, fmt.Errorf("key %v is not a string", k)
 			}
-			bad = d.set(string(key), val)
-		})
-		if bad != nil {
-			return Decision{}, bad
+			if err := d.set(string(key), val); err != nil {
+				return Decision{}, err
+			}
 		}
 		if d.Reject && d.Status == 0 {
 			d.Status = http.StatusForbidden
