@@ -63,6 +63,8 @@ type Info struct {
 // allocates nothing.
 type Permit struct {
 	a          *Admission
+	lim        *limitGroup // the adaptive limit holding a slot, if any
+	start      int64       // arrival, clock nanoseconds, for the limit's sample
 	held       bool
 	retryAfter time.Duration
 	route      string
@@ -80,9 +82,14 @@ func (p Permit) Route() string { return p.route }
 // rule whose from names its model re-routed it to.
 func (p Permit) Model() string { return p.model }
 
-// Done releases the slot of a served request.
+// Done releases the slot of a request served successfully, ending now on the
+// admission's clock. See [Permit.DoneAt].
 func (p Permit) Done() {
 	if p.a != nil {
+		if p.lim != nil {
+			p.DoneAt(p.a.clock.Now(), metrics.OutcomeOK)
+			return
+		}
 		p.a.completed.Add(1)
 		if p.held {
 			p.a.release()
@@ -90,9 +97,39 @@ func (p Permit) Done() {
 	}
 }
 
-// Drop releases the slot of a request that was not served.
+// DoneAt releases the slot of a served request that ended at end with outcome o.
+// Under an adaptive limit ([WithAdaptiveLimit]) the request is a sample: its latency
+// (end minus [Info.Now]) and whether it failed ([metrics.OutcomeError]) move the
+// limit, so a caller that knows the outcome says it here (the middleware does). A
+// canceled request ([metrics.OutcomeCanceled]) is no sample: its latency says when
+// the client left, not how fast the backend was.
+func (p Permit) DoneAt(end time.Time, o metrics.Outcome) {
+	if p.a == nil {
+		return
+	}
+	p.a.completed.Add(1)
+	if p.lim != nil {
+		if o == metrics.OutcomeCanceled {
+			p.lim.inFlight.Add(-1)
+		} else {
+			p.lim.release(p.start, end.UnixNano(), o == metrics.OutcomeError)
+		}
+	}
+	if p.held {
+		p.a.release()
+	}
+}
+
+// Drop releases the slot of a request that was not served; it is no sample of an
+// adaptive limit.
 func (p Permit) Drop() {
-	if p.a != nil && p.held {
+	if p.a == nil {
+		return
+	}
+	if p.lim != nil {
+		p.lim.inFlight.Add(-1)
+	}
+	if p.held {
 		p.a.release()
 	}
 }
@@ -157,6 +194,32 @@ func WithAdmissionClock(c metrics.Clock) AdmissionOption {
 	}
 }
 
+// WithAdaptiveLimit gives the admission adaptive concurrency limits per route and
+// priority class (and, optionally, tenant), set up by cfg (see [AdaptiveConfig]).
+// A request over its class's limit is rejected with [ErrLimited] (503). Bad settings
+// in cfg are errors of [NewAdmission].
+func WithAdaptiveLimit(cfg AdaptiveConfig) AdmissionOption {
+	return func(a *Admission) error {
+		a.adaptiveCfg = &cfg
+		return nil
+	}
+}
+
+// WithAdmissionRegistry sets the registry the admission records its own windows
+// into: the adaptive limits ([metrics.ScopeLimit]) and the queue
+// ([metrics.ScopeQueue]), which the scaling loop and Lua read. Pass the registry the
+// middleware records into. Without one, the admission records no windows
+// ([Admission.Limits] still reports the limits).
+func WithAdmissionRegistry(reg *metrics.Registry) AdmissionOption {
+	return func(a *Admission) error {
+		if reg == nil {
+			return configError("nil registry")
+		}
+		a.reg = reg
+		return nil
+	}
+}
+
 // TenantLimiter is an outside limit on a tenant's requests that an [Admission]
 // consults after its own throttles, for example a cluster-wide limit shared by several
 // gateway replicas (package middleware/redislimit). AllowN reports whether n more of
@@ -197,6 +260,10 @@ type Admission struct {
 	rand    *rand.Rand
 	clock   metrics.Clock
 	limiter TenantLimiter
+	reg     *metrics.Registry
+
+	adaptiveCfg *AdaptiveConfig
+	adaptive    *adaptive // nil without WithAdaptiveLimit
 
 	// The rules: by string key in sharded copy-on-write maps (see ruleMap), priority
 	// classes in one small copy-on-write map.
@@ -271,6 +338,11 @@ func NewAdmission(cfg AdmissionConfig, opts ...AdmissionOption) (*Admission, err
 		if err := o(a); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if a.adaptiveCfg != nil {
+		ad, err := newAdaptive(*a.adaptiveCfg, a.reg)
+		errs = append(errs, err)
+		a.adaptive = ad
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
@@ -529,11 +601,30 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 			a.stats.rerouted.Add(1)
 		}
 	}
+	var lim *limitGroup
+	var start int64
+	if a.adaptive != nil {
+		if lim = a.adaptive.group(route, in.Tenant); lim != nil {
+			now := in.Now
+			if now.IsZero() {
+				now = a.clock.Now()
+			}
+			c := a.adaptive.class(in.Priority)
+			if !lim.tryAcquire(c) {
+				lim.reject(c, now)
+				return Permit{retryAfter: a.RetryAfterEstimate(now)}, ErrLimited
+			}
+			start = now.UnixNano()
+		}
+	}
 	if err := a.acquire(ctx, in); err != nil {
+		if lim != nil {
+			lim.inFlight.Add(-1)
+		}
 		return Permit{retryAfter: a.RetryAfterEstimate(in.Now)}, err
 	}
 	a.stats.admitted.Add(1)
-	return Permit{a: a, held: true, route: route, model: model}, nil
+	return Permit{a: a, lim: lim, start: start, held: true, route: route, model: model}, nil
 }
 
 // The bounds of the Retry-After the admission gives rejected requests: at least a
@@ -608,7 +699,7 @@ func (d *drainEstimate) rate(now time.Time, done uint64) float64 {
 }
 
 // acquire takes a concurrency slot, waiting in the queue if need be.
-func (a *Admission) acquire(ctx context.Context, in Info) error {
+func (a *Admission) acquire(ctx context.Context, in Info) (err error) {
 	for {
 		v := a.inFlight.Load()
 		lim := a.limit.Load()
@@ -649,6 +740,19 @@ func (a *Admission) acquire(ctx context.Context, in Info) error {
 	heap.Push(&a.queue, w)
 	a.waiting.Add(1)
 	a.qmu.Unlock()
+	if a.reg != nil {
+		// The wait is a window (metrics.ScopeQueue): depth in flight, wait as latency.
+		qw, since := a.reg.Window(metrics.ScopeQueue, metrics.ClassKey(in.Route, in.Priority, "")), a.clock.Now()
+		qw.StartAt(since)
+		defer func() {
+			end := a.clock.Now()
+			o := metrics.Observation{Latency: end.Sub(since)}
+			if err != nil {
+				o.Outcome = metrics.OutcomeRejected
+			}
+			qw.DoneAt(end, o)
+		}()
+	}
 	// A slot may have freed between the fast path and the push; releasers check
 	// waiting after freeing, we check slots after waiting: one of us hands it over.
 	a.handOff()
@@ -729,6 +833,8 @@ func (a *Admission) handOff() {
 // AdmissionStats counts an admission's verdicts.
 type AdmissionStats struct {
 	Admitted, Shed, Throttled, QueueFull, QueueTimeout, Canceled, Rerouted uint64
+	// Limited counts requests turned away by an adaptive limit ([ErrLimited]).
+	Limited uint64
 	// RulesRefused counts new rules refused for passing MaxRules; RulesExpired, rules
 	// dropped from memory RuleTTL after they were last set.
 	RulesRefused, RulesExpired uint64
@@ -748,6 +854,7 @@ func (a *Admission) Stats() AdmissionStats {
 		QueueTimeout: a.stats.queueTimeout.Load(),
 		Canceled:     a.stats.canceled.Load(),
 		Rerouted:     a.stats.rerouted.Load(),
+		Limited:      a.limitedCount(),
 		RulesRefused: a.stats.rulesRefused.Load(),
 		RulesExpired: a.stats.rulesExpired.Load(),
 		Rules:        int(a.shed.n.Load()+a.throttle.n.Load()+a.route.n.Load()) + len(*a.shedPrio.Load()),

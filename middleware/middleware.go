@@ -360,7 +360,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		end := c.clock.Now()
 		o := metrics.Observation{Latency: end.Sub(start), Outcome: metrics.OutcomeError, Bytes: rw.bytes}
 		win.Done(end, o)
-		permit.Done()
+		permit.DoneAt(end, metrics.OutcomeError)
 		if c.onResponse != nil {
 			c.onResponse(r, keys, Response{Status: http.StatusInternalServerError, Latency: o.Latency, Bytes: rw.bytes, Values: rw.values})
 		}
@@ -380,7 +380,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		o.Outcome = metrics.OutcomeError
 	}
 	win.Done(end, o)
-	permit.Done()
+	permit.DoneAt(end, o.Outcome)
 	if !rw.firstFlush.IsZero() && keys.Route != "" {
 		c.registry.Window(metrics.ScopeTTFB, keys.Route).RecordAt(end, metrics.Observation{
 			Latency: rw.firstFlush.Sub(start), Outcome: o.Outcome,
@@ -399,7 +399,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // RejectedHeader is set on every response the middleware itself gives to a request it
 // turned away, to say why: "shed", "throttled", "queue-full", "queue-timeout",
-// "canceled" or "hook". Like Envoy's x-envoy-overloaded, it lets clients and load
+// "limit", "canceled" or "hook". Like Envoy's x-envoy-overloaded, it lets clients and load
 // generators tell load shedding from a failing backend.
 const RejectedHeader = "X-Autoscale-Rejected"
 
@@ -413,6 +413,8 @@ func reasonOf(err error) string {
 		return "queue-full"
 	case errors.Is(err, ErrQueueTimeout):
 		return "queue-timeout"
+	case errors.Is(err, ErrLimited):
+		return "limit"
 	}
 	return "canceled"
 }
