@@ -62,6 +62,20 @@ type Shed struct {
 	// RetryAfter is the hint given to rejected clients; zero lets the admission compute
 	// one from its current state.
 	RetryAfter time.Duration
+	// Priority, when set, sheds the requests of that priority class, on every
+	// route (Route must be "*"), through a [PriorityShedder]: the way a policy sheds
+	// the lowest class first.
+	Priority *int
+}
+
+// LimitBounds sets the bounds of a route's adaptive concurrency limits at run time,
+// through a [LimitBounder] (the middleware's admission is one).
+type LimitBounds struct {
+	// Route is the route's key; "*" means every route.
+	Route string
+	// Min and Max bound the limit, 1 <= Min <= Max <= 1,000,000; 0 and 0 restore the
+	// configured bounds.
+	Min, Max int
 }
 
 // Throttle limits a tenant's request rate with a token bucket.
@@ -102,13 +116,14 @@ type Budget struct {
 	Burst int64
 }
 
-func (Budget) action()    {}
-func (Scale) action()     {}
-func (SetWeight) action() {}
-func (Eject) action()     {}
-func (Shed) action()      {}
-func (Throttle) action()  {}
-func (Route) action()     {}
+func (Budget) action()      {}
+func (Scale) action()       {}
+func (SetWeight) action()   {}
+func (Eject) action()       {}
+func (Shed) action()        {}
+func (LimitBounds) action() {}
+func (Throttle) action()    {}
+func (Route) action()       {}
 
 // Kind returns "scale".
 func (Scale) Kind() string { return "scale" }
@@ -121,6 +136,9 @@ func (Eject) Kind() string { return "eject" }
 
 // Kind returns "shed".
 func (Shed) Kind() string { return "shed" }
+
+// Kind returns "limit_bounds".
+func (LimitBounds) Kind() string { return "limit_bounds" }
 
 // Kind returns "throttle".
 func (Throttle) Kind() string { return "throttle" }
@@ -184,6 +202,26 @@ func (a Shed) Validate() error {
 	}
 	if a.RetryAfter < 0 || a.RetryAfter > time.Hour {
 		errs = append(errs, invalid(a, "retry-after %v out of [0, 1h]", a.RetryAfter))
+	}
+	if a.Priority != nil && a.Route != "*" {
+		errs = append(errs, invalid(a, "a priority class is shed on every route: route %q, want \"*\"", a.Route))
+	}
+	return errors.Join(errs...)
+}
+
+// MaxLimitBound is the largest bound a [LimitBounds] action sets.
+const MaxLimitBound = 1_000_000
+
+// Validate reports every problem with the action.
+func (a LimitBounds) Validate() error {
+	var errs []error
+	if a.Route == "" {
+		errs = append(errs, invalid(a, "empty route"))
+	}
+	if a.Min != 0 || a.Max != 0 {
+		if a.Min < 1 || a.Max > MaxLimitBound || a.Min > a.Max {
+			errs = append(errs, invalid(a, "bounds [%d, %d] not within 1 <= min <= max <= %d", a.Min, a.Max, MaxLimitBound))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -31,6 +31,19 @@ type Shedder interface {
 	Shed(route string, fraction float64, retryAfter time.Duration) error
 }
 
+// PriorityShedder rejects a fraction of one priority class's requests: the applier of
+// a [Shed] with Priority set. The middleware's admission is one; when the loop's
+// shedder is one too (registered with [WithShedder]) nothing more is needed.
+type PriorityShedder interface {
+	ShedPriority(class int, fraction float64, retryAfter time.Duration) error
+}
+
+// LimitBounder sets the bounds of a route's adaptive concurrency limits: the applier
+// of [LimitBounds]. Register one with [WithLimitBounder].
+type LimitBounder interface {
+	SetLimitBounds(route string, min, max int) error
+}
+
 // Throttler limits a tenant's request rate. Register one with [WithThrottler].
 type Throttler interface {
 	// Throttle sets tenant's token bucket to rps (math.Inf(1): no limit) and burst.

@@ -56,6 +56,7 @@ type Loop struct {
 	source         func(now time.Time) Reader
 	pools          map[string]Pool
 	shedder        Shedder
+	bounder        LimitBounder
 	throttler      Throttler
 	budgeter       Budgeter
 	router         Router
@@ -497,7 +498,20 @@ func (l *Loop) apply(a Action) error {
 		if l.shedder == nil {
 			return fmt.Errorf("%w: no shedder", ErrNoApplier)
 		}
+		if a.Priority != nil {
+			ps, ok := l.shedder.(PriorityShedder)
+			if !ok {
+				return fmt.Errorf("%w: the shedder sheds no priority class", ErrNoApplier)
+			}
+			err = ps.ShedPriority(*a.Priority, a.Fraction, a.RetryAfter)
+			break
+		}
 		err = l.shedder.Shed(a.Route, a.Fraction, a.RetryAfter)
+	case LimitBounds:
+		if l.bounder == nil {
+			return fmt.Errorf("%w: no limit bounder", ErrNoApplier)
+		}
+		err = l.bounder.SetLimitBounds(a.Route, a.Min, a.Max)
 	case Throttle:
 		if l.throttler == nil {
 			return fmt.Errorf("%w: no throttler", ErrNoApplier)

@@ -156,6 +156,17 @@ func WithShedder(s Shedder) Option {
 	}
 }
 
+// WithLimitBounder sets the applier of [LimitBounds] actions.
+func WithLimitBounder(b LimitBounder) Option {
+	return func(l *Loop) error {
+		if b == nil {
+			return errors.New("nil limit bounder")
+		}
+		l.bounder = b
+		return nil
+	}
+}
+
 // WithThrottler sets the applier of [Throttle] actions.
 func WithThrottler(t Throttler) Option {
 	return func(l *Loop) error {

@@ -31,7 +31,7 @@ func field[A autoscale.Action](name string, get func(A) lua.LValue) actionField 
 	return actionField{name, func(a autoscale.Action) lua.LValue { return get(a.(A)) }}
 }
 
-// actionKinds are the seven actions, in the order REFERENCE.md lists them. The kind field
+// actionKinds are the eight actions, in the order REFERENCE.md lists them. The kind field
 // every action has is not listed.
 var actionKinds = [...]actionKind{
 	{"scale", ctorScale, []actionField{
@@ -55,6 +55,17 @@ var actionKinds = [...]actionKind{
 		field("route", func(a autoscale.Shed) lua.LValue { return lua.LString(a.Route) }),
 		field("fraction", func(a autoscale.Shed) lua.LValue { return lua.LNumber(a.Fraction) }),
 		field("retry_after", func(a autoscale.Shed) lua.LValue { return lua.LNumber(a.RetryAfter.Seconds()) }),
+		field("priority", func(a autoscale.Shed) lua.LValue {
+			if a.Priority == nil {
+				return lua.LNil
+			}
+			return lua.LNumber(*a.Priority)
+		}),
+	}},
+	{"limit_bounds", ctorLimitBounds, []actionField{
+		field("route", func(a autoscale.LimitBounds) lua.LValue { return lua.LString(a.Route) }),
+		field("min", func(a autoscale.LimitBounds) lua.LValue { return lua.LNumber(a.Min) }),
+		field("max", func(a autoscale.LimitBounds) lua.LValue { return lua.LNumber(a.Max) }),
 	}},
 	{"throttle", ctorThrottle, []actionField{
 		field("tenant", func(a autoscale.Throttle) lua.LValue { return lua.LString(a.Tenant) }),
@@ -180,7 +191,15 @@ func ctorShed(L *lua.LState) (autoscale.Action, error) {
 	if L.GetTop() >= 3 && L.Get(3) != lua.LNil {
 		a.RetryAfter = checkSeconds(L, 3, "retry_after")
 	}
+	if L.GetTop() >= 4 && L.Get(4) != lua.LNil {
+		p := checkInt(L, 4, "priority")
+		a.Priority = &p
+	}
 	return a, nil
+}
+
+func ctorLimitBounds(L *lua.LState) (autoscale.Action, error) {
+	return autoscale.LimitBounds{Route: L.CheckString(1), Min: checkInt(L, 2, "min"), Max: checkInt(L, 3, "max")}, nil
 }
 
 func ctorThrottle(L *lua.LState) (autoscale.Action, error) {

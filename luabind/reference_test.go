@@ -172,7 +172,7 @@ func TestReferenceMatchesCode(t *testing.T) {
 	for _, name := range actionNames() {
 		a := sampleAction(name)
 		var got []string
-		for _, f := range []string{"kind", "target", "replicas", "reason", "panic", "pool", "backend", "weight", "seconds", "route", "fraction", "retry_after", "tenant", "rps", "burst", "from", "to", "model", "tokens_per_minute", "nonsense"} {
+		for _, f := range []string{"kind", "target", "replicas", "reason", "panic", "pool", "backend", "weight", "seconds", "route", "fraction", "retry_after", "tenant", "rps", "burst", "from", "to", "model", "tokens_per_minute", "priority", "min", "max", "nonsense"} {
 			if _, ok := actionFieldOf(a, f); ok {
 				got = append(got, f)
 			}
@@ -242,6 +242,8 @@ func sampleAction(kind string) autoscale.Action {
 		return autoscale.Throttle{}
 	case "budget":
 		return autoscale.Budget{}
+	case "limit_bounds":
+		return autoscale.LimitBounds{}
 	}
 	return autoscale.Route{}
 }

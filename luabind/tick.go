@@ -200,7 +200,7 @@ const (
 	passKeys    = 4096 // a scope with more keys is read again by every aggregate
 )
 
-var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys", "sum", "max", "min"}
+var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys", "sum", "max", "min", "limit"}
 
 // aggregates are the m functions that reduce a field over a scope's windows.
 var aggregates = [...]string{"sum", "max", "min"}
@@ -238,6 +238,7 @@ func (tv *tickView) init(v *vm) {
 			return tv.aggregate(L, op)
 		}))
 	}
+	tv.data.RawSetString("limit", L.NewFunction(tv.limit))
 	tv.data.RawSetString("keys", L.NewFunction(func(L *lua.LState) int {
 		in := tv.input(L)
 		scope := tv.checkScope(L, "keys", 1)
