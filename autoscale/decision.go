@@ -118,6 +118,10 @@ type Decision struct {
 	Steps []SafetyStep
 	// Desired is the final count after the safety layer.
 	Desired int
+	// Ready is the count of ready replicas at the tick (-1 when nobody reports it, see
+	// [Loop.SetReady]); Pending, those asked for and not ready; Held, the count that
+	// requests held for a cold start need ([Loop.Wake]).
+	Ready, Pending, Held int
 	// Direction compares Desired with Current.
 	Direction Direction
 	// Applied reports whether the decision was sent to the actuator; Why says why or

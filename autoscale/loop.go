@@ -90,6 +90,8 @@ type Loop struct {
 	idleMu sync.Mutex
 	active int           // actuation workers running
 	idle   chan struct{} // closed when active is 0
+
+	wake chan struct{} // Wake's nudge to Run; buffered 1
 }
 
 type shadow struct {
@@ -177,6 +179,7 @@ func NewLoop(opts ...Option) (*Loop, error) {
 	l.idBase = hex.EncodeToString(b[:]) + "-"
 	l.idle = make(chan struct{})
 	close(l.idle)
+	l.wake = make(chan struct{}, 1)
 	return l, nil
 }
 
@@ -234,11 +237,23 @@ func (l *Loop) Run(ctx context.Context) error {
 			next = next.Add((now.Sub(next)/l.tick + 1) * l.tick)
 		}
 		timer := l.clock.NewTimer(next.Sub(l.clock.Now()))
-		select {
-		case <-ctx.Done():
-			timer.Stop()
-			return ctx.Err()
-		case <-timer.C():
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				timer.Stop()
+				return ctx.Err()
+			case <-timer.C():
+				waiting = false
+			case <-l.wake:
+				// Held requests wait: step now, keep the tick schedule.
+				if _, err := l.Step(ctx, l.clock.Now()); err != nil && (ctx.Err() != nil || errors.Is(err, ErrClosed)) {
+					timer.Stop()
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					return err
+				}
+			}
 		}
 	}
 }
@@ -341,6 +356,7 @@ func (l *Loop) step(ctx context.Context, now time.Time) (Tick, error) {
 	if sr, ok := src.(SourceReader); ok {
 		tk.Sources = sr.Sources()
 	}
+	l.noteActivity(src, now)
 	rec := &recorder{r: src, on: true}
 	in.Metrics = rec
 	pstart := time.Now()
@@ -568,6 +584,7 @@ func (l *Loop) decide(t *target, now time.Time, out PolicyOutput, shadows []Shad
 	}
 	d.Desired, d.Steps = t.safe(now, st.Replicas, out)
 	d.Direction = direction(st.Replicas, d.Desired)
+	d.Ready, d.Pending, d.Held = st.Ready, st.Pending, st.Held
 	if d.Desired >= 0 {
 		t.mu.Lock()
 		t.desired = d.Desired
@@ -592,6 +609,11 @@ func (l *Loop) decide(t *target, now time.Time, out PolicyOutput, shadows []Shad
 	d.Duration = time.Since(start)
 	l.ring.add(d)
 	if d.Applied {
+		t.mu.Lock()
+		if d.Desired > 0 && t.cold.wokeAt.IsZero() && (t.cold.ready == 0 || t.cold.ready < 0 && st.Replicas <= 0) {
+			t.cold.wokeAt = now // a cold start begins; SetReady measures it
+		}
+		t.mu.Unlock()
 		l.dispatch(t, actuator.Request{
 			Target: t.ref, Replicas: d.Desired, Previous: st.Replicas,
 			Reason: out.Reason, DecisionID: d.ID, Time: now,

@@ -59,6 +59,15 @@ type TargetState struct {
 	Desired int
 	// Min and Max bound the count.
 	Min, Max int
+	// Ready is the count of ready replicas last reported with [Loop.SetReady]; -1 when
+	// nobody reports it.
+	Ready int
+	// Pending is the count of replicas asked for and not ready yet (Replicas - Ready);
+	// 0 when Ready or Replicas is unknown.
+	Pending int
+	// Held is the count of replicas that requests held for a cold start need (see
+	// [Loop.Wake]); 0 when none are held.
+	Held int
 }
 
 // Reader reads metric windows for a policy.

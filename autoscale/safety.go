@@ -32,6 +32,7 @@ type target struct {
 	downEv   []timed
 	last     time.Time // time of the last applied change
 	wake     chan struct{}
+	cold     cold
 
 	// Guarded by Loop.stepMu.
 	recs     []timed
@@ -55,6 +56,7 @@ func newTarget(cfg Target) *target {
 		up: cfg.Safety.ScaleUp, down: cfg.Safety.ScaleDown,
 		current: -1, desired: -1,
 		wake: make(chan struct{}, 1),
+		cold: cold{ready: -1},
 	}
 	if rr, ok := cfg.Actuator.(actuator.ReplicaReader); ok {
 		t.reader = rr
@@ -77,7 +79,10 @@ func newTarget(cfg Target) *target {
 func (t *target) state() TargetState {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return TargetState{Name: t.cfg.Name, Replicas: t.current, Desired: t.desired, Min: t.cfg.Min, Max: t.cfg.Max}
+	return TargetState{
+		Name: t.cfg.Name, Replicas: t.current, Desired: t.desired, Min: t.cfg.Min, Max: t.cfg.Max,
+		Ready: t.cold.ready, Pending: t.pendingLocked(t.current), Held: t.cold.demand,
+	}
 }
 
 // latest returns the newest dispatched request not yet finished.
@@ -157,12 +162,20 @@ func prune(ev []timed, cutoff time.Time) []timed {
 // returns the final count (-1 when there is nothing to do) and the steps taken. It runs
 // under Loop.stepMu.
 func (t *target) safe(now time.Time, current int, out PolicyOutput) (int, []SafetyStep) {
-	s := &t.cfg.Safety
 	steps := make([]SafetyStep, 0, 4)
 	add := func(name string, before, after int, format string, args ...any) int {
 		steps = append(steps, SafetyStep{Name: name, Before: before, After: after, Note: fmt.Sprintf(format, args...)})
 		return after
 	}
+	desired := t.policySteps(now, current, out, add)
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.coldSteps(now, current, desired, add), steps
+}
+
+// policySteps runs the safety steps on the policy's ask, from fallback to cooldown.
+func (t *target) policySteps(now time.Time, current int, out PolicyOutput, add func(string, int, int, string, ...any) int) int {
+	s := &t.cfg.Safety
 
 	failed := !out.Present && out.Err != ""
 	fallback := false
@@ -180,9 +193,9 @@ func (t *target) safe(now time.Time, current int, out PolicyOutput) (int, []Safe
 				add(StepHold, current, current, "policy failed (%d in a row, fallback after %d): hold", t.failures, fb.FailureThreshold)
 			}
 			if current < 0 {
-				return -1, steps
+				return -1
 			}
-			return current, steps
+			return current
 		}
 		fallback = true
 		desired = add(StepFallback, current, fb.Replicas, "policy failed %d times in a row: fallback", t.failures)
@@ -191,7 +204,7 @@ func (t *target) safe(now time.Time, current int, out PolicyOutput) (int, []Safe
 	}
 
 	if current < 0 && !out.Present && !fallback {
-		return -1, steps // nothing known, nothing asked
+		return -1 // nothing known, nothing asked
 	}
 	if desired < t.cfg.Min {
 		desired = add(StepMin, desired, t.cfg.Min, "min %d", t.cfg.Min)
@@ -201,7 +214,7 @@ func (t *target) safe(now time.Time, current int, out PolicyOutput) (int, []Safe
 	}
 	if current < 0 {
 		// Without a current count there is no band, no direction and no rate.
-		return desired, steps
+		return desired
 	}
 
 	if tol := s.Tolerance; tol > 0 && !fallback && desired != current {
@@ -245,6 +258,7 @@ func (t *target) safe(now time.Time, current int, out PolicyOutput) (int, []Safe
 	if out.Panic && desired < current {
 		desired = add(StepPanic, desired, current, "policy in panic: no scale-down")
 	}
+	desired = t.pendingStep(current, desired, add)
 
 	// Rate: the HPA's convertDesiredReplicasWithBehaviorRate.
 	if t.period > 0 {
@@ -268,5 +282,5 @@ func (t *target) safe(now time.Time, current int, out PolicyOutput) (int, []Safe
 	if cd := s.Cooldown; cd > 0 && desired != current && !t.last.IsZero() && now.Sub(t.last) < cd {
 		desired = add(StepCooldown, desired, current, "last change %v ago, cooldown %v", now.Sub(t.last), cd)
 	}
-	return desired, steps
+	return desired
 }

@@ -32,6 +32,10 @@ type Target struct {
 	// Safety holds the settings of the safety layer for this target. Its zero value has
 	// the Kubernetes HPA's default behaviour; see [Safety].
 	Safety Safety
+	// ColdStart is the expected time from a scale-up from zero to the first ready
+	// replica, 0..1h, until the loop has observed one (see [Loop.ColdStart]); zero
+	// means unknown.
+	ColdStart time.Duration
 }
 
 func (t Target) ref() actuator.Target {
@@ -64,6 +68,9 @@ func (t Target) Validate() error {
 	if err := t.Safety.Validate(); err != nil {
 		errs = append(errs, err)
 	}
+	if t.ColdStart < 0 || t.ColdStart > time.Hour {
+		errs = append(errs, fmt.Errorf("cold start %v out of [0, 1h]", t.ColdStart))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: target %q: %w", ErrInvalidConfig, t.Name, err)
 	}
@@ -81,8 +88,12 @@ func (t Target) Validate() error {
 //  4. stabilization: up takes the minimum recommendation over the up window, down the
 //     maximum over the down window (the HPA's behaviour);
 //  5. panic: no scale-down while the policy declares panic ([Scale.Panic]);
-//  6. rate: the step limits of ScaleUp and ScaleDown (the HPA's behaviour policies);
-//  7. cooldown: no change within Cooldown of the last one.
+//  6. pending: no scale-up while replicas asked for are not ready yet (see
+//     [Loop.SetReady]): they report no metrics, and the policy would ask again;
+//  7. rate: the step limits of ScaleUp and ScaleDown (the HPA's behaviour policies);
+//  8. cooldown: no change within Cooldown of the last one;
+//  9. wake: at least the count that requests held for a cold start need ([Loop.Wake]);
+//  10. idle: zero after ScaleToZero.After without requests ([ScaleToZero]).
 //
 // The zero value has the HPA's defaults: no tolerance band on replicas (the HPA's 0.1
 // tolerance applies to the metric ratio, in [TargetTracking]), up without stabilization
@@ -105,6 +116,9 @@ type Safety struct {
 	Cooldown time.Duration
 	// Fallback, when not nil, replaces hold with a fixed count after repeated failures.
 	Fallback *Fallback
+	// ScaleToZero, when not nil and the target's Min is 0, scales the target to zero
+	// after a period without requests, whatever the policy asks (step [StepIdle]).
+	ScaleToZero *ScaleToZero
 }
 
 // Fallback is KEDA's fallback: after FailureThreshold consecutive ticks on which the
@@ -136,6 +150,11 @@ func (s Safety) Validate() error {
 	if s.ScaleDown != nil {
 		if err := s.ScaleDown.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("scale down: %w", err))
+		}
+	}
+	if z := s.ScaleToZero; z != nil {
+		if err := z.Validate(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if f := s.Fallback; f != nil {

@@ -866,6 +866,7 @@ func (a *Admission) Stats() AdmissionStats {
 // waiter is a queued request. index is its place in the heap, -1 once out of it.
 type waiter struct {
 	prio  int
+	bytes int64 // the request's body size (Activator)
 	seq   uint64
 	index int
 	ready chan error
