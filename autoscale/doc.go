@@ -14,7 +14,11 @@
 //     [Throttle], [Route], [Budget].
 //   - The safety layer ([Safety]): min/max, a tolerance band, stabilization windows
 //     and step limits with the Kubernetes HPA's semantics, a cooldown, no scale-down in
-//     panic, hold or KEDA-style fallback when the policy fails.
+//     panic, hold or KEDA-style fallback when the policy fails; for scale from zero,
+//     a pending step (no scale-up while replicas asked for are not ready,
+//     [Loop.SetReady]), a wake step (the replicas held requests need, [Loop.Wake],
+//     which also steps a running loop at once) and scale to zero after an idle period
+//     for any policy ([ScaleToZero]). [Loop.ColdStart] reports the observed cold start.
 //   - Appliers ([Pool], [Shedder], [Throttler], [Router], [Budgeter]): small interfaces
 //     satisfied by the balancer's pools, the middleware's admission and
 //     middleware/llm's token budgets.

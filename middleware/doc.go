@@ -31,6 +31,15 @@
 // the host. That costs the request two small allocations (the context value and the
 // request's shallow copy); requests without a model pay nothing.
 //
+// An [Activator] holds requests for a target without ready capacity (scaled to zero,
+// or every ready replica busy) in a bounded priority queue (count and bytes, a maximum
+// wait), wakes the scaling loop at once ([Scaler], satisfied by autoscale.Loop) with
+// the replicas the held demand needs, and releases the held requests as replicas turn
+// ready ([Activator.SetReady], [Activator.Discovered]) no faster than their concurrency
+// allows. Beyond its bounds a request gets 503 with [HoldHeader] and a Retry-After of
+// the predicted remaining cold start plus the queue's drain time; a released one carries
+// [ColdStartHeader].
+//
 // Usage:
 //
 //	reg, _ := metrics.NewRegistry()

@@ -26,6 +26,9 @@ type fleet struct {
 	concurrency int
 	serviceTime time.Duration
 	coldStart   time.Duration
+	// onReady, when not nil, is told the ready count whenever it changes (the
+	// activator's readiness); it is called with mu held and must not call the fleet.
+	onReady func(ready int)
 
 	mu       sync.Mutex
 	replicas []*replica // oldest first
@@ -160,6 +163,9 @@ func (f *fleet) updatePoolLocked() {
 	}
 	// The endpoints are made here and valid, so Update cannot fail.
 	f.pool.Update(eps)
+	if f.onReady != nil {
+		f.onReady(len(eps))
+	}
 }
 
 // Close stops every replica and waits for them.

@@ -31,6 +31,20 @@ var profiles = map[string]struct {
 	"bursty":   {mustBursty(), 0, "60 rps with 6× bursts of 3–8 s every 20 s on average"},
 	"constant": {simulate.Constant(100), 0, "100 rps"},
 	"none":     {simulate.Constant(0), 0, "no load: bring your own (curl, wrk, hey)"},
+	"cold-start": {wakeUps{}, 0, "from zero replicas: 10 rps for 4 s every 45 s, held while a replica starts, " +
+		"scaled to zero after 15 s idle"},
+}
+
+// wakeUps is the cold-start profile: short bursts after long silences, so that the
+// target scales to zero between them and each burst's first requests wait for a
+// replica to start (the activator holds them).
+type wakeUps struct{}
+
+func (wakeUps) Rate(t time.Duration) float64 {
+	if t < 2*time.Second || (t-2*time.Second)%(45*time.Second) >= 4*time.Second {
+		return 0
+	}
+	return 10
 }
 
 func mustBursty() simulate.Profile {

@@ -142,6 +142,9 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	if _, ok := profiles[c.load]; !ok {
 		return c, fmt.Errorf("unknown load %q; choose from %s", c.load, profileNames())
 	}
+	if c.load == "cold-start" {
+		c.minReplicas = 0 // the profile shows a start from zero
+	}
 	return c, nil
 }
 
@@ -151,6 +154,7 @@ type gateway struct {
 	pool      *balancer.Pool
 	fleet     *fleet
 	admission *middleware.Admission
+	activator *middleware.Activator // with -min 0: holds requests while a replica starts
 	policy    *luabind.Runtime
 	access    *luabind.Runtime
 	loop      *autoscale.Loop
@@ -191,6 +195,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	env := simulate.Env{Target: target, Route: target, Concurrency: concurrency, ServiceTime: serviceTime,
 		ColdStart: coldStart, SLO: 4 * serviceTime, Min: cfg.minReplicas, Max: cfg.maxReplicas}
 	src, luaCfg, safety, err := policySource(cfg.policy, env)
+	if cfg.minReplicas == 0 {
+		// Any policy scales to zero through the safety layer after 15 s without
+		// requests (the route window "api"), not within 10 s of a wake.
+		safety.ScaleToZero = &autoscale.ScaleToZero{After: 15 * time.Second, Cooldown: 10 * time.Second}
+	}
 	watchPath := ""
 	if strings.HasSuffix(cfg.policy, ".lua") {
 		watchPath = cfg.policy
@@ -210,21 +219,11 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if g.admission, err = newAdmission(cfg.maxReplicas); err != nil {
 		return err
 	}
-	proxy, err := balancer.NewProxy(g.pool)
-	if err != nil {
-		return err
-	}
-	defer proxy.CloseIdleConnections()
-	front, err := frontend(g.reg, g.admission, g.access, logger, proxy)
-	if err != nil {
-		return err
-	}
-
 	if g.loop, err = autoscale.NewLoop(
 		autoscale.WithPolicy(g.policy),
 		autoscale.WithRegistry(g.reg),
 		autoscale.WithTick(cfg.tick),
-		autoscale.WithTargets(autoscale.Target{Name: target, Min: cfg.minReplicas, Max: cfg.maxReplicas, Actuator: g.fleet, Safety: safety}),
+		autoscale.WithTargets(autoscale.Target{Name: target, Min: cfg.minReplicas, Max: cfg.maxReplicas, Actuator: g.fleet, Safety: safety, ColdStart: coldStart}),
 		autoscale.WithPool("backends", g.pool),
 		autoscale.WithShedder(g.admission),
 		autoscale.WithThrottler(g.admission),
@@ -232,6 +231,31 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		autoscale.WithLogger(logger),
 		autoscale.WithObserver(func(tk autoscale.Tick) { printTick(out, g, tk) }),
 	); err != nil {
+		return err
+	}
+
+	proxy, err := balancer.NewProxy(g.pool)
+	if err != nil {
+		return err
+	}
+	defer proxy.CloseIdleConnections()
+	var backend http.Handler = proxy
+	if cfg.minReplicas == 0 {
+		// From zero, requests wait in the activator's hold queue for a replica, and the
+		// first one held wakes the loop at once.
+		g.activator, err = middleware.NewActivator(g.loop, map[string]middleware.HoldConfig{target: {
+			Concurrency: concurrency, MaxQueue: 256, MaxWait: 10 * time.Second, ColdStart: coldStart,
+		}})
+		if err != nil {
+			return err
+		}
+		g.fleet.onReady = func(ready int) { g.activator.SetReady(target, ready) }
+		if backend, err = g.activator.Handler(target, proxy); err != nil {
+			return err
+		}
+	}
+	front, err := frontend(g.reg, g.admission, g.access, logger, backend)
+	if err != nil {
 		return err
 	}
 
@@ -322,6 +346,12 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	c := g.load.counts()
 	fmt.Fprintf(out, "sent %d: served %d, shed %d, throttled %d (free over %d rps), errored %d\n",
 		c.Sent, c.Served, c.Shed, c.Throttled, freeRPS, c.Errored)
+	if g.activator != nil {
+		st, _ := g.activator.Stats(target)
+		cs, _ := g.loop.ColdStart(target)
+		fmt.Fprintf(out, "held for a cold start %d: released %d, queue full %d, timed out %d; observed cold start %v\n",
+			st.Held, st.Forwarded, st.Full, st.TimedOut, cs.Round(time.Millisecond))
+	}
 	return runErr
 }
 

@@ -5,6 +5,7 @@ import (
 	"context"
 	"flag"
 	"fmt"
+	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -280,5 +281,35 @@ func TestFlags(t *testing.T) {
 	cfg, err := parseFlags(nil, &out)
 	if err != nil || cfg.policy != "adaptive" || cfg.load != "flash-sale" || cfg.tick != time.Second || cfg.addr != "localhost:8080" {
 		t.Errorf("defaults: %+v %v", cfg, err)
+	}
+}
+
+// TestColdStartProfile runs the -load cold-start demo through its first burst: the
+// gateway starts at zero, holds the burst's first requests and releases them all once
+// a replica is ready.
+func TestColdStartProfile(t *testing.T) {
+	cfg, err := parseFlags([]string{"-load", "cold-start", "-addr", "127.0.0.1:0", "-duration", "7s", "-tick", "500ms"}, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.minReplicas != 0 {
+		t.Fatalf("cold-start profile starts at %d replicas, want 0", cfg.minReplicas)
+	}
+	out := &syncBuffer{}
+	if err := run(context.Background(), cfg, out); err != nil && err != context.DeadlineExceeded {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	var held, released, full, timedOut int
+	var cs string
+	for _, line := range strings.Split(out.String(), "\n") {
+		if strings.HasPrefix(line, "held for a cold start") {
+			if _, err := fmt.Sscanf(line, "held for a cold start %d: released %d, queue full %d, timed out %d; observed cold start %s",
+				&held, &released, &full, &timedOut, &cs); err != nil {
+				t.Fatalf("%q: %v", line, err)
+			}
+		}
+	}
+	if held == 0 || released != held || full != 0 || timedOut != 0 || cs == "0s" || !strings.Contains(out.String(), "[wake ") {
+		t.Errorf("held %d, released %d, full %d, timed out %d, cold start %s\n%s", held, released, full, timedOut, cs, out)
 	}
 }
