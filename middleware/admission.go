@@ -263,7 +263,9 @@ type Admission struct {
 	reg     *metrics.Registry
 
 	adaptiveCfg *AdaptiveConfig
-	adaptive    *adaptive // nil without WithAdaptiveLimit
+	adaptive    *adaptive    // nil without WithAdaptiveLimit
+	success     *successRate // nil without WithSuccessRate
+	overload    *overload    // nil without WithSelfProtection
 
 	// The rules: by string key in sharded copy-on-write maps (see ruleMap), priority
 	// classes in one small copy-on-write map.
@@ -338,6 +340,12 @@ func NewAdmission(cfg AdmissionConfig, opts ...AdmissionOption) (*Admission, err
 		if err := o(a); err != nil {
 			errs = append(errs, err)
 		}
+	}
+	if a.success != nil {
+		if a.reg == nil {
+			errs = append(errs, configError("success rate: no registry (WithAdmissionRegistry)"))
+		}
+		a.success.reg = a.reg
 	}
 	if a.adaptiveCfg != nil {
 		ad, err := newAdaptive(*a.adaptiveCfg, a.reg)
@@ -552,6 +560,11 @@ func (runtimeSource) Uint64() uint64 { return rand.Uint64() }
 // important request ([ErrQueueFull]) or ctx ends (ctx's error).
 func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 	route, model := in.Route, in.Model
+	if a.overload != nil {
+		if why := a.overload.check(a, in.Priority, a.nowOr(in.Now)); why != "" {
+			return Permit{retryAfter: a.RetryAfterEstimate(in.Now)}, overloadErrors[why]
+		}
+	}
 	prio := *a.shedPrio.Load()
 	if a.shed.n.Load() > 0 || len(prio) > 0 {
 		var rule shedRule
@@ -599,6 +612,12 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 		} else if e, ok := a.route.get(in.Model); ok && in.Model != "" && a.live(e.setAt.Load(), in.Now) && a.chance(e.rule.Load().fraction) {
 			model = e.rule.Load().to
 			a.stats.rerouted.Add(1)
+		}
+	}
+	if a.success != nil && route != "" {
+		if p := a.success.probability(route, a.nowOr(in.Now)); p > 0 && a.chance(p) {
+			a.success.rejected.Add(1)
+			return Permit{retryAfter: a.RetryAfterEstimate(in.Now)}, ErrBackoff
 		}
 	}
 	var lim *limitGroup
@@ -833,8 +852,11 @@ func (a *Admission) handOff() {
 // AdmissionStats counts an admission's verdicts.
 type AdmissionStats struct {
 	Admitted, Shed, Throttled, QueueFull, QueueTimeout, Canceled, Rerouted uint64
-	// Limited counts requests turned away by an adaptive limit ([ErrLimited]).
-	Limited uint64
+	// Limited counts requests turned away by an adaptive limit ([ErrLimited]);
+	// Backoff, by success-rate admission ([ErrBackoff]).
+	Limited, Backoff uint64
+	// Overloaded counts requests shed by self-protection ([ErrOverloaded]).
+	Overloaded uint64
 	// RulesRefused counts new rules refused for passing MaxRules; RulesExpired, rules
 	// dropped from memory RuleTTL after they were last set.
 	RulesRefused, RulesExpired uint64
@@ -855,6 +877,8 @@ func (a *Admission) Stats() AdmissionStats {
 		Canceled:     a.stats.canceled.Load(),
 		Rerouted:     a.stats.rerouted.Load(),
 		Limited:      a.limitedCount(),
+		Backoff:      a.backoffCount(),
+		Overloaded:   a.overloadCount(),
 		RulesRefused: a.stats.rulesRefused.Load(),
 		RulesExpired: a.stats.rulesExpired.Load(),
 		Rules:        int(a.shed.n.Load()+a.throttle.n.Load()+a.route.n.Load()) + len(*a.shedPrio.Load()),

@@ -18,6 +18,15 @@
 // it was last set, so a policy re-issues the rules it wants every tick, and each kind
 // holds at most MaxRules (10,000); a change costs one shard's copy, not the rule set's.
 //
+// An admission can also find its limits by itself: adaptive concurrency limits per
+// route and priority class ([WithAdaptiveLimit], [Vegas], [Gradient2], [AIMD]) shared
+// so that the lowest class is shed first; success-rate admission that stops sending a
+// failing backend what it would fail ([WithSuccessRate], Google SRE's client-side
+// throttling); and self-protection that sheds whole classes when the gateway's own
+// heap, goroutines or open requests pass their limits ([WithSelfProtection]). Limits,
+// their rejections and the queue's depth and wait are windows ([metrics.ScopeLimit],
+// [metrics.ScopeQueue]) the scaling loop and Lua read.
+//
 // After every request, served or rejected, it can run a [ResponseHook] (the log phase,
 // where a Lua on_response plugs in, through luabind/luahttp) with the status, latency and
 // bytes sent and the values the handler attached with [SetValue]: tokens used, cost, a

@@ -329,6 +329,9 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		var err error
 		permit, err = c.admission.Admit(r.Context(), Info{Route: keys.Route, Tenant: keys.Tenant, Model: keys.Model, Priority: keys.Priority, Now: start})
 		if err != nil {
+			if why := OverloadReason(err); why != "" {
+				w.Header().Set(OverloadHeader, why)
+			}
 			h.reject(w, r, keys, start, StatusOf(err), permit.RetryAfter(), "", reasonOf(err))
 			return
 		}
@@ -399,7 +402,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // RejectedHeader is set on every response the middleware itself gives to a request it
 // turned away, to say why: "shed", "throttled", "queue-full", "queue-timeout",
-// "limit", "canceled" or "hook". Like Envoy's x-envoy-overloaded, it lets clients and load
+// "limit", "backoff", "overload", "canceled" or "hook". Like Envoy's x-envoy-overloaded, it lets clients and load
 // generators tell load shedding from a failing backend.
 const RejectedHeader = "X-Autoscale-Rejected"
 
@@ -415,6 +418,10 @@ func reasonOf(err error) string {
 		return "queue-timeout"
 	case errors.Is(err, ErrLimited):
 		return "limit"
+	case errors.Is(err, ErrBackoff):
+		return "backoff"
+	case errors.Is(err, ErrOverloaded):
+		return "overload"
 	}
 	return "canceled"
 }

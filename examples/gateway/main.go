@@ -216,7 +216,7 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	}
 	defer g.access.Close()
 
-	if g.admission, err = newAdmission(cfg.maxReplicas); err != nil {
+	if g.admission, err = newAdmission(cfg.maxReplicas, g.reg); err != nil {
 		return err
 	}
 	if g.loop, err = autoscale.NewLoop(
@@ -362,14 +362,29 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 // backends, and access.lua's priorities decide who goes first: paying tenants
 // (priority 0) before the free tier (-1). Below that, the scaling loop adds replicas
 // and the limit does not bind.
-func newAdmission(maxReplicas int) (*middleware.Admission, error) {
+//
+// The free tier is also held by an adaptive concurrency limit (Vegas): it may fill a
+// quarter of a limit that grows while the backends' latency stays at its no-load
+// level and shrinks as they queue, so a slowing fleet sheds free requests (503,
+// X-Autoscale-Rejected: limit) before paying ones wait. The limit never falls below
+// the static limit and its queue, so paying tenants see only those; the limit and its
+// rejections are windows (scope "limit", key "api|-1") the dashboard and Lua read.
+func newAdmission(maxReplicas int, reg *metrics.Registry) (*middleware.Admission, error) {
 	limit := maxReplicas * concurrency
+	floor := limit + queuePerSlot*limit
 	// The free tier's throttle is set once and must hold for the gateway's life, so
 	// rules do not expire (the default RuleTTL would lift it after 10 minutes unless
 	// re-issued, as a policy's actions are every tick).
+	opts := []middleware.AdmissionOption{middleware.WithAdaptiveLimit(middleware.AdaptiveConfig{
+		InitialLimit: floor, MinLimit: floor, MaxLimit: 4 * floor,
+		Classes: []middleware.Class{{Priority: -1, Ceiling: 0.25}, {Priority: 0, Ceiling: 1}},
+	})}
+	if reg != nil {
+		opts = append(opts, middleware.WithAdmissionRegistry(reg))
+	}
 	adm, err := middleware.NewAdmission(middleware.AdmissionConfig{
 		MaxConcurrency: limit, QueueSize: queuePerSlot * limit, MaxWait: queueWait, RuleTTL: -1,
-	})
+	}, opts...)
 	if err != nil {
 		return nil, err
 	}

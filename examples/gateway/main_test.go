@@ -155,8 +155,8 @@ func TestFlashSale(t *testing.T) {
 	if c.Sent == 0 || c.Served+c.Shed+c.Throttled+c.Errored != c.Sent {
 		report("client: sent %d != served %d + shed %d + throttled %d + errored %d", c.Sent, c.Served, c.Shed, c.Throttled, c.Errored)
 	}
-	if c.Throttled != st.Throttled || c.Shed != st.Shed+st.QueueFull+st.QueueTimeout {
-		report("client throttled %d shed %d, gateway throttled %d shed %d", c.Throttled, c.Shed, st.Throttled, st.Shed+st.QueueFull+st.QueueTimeout)
+	if c.Throttled != st.Throttled || c.Shed != st.Shed+st.QueueFull+st.QueueTimeout+st.Limited {
+		report("client throttled %d shed %d, gateway throttled %d shed %d", c.Throttled, c.Shed, st.Throttled, st.Shed+st.QueueFull+st.QueueTimeout+st.Limited)
 	}
 	if c.Served+c.Errored != st.Admitted {
 		report("client served %d + errored %d != gateway admitted %d", c.Served, c.Errored, st.Admitted)

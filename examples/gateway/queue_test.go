@@ -21,7 +21,7 @@ import (
 // every slot held, a free-tier request that arrived first waits behind a paying
 // tenant's. Over real HTTP, through the demo's own frontend and access.lua.
 func TestPriorityQueue(t *testing.T) {
-	adm, err := newAdmission(1) // one replica's worth of slots
+	adm, err := newAdmission(1, nil) // one replica's worth of slots
 	if err != nil {
 		t.Fatal(err)
 	}
