@@ -10,27 +10,21 @@
 // Optional abilities are separate interfaces: an actuator that can report the
 // current replica count implements [ReplicaReader].
 //
-// Errors are retryable unless marked with [Permanent]; [Retry] retries the
-// others with exponential back-off and full jitter, waiting longer when a
-// failure carries the other side's requested wait ([RetryAfter]). [FanOut] sends one decision
-// to several actuators, [Log] is a dry-run actuator that logs and remembers what
+// An actuator makes one attempt per call. Its errors are retryable unless marked
+// with [Permanent], and may carry the other side's requested wait ([RetryAfter]);
+// the scaling loop (autoscale) is the one retrier and honours both, with
+// exponential back-off and full jitter ([Backoff]) between attempts, so do not
+// wrap an actuator in a retrier of your own: its attempts would multiply the
+// loop's. [FanOut] sends one decision to several actuators, [Log] is a dry-run actuator that logs and remembers what
 // it was asked, and [Func] adapts a plain function. Concrete actuators live in
 // sub-packages (webhook, queue) so that a user links only what they use; the
 // actuatortest sub-package has a recording fake for tests.
 //
-// The package imports one package of this module, metrics, for its [metrics.Clock]:
-// the waits of [Retry] run on the same injected clock as the loop's, so tests advance
-// a [metrics.ManualClock] instead of sleeping. metrics imports nothing of the module,
-// so this adds no cycle and links nothing heavy.
-//
 // Example:
 //
 //	log := actuator.NewLog(slog.Default())
-//	a, err := actuator.Retry(actuator.FanOut(log, myWebhook))
-//	if err != nil {
-//		return err
-//	}
-//	err = a.Scale(ctx, actuator.Request{
+//	a := actuator.FanOut(log, myWebhook)
+//	err := a.Scale(ctx, actuator.Request{
 //		Target:     actuator.Target{Name: "checkout"},
 //		Replicas:   5,
 //		Previous:   3,

@@ -44,43 +44,6 @@ func ExampleNewLog() {
 	// 5 <nil>
 }
 
-func ExampleRetry() {
-	calls := 0
-	flaky := actuator.Func(func(ctx context.Context, req actuator.Request) error {
-		calls++
-		if calls < 3 {
-			return errors.New("backend busy") // retryable
-		}
-		return nil
-	})
-	a, err := actuator.Retry(flaky, actuator.WithBackoff(time.Millisecond, 10*time.Millisecond))
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	err = a.Scale(context.Background(), actuator.Request{
-		Target: actuator.Target{Name: "checkout"}, Replicas: 2, Previous: -1,
-		DecisionID: "d-1", Time: time.Now(),
-	})
-	fmt.Println(calls, err)
-
-	calls = 0
-	refusing := actuator.Func(func(context.Context, actuator.Request) error {
-		calls++
-		return actuator.Permanent(errors.New("target is frozen"))
-	})
-	once, err := actuator.Retry(refusing)
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	err = once.Scale(context.Background(), actuator.Request{})
-	fmt.Println(calls, actuator.IsPermanent(err))
-	// Output:
-	// 3 <nil>
-	// 1 true
-}
-
 func ExampleFanOut() {
 	dry := actuator.NewLog(nil)
 	audit := actuator.Func(func(_ context.Context, req actuator.Request) error {

@@ -13,9 +13,9 @@ import (
 //
 // The error is the [errors.Join] of the failures, each prefixed with the
 // actuator's position, or nil when all succeeded. Because [IsPermanent] sees
-// through the join, the result is permanent as soon as one failure is; to
-// retry each branch on its own terms wrap the branches, not the fan-out:
-// FanOut(Retry(a), Retry(b)).
+// through the join, the result is permanent as soon as one failure is. When
+// the loop retries a failed fan-out, every branch is called again: Scale sets
+// a count, so a branch that had succeeded is asked for the same count again.
 //
 // The result implements [ReplicaReader] when the first non-nil actuator does,
 // and delegates to it. It is safe for concurrent use if every actuator is.

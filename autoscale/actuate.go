@@ -16,7 +16,9 @@ type job struct {
 }
 
 // dispatch hands req to t's worker, starting one if none runs. A request still pending
-// is superseded (latest wins). It runs under Loop.stepMu, never after Close.
+// is superseded (latest wins), and so is one in flight: its context is cancelled, so
+// that its attempt ends and it is not retried. It runs under Loop.stepMu, never after
+// Close.
 func (l *Loop) dispatch(t *target, req actuator.Request, from int) {
 	j := &job{req: req, from: from, at: time.Now()}
 	var ctx context.Context
@@ -30,6 +32,9 @@ func (l *Loop) dispatch(t *target, req actuator.Request, from int) {
 		ctx, t.cancel = context.WithCancel(context.Background())
 	}
 	t.running = true
+	if t.stopJob != nil {
+		t.stopJob()
+	}
 	t.mu.Unlock()
 	if old != nil {
 		l.finish(t, old, ActuationResult{Done: true, Superseded: true, Err: "superseded before it started"})
@@ -70,15 +75,18 @@ func (l *Loop) work(ctx context.Context, t *target) {
 			t.mu.Unlock()
 			return
 		}
+		jctx, stop := context.WithCancel(ctx)
+		t.stopJob = stop
 		t.mu.Unlock()
 		select { // forget the wake-up that announced j
 		case <-t.wake:
 		default:
 		}
-		res := l.call(ctx, t, j)
+		res := l.call(jctx, t, j)
 		t.mu.Lock()
-		t.inflight = nil
+		t.inflight, t.stopJob = nil, nil
 		t.mu.Unlock()
+		stop()
 		if res.Err == "" {
 			t.applied(j.req.Time, j.from, j.req.Replicas)
 		}
@@ -88,7 +96,8 @@ func (l *Loop) work(ctx context.Context, t *target) {
 
 // call makes the attempts for j: each under the timeout, retried with exponential
 // back-off and full jitter on errors not marked permanent, until it succeeds, the loop
-// closes or a newer request supersedes it. An error carrying a requested wait
+// closes or a newer request supersedes it (ctx is j's own: dispatch cancels it then).
+// The loop is the module's one retrier: actuators make one attempt per call. An error carrying a requested wait
 // ([actuator.RetryAfter]) delays the next attempt by at least that wait, capped by
 // RetryMax.
 func (l *Loop) call(ctx context.Context, t *target, j *job) ActuationResult {

@@ -47,7 +47,10 @@
 //	go loop.Run(ctx) // or loop.Step(ctx, now) under a manual clock
 //
 // Actuator calls are asynchronous: a decision is dispatched to a goroutine owned by
-// the loop, one per target at most; a newer decision replaces a pending one, retries
-// back off exponentially with jitter, and each call has a timeout. The request path
-// never waits on an actuator.
+// the loop, one per target at most; a newer decision replaces a pending one and
+// cancels the context of one in flight, retries back off exponentially with full
+// jitter and wait at least what a Retry-After asks ([actuator.RetryAfter], capped by
+// Actuation.RetryMax), and each call has a timeout. The loop is the module's one
+// retrier: actuators make one attempt per call, so a failing decision makes at most
+// Actuation.Attempts calls. The request path never waits on an actuator.
 package autoscale

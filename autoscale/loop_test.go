@@ -384,10 +384,11 @@ func TestShadow(t *testing.T) {
 
 // gate is an actuator whose calls block until released.
 type gate struct {
-	mu      sync.Mutex
-	calls   []int
-	entered chan int
-	release chan error
+	mu        sync.Mutex
+	calls     []int
+	entered   chan int
+	release   chan error
+	ignoreCtx bool // wait for release even when the call's context ends
 }
 
 func newGate() *gate { return &gate{entered: make(chan int, 16), release: make(chan error)} }
@@ -397,10 +398,14 @@ func (g *gate) Scale(ctx context.Context, req actuator.Request) error {
 	g.calls = append(g.calls, req.Replicas)
 	g.mu.Unlock()
 	g.entered <- req.Replicas
+	done := ctx.Done()
+	if g.ignoreCtx {
+		done = nil
+	}
 	select {
 	case err := <-g.release:
 		return err
-	case <-ctx.Done():
+	case <-done:
 		return ctx.Err()
 	}
 }
@@ -411,6 +416,9 @@ func (g *gate) got() []int {
 	return slices.Clone(g.calls)
 }
 
+// TestLatestWins checks that a newer request supersedes an older one: the one in
+// flight has its context cancelled and is not retried (the loop has 3 attempts), and
+// the newest is applied.
 func TestLatestWins(t *testing.T) {
 	g := newGate()
 	ask := 5
@@ -418,6 +426,7 @@ func TestLatestWins(t *testing.T) {
 		return []autoscale.Action{autoscale.Scale{Target: "a", Replicas: ask}}, nil
 	})
 	l := newLoop(t, autoscale.WithPolicy(policy), autoscale.WithDefaultActuator(g),
+		autoscale.WithActuation(autoscale.Actuation{Attempts: 3}),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 20, Safety: free}))
 
 	d5 := step(t, l, t0).Decisions[0]
@@ -427,30 +436,62 @@ func TestLatestWins(t *testing.T) {
 		t.Fatalf("same ask while in flight: why = %q, want in-flight", d5again.Why)
 	}
 	ask = 7
-	d7 := step(t, l, t0.Add(2*time.Second)).Decisions[0]
+	d7 := step(t, l, t0.Add(2*time.Second)).Decisions[0] // cancels 5's call
+	<-g.entered                                          // 7 starts; 5 was not retried
 	ask = 9
-	d9 := step(t, l, t0.Add(3*time.Second)).Decisions[0]
+	d9 := step(t, l, t0.Add(3*time.Second)).Decisions[0] // cancels 7's call
 	if !d7.Applied || !d9.Applied {
 		t.Fatalf("7 and 9 not dispatched: %+v %+v", d7, d9)
 	}
-	g.release <- nil // 5 succeeds
-	<-g.entered      // 9 starts; 7 was superseded before it started
+	<-g.entered // 9 starts
 	g.release <- nil
 	flush(t, l)
-	if diff := cmp.Diff([]int{5, 9}, g.got()); diff != "" {
+	if diff := cmp.Diff([]int{5, 7, 9}, g.got()); diff != "" {
 		t.Fatalf("actuator calls (-want +got):\n%s", diff)
 	}
 	for _, c := range []struct {
 		id         string
 		superseded bool
-	}{{d5.ID, false}, {d7.ID, true}, {d9.ID, false}} {
+	}{{d5.ID, true}, {d7.ID, true}, {d9.ID, false}} {
 		d, ok := l.Decision(c.id)
-		if !ok || !d.Actuation.Done || d.Actuation.Superseded != c.superseded {
-			t.Errorf("decision %s actuation = %+v, want superseded %v", c.id, d.Actuation, c.superseded)
+		if !ok || !d.Actuation.Done || d.Actuation.Superseded != c.superseded || d.Actuation.Attempts != 1 {
+			t.Errorf("decision %s actuation = %+v, want superseded %v after 1 attempt", c.id, d.Actuation, c.superseded)
+		}
+		if c.superseded && !strings.Contains(d.Actuation.Err, context.Canceled.Error()) {
+			t.Errorf("decision %s: error %q, want its call's context cancelled", c.id, d.Actuation.Err)
 		}
 	}
 	if st := l.Targets()[0]; st.Replicas != 9 {
 		t.Errorf("current = %d, want 9", st.Replicas)
+	}
+}
+
+// TestSupersededBeforeStart checks that a request still waiting for the worker is
+// dropped, never called, when a newer one arrives.
+func TestSupersededBeforeStart(t *testing.T) {
+	g := newGate()
+	g.ignoreCtx = true // 5 stays in flight though superseded, so 7 waits behind it
+	ask := 5
+	policy := autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) {
+		return []autoscale.Action{autoscale.Scale{Target: "a", Replicas: ask}}, nil
+	})
+	l := newLoop(t, autoscale.WithPolicy(policy), autoscale.WithDefaultActuator(g),
+		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 20, Safety: free}))
+	step(t, l, t0)
+	<-g.entered
+	ask = 7
+	d7 := step(t, l, t0.Add(time.Second)).Decisions[0]
+	ask = 9
+	step(t, l, t0.Add(2*time.Second))
+	g.release <- nil // 5 returns
+	<-g.entered      // 9 starts; 7 never did
+	g.release <- nil
+	flush(t, l)
+	if diff := cmp.Diff([]int{5, 9}, g.got()); diff != "" {
+		t.Fatalf("actuator calls (-want +got):\n%s", diff)
+	}
+	if d, _ := l.Decision(d7.ID); !d.Actuation.Superseded || d.Actuation.Attempts != 0 {
+		t.Errorf("7's actuation = %+v, want superseded before any attempt", d.Actuation)
 	}
 }
 

@@ -28,6 +28,7 @@ type target struct {
 	inflight *job               // being applied
 	running  bool               // a worker runs
 	cancel   context.CancelFunc // cancels the running worker's calls; set by dispatch
+	stopJob  context.CancelFunc // cancels inflight's calls when a newer request supersedes it
 	upEv     []timed
 	downEv   []timed
 	last     time.Time // time of the last applied change

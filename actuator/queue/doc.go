@@ -22,7 +22,7 @@
 //
 //	// In the gateway:
 //	pub, err := nats.NewPublisher(nc, "autoscale.decisions")
-//	act, err := actuator.Retry(queue.NewActuator(pub, "/gateway/eu-1"))
+//	act := queue.NewActuator(pub, "/gateway/eu-1") // give it to the scaling loop, which retries
 //
 //	// In the scaling controller:
 //	c, err := queue.NewConsumer(kubernetesActuator)

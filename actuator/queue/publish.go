@@ -41,8 +41,8 @@ var _ Publisher = PublisherFunc(nil)
 
 // NewActuator returns an [actuator.Actuator] whose Scale encodes the request
 // with [Encode] (source names this producer) and publishes it with p. A
-// failed publish returns a retryable error (wrap the actuator with
-// [actuator.Retry], or let the scaling loop retry); an invalid request
+// failed publish returns a retryable error, which the scaling loop retries
+// (the actuator makes one attempt per call); an invalid request
 // returns a permanent error wrapping [actuator.ErrInvalidRequest]. The
 // actuator is safe for concurrent use if p is.
 func NewActuator(p Publisher, source string) actuator.Actuator {

@@ -67,16 +67,16 @@ func (e *StatusError) Retryable() bool {
 //	Autoscalelua-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256 of "<t>.<body>">
 //	Authorization: Bearer <token>      (only with WithTokenEnv or WithTokenFile)
 //
-// A 2xx response is success. Network errors, timeouts, 409 (the receiver is
-// still applying an earlier attempt), 429 and 5xx are retried with
-// exponential back-off and full jitter ([actuator.Retry]); other statuses
-// fail at once with a permanent [*StatusError]. A 409, 429 or 503 with a
-// Retry-After header is retried no sooner than the server asked: the wait is
-// the larger of the back-off and Retry-After, capped by the retry policy's
-// maximum delay ([WithRetry], default 5 s) and ended by ctx. Every attempt sends
-// the same body and idempotency key with a fresh signature timestamp, so the
-// receiver applies the decision once. Redirects are not followed (unless you
-// pass your own client with [WithHTTPClient]).
+// Each Scale call makes one attempt: the scaling loop is the one retrier (see
+// the actuator package). A 2xx response is success. Network errors, timeouts,
+// 409 (the receiver is still applying an earlier attempt), 429 and 5xx are
+// retryable errors; other statuses fail with a permanent [*StatusError]. A 409,
+// 429 or 503 with a Retry-After header returns an error carrying that wait
+// ([actuator.RetryAfter]), which the loop honours, capped by its maximum delay.
+// Every attempt for a decision sends the same body and idempotency key with a
+// fresh signature timestamp, so the receiver applies the decision once however
+// often the loop retries. Redirects are not followed (unless you pass your own
+// client with [WithHTTPClient]).
 //
 // Errors and log lines never contain the secret, the token, the URL's user
 // information or query, or the response body. An Actuator is safe for
@@ -90,7 +90,6 @@ type Actuator struct {
 	tokenFile string
 	timeout   time.Duration
 	clock     metrics.Clock
-	retry     actuator.Actuator // attempt, wrapped by actuator.Retry
 	logger    *slog.Logger
 }
 
@@ -102,7 +101,6 @@ type clientConfig struct {
 	client              *http.Client
 	timeout             time.Duration
 	clock               metrics.Clock
-	retryOpts           []actuator.RetryOption
 	logger              *slog.Logger
 	errs                []error
 }
@@ -173,18 +171,8 @@ func WithTimeout(d time.Duration) Option {
 	}
 }
 
-// WithRetry sets the retry policy, passed to [actuator.Retry]; the defaults
-// are its defaults (5 attempts, 100 ms base, 5 s cap). WithRetry(
-// actuator.WithAttempts(1)) disables retries. A bad retry option is an error
-// of [New].
-func WithRetry(opts ...actuator.RetryOption) Option {
-	return func(c *clientConfig) { c.retryOpts = append(c.retryOpts, opts...) }
-}
-
 // WithClock sets the clock used for signature timestamps and to turn a
-// Retry-After date into a wait. Default [metrics.NewSystemClock]. The waits
-// between attempts run on the retry policy's clock ([actuator.WithClock]
-// through [WithRetry]).
+// Retry-After date into a wait. Default [metrics.NewSystemClock].
 func WithClock(clk metrics.Clock) Option {
 	return func(c *clientConfig) {
 		if clk == nil {
@@ -249,14 +237,9 @@ func New(endpoint string, secret []byte, opts ...Option) (*Actuator, error) {
 		clock:     cfg.clock,
 		logger:    cfg.logger,
 	}
-	retry, err := actuator.Retry(actuator.Func(a.attempt), cfg.retryOpts...)
-	if err != nil {
-		errs = append(errs, err)
-	}
 	if len(errs) > 0 {
 		return nil, fmt.Errorf("%w: %w", ErrInvalidConfig, errors.Join(errs...))
 	}
-	a.retry = retry
 	a.redacted = (&url.URL{Scheme: u.Scheme, Host: u.Host, Path: u.Path}).String()
 	hc := cfg.client
 	if hc == nil {
@@ -273,23 +256,15 @@ func New(endpoint string, secret []byte, opts ...Option) (*Actuator, error) {
 	return a, nil
 }
 
-// Scale validates and encodes req, then POSTs it, retrying as described on
+// Scale validates and encodes req, then POSTs it once, as described on
 // [Actuator]. An invalid request fails permanently with an error wrapping
-// [actuator.ErrInvalidRequest].
+// [actuator.ErrInvalidRequest], and is not sent.
 func (a *Actuator) Scale(ctx context.Context, req actuator.Request) error {
-	if _, err := Encode(req); err != nil {
+	body, err := Encode(req)
+	if err != nil {
 		return actuator.Permanent(err)
 	}
-	return a.retry.Scale(ctx, req)
-}
-
-// attempt encodes req (Scale has checked that it encodes) and makes one attempt.
-func (a *Actuator) attempt(ctx context.Context, req actuator.Request) error {
-	body, err := Encode(req)
-	if err == nil {
-		err = a.post(ctx, req.DecisionID, body)
-	}
-	if err != nil {
+	if err = a.post(ctx, req.DecisionID, body); err != nil {
 		a.logger.LogAttrs(ctx, slog.LevelDebug, "webhook: attempt failed",
 			slog.String("decision_id", req.DecisionID), slog.String("error", err.Error()))
 	}
@@ -342,7 +317,7 @@ func (a *Actuator) post(ctx context.Context, key string, body []byte) error {
 // retryAfter parses a Retry-After value, delay-seconds or an HTTP-date
 // (RFC 9110 section 10.2.3), into a wait from now. It returns 0 for an empty
 // or malformed value or a date not after now; a number of seconds too large
-// for a time.Duration gives the largest one (the retry policy caps it).
+// for a time.Duration gives the largest one (the loop caps it).
 func retryAfter(v string, now time.Time) time.Duration {
 	v = strings.TrimSpace(v)
 	if v == "" {

@@ -17,11 +17,13 @@
 //	Autoscalelua-Signature: t=1740830400,v1=<64 lower-case hex digits>
 //	Authorization: Bearer <token>   (optional, read from an environment variable or a file)
 //
-// Network errors, timeouts, 409 (the receiver still applies an earlier
-// attempt), 429 and 5xx are retried with jittered exponential back-off; a
-// 409, 429 or 503 with a Retry-After header (seconds or an HTTP date) is
-// retried no sooner than it asks, within the retry policy's maximum delay
-// and the caller's context. Any other status fails at once.
+// Each Scale call is one POST. Network errors, timeouts, 409 (the receiver
+// still applies an earlier attempt), 429 and 5xx are retryable errors, and a
+// 409, 429 or 503 with a Retry-After header (seconds or an HTTP date) returns
+// an error carrying that wait ([actuator.RetryAfter]); any other status is a
+// permanent error. The scaling loop, the module's one retrier, retries with
+// jittered exponential back-off, no sooner than a Retry-After asks, so one
+// failing decision makes at most the loop's Actuation.Attempts POSTs.
 //
 // # Signature scheme
 //

@@ -11,7 +11,6 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
-	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -26,40 +25,6 @@ import (
 )
 
 var secret = []byte("0123456789abcdef0123456789abcdef")
-
-// noSleep makes retries immediate.
-var noSleep = actuator.WithClock(&instantClock{ManualClock: metrics.NewManualClock(time.Unix(0, 0))})
-
-// instantClock is a clock whose timers fire at once; it records the waits asked of it
-// and, with advance, moves its time on by each wait, as if it had passed. onWait, when
-// set, is called with the number of each wait before the timer is returned.
-type instantClock struct {
-	*metrics.ManualClock
-	advance bool
-	onWait  func(n int)
-	mu      sync.Mutex
-	waits   []time.Duration
-}
-
-func (c *instantClock) NewTimer(d time.Duration) metrics.Timer {
-	c.mu.Lock()
-	c.waits = append(c.waits, d)
-	n := len(c.waits)
-	c.mu.Unlock()
-	if c.advance {
-		c.Advance(d)
-	}
-	if c.onWait != nil {
-		c.onWait(n)
-	}
-	return c.ManualClock.NewTimer(0)
-}
-
-func (c *instantClock) Waits() []time.Duration {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return slices.Clone(c.waits)
-}
 
 // captured is one request as the server saw it.
 type captured struct {
@@ -115,7 +80,7 @@ func (s *server) requests() []captured {
 
 func newActuator(t *testing.T, url string, opts ...webhook.Option) *webhook.Actuator {
 	t.Helper()
-	a, err := webhook.New(url, secret, append([]webhook.Option{webhook.WithRetry(noSleep)}, opts...)...)
+	a, err := webhook.New(url, secret, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -149,7 +114,27 @@ func TestSuccess(t *testing.T) {
 	}
 }
 
-func TestRetries(t *testing.T) {
+// retryLikeTheLoop calls a.Scale up to attempts times, until it succeeds or fails
+// permanently, as the scaling loop does (without its waits; the loop's own test of a
+// failing webhook decision is in autoscale). It checks that every call made exactly
+// one POST, and returns the last error and the number of calls.
+func retryLikeTheLoop(t *testing.T, s *server, a *webhook.Actuator, req actuator.Request, attempts int) (error, int) {
+	t.Helper()
+	var err error
+	for n := 1; n <= attempts; n++ {
+		before := len(s.requests())
+		err = a.Scale(context.Background(), req)
+		if got := len(s.requests()) - before; got != 1 {
+			t.Fatalf("call %d made %d POSTs, want 1: the actuator does not retry", n, got)
+		}
+		if err == nil || actuator.IsPermanent(err) {
+			return err, n
+		}
+	}
+	return err, attempts
+}
+
+func TestStatuses(t *testing.T) {
 	tests := []struct {
 		name      string
 		statuses  []int
@@ -160,21 +145,21 @@ func TestRetries(t *testing.T) {
 		{"503 then success", []int{503}, 2, 0, false},
 		{"500 502 429 then success", []int{500, 502, 429}, 4, 0, false},
 		{"always 503", []int{503, 503, 503, 503, 503}, 5, 503, false},
-		{"404 not retried", []int{404}, 1, 404, true},
-		{"400 not retried", []int{400}, 1, 400, true},
-		{"401 not retried", []int{401}, 1, 401, true},
+		{"404 permanent", []int{404}, 1, 404, true},
+		{"400 permanent", []int{400}, 1, 400, true},
+		{"401 permanent", []int{401}, 1, 401, true},
 		{"409 in progress, then success", []int{409}, 2, 0, false},
 		{"always 409", []int{409, 409, 409, 409, 409}, 5, 409, false},
-		{"422 not retried", []int{422}, 1, 422, true},
+		{"422 permanent", []int{422}, 1, 422, true},
 		{"503 then 403", []int{503, 403}, 2, 403, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newServer(t, tt.statuses)
 			a := newActuator(t, s.URL)
-			err := a.Scale(context.Background(), request("d-1", 3))
-			if n := len(s.requests()); n != tt.wantCalls {
-				t.Errorf("server saw %d requests, want %d", n, tt.wantCalls)
+			err, calls := retryLikeTheLoop(t, s, a, request("d-1", 3), 5)
+			if calls != tt.wantCalls {
+				t.Errorf("%d calls, want %d", calls, tt.wantCalls)
 			}
 			if tt.wantErr == 0 {
 				if err != nil {
@@ -231,31 +216,26 @@ func TestTimeout(t *testing.T) {
 	defer close(stop)
 
 	a := newActuator(t, srv.URL, webhook.WithTimeout(100*time.Millisecond))
+	err = a.Scale(context.Background(), request("d-1", 3))
+	if !errors.Is(err, context.DeadlineExceeded) || actuator.IsPermanent(err) {
+		t.Fatalf("Scale timing out = %v, want retryable DeadlineExceeded", err)
+	}
+	if calls.Load() != 1 {
+		t.Errorf("calls = %d, want 1: the actuator does not retry", calls.Load())
+	}
 	if err := a.Scale(context.Background(), request("d-1", 3)); err != nil {
-		t.Fatalf("Scale after one timeout = %v", err)
+		t.Fatalf("the caller's retry after one timeout = %v", err)
 	}
 	if calls.Load() != 2 || len(rec.Requests()) != 1 {
 		t.Errorf("calls = %d, applied = %d; want 2 and 1", calls.Load(), len(rec.Requests()))
 	}
-
-	calls.Store(0)
-	hang.Store(100)
-	a = newActuator(t, srv.URL, webhook.WithTimeout(50*time.Millisecond), webhook.WithRetry(actuator.WithAttempts(2)))
-	err = a.Scale(context.Background(), request("d-2", 3))
-	if !errors.Is(err, context.DeadlineExceeded) || actuator.IsPermanent(err) {
-		t.Fatalf("Scale always timing out = %v, want retryable DeadlineExceeded", err)
-	}
-	if calls.Load() != 2 {
-		t.Errorf("calls = %d, want 2", calls.Load())
-	}
 }
 
-func TestNetworkErrorIsRetriedAndRedacted(t *testing.T) {
+func TestNetworkErrorIsRetryableAndRedacted(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close() // nothing listens any more
-	a := newActuator(t, "http://user:pw@"+strings.TrimPrefix(url, "http://")+"/scale?key=supersecret",
-		webhook.WithRetry(actuator.WithAttempts(2)))
+	a := newActuator(t, "http://user:pw@"+strings.TrimPrefix(url, "http://")+"/scale?key=supersecret")
 	err := a.Scale(context.Background(), request("d-1", 3))
 	if err == nil || actuator.IsPermanent(err) {
 		t.Fatalf("Scale = %v, want a retryable error", err)
@@ -266,32 +246,14 @@ func TestNetworkErrorIsRetriedAndRedacted(t *testing.T) {
 			t.Errorf("error %q leaks %q", msg, leak)
 		}
 	}
-	if !strings.Contains(msg, "/scale") || !strings.Contains(msg, "2 attempts") {
-		t.Errorf("error %q should name the endpoint and the attempts", msg)
-	}
-}
-
-func TestContextCanceledStopsRetries(t *testing.T) {
-	s := newServer(t, []int{503, 503, 503, 503})
-	a, err := webhook.New(s.URL, secret, webhook.WithRetry(actuator.WithBackoff(time.Hour, time.Hour)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer a.CloseIdleConnections()
-	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
-	defer cancel()
-	err = a.Scale(ctx, request("d-1", 3))
-	if !errors.Is(err, context.DeadlineExceeded) {
-		t.Fatalf("Scale = %v, want DeadlineExceeded", err)
-	}
-	if n := len(s.requests()); n != 1 {
-		t.Errorf("server saw %d requests, want 1", n)
+	if !strings.Contains(msg, "/scale") {
+		t.Errorf("error %q should name the endpoint", msg)
 	}
 }
 
 func TestBadSignature(t *testing.T) {
 	s := newServer(t, nil)
-	a, err := webhook.New(s.URL, []byte("not the receiver's secret"), webhook.WithRetry(noSleep))
+	a, err := webhook.New(s.URL, []byte("not the receiver's secret"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -603,8 +565,8 @@ func TestTLS(t *testing.T) {
 	srv := httptest.NewTLSServer(rcv)
 	defer srv.Close()
 
-	// Without the server's CA the handshake fails and is retried.
-	a := newActuator(t, srv.URL, webhook.WithRetry(actuator.WithAttempts(1)))
+	// Without the server's CA the handshake fails.
+	a := newActuator(t, srv.URL)
 	if err := a.Scale(context.Background(), request("d-1", 5)); err == nil {
 		t.Fatal("Scale trusted an unknown CA")
 	}

@@ -64,7 +64,7 @@ const (
 //     still verify: a key whose request succeeded is answered 200 again,
 //     with "Idempotent-Replayed: true", without calling the actuator; a key
 //     still being applied (the sender's earlier attempt) is answered 409
-//     with "Retry-After: 1", which the [Actuator] retries; a key seen with
+//     with "Retry-After: 1", which the sender's loop retries; a key seen with
 //     a different body is answered 422 (the draft IETF Idempotency-Key
 //     header's codes), which it does not;
 //   - the set of remembered keys has room, else 503 with a Retry-After of
@@ -84,8 +84,8 @@ const (
 // timestamp check. (A sender's retries carry later timestamps and extend
 // the key's life.) The receiver never forgets a key that could still
 // verify: when the set is full (default 10000 keys) of keys that can, a new
-// key is refused with 503 and a Retry-After, and the [Actuator] retries it
-// then. Size the set by the rate of decisions: it must hold every request
+// key is refused with 503 and a Retry-After, and the sender's loop retries
+// it then. Size the set by the rate of decisions: it must hold every request
 // of the last two tolerances (10000 keys hold 16 decisions a second for the
 // default 5 minutes); a key holds its ID, a SHA-256 of the body and an
 // expiry time.

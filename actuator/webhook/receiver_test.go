@@ -161,14 +161,13 @@ func TestSeenKeysFull(t *testing.T) {
 	}
 }
 
-// TestSenderWaitsWhenFull: the Actuator retries a 503 from a full receiver
-// no sooner than its Retry-After.
+// TestSenderWaitsWhenFull: a full receiver answers 503 with a Retry-After of the
+// time until a key may be forgotten; the Actuator's error carries that wait for the
+// loop, and a retry after it is applied.
 func TestSenderWaitsWhenFull(t *testing.T) {
-	// Time passes while the sender waits.
-	clock := &instantClock{ManualClock: metrics.NewManualClock(time.Unix(1_750_000_000, 0)), advance: true}
+	clock := metrics.NewManualClock(time.Unix(1_750_000_000, 0))
 	s := newServer(t, nil, webhook.WithReceiverClock(clock), webhook.WithSeenKeys(1))
-	a, err := webhook.New(s.URL, secret, webhook.WithClock(clock),
-		webhook.WithRetry(actuator.WithBackoff(time.Millisecond, 10*time.Minute), actuator.WithClock(clock)))
+	a, err := webhook.New(s.URL, secret, webhook.WithClock(clock))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -176,11 +175,14 @@ func TestSenderWaitsWhenFull(t *testing.T) {
 	if err := a.Scale(context.Background(), request("d-1", 2)); err != nil {
 		t.Fatal(err)
 	}
-	if err := a.Scale(context.Background(), request("d-2", 3)); err != nil {
-		t.Fatalf("Scale with the set full = %v, want success after a wait", err)
+	err = a.Scale(context.Background(), request("d-2", 3))
+	wait, ok := actuator.RetryAfterOf(err)
+	if err == nil || actuator.IsPermanent(err) || !ok || wait <= webhook.DefaultTolerance {
+		t.Fatalf("Scale with the set full = %v (wait %v), want a retryable error asking for more than %v", err, wait, webhook.DefaultTolerance)
 	}
-	if waits := clock.Waits(); len(waits) != 1 || waits[0] <= webhook.DefaultTolerance {
-		t.Errorf("waits = %v, want one of more than %v", waits, webhook.DefaultTolerance)
+	clock.Advance(wait)
+	if err := a.Scale(context.Background(), request("d-2", 3)); err != nil {
+		t.Fatalf("Scale after the Retry-After = %v", err)
 	}
 	if n := len(s.rec.Requests()); n != 2 {
 		t.Errorf("applied %d, want 2", n)
@@ -209,11 +211,9 @@ func (a *stallThenFail) Scale(context.Context, actuator.Request) error {
 }
 
 // TestInProgressRetried: the sender's first attempt times out while the
-// receiver still applies it; the retry is answered 409 in progress with
-// Retry-After, which the sender honours and retries; that first apply then
-// fails transiently, the receiver forgets the key, and the sender's next
-// retry is applied. Before, the 409 ended the sender's call as a permanent
-// failure and the decision was never applied.
+// receiver still applies it; the retry is answered 409 in progress, whose error
+// carries the Retry-After for the loop; that first apply then fails transiently, the
+// receiver forgets the key, and the next retry is applied.
 func TestInProgressRetried(t *testing.T) {
 	act := &stallThenFail{started: make(chan struct{}), release: make(chan struct{})}
 	var releaseOnce sync.Once
@@ -235,34 +235,33 @@ func TestInProgressRetried(t *testing.T) {
 	defer srv.Close()
 	defer release() // runs before srv.Close
 
-	clock := &instantClock{ManualClock: metrics.NewManualClock(time.Unix(0, 0)), onWait: func(n int) {
-		if n == 2 { // after the 409: let the first apply fail, and wait for the receiver to forget it
-			release()
-			<-firstDone
-		}
-	}}
 	a, err := webhook.New(srv.URL, secret,
-		webhook.WithTimeout(200*time.Millisecond), // the first attempt gives up while the apply stalls
-		webhook.WithRetry(actuator.WithAttempts(4), actuator.WithClock(clock)))
+		webhook.WithTimeout(200*time.Millisecond)) // the first attempt gives up while the apply stalls
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer a.CloseIdleConnections()
 
-	errc := make(chan error, 1)
-	go func() { errc <- a.Scale(context.Background(), request("d-1", 5)) }()
-	if err := <-errc; err != nil {
-		t.Fatalf("Scale = %v, want success on the retry after the failed apply", err)
+	ctx := context.Background()
+	if err := a.Scale(ctx, request("d-1", 5)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("first attempt = %v, want a timeout", err)
 	}
 	<-act.started
+	err = a.Scale(ctx, request("d-1", 5))
+	var se *webhook.StatusError
+	if wait, ok := actuator.RetryAfterOf(err); !errors.As(err, &se) || se.Code != http.StatusConflict || !ok || wait < time.Second || actuator.IsPermanent(err) {
+		t.Fatalf("retry while applying = %v, want a retryable 409 asking for at least 1s", err)
+	}
+	release() // the first apply fails; the receiver forgets the key
+	<-firstDone
+	if err := a.Scale(ctx, request("d-1", 5)); err != nil {
+		t.Fatalf("retry after the failed apply = %v, want success", err)
+	}
 	act.mu.Lock()
 	calls := act.calls
 	act.mu.Unlock()
 	if calls != 2 {
 		t.Errorf("actuator called %d times, want 2 (the stalled failure, then the retry)", calls)
-	}
-	if waits := clock.Waits(); len(waits) != 2 || waits[1] < time.Second {
-		t.Errorf("waits = %v, want 2, the second at least the 409's Retry-After of 1s", waits)
 	}
 }
 

@@ -202,8 +202,8 @@ func run(ctx context.Context, out io.Writer, d time.Duration) error {
 	if err != nil {
 		return err
 	}
-	hook, err := webhook.New(url, secret, webhook.WithTimeout(2*time.Second),
-		webhook.WithRetry(actuator.WithAttempts(3), actuator.WithBackoff(50*time.Millisecond, time.Second)))
+	// One POST per attempt; the loop below is the one retrier.
+	hook, err := webhook.New(url, secret, webhook.WithTimeout(2*time.Second))
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,8 @@ func run(ctx context.Context, out io.Writer, d time.Duration) error {
 		autoscale.WithRegistry(reg),
 		autoscale.WithClock(clock),
 		autoscale.WithTick(200*time.Millisecond),
-		autoscale.WithActuation(autoscale.Actuation{Timeout: 3 * time.Second, Attempts: 2}),
+		autoscale.WithActuation(autoscale.Actuation{Timeout: 3 * time.Second, Attempts: 3,
+			RetryBase: 50 * time.Millisecond, RetryMax: time.Second}),
 		autoscale.WithTargets(autoscale.Target{
 			Name: "checkout", Ref: target, Min: 1, Max: 10, Actuator: hook,
 			// Up at once; down after 0.5 s of lower recommendations (the HPA waits 300 s).

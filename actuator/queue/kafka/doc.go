@@ -20,7 +20,7 @@
 //
 //	cl, err := kgo.NewClient(kgo.SeedBrokers("kafka:9092"))
 //	pub, err := kafka.NewPublisher(cl, "autoscale-decisions")
-//	act, err := actuator.Retry(queue.NewActuator(pub, "/gateway/eu-1"))
+//	act := queue.NewActuator(pub, "/gateway/eu-1") // give it to the scaling loop, which retries
 //
 //	c, err := queue.NewConsumer(kubernetesActuator)
 //	sub, err := kafka.NewSubscriber(c, "autoscale-decisions", "scaler",

@@ -6,8 +6,8 @@
 // stored the event (a stream with file storage keeps it across server
 // restarts). While the connection is down, a publish waits, buffered by the
 // NATS client, until the connection comes back or ctx ends; in the second
-// case it returns an error and the caller (the scaling loop, or
-// [actuator.Retry]) publishes again. The event may then have been stored
+// case it returns an error and the caller (the scaling loop, the module's
+// one retrier) publishes again. The event may then have been stored
 // twice; JetStream drops the second copy inside the stream's duplicate
 // window because the decision ID is sent as Nats-Msg-Id, and the consumer
 // skips decision IDs it already applied. No event is silently lost.
@@ -25,7 +25,7 @@
 //		Name: "DECISIONS", Subjects: []string{"autoscale.decisions"}, Storage: jetstream.FileStorage})
 //
 //	pub, err := natsq.NewPublisher(nc, "autoscale.decisions")
-//	act, err := actuator.Retry(queue.NewActuator(pub, "/gateway/eu-1"))
+//	act := queue.NewActuator(pub, "/gateway/eu-1") // give it to the scaling loop, which retries
 //
 //	c, err := queue.NewConsumer(kubernetesActuator)
 //	sub, err := natsq.NewSubscriber(nc, "DECISIONS", "scaler", c)
