@@ -117,8 +117,8 @@ func TestSuccess(t *testing.T) {
 // retryLikeTheLoop calls a.Scale up to attempts times, until it succeeds or fails
 // permanently, as the scaling loop does (without its waits; the loop's own test of a
 // failing webhook decision is in autoscale). It checks that every call made exactly
-// one POST, and returns the last error and the number of calls.
-func retryLikeTheLoop(t *testing.T, s *server, a *webhook.Actuator, req actuator.Request, attempts int) (error, int) {
+// one POST, and returns the number of calls and the last error.
+func retryLikeTheLoop(t *testing.T, s *server, a *webhook.Actuator, req actuator.Request, attempts int) (int, error) {
 	t.Helper()
 	var err error
 	for n := 1; n <= attempts; n++ {
@@ -128,10 +128,10 @@ func retryLikeTheLoop(t *testing.T, s *server, a *webhook.Actuator, req actuator
 			t.Fatalf("call %d made %d POSTs, want 1: the actuator does not retry", n, got)
 		}
 		if err == nil || actuator.IsPermanent(err) {
-			return err, n
+			return n, err
 		}
 	}
-	return err, attempts
+	return attempts, err
 }
 
 func TestStatuses(t *testing.T) {
@@ -157,7 +157,7 @@ func TestStatuses(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newServer(t, tt.statuses)
 			a := newActuator(t, s.URL)
-			err, calls := retryLikeTheLoop(t, s, a, request("d-1", 3), 5)
+			calls, err := retryLikeTheLoop(t, s, a, request("d-1", 3), 5)
 			if calls != tt.wantCalls {
 				t.Errorf("%d calls, want %d", calls, tt.wantCalls)
 			}
