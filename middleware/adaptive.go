@@ -96,6 +96,9 @@ type AdaptiveConfig struct {
 	// PerTenant gives each (route, tenant) its own limit; requests without a tenant
 	// share the route's.
 	PerTenant bool
+	// Usage, when set, sheds the heaviest tenants first as a class nears its limit
+	// (see [UsageShedding]); it needs [WithAdmissionRegistry].
+	Usage *UsageShedding
 	// MaxKeys bounds the limits held; a route or tenant past it shares one overflow
 	// limit (route "(overflow)"). 0 means 1,024.
 	MaxKeys int
@@ -128,7 +131,8 @@ type adaptive struct {
 	bounds map[string][2]int                      // per-route bounds set at run time (under mu)
 	over   *limitGroup                            // the overflow group
 
-	full       atomic.Bool // keys reached MaxKeys
+	usage      *usageTracker // nil without Usage
+	full       atomic.Bool   // keys reached MaxKeys
 	overflowed atomic.Uint64
 	limited    atomic.Uint64
 }
@@ -195,10 +199,16 @@ func newAdaptive(cfg AdaptiveConfig, reg *metrics.Registry) (*adaptive, error) {
 			bad("%v", err)
 		}
 	}
+	var usage *usageTracker
+	if cfg.Usage != nil {
+		u, err := newUsageTracker(*cfg.Usage, reg)
+		errs = append(errs, err)
+		usage = u
+	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	ad := &adaptive{cfg: cfg, reg: reg, classes: classes, bounds: map[string][2]int{}}
+	ad := &adaptive{cfg: cfg, reg: reg, classes: classes, bounds: map[string][2]int{}, usage: usage}
 	if cfg.Routes != nil {
 		ad.routes = make(map[string]bool, len(cfg.Routes))
 		for _, r := range cfg.Routes {

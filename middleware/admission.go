@@ -629,7 +629,7 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 				now = a.clock.Now()
 			}
 			c := a.adaptive.class(in.Priority)
-			if !lim.tryAcquire(c) {
+			if !lim.tryAcquire(c, in.Tenant, now) {
 				lim.reject(c, now)
 				return Permit{retryAfter: a.RetryAfterEstimate(now)}, ErrLimited
 			}

@@ -72,12 +72,16 @@ type noLoadBucket struct {
 }
 
 // tryAcquire takes a slot of class c, or reports false when the class's ceiling is
-// reached.
-func (g *limitGroup) tryAcquire(c int) bool {
+// reached, or its headroom when tenant is heavy (usage shedding).
+func (g *limitGroup) tryAcquire(c int, tenant string, now time.Time) bool {
 	lim := g.classes[c].limit.Load()
 	for {
 		v := g.inFlight.Load()
 		if v >= lim {
+			return false
+		}
+		if u := g.ad.usage; u != nil && tenant != "" && float64(v+1) > u.cfg.Headroom*float64(lim) && u.isHeavy(tenant, now, lim) {
+			u.shed.Add(1)
 			return false
 		}
 		if g.inFlight.CompareAndSwap(v, v+1) {
