@@ -34,12 +34,12 @@ type UsageShedding struct {
 }
 
 type usageTracker struct {
-	cfg   UsageShedding
-	reg   *metrics.Registry
+	cfg    UsageShedding
+	reg    *metrics.Registry
 	heavy  atomic.Pointer[map[string]bool]
 	active atomic.Int64 // tenants with requests in the last Span
 	next   atomic.Int64
-	mu    sync.Mutex
+	mu     sync.Mutex
 
 	shed atomic.Uint64
 }
