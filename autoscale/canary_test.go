@@ -172,7 +172,7 @@ func TestCanaryVerdicts(t *testing.T) {
 			}
 			var last autoscale.Route
 			for range 3 {
-				acts, err := p.Decide(context.Background(), &autoscale.Input{Now: t0, Metrics: tt.in})
+				acts, err := p.Decide(context.Background(), &autoscale.Input{Now: t0, Metrics: autoscale.NewSnapshot(t0, tt.in)})
 				if err != nil || len(acts) != 1 {
 					t.Fatalf("Decide = %v, %v", acts, err)
 				}

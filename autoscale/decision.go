@@ -106,9 +106,14 @@ type Decision struct {
 	// Current is the count the loop knew at the tick (-1 when unknown); Min and Max its
 	// bounds.
 	Current, Min, Max int
-	// Inputs are the metric reads the policy made on this tick (shared by the
-	// tick's decisions).
-	Inputs []Read
+	// Inputs are the key reads the live policy made on this tick, up to
+	// max([MaxRecordedReads], 2 × the loop's targets) (shared by the tick's decisions); ScopeInputs its whole-scope
+	// reads, each recorded by its scope, span and window count, not its figures; and
+	// InputsDropped the key reads beyond the limit. See [Tick.Input] for the whole
+	// view.
+	Inputs        []Read
+	ScopeInputs   []ScopeRead
+	InputsDropped int
 	// Sources are the sources the tick's windows were merged from, when the reader is
 	// a [SourceReader] (shared by the tick's decisions); nil otherwise.
 	Sources []string
@@ -137,7 +142,8 @@ type Decision struct {
 	Duration time.Duration
 }
 
-// Read is one metric read a policy made through its [Reader].
+// Read is one key read a policy made of a tick's [Snapshot]: the first read of the
+// triple, with the figure every read of it returned that tick.
 type Read struct {
 	Scope metrics.Scope
 	Key   string
@@ -187,8 +193,15 @@ type Tick struct {
 	Actions []ActionResult
 	// Shadows holds one result per shadow policy, in registration order.
 	Shadows []ShadowResult
-	// Inputs are the metric reads the live policy made.
-	Inputs []Read
+	// Inputs, ScopeInputs and InputsDropped are the live policy's reads (see
+	// [Decision.Inputs]).
+	Inputs        []Read
+	ScopeInputs   []ScopeRead
+	InputsDropped int
+	// Input is what the policies saw, its Metrics frozen when the step ended: keep it
+	// (or its JSON) to replay the tick against another policy (package
+	// autoscale/simulate). The loop's history does not keep it.
+	Input *Input
 	// Sources are the sources the windows were merged from (see [SourceReader]).
 	Sources []string
 }

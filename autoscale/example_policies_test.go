@@ -36,7 +36,7 @@ func ExampleKPA() {
 	decide := func(replicas int) {
 		in := &autoscale.Input{Now: clock.Now(), Tick: 2 * time.Second,
 			Targets: []autoscale.TargetState{{Name: "api", Replicas: replicas, Desired: replicas, Max: 100}},
-			Metrics: autoscale.NewRegistryReader(reg, clock.Now())}
+			Metrics: autoscale.NewSnapshot(clock.Now(), autoscale.NewRegistryReader(reg, clock.Now()))}
 		actions, err := kpa.Decide(context.Background(), in)
 		if err != nil {
 			fmt.Println(err)
@@ -79,7 +79,7 @@ func ExampleTargetTracking() {
 		clock.Advance(15 * time.Second)
 		in := &autoscale.Input{Now: clock.Now(), Tick: 15 * time.Second,
 			Targets: []autoscale.TargetState{{Name: "api", Replicas: step.replicas, Desired: step.replicas, Max: 100}},
-			Metrics: autoscale.NewRegistryReader(reg, clock.Now())}
+			Metrics: autoscale.NewSnapshot(clock.Now(), autoscale.NewRegistryReader(reg, clock.Now()))}
 		actions, _ := tt.Decide(context.Background(), in)
 		s := actions[0].(autoscale.Scale)
 		fmt.Printf("%d → %d: %s\n", step.replicas, s.Replicas, s.Reason)

@@ -350,19 +350,19 @@ func (l *Loop) step(ctx context.Context, now time.Time) (Tick, error) {
 		}
 	}
 
-	// 2. The live policy.
-	in := &Input{Now: now, Tick: l.tick, Targets: l.Targets()}
-	src := l.source(now)
-	if sr, ok := src.(SourceReader); ok {
-		tk.Sources = sr.Sources()
-	}
-	l.noteActivity(src, now)
-	rec := &recorder{r: src, on: true}
-	in.Metrics = rec
+	// 2. The live policy, on the tick's snapshot (the scale-to-zero activity check
+	// reads it first, unlogged).
+	snap := NewSnapshot(now, l.source(now))
+	tk.Sources = snap.Sources()
+	in := &Input{Now: now, Tick: l.tick, Targets: l.Targets(), Metrics: snap}
+	tk.Input = in
+	defer snap.Freeze()
+	l.noteActivity(snap, now)
+	snap.startLog(max(MaxRecordedReads, 2*len(l.targets)))
 	pstart := time.Now()
 	actions, perr := callPolicy(ctx, l.policy, in)
 	tk.PolicyDuration = time.Since(pstart)
-	tk.Inputs = rec.reads
+	tk.Inputs, tk.ScopeInputs, tk.InputsDropped = snap.stopLog()
 	l.tel.policyDuration(ctx, tk.PolicyDuration)
 	l.refused.ticks.Add(1)
 	if perr != nil {
@@ -371,10 +371,9 @@ func (l *Loop) step(ctx context.Context, now time.Time) (Tick, error) {
 	}
 	live := l.outputs(ctx, actions, perr, &tk)
 
-	// 3. Shadows, on the same input.
+	// 3. Shadows, on the same snapshot: what the live policy read, they read as it did.
 	var shadowOut [][]PolicyOutput
 	if len(l.shadows) > 0 {
-		in.Metrics = &recorder{r: l.source(now)}
 		shadowOut = make([][]PolicyOutput, len(l.shadows))
 		for i, s := range l.shadows {
 			sstart := time.Now()
@@ -580,7 +579,8 @@ func (l *Loop) decide(t *target, now time.Time, out PolicyOutput, shadows []Shad
 	d := Decision{
 		ID: id, Target: t.cfg.Name, Time: now,
 		Current: st.Replicas, Min: t.cfg.Min, Max: t.cfg.Max,
-		Inputs: tk.Inputs, Sources: tk.Sources, Policy: out, Shadows: shadows,
+		Inputs: tk.Inputs, ScopeInputs: tk.ScopeInputs, InputsDropped: tk.InputsDropped,
+		Sources: tk.Sources, Policy: out, Shadows: shadows,
 	}
 	d.Desired, d.Steps = t.safe(now, st.Replicas, out)
 	d.Direction = direction(st.Replicas, d.Desired)

@@ -109,7 +109,7 @@ func TestLuaMatchesGo(t *testing.T) {
 		for i := range 300 {
 			in := &autoscale.Input{Now: t0, Tick: time.Second,
 				Targets: []autoscale.TargetState{{Name: "a", Replicas: rng.IntN(30), Max: 100}},
-				Metrics: fixedReader{0: rng.Float64() * 300}}
+				Metrics: autoscale.NewSnapshot(t0, fixedReader{0: rng.Float64() * 300})}
 			la, lerr := lp.Decide(context.Background(), in)
 			ga, gerr := gp.Decide(context.Background(), in)
 			if (lerr != nil) != (gerr != nil) {
@@ -137,7 +137,7 @@ func TestLuaMatchesGo(t *testing.T) {
 			panicV := stable * (0.5 + 2*rng.Float64())
 			in := &autoscale.Input{Now: now, Tick: time.Second,
 				Targets: []autoscale.TargetState{{Name: "a", Replicas: replicas, Max: 1000}},
-				Metrics: fixedReader{autoscale.DefaultKPAStableWindow: stable, autoscale.DefaultKPAPanicWindow: panicV}}
+				Metrics: autoscale.NewSnapshot(now, fixedReader{autoscale.DefaultKPAStableWindow: stable, autoscale.DefaultKPAPanicWindow: panicV})}
 			la, lerr := lp.Decide(context.Background(), in)
 			ga, gerr := gp.Decide(context.Background(), in)
 			if lerr != nil || gerr != nil {

@@ -35,8 +35,9 @@ type Input struct {
 	Tick time.Duration
 	// Targets are the loop's targets, sorted by name.
 	Targets []TargetState
-	// Metrics reads the metric windows as of Now.
-	Metrics Reader
+	// Metrics is the tick's view of the metric windows as of Now: every read of it
+	// within the tick returns the same figure (see [Snapshot]). Nil reads nothing.
+	Metrics *Snapshot
 }
 
 // Target returns the state of the named target.
@@ -70,7 +71,8 @@ type TargetState struct {
 	Held int
 }
 
-// Reader reads metric windows for a policy.
+// Reader is a source of metric windows: what [WithReader] supplies for each tick and a
+// [Snapshot] memoises. Policies do not read a Reader: they read the tick's Snapshot.
 type Reader interface {
 	// Snapshot summarizes the window of (scope, key) over span (zero means the whole
 	// window) as of the tick; false when there is no such window.

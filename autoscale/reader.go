@@ -14,17 +14,15 @@ import (
 var ErrMissingMetrics = errors.New("autoscale: missing metrics")
 
 // RegistryReader is a [Reader] over a [metrics.Registry], as of a fixed time: every
-// snapshot it takes ends at that time, so a tick's reads agree with each other. Its
+// snapshot it takes ends at that time. It reads the live windows on every call; the
+// loop wraps it in a tick's [Snapshot], which reads each figure once. Its
 // zero value reads nothing. It is safe for concurrent use.
 type RegistryReader struct {
 	reg *metrics.Registry
 	now time.Time
 }
 
-var (
-	_ ScopeReader = RegistryReader{}
-	_ ScopeReader = (*recorder)(nil)
-)
+var _ ScopeReader = RegistryReader{}
 
 // NewRegistryReader returns a reader of reg's windows as of now. A nil reg reads
 // nothing.
@@ -69,9 +67,9 @@ func (r RegistryReader) Scope(scope metrics.Scope, span time.Duration) iter.Seq2
 }
 
 // ScopeReader is a [Reader] that reads a whole scope in one pass, more cheaply than
-// Keys and then Snapshot key by key. [RegistryReader] is one. Code that reduces a scope
-// (the Lua aggregates m.sum, m.max and m.min) reads through [ScopeSnapshots], which uses
-// it when a reader offers it.
+// Keys and then Snapshot key by key. [RegistryReader] is one. A tick's [Snapshot] makes
+// its first pass over a scope (for [Snapshot.Scope], and so for the Lua aggregates
+// m.sum, m.max and m.min) through it when its source offers it.
 type ScopeReader interface {
 	Reader
 	// Scope yields the key and the snapshot over span of every window of scope, in
@@ -86,64 +84,6 @@ type SourceReader interface {
 	Reader
 	// Sources names the sources merged, sorted.
 	Sources() []string
-}
-
-// ScopeSnapshots yields the key and the snapshot over span of every window of scope, in
-// key order: through r's Scope when r is a [ScopeReader], else by Keys and Snapshot
-// (skipping keys whose window is gone).
-func ScopeSnapshots(r Reader, scope metrics.Scope, span time.Duration) iter.Seq2[string, metrics.Snapshot] {
-	if sr, ok := r.(ScopeReader); ok {
-		return sr.Scope(scope, span)
-	}
-	return func(yield func(string, metrics.Snapshot) bool) {
-		if r == nil {
-			return
-		}
-		for _, k := range r.Keys(scope) {
-			if s, ok := r.Snapshot(scope, k, span); ok && !yield(k, s) {
-				return
-			}
-		}
-	}
-}
-
-// recorder is a Reader that records the reads made through it. It is used by one
-// policy call at a time.
-type recorder struct {
-	r     Reader
-	reads []Read
-	on    bool
-}
-
-func (c *recorder) Snapshot(scope metrics.Scope, key string, span time.Duration) (metrics.Snapshot, bool) {
-	if c.r == nil {
-		return metrics.Snapshot{}, false
-	}
-	s, ok := c.r.Snapshot(scope, key, span)
-	if c.on {
-		c.reads = append(c.reads, Read{Scope: scope, Key: key, Span: span, Found: ok, Snapshot: s})
-	}
-	return s, ok
-}
-
-func (c *recorder) Keys(scope metrics.Scope) []string {
-	if c.r == nil {
-		return nil
-	}
-	return c.r.Keys(scope)
-}
-
-func (c *recorder) Scope(scope metrics.Scope, span time.Duration) iter.Seq2[string, metrics.Snapshot] {
-	return func(yield func(string, metrics.Snapshot) bool) {
-		for k, s := range ScopeSnapshots(c.r, scope, span) {
-			if c.on {
-				c.reads = append(c.reads, Read{Scope: scope, Key: k, Span: span, Found: true, Snapshot: s})
-			}
-			if !yield(k, s) {
-				return
-			}
-		}
-	}
 }
 
 // emptyReader reads nothing.

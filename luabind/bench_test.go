@@ -132,7 +132,7 @@ func decideOnce(b *testing.B, src string, r autoscale.Reader) autoscale.Action {
 		b.Fatal(err)
 	}
 	defer rt.Close()
-	acts, err := rt.Decide(context.Background(), &autoscale.Input{Now: time.Unix(1_700_000_060, 0), Tick: time.Second, Metrics: r,
+	acts, err := rt.Decide(context.Background(), &autoscale.Input{Now: time.Unix(1_700_000_060, 0), Tick: time.Second, Metrics: autoscale.NewSnapshot(time.Unix(1_700_000_060, 0), r),
 		Targets: []autoscale.TargetState{{Name: "web", Replicas: 1, Desired: 1, Min: 1, Max: 100}}})
 	if err != nil || len(acts) != 1 {
 		b.Fatal(acts, err)
@@ -172,7 +172,7 @@ end
 				b.Fatal(err)
 			}
 			defer rt.Close()
-			in := &autoscale.Input{Now: clock.Now(), Tick: time.Second, Metrics: pre,
+			in := &autoscale.Input{Now: clock.Now(), Tick: time.Second, Metrics: autoscale.NewSnapshot(clock.Now(), pre),
 				Targets: []autoscale.TargetState{{Name: "web", Replicas: 1, Desired: 1, Min: 1, Max: 100}}}
 			b.ReportAllocs()
 			for b.Loop() {
@@ -208,7 +208,7 @@ func benchTick(b *testing.B, clock metrics.Clock, src string, reader func(i int)
 	b.ReportAllocs()
 	for i := 0; i < b.N; i++ {
 		r := reader(i)
-		in := &autoscale.Input{Now: clock.Now(), Tick: time.Second, Metrics: r,
+		in := &autoscale.Input{Now: clock.Now(), Tick: time.Second, Metrics: autoscale.NewSnapshot(clock.Now(), r),
 			Targets: []autoscale.TargetState{{Name: "web", Replicas: 1, Desired: 1, Min: 1, Max: 100}}}
 		acts, err := rt.Decide(context.Background(), in)
 		if err != nil || len(acts) != 1 {

@@ -44,7 +44,7 @@ func TestUnknownNamesRaise(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			opts := append([]luabind.Option{luabind.WithFailMode(luabind.HookTick, luabind.FailClosed)}, tc.opts...)
 			rt := newRT(t, "function on_tick(m, state)\n"+tc.body+"\nend", opts...)
-			in := &autoscale.Input{Now: time.Unix(100, 0), Metrics: autoscale.NewRegistryReader(reg, time.Unix(100, 0))}
+			in := &autoscale.Input{Now: time.Unix(100, 0), Metrics: autoscale.NewSnapshot(time.Unix(100, 0), autoscale.NewRegistryReader(reg, time.Unix(100, 0)))}
 			_, err := rt.Decide(context.Background(), in)
 			switch {
 			case tc.want == "" && err != nil:

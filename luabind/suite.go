@@ -110,7 +110,7 @@ func (s *Suite) install(v *vm) {
 	// targets are the targets of the fixtures the test made; nil before the first.
 	var targets map[string]bool
 	d.RawSetString("fixture", L.NewFunction(func(L *lua.LState) int {
-		in, err := fixtureInput(L.OptTable(1, L.NewTable()), s.clock.Now())
+		in, declared, err := fixtureInput(L.OptTable(1, L.NewTable()), s.clock.Now())
 		if err != nil {
 			L.RaiseError("fixture: %v", err)
 		}
@@ -120,7 +120,7 @@ func (s *Suite) install(v *vm) {
 		for _, t := range in.Targets {
 			targets[t.Name] = true
 		}
-		tv := &tickView{scopes: in.Metrics.(*fixtureReader).declared}
+		tv := &tickView{scopes: declared}
 		tv.init(v)
 		tv.set(in)
 		fixtures[tv.proxy] = in
@@ -522,28 +522,28 @@ func str(f map[string]lua.LValue, k string) (string, error) {
 
 func msDur(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
 
-func fixtureInput(t *lua.LTable, now time.Time) (*autoscale.Input, error) {
+// fixtureInput returns the input a fixture table describes, and the scopes it declares.
+func fixtureInput(t *lua.LTable, now time.Time) (*autoscale.Input, []metrics.Scope, error) {
 	plural := map[string]string{"routes": "route", "tenants": "tenant", "backends": "backend", "models": "model"}
 	f, err := fields(t, "now", "tick", "targets", "scopes", "routes", "tenants", "backends", "models")
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	in := &autoscale.Input{Now: now, Tick: time.Second}
 	if v, ok := f["now"]; ok {
 		n, ok := v.(lua.LNumber)
 		t, ok2 := instant(float64(n))
 		if !ok || !ok2 {
-			return nil, fmt.Errorf("now: %v is not a time in seconds", v)
+			return nil, nil, fmt.Errorf("now: %v is not a time in seconds", v)
 		}
 		in.Now = t
 	}
 	tick, err := num(f, "tick", 1)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	in.Tick, _ = seconds(tick)
 	rd := &fixtureReader{snaps: map[metrics.Scope]map[string]fixtureEntry{}}
-	in.Metrics = rd
 	addScope := func(scope string, v lua.LValue) error {
 		st, ok := v.(*lua.LTable)
 		if !ok {
@@ -574,14 +574,14 @@ func fixtureInput(t *lua.LTable, now time.Time) (*autoscale.Input, error) {
 	for _, key := range []string{"routes", "tenants", "backends", "models"} {
 		if v, ok := f[key]; ok {
 			if err := addScope(plural[key], v); err != nil {
-				return nil, err
+				return nil, nil, err
 			}
 		}
 	}
 	if v, ok := f["scopes"]; ok {
 		st, ok := v.(*lua.LTable)
 		if !ok {
-			return nil, fmt.Errorf("scopes: not a table")
+			return nil, nil, fmt.Errorf("scopes: not a table")
 		}
 		var bad error
 		st.ForEach(func(k, sv lua.LValue) {
@@ -591,13 +591,13 @@ func fixtureInput(t *lua.LTable, now time.Time) (*autoscale.Input, error) {
 			}
 		})
 		if bad != nil {
-			return nil, bad
+			return nil, nil, bad
 		}
 	}
 	if v, ok := f["targets"]; ok {
 		tt, ok := v.(*lua.LTable)
 		if !ok {
-			return nil, fmt.Errorf("targets: not a table")
+			return nil, nil, fmt.Errorf("targets: not a table")
 		}
 		var bad error
 		tt.ForEach(func(k, tv lua.LValue) {
@@ -630,11 +630,12 @@ func fixtureInput(t *lua.LTable, now time.Time) (*autoscale.Input, error) {
 			in.Targets = append(in.Targets, ts)
 		})
 		if bad != nil {
-			return nil, bad
+			return nil, nil, bad
 		}
 		slices.SortFunc(in.Targets, func(a, b autoscale.TargetState) int { return strings.Compare(a.Name, b.Name) })
 	}
-	return in, nil
+	in.Metrics = autoscale.NewSnapshot(in.Now, rd)
+	return in, rd.declared, nil
 }
 
 // fixtureSnapshotFields are the fields a fixture's window may set: the snapshot's

@@ -168,24 +168,11 @@ type tickView struct {
 	// the script may keep a snapshot in state.
 	uds   []lua.LUserData
 	views []snapView
-	// passes keep, for the current tick (gen counts ticks), the snapshots the
-	// aggregates read of a scope over a span, so that m.sum, m.max and m.min of one
-	// scope read its windows once per tick. Their buffers are reused from tick to tick.
-	gen      uint64
-	passes   [maxPasses]scopePass
-	nextPass int
-	scanned  metrics.Snapshot // a snapshot being aggregated without a pass to keep it
+	// scanned is the snapshot being aggregated (a field, so that the aggregates do not
+	// move a snapshot a window to the heap).
+	scanned metrics.Snapshot
 	// scopes are the scopes a luatest fixture declares, known even without windows.
 	scopes []metrics.Scope
-}
-
-// scopePass is the snapshots of the windows of scope over span, read on tick gen.
-type scopePass struct {
-	gen   uint64
-	scope metrics.Scope
-	span  time.Duration
-	keys  []string
-	snaps []metrics.Snapshot
 }
 
 type keyList struct {
@@ -195,9 +182,7 @@ type keyList struct {
 
 const (
 	snapBlock   = 64
-	maxKeyLists = 16   // scopes whose key lists m.keys keeps
-	maxPasses   = 4    // scope passes the aggregates keep within a tick
-	passKeys    = 4096 // a scope with more keys is read again by every aggregate
+	maxKeyLists = 16 // scopes whose key lists m.keys keeps
 )
 
 var tickFields = [...]string{"now", "tick", "route", "tenant", "backend", "model", "target", "scope", "keys", "sum", "max", "min", "limit"}
@@ -247,7 +232,7 @@ func (tv *tickView) init(v *vm) {
 			for _, t := range in.Targets {
 				keys = append(keys, t.Name)
 			}
-		} else if in.Metrics != nil {
+		} else {
 			keys = in.Metrics.Keys(scope)
 		}
 		vals := tv.luaKeys(scope, keys)
@@ -296,7 +281,7 @@ func (tv *tickView) checkScope(L *lua.LState, fn string, n int) metrics.Scope {
 	if slices.Contains(builtinScopes[:], scope) || slices.Contains(tv.vm.rt.cfg.scopes, scope) || slices.Contains(tv.scopes, scope) {
 		return scope
 	}
-	if in := tv.input(L); in.Metrics != nil && len(in.Metrics.Keys(scope)) > 0 {
+	if in := tv.input(L); len(in.Metrics.Keys(scope)) > 0 {
 		return scope
 	}
 	names := make([]string, 0, len(builtinScopes))
@@ -317,7 +302,6 @@ func (tv *tickView) input(L *lua.LState) *autoscale.Input {
 
 func (tv *tickView) set(in *autoscale.Input) {
 	tv.in = in
-	tv.gen++
 	tv.data.RawSetString("now", lua.LNumber(unixSeconds(in.Now)))
 	tv.data.RawSetString("tick", lua.LNumber(in.Tick.Seconds()))
 }
@@ -330,11 +314,7 @@ func (tv *tickView) snapshot(L *lua.LState, scope metrics.Scope, arg int) int {
 	in := tv.input(L)
 	key := L.CheckString(arg)
 	span := spanArg(L, arg+1)
-	var snap metrics.Snapshot
-	ok := false
-	if in.Metrics != nil {
-		snap, ok = in.Metrics.Snapshot(scope, key, span)
-	}
+	snap, ok := in.Metrics.Snapshot(scope, key, span)
 	L.Push(tv.newSnapshot(snap, ok))
 	return 1
 }
@@ -368,17 +348,17 @@ func (tv *tickView) aggregate(L *lua.LState, op string) int {
 		acc  float64
 		best string
 	)
-	if in.Metrics != nil {
-		tv.scan(in.Metrics, scope, span, func(key string, s *metrics.Snapshot) {
-			v := f.number(s)
-			switch {
-			case op == "sum":
-				acc += v
-			case n == 0, op == "max" && v > acc, op == "min" && v < acc:
-				acc, best = v, key
-			}
-			n++
-		})
+	// The tick's snapshot reads the scope once, whichever aggregate asks first.
+	for key, s := range in.Metrics.Scope(scope, span) {
+		tv.scanned = s
+		v := f.number(&tv.scanned)
+		switch {
+		case op == "sum":
+			acc += v
+		case n == 0, op == "max" && v > acc, op == "min" && v < acc:
+			acc, best = v, key
+		}
+		n++
 	}
 	if op == "sum" {
 		L.Push(lua.LNumber(acc))
@@ -391,36 +371,4 @@ func (tv *tickView) aggregate(L *lua.LState, op string) int {
 	L.Push(lua.LNumber(acc))
 	L.Push(lua.LString(best))
 	return 2
-}
-
-// scan calls f with the key and snapshot of every window of scope over span, in key
-// order: from this tick's pass over them when an aggregate made one, else reading them
-// (in one pass when r is an autoscale.ScopeReader) and keeping them as the tick's pass
-// unless there are more than passKeys.
-func (tv *tickView) scan(r autoscale.Reader, scope metrics.Scope, span time.Duration, f func(string, *metrics.Snapshot)) {
-	for i := range tv.passes {
-		if p := &tv.passes[i]; p.gen == tv.gen && p.scope == scope && p.span == span {
-			for j := range p.snaps {
-				f(p.keys[j], &p.snaps[j])
-			}
-			return
-		}
-	}
-	p := &tv.passes[tv.nextPass]
-	p.gen, p.keys, p.snaps = 0, p.keys[:0], p.snaps[:0]
-	keep := true
-	for k, s := range autoscale.ScopeSnapshots(r, scope, span) {
-		sp := &tv.scanned // not &s, which would escape to the heap, a snapshot at a time
-		if keep = keep && len(p.snaps) < passKeys; keep {
-			p.keys, p.snaps = append(p.keys, k), append(p.snaps, s)
-			sp = &p.snaps[len(p.snaps)-1]
-		} else {
-			*sp = s
-		}
-		f(k, sp)
-	}
-	if keep {
-		p.gen, p.scope, p.span = tv.gen, scope, span
-		tv.nextPass = (tv.nextPass + 1) % maxPasses
-	}
 }

@@ -59,7 +59,7 @@ end`))
 	}
 	defer rt.Close()
 	decide := func(r autoscale.Reader) []autoscale.Action {
-		acts, err := rt.Decide(ctx, &autoscale.Input{Now: clk.Now(), Tick: time.Second, Metrics: r,
+		acts, err := rt.Decide(ctx, &autoscale.Input{Now: clk.Now(), Tick: time.Second, Metrics: autoscale.NewSnapshot(clk.Now(), r),
 			Targets: []autoscale.TargetState{{Name: "api", Replicas: 1, Desired: 1, Min: 1, Max: 100}}})
 		if err != nil {
 			t.Fatal(err)
