@@ -8,10 +8,8 @@
 //     ([Target]) with min and max replicas, scaled through an [actuator.Actuator] and
 //     read back when it is an [actuator.ReplicaReader].
 //   - [Policy]: a Go policy or [PolicyFunc]; Lua policies come from package luabind.
-//     Policies read metric windows through a [Reader] (a [RegistryReader] over the
-//     gateway's registry, as of the tick's time; [ScopeSnapshots] reads a whole scope in
-//     one pass) and return typed actions: [Scale], [SetWeight], [Eject], [Shed],
-//     [Throttle], [Route], [Budget].
+//     Policies read the tick's [Snapshot] ([Input.Metrics]) and return typed actions:
+//     [Scale], [SetWeight], [Eject], [Shed], [Throttle], [Route], [Budget].
 //   - The safety layer ([Safety]): min/max, a tolerance band, stabilization windows
 //     and step limits with the Kubernetes HPA's semantics, a cooldown, no scale-down in
 //     panic, hold or KEDA-style fallback when the policy fails; for scale from zero,
@@ -34,6 +32,25 @@
 //     threshold, schedule, predictive, llm_cost (AI gateways: scale a model, or send its
 //     economy lane to a cheaper one). [NewCanary] splits a model's requests with a
 //     canary version and rolls it back on the gateway's own windows.
+//
+// # A tick's data flow
+//
+// Every tick the loop asks its source for a [Reader] as of the tick's time (a
+// [RegistryReader] over the gateway's registry with [WithRegistry], or what
+// [WithReader] returns, such as a merge of several gateways' windows) and wraps it in
+// one [Snapshot]: a frozen, memoising view. The first read of a (scope, key, span), or
+// the first pass over a scope ([Snapshot.Scope]), computes the figures from the
+// windows; every later read of it in the tick returns the same figures. The live
+// policy reads that snapshot, then each shadow policy reads the same one, so a shadow
+// sees what the live policy saw even when requests moved the windows in between. The
+// tick's [Decision] records refer to what the live policy read: its first
+// [MaxRecordedReads] key reads with their figures ([Decision.Inputs]) and each scope
+// pass by its scope, span and size ([Decision.ScopeInputs]), never a copy of a whole
+// scope, so the history's memory is bounded (about 6.5 MB for 1,024 decisions of a
+// policy aggregating 1,000 windows). When the step ends the snapshot is frozen and
+// kept in [Tick.Input], for an observer ([WithObserver]) to record: frozen, it answers
+// exactly the reads made during the tick, marshals to JSON, and package
+// autoscale/simulate replays a recorded sequence of ticks against another policy.
 //
 // # Example
 //

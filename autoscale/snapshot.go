@@ -159,6 +159,10 @@ func (s *Snapshot) Keys(scope metrics.Scope) []string {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	return s.keysLocked(scope)
+}
+
+func (s *Snapshot) keysLocked(scope metrics.Scope) []string {
 	if ks, ok := s.keys[scope]; ok {
 		return ks
 	}
@@ -206,7 +210,10 @@ func (s *Snapshot) scopePass(scope metrics.Scope, span time.Duration) *scopePass
 	if p := s.pass(scope, span); p != nil {
 		return p
 	}
-	p := &scopePass{scope: scope, span: span}
+	// Sized by the scope's key list (listed once per tick anyway), a pass over 1,000
+	// windows allocates its two slices once (BenchmarkOnTick1000Windows).
+	keys := s.keysLocked(scope)
+	p := &scopePass{scope: scope, span: span, keys: make([]string, 0, len(keys)), snaps: make([]metrics.Snapshot, 0, len(keys))}
 	add := func(k string, snap metrics.Snapshot) {
 		if f, ok := s.figs[readKey{scope, k, span}]; ok {
 			if !f.ok {
@@ -234,7 +241,7 @@ func (s *Snapshot) scopePass(scope metrics.Scope, span time.Duration) *scopePass
 			add(k, snap)
 		}
 	default:
-		for _, k := range src.Keys(scope) {
+		for _, k := range keys {
 			if _, read := s.figs[readKey{scope, k, span}]; read {
 				add(k, metrics.Snapshot{}) // add takes the figure read
 			} else if snap, ok := src.Snapshot(scope, k, span); ok {
