@@ -32,6 +32,8 @@ func TestWindowConfigValidate(t *testing.T) {
 		{WindowConfig{}, 0},
 		{WindowConfig{Width: time.Millisecond, Buckets: 3600}, 0},
 		{WindowConfig{Width: time.Microsecond}, 1},
+		{WindowConfig{Width: MaxWidth, Buckets: 60}, 0},
+		{WindowConfig{Width: MaxWidth + time.Second}, 1}, // a bucket's count could carry into its errors
 		{WindowConfig{Buckets: -1}, 1},
 		{WindowConfig{Width: -time.Second, Buckets: 4000}, 2},
 	}
