@@ -32,4 +32,18 @@
 //
 // Tests can assert that a policy meets an SLO on a profile: run it and check
 // Summary.ViolationRate.
+//
+// # Replaying recorded ticks
+//
+// [Replay] re-runs what a production loop saw against another policy: keep each
+// step's [autoscale.Tick.Input] (an observer given with autoscale.WithObserver; the
+// input's Metrics is the tick's frozen autoscale.Snapshot, and the slice of them
+// marshals to JSON), then
+//
+//	ticks, err := simulate.Replay(ctx, simulate.ReplayConfig{Policy: changed, Ticks: recorded})
+//
+// steps a fresh loop once per recorded tick, at its time, on its snapshot and with the
+// replica counts it recorded, through the real safety layer; compare its decisions with
+// the recorded ones. A recorded snapshot holds what was read when it was recorded, so
+// a changed policy that reads other windows finds none there.
 package simulate
