@@ -286,7 +286,8 @@ func TestFlags(t *testing.T) {
 
 // TestColdStartProfile runs the -load cold-start demo through its first burst: the
 // gateway starts at zero, holds the burst's first requests and releases them all once
-// a replica is ready.
+// a replica is ready. (Whether the first scale-up is the wake or the policy's own tick
+// depends on timing here; autoscale's TestWakeStepsAtOnce pins the wake on a manual clock.)
 func TestColdStartProfile(t *testing.T) {
 	cfg, err := parseFlags([]string{"-load", "cold-start", "-addr", "127.0.0.1:0", "-duration", "7s", "-tick", "500ms"}, io.Discard)
 	if err != nil {
@@ -309,7 +310,7 @@ func TestColdStartProfile(t *testing.T) {
 			}
 		}
 	}
-	if held == 0 || released != held || full != 0 || timedOut != 0 || cs == "0s" || !strings.Contains(out.String(), "[wake ") {
+	if held == 0 || released != held || full != 0 || timedOut != 0 || cs == "0s" {
 		t.Errorf("held %d, released %d, full %d, timed out %d, cold start %s\n%s", held, released, full, timedOut, cs, out)
 	}
 }
