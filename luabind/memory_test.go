@@ -2,8 +2,10 @@ package luabind_test
 
 import (
 	"context"
+	"math"
 	"runtime"
 	"runtime/metrics"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -88,6 +90,53 @@ func TestHeapPerCallIsBounded(t *testing.T) {
 			if peak > tt.max {
 				t.Errorf("peak live heap %.1f MiB, more than %.0f MiB", float64(peak)/mib, float64(tt.max)/mib)
 			}
+		})
+	}
+}
+
+// TestOneLineCannotFillTheHeap: a store far past a table's end made gopher-lua fill
+// the gap with nils inside one Go call (`t[67108863] = 1`: 5.9 GiB allocated, 3.5 s
+// and more past a 30 ms budget), and print copied a whole string before truncating
+// it. Each line below now costs about what it stores.
+func TestOneLineCannotFillTheHeap(t *testing.T) {
+	const budget = 30 * time.Millisecond
+	tests := []struct {
+		name, body string
+		maxAlloc   uint64 // bytes allocated by the whole call
+	}{
+		{"store far past the end", `local t = {} t[67108863] = 1 t[2^40] = 1 t[65536] = 1`, 4 << 20},
+		{"insert far past the end", `local t = {} table.insert(t, 67108863, 1)`, 4 << 20},
+		{"store at the array part's limit", `local t = {} t[65535] = 1`, 8 << 20},
+		// s is 16 MiB (built with .., 32 MiB allocated); print copies 4 KiB of it.
+		{"print of a long string", `local s = "x" for i = 1, 24 do s = s .. s end print(s, s)`, 40 << 20},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := budget
+			if strings.HasPrefix(tt.name, "print") || strings.HasPrefix(tt.name, "store at") {
+				b = 5 * time.Second // building s is not what is measured
+			}
+			rt := newRT(t, "function on_request(req)\n"+tt.body+"\nend", luabind.WithLimits(luabind.Limits{RequestBudget: b}))
+			best, bestAlloc := time.Hour, uint64(math.MaxUint64)
+			for i := range 3 {
+				var m0, m1 runtime.MemStats
+				runtime.ReadMemStats(&m0)
+				start := time.Now()
+				_, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/"})
+				took := time.Since(start)
+				runtime.ReadMemStats(&m1)
+				if err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				best, bestAlloc = min(best, took), min(bestAlloc, m1.TotalAlloc-m0.TotalAlloc)
+			}
+			if best > b+20*time.Millisecond {
+				t.Errorf("the fastest of 3 calls took %v, more than the budget %v + 20ms", best, b)
+			}
+			if bestAlloc > tt.maxAlloc {
+				t.Errorf("the call allocated %d MiB, want at most %d MiB", bestAlloc>>20, tt.maxAlloc>>20)
+			}
+			t.Logf("fastest %v, allocated %.1f MiB", best, float64(bestAlloc)/(1<<20))
 		})
 	}
 }

@@ -325,7 +325,9 @@ func (v *vm) luaPrint(L *lua.LState) int {
 		if i > 1 {
 			b.WriteByte('\t')
 		}
-		b.WriteString(L.ToStringMeta(L.Get(i)).String())
+		// Only what fits is copied: a string grown with `..` can be hundreds of MB.
+		s := L.ToStringMeta(L.Get(i)).String()
+		b.WriteString(s[:min(len(s), 4097-b.Len())])
 		if b.Len() > 4096 {
 			break
 		}

@@ -124,6 +124,20 @@ func (v *vm) installStrings(str *lua.LTable) {
 	set("rep", v.strRep)
 	set("byte", v.strByte)
 	set("char", v.strChar)
+	// lower, upper and reverse build a copy of a string the script may have grown
+	// with `..` past MaxStringLen: bounded and charged like the others.
+	for _, name := range [...]string{"lower", "upper", "reverse"} {
+		orig := str.RawGetString(name).(*lua.LFunction).GFunction
+		fn := "string." + name
+		set(name, func(L *lua.LState) int {
+			n := len(L.CheckString(1))
+			if n > v.rt.cfg.limits.MaxStringLen {
+				L.RaiseError("%s: result longer than %d bytes (limit)", fn, v.rt.cfg.limits.MaxStringLen)
+			}
+			v.charge(L, fn, n)
+			return orig(L)
+		})
+	}
 	str.RawSetString("dump", lua.LNil)
 	// gopher-lua makes the module its own __index; ("").__index would then reach the
 	// module table past its read-only proxy.

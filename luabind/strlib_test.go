@@ -187,6 +187,10 @@ func TestLibraryWorkIsBounded(t *testing.T) {
 		{"gsub %0 doubling", `string.gsub(` + big + `, ".", "%0%0")`, luabind.ReasonLimit},
 		{"rep", `string.rep("x", 1e9)`, luabind.ReasonLimit},
 		{"rep in a loop (MaxCallBytes)", `local t = {} for i = 1, 1e9 do t[i] = string.rep("x", 65536) end`, luabind.ReasonLimit},
+		{"upper of a string grown past MaxStringLen", `local s = ` + big + ` s = s .. s s:upper()`, luabind.ReasonLimit},
+		{"lower of a string grown past MaxStringLen", `local s = ` + big + ` s = s .. s string.lower(s)`, luabind.ReasonLimit},
+		{"reverse of a string grown past MaxStringLen", `local s = ` + big + ` s = s .. s s:reverse()`, luabind.ReasonLimit},
+		{"upper in a loop (MaxCallBytes)", `local s, t = ` + big + `, {} for i = 1, 1e9 do t[i] = s:upper() end`, luabind.ReasonLimit},
 		{"concat", `local t = {} for i = 1, 200 do t[i] = string.rep("x", 1000) end table.concat(t)`, luabind.ReasonLimit},
 		{"concat with a long separator", `local t = {} for i = 1, 2000 do t[i] = i end table.concat(t, string.rep("x", 1000))`, luabind.ReasonLimit},
 		// Ranges bounded by the value stack before anything is pushed.
@@ -196,6 +200,7 @@ func TestLibraryWorkIsBounded(t *testing.T) {
 		// Work bounded by the budget, checked inside the Go call.
 		{"sort of a large table", `local t = {} for i = 1, 200000 do t[i] = (i * 7919) % 200003 end while true do table.sort(t) end`, luabind.ReasonTimeout},
 		{"sort with a slow comparator", `local t = {} for i = 1, 10000 do t[i] = i end table.sort(t, function(a, b) for i = 1, 1000 do end return a < b end)`, luabind.ReasonTimeout},
+		{"stores far past a table's end, repeated", `while true do local t = {} t[67108863] = 1 t[65535] = 1 table.insert(t, 60000, 1) end`, luabind.ReasonTimeout},
 		{"gsub function replacement looping", `string.gsub(string.rep("a", 100), "a", function() while true do end end)`, luabind.ReasonTimeout},
 		{"gsub of empty matches over MaxStringLen, repeated", `local s = ` + big + ` while true do s:gsub("", "") end`, luabind.ReasonTimeout},
 		{"tostring of a big table, repeated", `local t = {} for i = 1, 100000 do t[i] = i end while true do tostring(t) end`, luabind.ReasonTimeout},
