@@ -235,7 +235,7 @@ type Deferrer struct {
 
 	stats struct {
 		accepted, completed, expired, full, tooLarge, retries, abandoned, storeErrors atomic.Uint64
-		pending, running                                                          atomic.Int64
+		pending, running                                                              atomic.Int64
 	}
 }
 

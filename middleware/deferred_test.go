@@ -35,7 +35,7 @@ type deferRig struct {
 // deferrer's workers running until the test ends.
 func newDeferRig(t *testing.T, cfg middleware.DeferConfig, acfg middleware.AdmissionConfig, clk metrics.Clock, next http.Handler) *deferRig {
 	t.Helper()
-	reg, err := metrics.NewRegistry()
+	reg, err := metrics.NewRegistry(metrics.WithClock(clk))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +45,7 @@ func newDeferRig(t *testing.T, cfg middleware.DeferConfig, acfg middleware.Admis
 		t.Fatal(err)
 	}
 	h := mustWrap(t, next, middleware.WithRegistry(reg), middleware.WithAdmission(adm),
-		middleware.WithDeferrer(d), middleware.WithClassifier(deferClassifier))
+		middleware.WithDeferrer(d), middleware.WithClassifier(deferClassifier), middleware.WithClock(clk))
 	srv := httptest.NewServer(h)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
@@ -467,7 +467,7 @@ func TestDeferAbandonedOnStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	h := mustWrap(t, http.HandlerFunc(func(http.ResponseWriter, *http.Request) { served.Add(1) }),
-		middleware.WithRegistry(reg), middleware.WithAdmission(adm), middleware.WithDeferrer(d))
+		middleware.WithRegistry(reg), middleware.WithAdmission(adm), middleware.WithDeferrer(d), middleware.WithClock(clk))
 	adm.Shed("*", 1, 0)
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/x", nil))
