@@ -505,8 +505,7 @@ func (d *Deferrer) Stats() DeferStats {
 }
 
 // Sweep removes the results whose TTL has passed and counts them as expired; the
-// workers call it every TTL/8 (at least every second... at most every minute) while
-// [Deferrer.Run] runs.
+// workers call it every TTL/8 (between 1 s and 1 min) while [Deferrer.Run] runs.
 func (d *Deferrer) Sweep(ctx context.Context) (int, error) {
 	n, err := d.store.Sweep(ctx, d.clock.Now())
 	d.stats.expired.Add(uint64(max(n, 0)))
