@@ -18,6 +18,13 @@ const (
 	// the queue's depth now, Concurrency its mean depth, P99 the wait's 99th
 	// percentile.
 	ScopeQueue Scope = "queue"
+	// ScopeDeferred holds one window per route of a deferrer (middleware.Deferrer):
+	// a request is in flight in it from its 202 until its replay's result is stored,
+	// which ends it as an observation (Latency the whole delay, an error when the
+	// result is a 5xx); a request the store had no room for records a rejected one.
+	// So InFlight is the backlog of deferred work, Rejected the requests turned away
+	// because the store was full.
+	ScopeDeferred Scope = "deferred"
 )
 
 // ClassKey is the key of a (route, priority class) window in [ScopeLimit] and

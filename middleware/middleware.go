@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -119,6 +120,7 @@ type config struct {
 	clock      metrics.Clock
 	logger     *slog.Logger
 	meter      metric.MeterProvider
+	deferrer   *Deferrer
 	writers    *sync.Pool // of *responseWriter
 }
 
@@ -178,6 +180,22 @@ func WithAdmission(a *Admission) Option {
 			return configError("nil admission")
 		}
 		c.admission = a
+		return nil
+	}
+}
+
+// WithDeferrer makes the middleware defer requests of d's deferrable routes and
+// classes that the admission turns away for want of capacity (202 and a Location; see
+// [Deferrer]), and serve the polls of those Locations (requests under
+// [DeferConfig.Path], after the classifier and the hook, which give the tenant a poll
+// is checked against). d replays into every handler this middleware wraps; run its
+// workers with [Deferrer.Run]. Without an admission nothing is deferred.
+func WithDeferrer(d *Deferrer) Option {
+	return func(c *config) error {
+		if d == nil {
+			return configError("nil deferrer")
+		}
+		c.deferrer = d
 		return nil
 	}
 }
@@ -278,7 +296,11 @@ func New(opts ...Option) (func(http.Handler) http.Handler, error) {
 		}
 	}
 	return func(next http.Handler) http.Handler {
-		return &Handler{next: next, cfg: c}
+		h := &Handler{next: next, cfg: c}
+		if c.deferrer != nil {
+			h.deferIdx = c.deferrer.attach(h)
+		}
+		return h
 	}, nil
 }
 
@@ -301,8 +323,9 @@ func Wrap(h http.Handler, opts ...Option) (http.Handler, error) {
 // Handler is the http.Handler that [New] returns around the next handler. It is safe
 // for concurrent use.
 type Handler struct {
-	next http.Handler
-	cfg  config
+	next     http.Handler
+	cfg      config
+	deferIdx int // this handler's index in cfg.deferrer
 }
 
 // Registry returns the registry the handler records into.
@@ -323,18 +346,38 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			return
 		}
 	}
+	d := c.deferrer
+	if d != nil && strings.HasPrefix(r.URL.Path, d.cfg.Path) {
+		d.ServePoll(w, r, keys.Tenant)
+		return
+	}
 	var permit Permit
-	rerouted := false
 	if c.admission != nil {
 		var err error
 		permit, err = c.admission.Admit(r.Context(), Info{Route: keys.Route, Tenant: keys.Tenant, Model: keys.Model, Priority: keys.Priority, Now: start})
 		if err != nil {
+			if d != nil && d.deferrable(keys, err) && d.accept(w, r, h.deferIdx, c.registry, keys) {
+				if c.onResponse != nil {
+					c.onResponse(r, keys, Response{Status: http.StatusAccepted, Latency: c.clock.Now().Sub(start), Rejected: "deferred"})
+				}
+				return
+			}
 			if why := OverloadReason(err); why != "" {
 				w.Header().Set(OverloadHeader, why)
 			}
 			h.reject(w, r, keys, start, StatusOf(err), permit.RetryAfter(), "", reasonOf(err))
 			return
 		}
+	}
+	h.serve(w, r, keys, start, permit)
+}
+
+// serve runs an admitted request (permit is the zero Permit without an admission)
+// through the next handler and records it.
+func (h *Handler) serve(w http.ResponseWriter, r *http.Request, keys Keys, start time.Time, permit Permit) {
+	c := &h.cfg
+	rerouted := false
+	if c.admission != nil {
 		if rt := permit.Route(); rt != keys.Route {
 			keys.Route = rt
 			rerouted = true

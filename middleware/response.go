@@ -23,7 +23,9 @@ type Response struct {
 	// Bytes counts the response body's bytes written.
 	Bytes int64
 	// Rejected says why the middleware turned the request away (the [RejectedHeader]
-	// values); "" when it was served.
+	// values), or "deferred" when a [Deferrer] answered it 202 to replay it later
+	// (its replay is reported again when it ends, with Rejected ""); "" when it was
+	// served.
 	Rejected string
 	// Values are what the handler attached with [SetValue], in the order first set.
 	Values []Value
