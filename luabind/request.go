@@ -317,10 +317,14 @@ func (d *Decision) set(key string, val lua.LValue) error {
 	return nil
 }
 
+// maxExactInt bounds the integers that all have an exact float64
+// (a 53-bit mantissa): a Lua number beyond it may not be the integer it looks like.
+const maxExactInt = 1 << 53
+
 // intOf returns val as an int if it is an integral number.
 func intOf(val lua.LValue) (int, bool) {
 	n, ok := val.(lua.LNumber)
-	if !ok || float64(n) != float64(int(n)) || n > 1<<53 || n < -(1<<53) {
+	if !ok || float64(n) != float64(int(n)) || n > maxExactInt || n < -maxExactInt {
 		return 0, false
 	}
 	return int(n), true

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/actuator"
+	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/hashicorp/golang-lru/v2/simplelru"
 )
 
@@ -210,12 +211,14 @@ func WithMaxClockSkew(d time.Duration) ConsumerOption {
 	}
 }
 
-// WithClock sets the clock event times are bounded by. Default [time.Now].
-func WithClock(now func() time.Time) ConsumerOption {
+// WithClock sets the clock event times are bounded by. Default the wall clock. A nil clock is an error of [NewConsumer].
+func WithClock(clk metrics.Clock) ConsumerOption {
 	return func(c *consumerConfig) {
-		if now != nil {
-			c.now = now
+		if clk == nil {
+			c.errs = append(c.errs, errors.New("nil clock"))
+			return
 		}
+		c.now = clk.Now
 	}
 }
 

@@ -265,6 +265,8 @@ func TestNewConsumerErrors(t *testing.T) {
 		{"zero seen", &actuatortest.Recorder{}, []queue.ConsumerOption{queue.WithSeenDecisions(0)}},
 		{"zero targets", &actuatortest.Recorder{}, []queue.ConsumerOption{queue.WithMaxTargets(0)}},
 		{"zero attempts", &actuatortest.Recorder{}, []queue.ConsumerOption{queue.WithMaxAttempts(0)}},
+		{"nil clock", &actuatortest.Recorder{}, []queue.ConsumerOption{queue.WithClock(nil)}},
+		{"nil logger", &actuatortest.Recorder{}, []queue.ConsumerOption{queue.WithLogger(nil)}},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			if _, err := queue.NewConsumer(tt.a, tt.opts...); !errors.Is(err, queue.ErrInvalidConfig) {

@@ -3,28 +3,15 @@ package queue_test
 import (
 	"context"
 	"fmt"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/actuator"
 	"github.com/autoscalelua/autoscalelua/actuator/actuatortest"
 	"github.com/autoscalelua/autoscalelua/actuator/queue"
+	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/google/go-cmp/cmp"
 )
-
-// clock is a manual clock for the consumer.
-type clock struct {
-	mu  sync.Mutex
-	now time.Time
-}
-
-func (c *clock) Now() time.Time { c.mu.Lock(); defer c.mu.Unlock(); return c.now }
-func (c *clock) Add(d time.Duration) {
-	c.mu.Lock()
-	c.now = c.now.Add(d)
-	c.mu.Unlock()
-}
 
 // event is one decision for the checkout target, as some producer sent it.
 type event struct {
@@ -115,12 +102,12 @@ func TestConsumerOrder(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			clk := &clock{now: t0}
+			clk := metrics.NewManualClock(t0)
 			rec := &actuatortest.Recorder{}
-			c := newConsumer(t, rec, queue.WithClock(clk.Now))
+			c := newConsumer(t, rec, queue.WithClock(clk))
 			var applied []string
 			for _, e := range tt.events {
-				clk.Add(t0.Add(e.arrive).Sub(clk.Now()))
+				clk.Set(t0.Add(e.arrive))
 				req := request(e.id, e.replicas, t0.Add(e.at))
 				req.Seq = e.seq
 				before := len(rec.Requests())

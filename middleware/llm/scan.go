@@ -453,9 +453,13 @@ func scanNumber(b []byte, i int) (int, error) {
 	return i, nil
 }
 
+// maxExactInt bounds the integers that all have an exact float64
+// (a 53-bit mantissa), so a count over it may not be the one the client sent.
+const maxExactInt = 1 << 53
+
 // scanInt reads the JSON number at b[i] as a non-negative integer (a fraction or an
 // exponent that leaves an integer is accepted: 1e3, 100.0). ok is false for anything
-// else or for a value over 1<<53.
+// else or for a value over maxExactInt.
 func scanInt(b []byte, i int) (v int64, next int, ok bool, err error) {
 	next, err = scanNumber(b, i)
 	if err != nil {
@@ -468,13 +472,13 @@ func scanInt(b []byte, i int) (v int64, next int, ok bool, err error) {
 	for _, ch := range num {
 		if ch < '0' || ch > '9' {
 			f, perr := strconv.ParseFloat(string(num), 64)
-			if perr != nil || f != math.Trunc(f) || f > 1<<53 {
+			if perr != nil || f != math.Trunc(f) || f > maxExactInt {
 				return 0, next, false, nil
 			}
 			return int64(f), next, true, nil
 		}
 		v = v*10 + int64(ch-'0')
-		if v > 1<<53 {
+		if v > maxExactInt {
 			return 0, next, false, nil
 		}
 	}

@@ -13,6 +13,7 @@ import (
 	"github.com/autoscalelua/autoscalelua/actuator/actuatortest"
 	"github.com/autoscalelua/autoscalelua/actuator/queue"
 	natsq "github.com/autoscalelua/autoscalelua/actuator/queue/nats"
+	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/google/go-cmp/cmp"
 	"github.com/nats-io/nats-server/v2/server"
 	natsgo "github.com/nats-io/nats.go"
@@ -306,9 +307,8 @@ func TestOrderThroughJetStream(t *testing.T) {
 		t.Fatal(err)
 	}
 	act := queue.NewActuator(pub, "/test")
-	var mu sync.Mutex
 	now := t0.Add(time.Hour)
-	clock := func() time.Time { mu.Lock(); defer mu.Unlock(); return now }
+	clock := metrics.NewManualClock(now)
 	rec := &actuatortest.Recorder{}
 	c, err := queue.NewConsumer(rec, queue.WithClock(clock))
 	if err != nil {
@@ -341,9 +341,7 @@ func TestOrderThroughJetStream(t *testing.T) {
 	// A producer 30 s fast, without a sequence, then a real one 3 s later.
 	send("fast", 9, now.Add(30*time.Second), actuator.Sequence{})
 	waitFor(t, "the fast decision settled", settled(4))
-	mu.Lock()
-	now = now.Add(3 * time.Second)
-	mu.Unlock()
+	now = clock.Advance(3 * time.Second)
 	send("real", 4, now, actuator.Sequence{})
 	waitFor(t, "the real decision settled", settled(5))
 

@@ -268,7 +268,7 @@ func load(c *http.Client, u string, conc int, d time.Duration) (float64, error) 
 				if err == nil {
 					_, err = io.Copy(io.Discard, res.Body)
 					res.Body.Close()
-					if err == nil && res.StatusCode != 200 {
+					if err == nil && res.StatusCode != http.StatusOK {
 						err = fmt.Errorf("status %d from %s", res.StatusCode, u)
 					}
 				}
