@@ -164,3 +164,31 @@ func newLabels(m map[string]string) *map[string]string {
 	}
 	return &c
 }
+
+// reportLoad stores r as the backend's latest load report, stamped now, and records
+// its utilization into the backend's load window.
+func (b *Backend) reportLoad(p *Pool, r LoadReport, latency time.Duration) {
+	now := p.clock.Now()
+	r.At = now
+	b.loadReport.Store(&r)
+	b.loadWindowOf(p).RecordAt(now, metrics.Observation{Latency: latency, Value: r.Utilization})
+}
+
+func (b *Backend) loadWindowOf(p *Pool) *metrics.Window {
+	if w := b.loadWindow.Load(); w != nil {
+		return w
+	}
+	p.loadMu.Lock()
+	defer p.loadMu.Unlock()
+	if w := b.loadWindow.Load(); w != nil {
+		return w
+	}
+	var w *metrics.Window
+	if p.registry != nil {
+		w = p.registry.Window(ScopeBackendLoad, b.id)
+	} else {
+		w, _ = metrics.NewWindow(p.windowCfg, p.clock)
+	}
+	b.loadWindow.Store(w)
+	return w
+}

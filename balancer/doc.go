@@ -52,20 +52,23 @@
 // JSON body (Content-Type application/json). The header holds comma-separated
 // key=value pairs, optionally after "TEXT " (as the text form of gRPC's ORCA reports):
 //
-//	Endpoint-Load-Metrics: utilization=0.73, in_flight=12, queue=4, rps=118.5
+//	Endpoint-Load-Metrics: utilization=0.73, in_flight=12, queue=4, rps=118.5, kv_cache=0.6
 //
 // and the JSON body the same keys:
 //
-//	{"utilization": 0.73, "in_flight": 12, "queue": 4, "rps": 118.5}
+//	{"utilization": 0.73, "in_flight": 12, "queue": 4, "rps": 118.5, "kv_cache": 0.6}
 //
 // utilization is a busy fraction (usually 0..1), in_flight and queue are counts of
-// requests being served and waiting, rps is a rate per second. Every key is optional;
+// requests being served and waiting, rps is a rate per second, kv_cache a model
+// server's KV-cache use (0..1). Every key is optional;
 // unknown keys are ignored; negative or non-finite values make the report invalid
 // (counted in [HealthStats.BadReports] and ignored). The latest report is
 // [Backend.Load]; each is also recorded into the backend's load window
 // ([Backend.LoadWindow]; scope [ScopeBackendLoad] of the pool's registry when it has
 // one) as an observation whose Value is the utilization and whose latency is the
 // check's, so that Snapshot.Value / Snapshot.Count is the mean utilization over a span.
+// Any other source (a scraper of the backend's /metrics page, a sidecar) hands its
+// reports to [Pool.ReportLoad], with the same effect.
 //
 // # Bad input
 //

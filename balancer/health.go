@@ -41,20 +41,24 @@ type LoadReport struct {
 	Queue int64 `json:"queue"`
 	// RPS is the backend's request rate, per second.
 	RPS float64 `json:"rps"`
-	// At is when the report was read (set by the checker).
+	// KVCache is a model server's KV-cache use, a fraction 0..1 (vLLM's
+	// kv_cache_usage_perc, SGLang's token usage).
+	KVCache float64 `json:"kv_cache"`
+	// At is when the report was read (set by [Pool.ReportLoad]); pickers judge a
+	// report stale by its age.
 	At time.Time `json:"-"`
 }
 
 func (r LoadReport) validate() error {
 	bad := func(f float64) bool { return math.IsNaN(f) || math.IsInf(f, 0) || f < 0 }
-	if bad(r.Utilization) || bad(r.RPS) || r.InFlight < 0 || r.Queue < 0 {
+	if bad(r.Utilization) || bad(r.RPS) || bad(r.KVCache) || r.InFlight < 0 || r.Queue < 0 {
 		return fmt.Errorf("%w: negative or not finite value", ErrInvalidLoadReport)
 	}
 	return nil
 }
 
 // ParseLoadReport parses a load-report header value: comma-separated key=value pairs
-// with the keys utilization, in_flight, queue and rps, optionally preceded by "TEXT "
+// with the keys utilization, in_flight, queue, rps and kv_cache, optionally preceded by "TEXT "
 // (as in the text form of gRPC's ORCA load reports). Unknown keys are ignored, so a
 // backend may send more; a known key with a bad value is an error.
 func ParseLoadReport(s string) (LoadReport, error) {
@@ -80,6 +84,8 @@ func ParseLoadReport(s string) (LoadReport, error) {
 			r.Utilization, err = strconv.ParseFloat(v, 64)
 		case "rps":
 			r.RPS, err = strconv.ParseFloat(v, 64)
+		case "kv_cache":
+			r.KVCache, err = strconv.ParseFloat(v, 64)
 		case "in_flight":
 			r.InFlight, err = strconv.ParseInt(v, 10, 64)
 		case "queue":
@@ -96,7 +102,7 @@ func ParseLoadReport(s string) (LoadReport, error) {
 }
 
 // ParseLoadReportJSON parses a JSON load report: an object with the optional numeric
-// members utilization, in_flight, queue and rps; other members are ignored.
+// members utilization, in_flight, queue, rps and kv_cache; other members are ignored.
 func ParseLoadReportJSON(data []byte) (LoadReport, error) {
 	var r LoadReport
 	if err := json.Unmarshal(data, &r); err != nil {
@@ -187,7 +193,6 @@ type HealthChecker struct {
 	client *http.Client
 
 	checks, failures, badReports atomic.Uint64
-	loadMu                       sync.Mutex // makes load windows
 }
 
 // NewHealthChecker returns a checker of pool's members. client nil means a client
@@ -319,28 +324,5 @@ func (h *HealthChecker) readLoad(b *Backend, res *http.Response, body []byte, st
 		h.badReports.Add(1)
 		return
 	}
-	now := h.pool.clock.Now()
-	r.At = now
-	b.loadReport.Store(&r)
-	w := h.loadWindow(b)
-	w.RecordAt(now, metrics.Observation{Latency: now.Sub(start), Value: r.Utilization})
-}
-
-func (h *HealthChecker) loadWindow(b *Backend) *metrics.Window {
-	if w := b.loadWindow.Load(); w != nil {
-		return w
-	}
-	h.loadMu.Lock()
-	defer h.loadMu.Unlock()
-	if w := b.loadWindow.Load(); w != nil {
-		return w
-	}
-	var w *metrics.Window
-	if h.pool.registry != nil {
-		w = h.pool.registry.Window(ScopeBackendLoad, b.id)
-	} else {
-		w, _ = metrics.NewWindow(h.pool.windowCfg, h.pool.clock)
-	}
-	b.loadWindow.Store(w)
-	return w
+	b.reportLoad(h.pool, r, h.pool.clock.Now().Sub(start))
 }

@@ -34,6 +34,8 @@ func TestParseLoadReport(t *testing.T) {
 		{"rps=NaN", balancer.LoadReport{}, true},
 		{"utilization=+Inf", balancer.LoadReport{}, true},
 		{"queue=-2", balancer.LoadReport{}, true},
+		{"kv_cache=0.91, queue=7", balancer.LoadReport{KVCache: 0.91, Queue: 7}, false},
+		{"kv_cache=NaN", balancer.LoadReport{}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -56,6 +58,8 @@ func TestParseLoadReport(t *testing.T) {
 	}{
 		{`{"utilization":0.25,"in_flight":3,"queue":1,"rps":9,"extra":true}`, balancer.LoadReport{Utilization: 0.25, InFlight: 3, Queue: 1, RPS: 9}, false},
 		{`{}`, balancer.LoadReport{}, false},
+		{`{"kv_cache":0.4}`, balancer.LoadReport{KVCache: 0.4}, false},
+		{`{"kv_cache":-1}`, balancer.LoadReport{}, true},
 		{`{"utilization":-0.1}`, balancer.LoadReport{}, true},
 		{`{"in_flight":"x"}`, balancer.LoadReport{}, true},
 		{`[`, balancer.LoadReport{}, true},
@@ -237,5 +241,34 @@ func TestHealthCheckValidate(t *testing.T) {
 	}
 	if _, err := balancer.NewHealthChecker(nil, balancer.HealthCheck{}, nil); !errors.Is(err, balancer.ErrInvalidConfig) {
 		t.Errorf("NewHealthChecker(nil) = %v", err)
+	}
+}
+
+func TestPoolReportLoad(t *testing.T) {
+	p, clock := newPool(t, 2)
+	clock.Advance(time.Second)
+	r := balancer.LoadReport{Utilization: 0.5, Queue: 3, KVCache: 0.8}
+	if err := p.ReportLoad("b01", r, 20*time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
+	b := p.Backends()[1]
+	got := b.Load()
+	if got == nil || got.Queue != 3 || got.KVCache != 0.8 || !got.At.Equal(clock.Now()) {
+		t.Fatalf("Load() = %+v, want the report stamped %v", got, clock.Now())
+	}
+	if s := b.LoadWindow().Snapshot(time.Minute); s.Count != 1 || s.Value != 0.5 {
+		t.Errorf("load window count %d value %v, want 1 and 0.5", s.Count, s.Value)
+	}
+	if p.Backends()[0].Load() != nil {
+		t.Error("b00 has a report it was never given")
+	}
+	if err := p.ReportLoad("nope", r, 0); !errors.Is(err, balancer.ErrUnknownBackend) {
+		t.Errorf("unknown id: err = %v, want ErrUnknownBackend", err)
+	}
+	if err := p.ReportLoad("b01", balancer.LoadReport{KVCache: math.Inf(1)}, 0); !errors.Is(err, balancer.ErrInvalidLoadReport) {
+		t.Errorf("infinite kv cache: err = %v, want ErrInvalidLoadReport", err)
+	}
+	if b.Load().KVCache != 0.8 {
+		t.Error("an invalid report replaced the last good one")
 	}
 }

@@ -57,6 +57,8 @@ type Pool struct {
 	pickFunc atomic.Pointer[PickFunc]
 	empty    Request // stands in for a nil *Request; never modified
 
+	loadMu sync.Mutex // makes the backends' load windows
+
 	mu          sync.Mutex // guards what follows and serializes rebuilds
 	members     map[string]*Backend
 	order       []*Backend // sorted by id
@@ -373,6 +375,27 @@ func (p *Pool) SetWeight(backendID string, weight int) error {
 	}
 	b.override.Store(int64(weight))
 	p.rebuildLocked(p.clock.Now().UnixNano())
+	return nil
+}
+
+// ReportLoad records what a backend says about its own load, from any source: a
+// scraper of its /metrics page (package balancer/loadreport), a sidecar, a response
+// header. The report becomes [Backend.Load] with At set to now, and its utilization
+// is recorded into the backend's load window ([Backend.LoadWindow]) with latency as
+// the time the report took to read. An invalid report (negative or not finite) is
+// [ErrInvalidLoadReport] and an unknown id [ErrUnknownBackend]; neither changes
+// anything. It is safe for concurrent use and never on the request path.
+func (p *Pool) ReportLoad(backendID string, r LoadReport, latency time.Duration) error {
+	if err := r.validate(); err != nil {
+		return err
+	}
+	p.mu.Lock()
+	b, ok := p.members[backendID]
+	p.mu.Unlock()
+	if !ok {
+		return fmt.Errorf("%w: %q", ErrUnknownBackend, backendID)
+	}
+	b.reportLoad(p, r, latency)
 	return nil
 }
 
