@@ -61,26 +61,34 @@ type Info struct {
 // frees its slot for the next request. After a rejection the Permit holds no slot; its
 // RetryAfter tells the client when to come back. A Permit is a value: returning it
 // allocates nothing.
+//
+// A Permit is returned by value on every request, so it stays small enough to travel
+// in registers (BenchmarkAdmit): a re-route is a pointer to its rule, not two strings.
 type Permit struct {
-	a          *Admission
+	a          *Admission  // set when a slot is held
 	lim        *limitGroup // the adaptive limit holding a slot, if any
 	start      int64       // arrival, clock nanoseconds, for the limit's sample
-	held       bool
 	retryAfter time.Duration
-	route      string
-	model      string
+	moved      *routeRule // the Route rule that re-routed the request, if any
+	movedModel bool       // moved matched the request's model, not its route
 }
 
 // RetryAfter is, after a rejection, how long the client should wait; zero otherwise.
 func (p Permit) RetryAfter() time.Duration { return p.retryAfter }
 
-// Route is the route the request should go to: its own, or the one a [Admission.Route]
-// rule re-routed it to.
-func (p Permit) Route() string { return p.route }
-
-// Model is the model the request should go to: its own, or the one a [Admission.Route]
-// rule whose from names its model re-routed it to.
-func (p Permit) Model() string { return p.model }
+// Rerouted reports where an [Admission.Route] rule moved the request: to another route,
+// or, for a rule whose from names the request's model, to another model. Both are ""
+// when no rule moved it, and at most one is set.
+func (p Permit) Rerouted() (route, model string) {
+	switch {
+	case p.moved == nil:
+		return "", ""
+	case p.movedModel:
+		return "", p.moved.to
+	default:
+		return p.moved.to, ""
+	}
+}
 
 // Done releases the slot of a request served successfully, ending now on the
 // admission's clock. See [Permit.DoneAt].
@@ -91,9 +99,7 @@ func (p Permit) Done() {
 			return
 		}
 		p.a.completed.Add(1)
-		if p.held {
-			p.a.release()
-		}
+		p.a.release()
 	}
 }
 
@@ -115,9 +121,7 @@ func (p Permit) DoneAt(end time.Time, o metrics.Outcome) {
 			p.lim.release(p.start, end.UnixNano(), o == metrics.OutcomeError)
 		}
 	}
-	if p.held {
-		p.a.release()
-	}
+	p.a.release()
 }
 
 // Drop releases the slot of a request that was not served; it is no sample of an
@@ -129,9 +133,7 @@ func (p Permit) Drop() {
 	if p.lim != nil {
 		p.lim.inFlight.Add(-1)
 	}
-	if p.held {
-		p.a.release()
-	}
+	p.a.release()
 }
 
 // AdmissionConfig holds an [Admission]'s settings. The zero value admits everything:
@@ -559,7 +561,9 @@ func (runtimeSource) Uint64() uint64 { return rand.Uint64() }
 // slot frees, its deadline passes ([ErrQueueTimeout]), it is pushed out by a more
 // important request ([ErrQueueFull]) or ctx ends (ctx's error).
 func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
-	route, model := in.Route, in.Model
+	route := in.Route
+	var moved *routeRule
+	movedModel := false
 	if a.overload != nil {
 		if why := a.overload.check(a, in.Priority, a.nowOr(in.Now)); why != "" {
 			return Permit{retryAfter: a.RetryAfterEstimate(in.Now)}, overloadErrors[why]
@@ -607,10 +611,11 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 	}
 	if a.route.n.Load() > 0 {
 		if e, ok := a.route.get(in.Route); ok && a.live(e.setAt.Load(), in.Now) && a.chance(e.rule.Load().fraction) {
-			route = e.rule.Load().to
+			moved = e.rule.Load()
+			route = moved.to
 			a.stats.rerouted.Add(1)
 		} else if e, ok := a.route.get(in.Model); ok && in.Model != "" && a.live(e.setAt.Load(), in.Now) && a.chance(e.rule.Load().fraction) {
-			model = e.rule.Load().to
+			moved, movedModel = e.rule.Load(), true
 			a.stats.rerouted.Add(1)
 		}
 	}
@@ -643,7 +648,7 @@ func (a *Admission) Admit(ctx context.Context, in Info) (Permit, error) {
 		return Permit{retryAfter: a.RetryAfterEstimate(in.Now)}, err
 	}
 	a.stats.admitted.Add(1)
-	return Permit{a: a, lim: lim, start: start, held: true, route: route, model: model}, nil
+	return Permit{a: a, lim: lim, start: start, moved: moved, movedModel: movedModel}, nil
 }
 
 // The bounds of the Retry-After the admission gives rejected requests: at least a
@@ -718,7 +723,7 @@ func (d *drainEstimate) rate(now time.Time, done uint64) float64 {
 }
 
 // acquire takes a concurrency slot, waiting in the queue if need be.
-func (a *Admission) acquire(ctx context.Context, in Info) (err error) {
+func (a *Admission) acquire(ctx context.Context, in Info) error {
 	for {
 		v := a.inFlight.Load()
 		lim := a.limit.Load()
@@ -729,6 +734,13 @@ func (a *Admission) acquire(ctx context.Context, in Info) (err error) {
 			return nil
 		}
 	}
+	return a.acquireSlow(ctx, in)
+}
+
+// acquireSlow is acquire when no slot is free at once: take one under the queue lock,
+// or wait in the queue. It is a function of its own so that acquire's fast path has
+// no defer to run (BenchmarkAdmit).
+func (a *Admission) acquireSlow(ctx context.Context, in Info) (err error) {
 	if a.cfg.QueueSize == 0 {
 		if a.tryTake() {
 			return nil

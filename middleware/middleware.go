@@ -378,12 +378,15 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, keys Keys, start
 	c := &h.cfg
 	rerouted := false
 	if c.admission != nil {
-		if rt := permit.Route(); rt != keys.Route {
+		rt, md := permit.Rerouted()
+		if rt != "" && rt != keys.Route {
 			keys.Route = rt
 			rerouted = true
 			r = r.WithContext(context.WithValue(r.Context(), routeKey{}, rt))
 		}
-		keys.Model = permit.Model()
+		if md != "" {
+			keys.Model = md
+		}
 	}
 	if keys.Model != "" || rerouted {
 		// Where the request goes, for a balancer.Proxy behind: after the hook and the
@@ -395,7 +398,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, keys Keys, start
 	win.Start(start)
 
 	rw := c.writers.Get().(*responseWriter)
-	*rw = responseWriter{ResponseWriter: w, clock: c.clock, collect: c.onResponse != nil, values: rw.values[:0]}
+	rw.reset(w, c.clock, c.onResponse != nil)
 	returned := false
 	defer func() {
 		// A handler that panics (or calls runtime.Goexit) still ends the request: record
@@ -438,8 +441,7 @@ func (h *Handler) serve(w http.ResponseWriter, r *http.Request, keys Keys, start
 	// The wrapper goes back to the pool only when the handler returned normally: a
 	// ResponseWriter may not be used after ServeHTTP returns, and a panicking handler's
 	// may still be referenced by whoever recovers. It keeps its values' array, cleared.
-	clear(rw.values)
-	*rw = responseWriter{values: rw.values[:0]}
+	rw.reset(nil, nil, false)
 	c.writers.Put(rw)
 }
 

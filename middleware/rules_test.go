@@ -86,8 +86,8 @@ func TestAdmissionRulesExpire(t *testing.T) {
 			t.Fatal(err)
 		}
 		p.Done()
-		if got := p.Route() == "/b"; got != wantRules {
-			t.Errorf("route: %q", p.Route())
+		if rt, _ := p.Rerouted(); (rt == "/b") != wantRules {
+			t.Errorf("rerouted to %q", rt)
 		}
 	}
 	clk.Advance(time.Minute)

@@ -32,6 +32,18 @@ var (
 	_ http.Pusher   = (*responseWriter)(nil)
 )
 
+// reset readies the wrapper for a response to rw (nil: for the pool), keeping its
+// values' array, cleared. It sets the fields one by one: a struct literal would zero
+// the whole wrapper and then write it again (BenchmarkMiddleware).
+func (w *responseWriter) reset(rw http.ResponseWriter, clock metrics.Clock, collect bool) {
+	w.ResponseWriter, w.clock, w.collect = rw, clock, collect
+	w.status, w.bytes, w.firstFlush = 0, 0, time.Time{}
+	if len(w.values) > 0 {
+		clear(w.values)
+		w.values = w.values[:0]
+	}
+}
+
 func (w *responseWriter) statusCode() int {
 	if w.status == 0 {
 		return http.StatusOK
