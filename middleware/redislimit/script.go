@@ -17,6 +17,13 @@ const formatVersion = 1
 //
 // It returns the tokens granted, or an error reply starting with NEWERFORMAT when the
 // bucket was written by a newer format (HMGET's WRONGTYPE when the key is not a hash).
+//
+// A token bucket rather than GCRA or a sliding-window counter: GCRA admits exactly
+// what this bucket admits for the same rate and burst (it keeps the bucket as one
+// theoretical arrival time instead of a token count), but a lease takes many tokens
+// at once, and "grant up to want of what is there" is one subtraction on a count. A
+// sliding-window counter only approximates the rate (it weights the previous window's
+// count) and has no burst to size a lease against.
 var takeScript = redis.NewScript(`
 local v = redis.call('HMGET', KEYS[1], 'tokens', 'ts', 'v')
 local ver = tonumber(ARGV[4])
