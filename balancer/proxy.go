@@ -319,8 +319,11 @@ func (p *Proxy) Stats() ProxyStats {
 }
 
 // proxyState is one request's state, shared with the reverse proxy's hooks through
-// the request's context.
+// the request's context: it is that context, the request's own with itself as the
+// value of stateKey (see [proxyState.Value]), so that handing it over costs no
+// allocation beyond the state's own (BenchmarkProxyHandler).
 type proxyState struct {
+	parent  context.Context // the request's context; set by withState
 	req     Request
 	backend *Backend
 	status  int
@@ -335,6 +338,23 @@ type proxyState struct {
 }
 
 type stateKey struct{}
+
+// withState returns r with st as its context, over r's own.
+func withState(r *http.Request, st *proxyState) *http.Request {
+	st.parent = r.Context()
+	return r.WithContext(st)
+}
+
+// The context.Context methods: the parent's, and stateKey's value is the state.
+func (st *proxyState) Deadline() (time.Time, bool) { return st.parent.Deadline() }
+func (st *proxyState) Done() <-chan struct{}       { return st.parent.Done() }
+func (st *proxyState) Err() error                  { return st.parent.Err() }
+func (st *proxyState) Value(key any) any {
+	if key == (stateKey{}) {
+		return st
+	}
+	return st.parent.Value(key)
+}
 
 // errCopyAborted is the outcome of a response whose body could not be copied whole.
 var errCopyAborted = errors.New("balancer: response body copy aborted")
@@ -432,7 +452,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, st *proxyState) {
 
 // serveOnce proxies r to a backend of pool, retrying failures to connect.
 func (p *Proxy) serveOnce(w http.ResponseWriter, r *http.Request, st *proxyState, pool *Pool) {
-	out := r.WithContext(context.WithValue(r.Context(), stateKey{}, st))
+	out := withState(r, st)
 	retryable := p.retries > 0 && idempotent(r.Method) && (r.Body == nil || r.Body == http.NoBody)
 	if retryable {
 		p.deposit()
