@@ -285,8 +285,7 @@ func (p *Proxy) serveChain(w http.ResponseWriter, r *http.Request, st *proxyStat
 	f.depositAll()
 	clock := pool.clock
 	var failed []string // "model=class", for the header
-	st.parent = r.Context()
-	var ctx context.Context = st
+	ctx := r.Context()  // st
 	for i, model := range chain {
 		last := i == len(chain)-1
 		start := clock.Now()

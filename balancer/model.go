@@ -48,9 +48,11 @@ type Destination struct {
 
 type destinationKey struct{}
 
-// WithDestination returns a copy of ctx that carries d, for [DestinationFrom].
+// WithDestination returns a copy of ctx that carries d, for [DestinationFrom]. The
+// copy is also the state a [Proxy] serving the request keeps, so that a request given
+// a destination costs the proxy no further copy.
 func WithDestination(ctx context.Context, d Destination) context.Context {
-	return context.WithValue(ctx, destinationKey{}, d)
+	return &proxyState{parent: ctx, dest: d, hasDest: true}
 }
 
 // DestinationFrom returns the destination ctx carries, if any.

@@ -1,6 +1,7 @@
 package balancer_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -214,5 +215,54 @@ func BenchmarkPickModel(b *testing.B) {
 				r.Done(balancer.Outcome{Status: 200, At: req.Now})
 			}
 		})
+	}
+}
+
+// A Destination's context is the state of the proxy that serves the request; a second
+// proxy call with the same context (a handler that tries again, or two proxies in a
+// row) gets a state of its own and the same destination, and the outer of two nested
+// destinations is hidden by the inner.
+func TestDestinationContextServedTwice(t *testing.T) {
+	ctx := balancer.WithDestination(context.Background(), balancer.Destination{Model: "large"})
+	if d, ok := balancer.DestinationFrom(balancer.WithDestination(ctx, balancer.Destination{Model: "small"})); !ok || d.Model != "small" {
+		t.Errorf("nested: %+v %v, want the inner destination", d, ok)
+	}
+	type key struct{}
+	ctx = context.WithValue(ctx, key{}, "kept")
+	large, small := newBackend(t, "large-1"), newBackend(t, "small-1")
+	p, err := balancer.New()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Update([]balancer.Endpoint{
+		{ID: "large-1", URL: large.URL, Labels: map[string]string{balancer.LabelModel: "large"}},
+		{ID: "small-1", URL: small.URL, Labels: map[string]string{balancer.LabelModel: "small"}},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	px, err := balancer.NewProxy(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer px.CloseIdleConnections()
+	front := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r = r.WithContext(balancer.WithDestination(r.Context(), balancer.Destination{Model: "small"}))
+		for range 2 {
+			rec := httptest.NewRecorder()
+			px.ServeHTTP(rec, r)
+			if rec.Code != http.StatusOK || rec.Header().Get("X-Backend") != "small-1" {
+				t.Errorf("got %d from %q, want 200 from small-1", rec.Code, rec.Header().Get("X-Backend"))
+			}
+		}
+	}))
+	defer front.Close()
+	if code, _ := get(t, front.Client(), front.URL); code != http.StatusOK {
+		t.Fatalf("front: %d", code)
+	}
+	if small.count() != 2 || large.count() != 0 {
+		t.Errorf("small served %d, large %d; want 2 and 0", small.count(), large.count())
+	}
+	if v, _ := ctx.Value(key{}).(string); v != "kept" {
+		t.Errorf("a value over a destination: %q", v)
 	}
 }

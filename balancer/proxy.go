@@ -321,9 +321,15 @@ func (p *Proxy) Stats() ProxyStats {
 // proxyState is one request's state, shared with the reverse proxy's hooks through
 // the request's context: it is that context, the request's own with itself as the
 // value of stateKey (see [proxyState.Value]), so that handing it over costs no
-// allocation beyond the state's own (BenchmarkProxyHandler).
+// allocation beyond the state's own (BenchmarkProxyHandler). [WithDestination]
+// makes one too, carrying the destination, and the proxy that serves the request
+// takes it over rather than copying the request again.
 type proxyState struct {
-	parent  context.Context // the request's context; set by withState
+	parent  context.Context // the context it wraps
+	dest    Destination
+	hasDest bool
+	claimed atomic.Bool // a proxy serves the request with this state
+
 	req     Request
 	backend *Backend
 	status  int
@@ -339,19 +345,33 @@ type proxyState struct {
 
 type stateKey struct{}
 
-// withState returns r with st as its context, over r's own.
-func withState(r *http.Request, st *proxyState) *http.Request {
-	st.parent = r.Context()
-	return r.WithContext(st)
+// stateFor returns the state a proxy serves r with, and r with it as its context:
+// the state WithDestination made, if r's context is one no proxy has claimed, or else
+// a new one over r's context.
+func stateFor(r *http.Request) (*proxyState, *http.Request) {
+	if st, ok := r.Context().(*proxyState); ok && st.claimed.CompareAndSwap(false, true) {
+		return st, r
+	}
+	st := &proxyState{parent: r.Context()}
+	st.claimed.Store(true)
+	return st, r.WithContext(st)
 }
 
-// The context.Context methods: the parent's, and stateKey's value is the state.
+// The context.Context methods: the parent's, but for stateKey's value (the state)
+// and destinationKey's (the destination, when it carries one).
 func (st *proxyState) Deadline() (time.Time, bool) { return st.parent.Deadline() }
 func (st *proxyState) Done() <-chan struct{}       { return st.parent.Done() }
 func (st *proxyState) Err() error                  { return st.parent.Err() }
 func (st *proxyState) Value(key any) any {
-	if key == (stateKey{}) {
-		return st
+	switch key {
+	case stateKey{}:
+		if st.claimed.Load() {
+			return st
+		}
+	case destinationKey{}:
+		if st.hasDest {
+			return st.dest
+		}
 	}
 	return st.parent.Value(key)
 }
@@ -415,7 +435,7 @@ func idempotent(method string) bool {
 
 // ServeHTTP proxies r to a backend of the pool.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	st := &proxyState{}
+	st, r := stateFor(r)
 	if p.hook != nil {
 		p.serveHooked(w, r, st)
 		return
@@ -452,7 +472,7 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, st *proxyState) {
 
 // serveOnce proxies r to a backend of pool, retrying failures to connect.
 func (p *Proxy) serveOnce(w http.ResponseWriter, r *http.Request, st *proxyState, pool *Pool) {
-	out := withState(r, st)
+	out := r // its context is st
 	retryable := p.retries > 0 && idempotent(r.Method) && (r.Body == nil || r.Body == http.NoBody)
 	if retryable {
 		p.deposit()
