@@ -71,10 +71,13 @@ func newPrefixSet(entries int) *prefixSet {
 
 func (s *prefixSet) has(h uint64) bool { return s.slots[h&s.mask].Load() == h }
 
-// add stores hs, skipping the slots that hold them already so that a hot prefix
-// served from many goroutines reads its cache lines rather than bouncing them.
+// add stores hs, last block first, so that when two of a prompt's blocks share a
+// slot the leading one (shared by more prompts, and needed by every match) keeps it.
+// It skips the slots that hold their hash already, so that a hot prefix served from
+// many goroutines reads its cache lines rather than bouncing them between cores.
 func (s *prefixSet) add(hs []uint64) {
-	for _, h := range hs {
+	for i := len(hs) - 1; i >= 0; i-- {
+		h := hs[i]
 		if sl := &s.slots[h&s.mask]; sl.Load() != h {
 			sl.Store(h)
 		}

@@ -60,6 +60,11 @@ func TestPrefixSetMatch(t *testing.T) {
 	if s.match([]uint64{99, 11}) != 0 {
 		t.Fatal("a prompt whose first block is unknown matched")
 	}
+	// Of two blocks of one prompt in one slot, the leading one keeps it.
+	s.add([]uint64{21, 21 + 1024})
+	if !s.has(21) || s.has(21+1024) {
+		t.Fatal("a later block of a prompt took its first block's slot")
+	}
 	// A newer hash in the same slot evicts the older one.
 	s.add([]uint64{11 + 1024})
 	if s.has(11) || !s.has(11+1024) {
