@@ -227,7 +227,7 @@ func (c ScoringConfig) withDefaults() ScoringConfig {
 // Costs: a pick reads each candidate's in-flight count and load report, decays its
 // latency average (when Latency's weight is above 0), looks its prefix set up (one
 // load when it does not hold the prompt's first block) and hashes the prompt once; it
-// allocates nothing (its scratch space is pooled), takes no lock and is linear in the
+// allocates nothing (it keeps scratch space for up to 8 picks at once; a ninth concurrent one allocates its own), takes no lock and is linear in the
 // candidates: BenchmarkScoring measures 1,000 backends, and Sample bounds the cost
 // in larger pools.
 //
@@ -239,7 +239,7 @@ type Scoring struct {
 	weights atomic.Pointer[Weights]
 	seed    maphash.Seed
 	once    sync.Once
-	scratch sync.Pool // *scratch
+	scratch [scratchSlots]scratch
 
 	mu   sync.Mutex // guards sets; held only in Build
 	sets map[*Backend]*prefixSet
@@ -336,7 +336,35 @@ type cand struct {
 	sat      bool
 }
 
-type scratch struct{ c []cand }
+// scratch is a pick's space for its candidates' raw values. A Scoring keeps a few,
+// each taken by one pick at a time, and grown to the largest set it has served: a
+// sync.Pool would drop them at every garbage collection, and a 1,000-backend pick
+// would allocate its 64 KB again after each.
+type scratch struct {
+	busy atomic.Bool
+	c    []cand
+	_    [64 - 4 - 24]byte // one cache line each
+}
+
+// scratchSlots is how many picks at once use kept scratch space; more allocate
+// theirs.
+const scratchSlots = 8
+
+// take returns kept scratch space of at least m candidates, or nil when all are busy.
+// It tries the slots in order, so that one goroutine picking alone keeps reusing the
+// first one, warm in its cache.
+func (a *Scoring) take(m int) *scratch {
+	for k := range scratchSlots {
+		sc := &a.scratch[k]
+		if !sc.busy.Load() && sc.busy.CompareAndSwap(false, true) {
+			if cap(sc.c) < m {
+				sc.c = make([]cand, m)
+			}
+			return sc
+		}
+	}
+	return nil
+}
 
 // span is the least and most of one raw value over the candidates that have it.
 type span struct{ lo, hi float64 }
@@ -381,12 +409,13 @@ func (p *scoringPicker) Pick(req *Request) *Backend {
 	if n > 1 {
 		off = p.set.Intn(n) // a random start: ties go to a random candidate
 	}
-	sc, _ := a.scratch.Get().(*scratch)
-	if sc == nil || cap(sc.c) < m {
-		sc = &scratch{c: make([]cand, m)}
+	var cs []cand
+	if sc := a.take(m); sc != nil {
+		cs = sc.c[:m]
+		defer sc.busy.Store(false)
+	} else {
+		cs = make([]cand, m) // more picks at once than kept scratch space
 	}
-	cs := sc.c[:m]
-	defer a.scratch.Put(sc)
 
 	// Raw values and saturation.
 	cutoff := now.Add(-cfg.MaxReportAge)
