@@ -58,7 +58,6 @@ func TestScoringPrefixOverHTTP(t *testing.T) {
 	type hit struct{ backend, system int }
 	var mu sync.Mutex
 	var hits []hit
-	var servers []*httptest.Server
 	var eps []balancer.Endpoint
 	for i := range backends {
 		s := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -78,7 +77,6 @@ func TestScoringPrefixOverHTTP(t *testing.T) {
 			io.WriteString(w, `{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant","content":"ok"},"finish_reason":"stop"}],"usage":{"prompt_tokens":300,"completion_tokens":1,"total_tokens":301}}`)
 		}))
 		defer s.Close()
-		servers = append(servers, s)
 		eps = append(eps, balancer.Endpoint{ID: fmt.Sprint("m", i), URL: s.URL})
 	}
 	scoring, err := balancer.NewScoring(balancer.ScoringConfig{})
