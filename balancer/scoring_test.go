@@ -2,8 +2,12 @@ package balancer_test
 
 import (
 	"errors"
+	"fmt"
 	"math"
+	"net/http"
+	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -311,5 +315,75 @@ func TestScoringModels(t *testing.T) {
 				t.Fatalf("model %s: %s, want %s", model, got, first)
 			}
 		}
+	}
+}
+
+// WithPrompt hands the proxy's picks the request's prompt; without it they get none.
+func TestProxyWithPrompt(t *testing.T) {
+	be := httptest.NewServer(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	defer be.Close()
+	for _, tc := range []struct {
+		name string
+		opts []balancer.ProxyOption
+		want string
+	}{
+		{"with", []balancer.ProxyOption{balancer.WithPrompt(balancer.HeaderKey("X-Prompt"))}, "be brief"},
+		{"without", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var mu sync.Mutex
+			var got []string
+			p, _ := newPool(t, 0, balancer.WithPickFunc(func(req *balancer.Request, _ []*balancer.Backend) (int, error) {
+				mu.Lock()
+				got = append(got, req.Prompt)
+				mu.Unlock()
+				return 0, nil
+			}))
+			if err := p.Update([]balancer.Endpoint{{ID: "a", URL: be.URL}}); err != nil {
+				t.Fatal(err)
+			}
+			proxy, err := balancer.NewProxy(p, tc.opts...)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer proxy.CloseIdleConnections()
+			r := httptest.NewRequest("POST", "/v1/chat/completions", strings.NewReader("{}"))
+			r.Header.Set("X-Prompt", "be brief")
+			w := httptest.NewRecorder()
+			proxy.ServeHTTP(w, r)
+			mu.Lock()
+			defer mu.Unlock()
+			if w.Code != http.StatusOK || len(got) != 1 || got[0] != tc.want {
+				t.Fatalf("status %d, prompts seen %q, want [%q]", w.Code, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestScoringHugePromptAndSample(t *testing.T) {
+	// A 4 MB prompt is hashed only up to MaxBlocks blocks, and still sticks: the
+	// prompts differ only past that.
+	p, _, _ := scoringPool(t, 4, balancer.ScoringConfig{MaxBlocks: 8})
+	huge := strings.Repeat("x", 4<<20)
+	req := &balancer.Request{Prompt: huge + "1"}
+	first := pickDone(t, p, req, balancer.Outcome{Status: 200})
+	for i := range 10 {
+		req.Prompt = huge + fmt.Sprint(i)
+		if got := pickDone(t, p, req, balancer.Outcome{Status: 200}); got != first {
+			t.Fatalf("huge prompt %d went to %s, want %s", i, got, first)
+		}
+	}
+	// Sample scores a run of 2 of the 6 candidates from a random place: every backend
+	// is still picked, and never a saturated one unless both sampled are.
+	p, _, _ = scoringPool(t, 6, balancer.ScoringConfig{Sample: 2})
+	report(t, p, "b03", balancer.LoadReport{Queue: 100})
+	got := counts(t, p, nil, 600)
+	for _, id := range []string{"b00", "b01", "b02", "b04", "b05"} {
+		if got[id] < 30 {
+			t.Fatalf("sampled picks %v, want every backend that is not saturated", got)
+		}
+	}
+	if got["b03"] != 0 {
+		t.Fatalf("sampled picks %v: the saturated b03 was picked", got)
 	}
 }
