@@ -222,14 +222,16 @@ func (c ScoringConfig) withDefaults() ScoringConfig {
 // the pick, not at Done, so that a burst sharing a new prefix follows its first
 // request at once, as SGLang's router inserts a prompt into its tree when it routes
 // it. The sets belong to the Scoring and survive the pool's snapshots; a backend's is
-// dropped when it leaves the pool. See prefixSet for the bounded, lock-free set.
+// dropped when it leaves the pool. Each set is a fixed table of atomics, a
+// direct-mapped cache of block hashes that approximates an LRU: lookups take no lock.
 //
 // Costs: a pick reads each candidate's in-flight count and load report, decays its
 // latency average (when Latency's weight is above 0), looks its prefix set up (one
-// load when it does not hold the prompt's first block) and hashes the prompt once; it
-// allocates nothing (it keeps scratch space for up to 8 picks at once; a ninth concurrent one allocates its own), takes no lock and is linear in the
-// candidates: BenchmarkScoring measures 1,000 backends, and Sample bounds the cost
-// in larger pools.
+// load when it does not hold the prompt's first block) and hashes the prompt once. It
+// takes no lock and allocates nothing (it keeps scratch space for 8 picks at once; a
+// ninth concurrent pick allocates its own), and it is linear in the candidates:
+// BenchmarkScoring measures 1,000 backends, and Sample bounds the cost in larger
+// pools.
 //
 // The zero value is ready to use with every default; [NewScoring] validates a
 // configuration. A Scoring is safe for concurrent use and must not be copied; one
@@ -343,7 +345,7 @@ type cand struct {
 type scratch struct {
 	busy atomic.Bool
 	c    []cand
-	_    [64 - 4 - 24]byte // one cache line each
+	_    [32]byte // with busy's padding and c: one cache line each
 }
 
 // scratchSlots is how many picks at once use kept scratch space; more allocate
