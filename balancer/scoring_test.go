@@ -387,3 +387,42 @@ func TestScoringHugePromptAndSample(t *testing.T) {
 		t.Fatalf("sampled picks %v: the saturated b03 was picked", got)
 	}
 }
+
+// Picks from more goroutines than the kept scratch slots, with prompts, weights
+// changing meanwhile: for the race detector, and every pick answers.
+func TestScoringConcurrent(t *testing.T) {
+	s := &balancer.Scoring{} // the zero value
+	p, err := balancer.New(balancer.WithAlgorithm(s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Update(endpoints(20)); err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 12 {
+		wg.Go(func() {
+			req := &balancer.Request{}
+			for i := range 200 {
+				req.Prompt = sharedPrompt(g%3, i)
+				r, err := p.Pick(req)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				r.Done(balancer.Outcome{Status: 200, Latency: time.Millisecond})
+			}
+		})
+	}
+	wg.Go(func() {
+		for i := range 50 {
+			_ = p.ReportLoad("b01", balancer.LoadReport{Queue: int64(i % 10)}, 0)
+			w := balancer.DefaultWeights
+			w.Prefix = float64(i % 4)
+			if err := s.SetWeights(w); err != nil {
+				t.Error(err)
+			}
+		}
+	})
+	wg.Wait()
+}
