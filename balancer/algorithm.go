@@ -28,6 +28,11 @@ type Request struct {
 	// [LabelModel]); none ready is [ErrNoBackend]. Empty picks from every ready
 	// backend.
 	Model string
+	// Prompt is the request's prompt, or its leading part, for prefix affinity
+	// ([Scoring]); pickers that do not score prefixes ignore it. Only its first
+	// MaxBlocks × BlockSize bytes are read, and it is not retained. The proxy sets it
+	// with [WithPrompt].
+	Prompt string
 }
 
 // An Algorithm is a load-balancing algorithm. The pool calls Build whenever its set of

@@ -11,8 +11,9 @@
 //
 // Algorithms ([Algorithm]), each citing its source: [RoundRobin], [SmoothWeighted]
 // (nginx), [Random], [P2C] (least request, Envoy and grpc-go; the default), [PeakEWMA]
-// (Finagle, Linkerd) and [Hash] (consistent hashing with bounded loads, Mirrokni,
-// Thorup and Zadimoghaddam 2018). A [PickFunc] plugs in a custom pick, such as a Lua
+// (Finagle, Linkerd), [Hash] (consistent hashing with bounded loads, Mirrokni,
+// Thorup and Zadimoghaddam 2018) and [Scoring] (filter, score and pick for model
+// servers, after the Gateway API inference extension and llm-d). A [PickFunc] plugs in a custom pick, such as a Lua
 // pick(req, backends) function; an invalid answer falls back to the algorithm.
 // [SlowStart] ramps new backends up (Envoy).
 //
@@ -69,6 +70,32 @@
 // check's, so that Snapshot.Value / Snapshot.Count is the mean utilization over a span.
 // Any other source (a scraper of the backend's /metrics page, a sidecar) hands its
 // reports to [Pool.ReportLoad], with the same effect.
+//
+// # Scoring
+//
+// [Scoring] picks as the Kubernetes Gateway API inference extension's endpoint picker
+// and llm-d's scheduler do: it filters out saturated backends (a fresh load report
+// with a queue above [ScoringConfig.SaturatedQueue] or KV-cache use above
+// SaturatedKVCache; when all are saturated it keeps them all), scores the rest with
+// weighted scorers — queue depth, KV-cache use, requests in flight, peak-EWMA
+// latency, each normalised over the candidates, and prefix affinity — and picks the
+// best, or by power of two choices among the top k. A report older than MaxReportAge
+// counts as none, which scores the middle (0.5). [Scoring.SetWeights] changes the
+// [Weights] at run time (one atomic pointer read per pick); the scaling loop and Lua
+// have no action for it yet, so it is for Go code (a control loop, an admin
+// endpoint).
+//
+// Prefix affinity reads [Request.Prompt] (the proxy sets it with [WithPrompt];
+// middleware/llm's PromptPrefix reads it from the LLM request body), hashes its
+// leading blocks in a chain as vLLM's prefix cache does, and prefers the backend
+// whose bounded set of recently served blocks holds the longest prefix of them,
+// while that backend's load is within an absolute and a relative margin of the
+// least loaded (SGLang's cache-aware router's rule); otherwise load decides. Over
+// 1,000 backends that all report their load a pick costs about 24 µs of CPU here
+// without a prompt and 33 µs with a 2 KB one, without allocating (it scores every
+// candidate; [ScoringConfig.Sample] bounds that: about 3 µs for 64), against P2C's
+// tens of nanoseconds: it is meant for model servers, whose requests take seconds
+// (BenchmarkScoring; wall times on this shared machine were 1.5–3× the CPU times).
 //
 // # Bad input
 //

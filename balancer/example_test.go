@@ -106,3 +106,44 @@ func ExampleProxy() {
 	// 200 hello from /app/users, forwarded for 127.0.0.1
 	// requests recorded: 1
 }
+
+// Scoring routes requests that share a prompt prefix to the backend that served it,
+// unless that backend is saturated or too loaded; its weights change at run time.
+func ExampleScoring() {
+	scoring, err := balancer.NewScoring(balancer.ScoringConfig{BlockSize: 16})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	pool, _ := balancer.New(
+		balancer.WithAlgorithm(scoring),
+		balancer.WithClock(metrics.NewManualClock(time.Unix(0, 0))),
+		balancer.WithRand(rand.NewPCG(1, 2)), // one goroutine only
+	)
+	_ = pool.Update([]balancer.Endpoint{
+		{ID: "a", URL: "http://10.0.0.1:8000"}, {ID: "b", URL: "http://10.0.0.2:8000"},
+		{ID: "c", URL: "http://10.0.0.3:8000"},
+	})
+	pick := func(prompt string) string {
+		r, err := pool.Pick(&balancer.Request{Prompt: prompt})
+		if err != nil {
+			return err.Error()
+		}
+		r.Done(balancer.Outcome{Status: http.StatusOK})
+		return r.Backend.ID()
+	}
+	const system = "You are a terse assistant. Answer in one line. "
+	first := pick(system + "What is 2+2?")
+	fmt.Println(pick(system+"Name a prime.") == first, pick(system+"Spell cat.") == first)
+
+	// The affine backend reports a long queue (from a scraper or a health check):
+	// it is saturated, and the prefix goes elsewhere.
+	_ = pool.ReportLoad(first, balancer.LoadReport{Queue: 40}, 0)
+	fmt.Println(pick(system+"Name a colour.") == first)
+
+	fmt.Println(scoring.SetWeights(balancer.Weights{Queue: -1}))
+	// Output:
+	// true true
+	// false
+	// balancer: invalid config: weight queue -1: must be finite and not negative
+}

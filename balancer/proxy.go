@@ -75,6 +75,7 @@ type Proxy struct {
 	retriesDone atomic.Uint64
 	model       func(*http.Request) string
 	setModel    func(*http.Request, string) error
+	prompt      func(*http.Request) string
 	routes      map[string]*Pool
 	fb          *fallbacks
 	hook        ProxyHook
@@ -125,6 +126,17 @@ func CookieKey(name string) func(*http.Request) string {
 func WithModel(f func(*http.Request) string) ProxyOption {
 	return func(p *Proxy) error {
 		p.model = f
+		return nil
+	}
+}
+
+// WithPrompt sets how a request's prompt is read for prefix affinity
+// ([Request.Prompt], scored by [Scoring]): middleware/llm's PromptPrefix reads it from
+// the LLM request body its gateway parsed. f is called once per request, before the
+// first pick; "" means no prompt. The default (nil) reads none and costs nothing.
+func WithPrompt(f func(*http.Request) string) ProxyOption {
+	return func(p *Proxy) error {
+		p.prompt = f
 		return nil
 	}
 }
@@ -456,6 +468,9 @@ func (p *Proxy) serve(w http.ResponseWriter, r *http.Request, st *proxyState) {
 		}
 	} else if p.model != nil {
 		st.req.Model = p.model(r)
+	}
+	if p.prompt != nil {
+		st.req.Prompt = p.prompt(r)
 	}
 	if p.fb != nil && st.req.Model != "" {
 		if chain := p.fb.chains[st.req.Model]; chain != nil {

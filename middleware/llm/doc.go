@@ -95,5 +95,7 @@
 //	fmt.Println(w.Snapshot(time.Minute).P99)
 //
 // Behind the gateway, a router reads the request with [FromRequest] and moves it to
-// another model with [SetModel].
+// another model with [SetModel], and a balancer proxy reads its prompt prefix with
+// [PromptPrefix] (balancer.WithPrompt), so that the balancer's Scoring algorithm
+// sends requests that share a system prompt to the model server that has it cached.
 package llm
