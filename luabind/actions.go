@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/luabind/internal/luaunit"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -147,7 +148,7 @@ func checkInt(L *lua.LState, n int, what string) int {
 }
 
 func checkSeconds(L *lua.LState, n int, what string) time.Duration {
-	d, ok := seconds(float64(L.CheckNumber(n)))
+	d, ok := luaunit.Seconds(float64(L.CheckNumber(n)))
 	if !ok {
 		L.ArgError(n, what+" must be a finite number of seconds")
 	}
