@@ -54,7 +54,7 @@ func (s *suite) NewVM() (any, func(), error) {
 }
 
 // suiteVM is the handle of a suite's VM: what the harness's helpers may do with it.
-// Its methods are those of luatest's VM interface.
+// Its methods are those of luatest's vmHandle interface.
 type suiteVM struct{ v *vm }
 
 // State returns the VM's Lua state.

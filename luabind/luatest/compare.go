@@ -10,6 +10,8 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
+// This file compares and shows Lua values for the assertions' messages.
+
 // matches reports whether a is of kind and has every field in fields.
 func matches(h vmHandle, a autoscale.Action, kind string, fields *lua.LTable) (bool, error) {
 	if a.Kind() != kind {

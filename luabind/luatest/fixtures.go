@@ -15,8 +15,10 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
-// Fixtures: Lua tables to Go values.
+// This file turns the tables a test passes to fixture, request, backends and response
+// into the Go values the runtime's views show.
 
+// fields returns t's fields, failing on one not in allowed.
 func fields(t *lua.LTable, allowed ...string) (map[string]lua.LValue, error) {
 	out := map[string]lua.LValue{}
 	var bad error

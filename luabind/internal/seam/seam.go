@@ -5,7 +5,7 @@
 // luabind fills [Open] in its init; nothing else sets it, and it does not change after.
 // The values crossing it are typed any because this package cannot import luabind (which
 // imports it): rt is a *luabind.Runtime, and a VM handle is luabind's value that
-// implements luatest's VM interface, which names luabind's Request, BackendView and
+// implements luatest's vmHandle interface, which names luabind's Request, BackendView and
 // Response. luatest asserts both, and its tests fail if either assertion does not hold.
 package seam
 
