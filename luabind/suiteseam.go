@@ -121,12 +121,7 @@ func (h suiteVM) ResponseView(res *Response) *lua.LTable {
 }
 
 // Action returns a as the userdata the action constructors return.
-func (h suiteVM) Action(a autoscale.Action) *lua.LUserData {
-	ud := h.v.L.NewUserData()
-	ud.Value = a
-	ud.Metatable = h.v.actMT
-	return ud
-}
+func (h suiteVM) Action(a autoscale.Action) *lua.LUserData { return h.v.actionUD(a) }
 
 // ActionsOf reads a value as on_tick's return: nil, one action or a list of actions.
 func (suiteVM) ActionsOf(val lua.LValue) ([]autoscale.Action, error) { return actionsOf(val) }
