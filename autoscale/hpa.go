@@ -36,12 +36,13 @@ type TargetTrackingConfig struct {
 	// Metric, when not nil, replaces Source and Span: it returns the observed figure
 	// for a target, or an error (wrap [ErrMissingMetrics]) when there is none.
 	Metric func(in *Input, t TargetState) (float64, error)
-	// TargetValue is the figure to hold, per replica, more than 0.
+	// TargetValue is the figure to hold, per replica, more than 0, in the signal's unit
+	// (milliseconds for a latency: the number target_tracking.lua's target_value takes).
 	TargetValue float64
 	// Aggregation says whether the figure is a total or per replica. Zero is [Total].
 	Aggregation Aggregation
 	// Tolerance: usage ratios within Tolerance of 1 keep the current count. Zero means
-	// [DefaultTolerance]; negative means none.
+	// [DefaultTolerance]; negative means none (the Lua twin's tolerance = 0).
 	Tolerance float64
 }
 

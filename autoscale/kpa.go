@@ -32,7 +32,8 @@ type KPAConfig struct {
 	// [ErrMissingMetrics]) when there is none.
 	Metric func(in *Input, t TargetState, window time.Duration) (float64, error)
 	// TargetValue is the figure one replica should carry at full utilisation (Knative's
-	// container-concurrency-target-default is 100), more than 0.
+	// container-concurrency-target-default is 100), more than 0, in the signal's unit
+	// (milliseconds for a latency: the number kpa.lua's target_value takes).
 	TargetValue float64
 	// TargetUtilization is the fraction of TargetValue to aim at, in (0, 1]. Zero means
 	// [DefaultKPATargetUtilization].
@@ -47,8 +48,9 @@ type KPAConfig struct {
 	// ready/down, more than 1. Zero means the defaults.
 	MaxScaleUpRate, MaxScaleDownRate float64
 	// ScaleToZeroGrace is how long demand must have been zero before the policy asks
-	// for zero replicas. Zero means [DefaultKPAScaleToZeroGrace]; negative disables
-	// scaling to zero (the policy never asks for fewer than one replica).
+	// for zero replicas. Zero means [DefaultKPAScaleToZeroGrace] (the Lua twin's
+	// scale_to_zero_grace = 0 means at once); negative disables scaling to zero (the
+	// policy never asks for fewer than one replica).
 	ScaleToZeroGrace time.Duration
 }
 

@@ -49,6 +49,22 @@ func PolicyNames() []string {
 //     its economy lane (low-priority and short prompts, re-keyed by the same file's
 //     on_request) to a cheaper model with a route action; scale to zero when idle.
 //     Every action's reason says which it chose and why.
+//
+// The twins (target_tracking and [TargetTracking], kpa and [KPA]) decide alike on the
+// same snapshot and config, and speak the same units:
+//
+//   - Figures are the same numbers on both sides: a target value for the p99 or mean
+//     latency is in milliseconds in Go ([SignalP99], [SignalMean]) as in Lua (the
+//     snapshot's p99 and mean); rates are per second, concurrency in requests.
+//   - Durations are [time.Duration] fields in Go and numbers of seconds in Lua:
+//     TargetTrackingConfig.Span is span, KPAConfig.StableWindow, PanicWindow and
+//     ScaleToZeroGrace are stable_window, panic_window and scale_to_zero_grace.
+//   - Where they differ, the defaults: in Go a field's zero value means the default;
+//     in Lua an absent key does, and 0 is taken as given. So Tolerance 0 is the
+//     default 0.1 in Go, while tolerance = 0 is no tolerance in Lua (in Go: a negative
+//     Tolerance); and scale_to_zero_grace = 0 asks for zero at once in Lua, where
+//     ScaleToZeroGrace 0 is Go's default of 30 s (Go has no zero grace). A negative
+//     grace never asks for zero on either side.
 func Policies() fs.FS { return policyFiles }
 
 // PolicySource returns the Lua source of a shipped policy by name (see [PolicyNames]).

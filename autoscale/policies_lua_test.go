@@ -201,3 +201,108 @@ func benchStep(b *testing.B, p autoscale.Policy) {
 		}
 	}
 }
+
+// spanReader answers a snapshot for the spans it holds and none for any other, so a
+// twin that reads a window in the wrong unit finds no window.
+type spanReader map[time.Duration]metrics.Snapshot
+
+func (r spanReader) Snapshot(_ metrics.Scope, _ string, span time.Duration) (metrics.Snapshot, bool) {
+	s, ok := r[span]
+	return s, ok
+}
+func (spanReader) Keys(metrics.Scope) []string { return nil }
+
+// agree runs the Go twin and the Lua policy on the same inputs and fails on the first
+// decision they differ on. next returns the i-th input, given the replicas the Go twin
+// asked for last (the current count when there is none yet).
+func agree(t *testing.T, gp, lp autoscale.Policy, n int, next func(i, replicas int) *autoscale.Input) {
+	t.Helper()
+	replicas := 5
+	for i := range n {
+		in := next(i, replicas)
+		ga, gerr := gp.Decide(context.Background(), in)
+		la, lerr := lp.Decide(context.Background(), in)
+		if gerr != nil || lerr != nil {
+			t.Fatalf("case %d: go err %v, lua err %v", i, gerr, lerr)
+		}
+		if len(ga) == 0 {
+			t.Fatalf("case %d: no decision", i)
+		}
+		if diff := cmp.Diff(scales(ga), scales(la)); diff != "" {
+			t.Fatalf("case %d (%+v): go (-) vs lua (+):\n%s", i, in.Targets, diff)
+		}
+		replicas = ga[0].(autoscale.Scale).Replicas
+	}
+}
+
+// TestTwinsSpeakTheSameUnits configures each Go twin and its Lua policy with the same
+// numbers, in the units autoscale.Policies documents, and checks they decide alike:
+// latency targets in milliseconds on both sides, spans and windows as durations in Go
+// and seconds in Lua, and the one documented difference, Lua's tolerance = 0 being Go's
+// negative Tolerance.
+func TestTwinsSpeakTheSameUnits(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	ms := func(f float64) time.Duration { return time.Duration(f * float64(time.Millisecond)) }
+	for _, c := range []struct {
+		signal string
+		sig    autoscale.Signal
+		set    func(*metrics.Snapshot, time.Duration)
+	}{
+		{"p99", autoscale.SignalP99, func(s *metrics.Snapshot, d time.Duration) { s.P99 = d }},
+		{"mean", autoscale.SignalMean, func(s *metrics.Snapshot, d time.Duration) { s.Mean = d }},
+	} {
+		t.Run("target_tracking/"+c.signal, func(t *testing.T) {
+			lp := luaPolicy(t, "target_tracking", map[string]any{"target_value": 250, "signal": c.signal,
+				"span": 15, "per_replica": true, "tolerance": 0.05})
+			gp, err := autoscale.TargetTracking(autoscale.TargetTrackingConfig{TargetValue: 250,
+				Source: autoscale.Source{Signal: c.sig}, Span: 15 * time.Second,
+				Aggregation: autoscale.PerReplica, Tolerance: 0.05})
+			if err != nil {
+				t.Fatal(err)
+			}
+			agree(t, gp, lp, 200, func(int, int) *autoscale.Input {
+				var s metrics.Snapshot
+				c.set(&s, ms(50+rng.Float64()*600))
+				return &autoscale.Input{Now: t0, Tick: time.Second,
+					Targets: []autoscale.TargetState{{Name: "a", Replicas: 1 + rng.IntN(30), Max: 1000}},
+					Metrics: autoscale.NewSnapshot(t0, spanReader{15 * time.Second: s})}
+			})
+		})
+	}
+	t.Run("target_tracking/tolerance 0", func(t *testing.T) {
+		lp := luaPolicy(t, "target_tracking", map[string]any{"target_value": 10, "tolerance": 0})
+		gp, err := autoscale.TargetTracking(autoscale.TargetTrackingConfig{TargetValue: 10, Tolerance: -1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		agree(t, gp, lp, 200, func(_, replicas int) *autoscale.Input {
+			// Within 10% of the target: only "no tolerance" scales.
+			s := metrics.Snapshot{Concurrency: float64(replicas) * 10 * (0.92 + 0.16*rng.Float64())}
+			return &autoscale.Input{Now: t0, Tick: time.Second,
+				Targets: []autoscale.TargetState{{Name: "a", Replicas: replicas, Max: 1000}},
+				Metrics: autoscale.NewSnapshot(t0, spanReader{0: s})}
+		})
+	})
+	t.Run("kpa/windows and grace", func(t *testing.T) {
+		lp := luaPolicy(t, "kpa", map[string]any{"target_value": 10, "stable_window": 30, "panic_window": 3,
+			"scale_to_zero_grace": 10})
+		gp, err := autoscale.KPA(autoscale.KPAConfig{TargetValue: 10, StableWindow: 30 * time.Second,
+			PanicWindow: 3 * time.Second, ScaleToZeroGrace: 10 * time.Second})
+		if err != nil {
+			t.Fatal(err)
+		}
+		now := t0
+		agree(t, gp, lp, 300, func(_, replicas int) *autoscale.Input {
+			now = now.Add(time.Duration(1+rng.IntN(8)) * time.Second)
+			stable := rng.Float64() * 200
+			if rng.IntN(3) == 0 {
+				stable = 0
+			}
+			panicV := stable * (0.5 + 2*rng.Float64())
+			return &autoscale.Input{Now: now, Tick: time.Second,
+				Targets: []autoscale.TargetState{{Name: "a", Replicas: replicas, Max: 1000}},
+				Metrics: autoscale.NewSnapshot(now, spanReader{30 * time.Second: {Concurrency: stable},
+					3 * time.Second: {Concurrency: panicV}})}
+		})
+	})
+}

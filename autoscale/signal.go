@@ -7,7 +7,10 @@ import (
 	"github.com/autoscalelua/autoscalelua/metrics"
 )
 
-// Signal reads the figure a policy scales on from a window's snapshot.
+// Signal reads the figure a policy scales on from a window's snapshot, in the unit a
+// Lua policy reads the same field of its snapshot view (luabind/REFERENCE.md): rates
+// per second, latencies in milliseconds, fractions 0..1. A TargetValue therefore means
+// the same number in a Go policy and in its Lua twin.
 type Signal func(metrics.Snapshot) float64
 
 // SignalConcurrency is the time-weighted average of requests in flight: what Knative's
@@ -20,11 +23,13 @@ func SignalRate(s metrics.Snapshot) float64 { return s.Rate }
 // SignalInFlight is the number of requests in flight at the snapshot's time.
 func SignalInFlight(s metrics.Snapshot) float64 { return float64(s.InFlight) }
 
-// SignalP99 is the 99th percentile of latency, in seconds.
-func SignalP99(s metrics.Snapshot) float64 { return s.P99.Seconds() }
+// SignalP99 is the 99th percentile of latency, in milliseconds (a Lua snapshot's p99).
+func SignalP99(s metrics.Snapshot) float64 { return millis(s.P99) }
 
-// SignalMean is the mean latency, in seconds.
-func SignalMean(s metrics.Snapshot) float64 { return s.Mean.Seconds() }
+// SignalMean is the mean latency, in milliseconds (a Lua snapshot's mean).
+func SignalMean(s metrics.Snapshot) float64 { return millis(s.Mean) }
+
+func millis(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // SignalErrorRate is the fraction of requests that failed.
 func SignalErrorRate(s metrics.Snapshot) float64 { return s.ErrorRate }

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/luabind/internal/luaunit"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -118,10 +119,7 @@ func (v *vm) installModule() {
 			if err != nil {
 				L.RaiseError("%s: %v", k.name, err)
 			}
-			ud := L.NewUserData()
-			ud.Value = a
-			ud.Metatable = v.actMT
-			L.Push(ud)
+			L.Push(v.actionUD(a))
 			return 1
 		})
 		mod.RawSetString(k.name, f)
@@ -129,6 +127,14 @@ func (v *vm) installModule() {
 	}
 	mod.RawSetString("now", L.NewFunction(v.luaNow))
 	v.mod = v.protect(mod)
+}
+
+// actionUD returns a as the userdata the action constructors return.
+func (v *vm) actionUD(a autoscale.Action) *lua.LUserData {
+	ud := v.L.NewUserData()
+	ud.Value = a
+	ud.Metatable = v.actMT
+	return ud
 }
 
 func optString(L *lua.LState, n int) string {
@@ -147,7 +153,7 @@ func checkInt(L *lua.LState, n int, what string) int {
 }
 
 func checkSeconds(L *lua.LState, n int, what string) time.Duration {
-	d, ok := seconds(float64(L.CheckNumber(n)))
+	d, ok := luaunit.Seconds(float64(L.CheckNumber(n)))
 	if !ok {
 		L.ArgError(n, what+" must be a finite number of seconds")
 	}

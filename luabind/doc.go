@@ -40,5 +40,6 @@
 //
 // A [Runtime] is an autoscale.Policy (its on_tick), and [Runtime.BalancerPick] adapts
 // its pick to a balancer pool. Package luatest runs a script's Lua unit tests as Go
-// subtests.
+// subtests; the harness lives there, not in the runtime, and reaches the VMs through
+// the internal package seam.
 package luabind

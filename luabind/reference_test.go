@@ -140,7 +140,6 @@ func TestReferenceMatchesCode(t *testing.T) {
 		{"Snapshot fields", snapshotNames()},
 		{"Target fields", targetNames()},
 		{"Actions", actionNames()},
-		{"Test helpers (luatest)", suiteHelpers[:]},
 		{"Errors (Go)", errs},
 		{"Failure reasons", reasons},
 		{"Limits", limits},

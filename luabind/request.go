@@ -8,6 +8,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/autoscalelua/autoscalelua/luabind/internal/luaunit"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -261,7 +262,7 @@ func (d *Decision) set(key string, val lua.LValue) error {
 		d.Reject = bool(b)
 	case "retry_after":
 		n, ok := val.(lua.LNumber)
-		dur, ok2 := seconds(float64(n))
+		dur, ok2 := luaunit.Seconds(float64(n))
 		if !ok || !ok2 || dur < 0 || dur > maxRetryAfter {
 			return fmt.Errorf("retry_after %v is not a number of seconds in [0, %v]", val, maxRetryAfter.Seconds())
 		}

@@ -56,8 +56,8 @@ type program struct {
 	proto *lua.FunctionProto
 	has   [hTick + 1]bool
 	gen   uint64
-	// suite, for a test suite's program, is the test file and its helpers.
-	suite *Suite
+	// tests, for a test suite's program, is the test file and its helpers.
+	tests *suiteTests
 }
 
 type chunk struct {
@@ -68,8 +68,8 @@ type chunk struct {
 // chunks returns the chunks a VM runs at load: the script, then a suite's test file.
 func (p *program) chunks() []chunk {
 	cs := []chunk{{p.name, p.proto}}
-	if p.suite != nil {
-		cs = append(cs, chunk{p.suite.name, p.suite.proto})
+	if p.tests != nil {
+		cs = append(cs, p.tests.chunk)
 	}
 	return cs
 }

@@ -4,11 +4,11 @@ import (
 	"context"
 	"fmt"
 	"hash/maphash"
-	"math"
 	"slices"
 	"strings"
 	"time"
 
+	"github.com/autoscalelua/autoscalelua/luabind/internal/luaunit"
 	"github.com/autoscalelua/autoscalelua/luabind/internal/pattern"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -138,8 +138,8 @@ func (rt *Runtime) newVM(p *program, budget time.Duration) (*vm, error) {
 		v.ctxSet = true
 	}
 
-	if p.suite != nil {
-		p.suite.install(v)
+	if p.tests != nil {
+		p.tests.install(suiteVM{v})
 	}
 	for _, c := range p.chunks() {
 		fn := L.NewFunctionFromProto(c.proto)
@@ -341,28 +341,8 @@ func (v *vm) luaPrint(L *lua.LState) int {
 }
 
 func (v *vm) luaNow(L *lua.LState) int {
-	L.Push(lua.LNumber(unixSeconds(v.rt.cfg.clock.Now())))
+	L.Push(lua.LNumber(luaunit.UnixSeconds(v.rt.cfg.clock.Now())))
 	return 1
-}
-
-func unixSeconds(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
-
-// seconds converts Lua seconds to a duration, refusing what no duration can hold.
-func seconds(f float64) (time.Duration, bool) {
-	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 1e9 {
-		return 0, false
-	}
-	return time.Duration(f * float64(time.Second)), true
-}
-
-// instant converts Lua Unix seconds to a time, refusing what is not a time between the
-// years 1 and 5000.
-func instant(f float64) (time.Time, bool) {
-	if math.IsNaN(f) || math.IsInf(f, 0) || math.Abs(f) > 95e9 {
-		return time.Time{}, false
-	}
-	sec, frac := math.Modf(f)
-	return time.Unix(int64(sec), int64(math.Round(frac*1e9))), true
 }
 
 // ms converts a duration to Lua milliseconds.

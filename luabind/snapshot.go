@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/luabind/internal/luaunit"
 	"github.com/autoscalelua/autoscalelua/metrics"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -22,7 +23,7 @@ type snapFieldSpec struct {
 var snapshotFields = [...]snapFieldSpec{
 	{name: "ok"},
 	{"span", func(s *metrics.Snapshot) float64 { return s.Span.Seconds() },
-		func(s *metrics.Snapshot, v float64) { s.Span, _ = seconds(v) }},
+		func(s *metrics.Snapshot, v float64) { s.Span, _ = luaunit.Seconds(v) }},
 	{"count", func(s *metrics.Snapshot) float64 { return float64(s.Count) },
 		func(s *metrics.Snapshot, v float64) { s.Count = uint64(v) }},
 	{"errors", func(s *metrics.Snapshot) float64 { return float64(s.Errors) },
@@ -36,15 +37,15 @@ var snapshotFields = [...]snapFieldSpec{
 	{"error_rate", func(s *metrics.Snapshot) float64 { return s.ErrorRate },
 		func(s *metrics.Snapshot, v float64) { s.ErrorRate = v }},
 	{"mean", func(s *metrics.Snapshot) float64 { return float64(s.Mean) / 1e6 },
-		func(s *metrics.Snapshot, v float64) { s.Mean = msDur(v) }},
+		func(s *metrics.Snapshot, v float64) { s.Mean = luaunit.Millis(v) }},
 	{"p50", func(s *metrics.Snapshot) float64 { return float64(s.P50) / 1e6 },
-		func(s *metrics.Snapshot, v float64) { s.P50 = msDur(v) }},
+		func(s *metrics.Snapshot, v float64) { s.P50 = luaunit.Millis(v) }},
 	{"p90", func(s *metrics.Snapshot) float64 { return float64(s.P90) / 1e6 },
-		func(s *metrics.Snapshot, v float64) { s.P90 = msDur(v) }},
+		func(s *metrics.Snapshot, v float64) { s.P90 = luaunit.Millis(v) }},
 	{"p99", func(s *metrics.Snapshot) float64 { return float64(s.P99) / 1e6 },
-		func(s *metrics.Snapshot, v float64) { s.P99 = msDur(v) }},
+		func(s *metrics.Snapshot, v float64) { s.P99 = luaunit.Millis(v) }},
 	{"max", func(s *metrics.Snapshot) float64 { return float64(s.Max) / 1e6 },
-		func(s *metrics.Snapshot, v float64) { s.Max = msDur(v) }},
+		func(s *metrics.Snapshot, v float64) { s.Max = luaunit.Millis(v) }},
 	{"bytes", func(s *metrics.Snapshot) float64 { return float64(s.Bytes) },
 		func(s *metrics.Snapshot, v float64) { s.Bytes = uint64(v) }},
 	{"value", func(s *metrics.Snapshot) float64 { return s.Value },

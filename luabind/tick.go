@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/luabind/internal/luaunit"
 	"github.com/autoscalelua/autoscalelua/metrics"
 	lua "github.com/yuin/gopher-lua"
 )
@@ -302,7 +303,7 @@ func (tv *tickView) input(L *lua.LState) *autoscale.Input {
 
 func (tv *tickView) set(in *autoscale.Input) {
 	tv.in = in
-	tv.data.RawSetString("now", lua.LNumber(unixSeconds(in.Now)))
+	tv.data.RawSetString("now", lua.LNumber(luaunit.UnixSeconds(in.Now)))
 	tv.data.RawSetString("tick", lua.LNumber(in.Tick.Seconds()))
 }
 
@@ -324,7 +325,7 @@ func spanArg(L *lua.LState, n int) time.Duration {
 	if L.GetTop() < n || L.Get(n) == lua.LNil {
 		return 0
 	}
-	d, ok := seconds(float64(L.CheckNumber(n)))
+	d, ok := luaunit.Seconds(float64(L.CheckNumber(n)))
 	if !ok || d <= 0 {
 		L.ArgError(n, "span must be a positive number of seconds")
 	}

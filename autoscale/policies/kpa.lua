@@ -22,6 +22,12 @@
 --   scale_to_zero_grace  seconds (default 30; negative: never ask for zero)
 --   targets              list of target names (default: every target)
 --   scope, key, signal   where to read the total (default route / target name / "concurrency")
+--
+-- Units as in the Go twin: target_value is in the signal's unit (ms for a latency, as
+-- autoscale.SignalP99); the windows and the grace are KPAConfig's durations in seconds.
+-- One difference: an absent key is the default here, and 0 is taken as given, while Go's
+-- zero value is the default: scale_to_zero_grace = 0 asks for zero at once, where Go's
+-- zero ScaleToZeroGrace is 30 s.
 
 local cfg = config or {}
 

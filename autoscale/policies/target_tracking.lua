@@ -19,6 +19,11 @@
 --   span          seconds of the window to read (default: the whole window)
 --   per_replica   true when the figure is already per replica (default false: a total)
 --   tolerance     usage-ratio tolerance (default 0.1; 0 for none)
+--
+-- Units as in the Go twin: target_value is in the signal's unit (ms for p99 and mean,
+-- as autoscale.SignalP99 and SignalMean); span is TargetTrackingConfig.Span in seconds.
+-- One difference: tolerance = 0 is none here, while Go's zero Tolerance is the default
+-- (Go says none with a negative Tolerance).
 
 local cfg = config or {}
 local target_value = cfg.target_value

@@ -19,7 +19,7 @@
 //	assert_near(got, want[, eps[, msg]])
 //	assert_action(actions, kind[, fields[, msg]]) -> the matching action
 //	assert_no_action(actions, kind[, fields[, msg]])
-//	clock.now(), clock.set(unix_seconds), clock.advance(seconds)
+//	clock.now(), clock.set(unix_seconds), clock.advance(seconds)  (reset to StartUnix per test)
 //
 // The assertions fail, with the reason, on an action the loop would refuse (a scale for
 // a target none of the test's fixtures has); a misspelt snapshot field, view field or

@@ -28,25 +28,25 @@ func Run(t testing.TB, fsys fs.FS, script, tests string, opts ...luabind.Option)
 // RunSource is [Run] with the sources already read.
 func RunSource(t testing.TB, script, tests luabind.Source, opts ...luabind.Option) {
 	t.Helper()
-	s, err := luabind.NewSuite(script, tests, opts...)
+	s, err := newSuite(script, tests, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { s.Close() })
-	names := s.Tests()
+	t.Cleanup(func() { s.close() })
+	names := s.tests
 	if len(names) == 0 {
 		t.Fatalf("luatest: %s has no Test* functions", tests.Name)
 	}
 	tt, ok := t.(*testing.T)
 	for _, name := range names {
 		if !ok {
-			if err := s.Run(name); err != nil {
+			if err := s.run(name); err != nil {
 				t.Errorf("%s: %v", name, err)
 			}
 			continue
 		}
 		tt.Run(name, func(t *testing.T) {
-			if err := s.Run(name); err != nil {
+			if err := s.run(name); err != nil {
 				t.Fatal(err)
 			}
 		})

@@ -1,4 +1,4 @@
-package luabind_test
+package luatest_test
 
 import (
 	"os"
@@ -9,7 +9,7 @@ import (
 )
 
 func TestExamplePolicyLuaTests(t *testing.T) {
-	luatest.Run(t, os.DirFS("testdata"), "policy.lua", "policy_test.lua")
+	luatest.Run(t, os.DirFS("../testdata"), "policy.lua", "policy_test.lua")
 }
 
 // Unix times, not only durations, go into the manual clock and fixtures.
