@@ -27,6 +27,8 @@ const (
 	evCrash
 	// evDrained: a draining replica's scale-down delay is over.
 	evDrained
+	// evChange: the scenario's capacity change idx applies.
+	evChange
 )
 
 // event is a timed event for the request or replica at idx, of generation gen: an
