@@ -128,7 +128,7 @@ func runFailsafe(t *testing.T, fast bool) *simulate.Result {
 // give the high class more goodput.
 //
 // failsafe-go's limiter has one limit for every request: priorities in failsafe-go
-// (its PriorityLimiter) choose which requests wait in its queue, where Acquire
+// (its PriorityLimiter) decide which requests may wait in its queue, where Acquire
 // blocks; the simulator admits without blocking, so its plain limiter is what runs
 // here, through TryAcquirePermit, its no-queue default.
 func TestAgainstFailsafeGo(t *testing.T) {
