@@ -26,6 +26,71 @@ type Admitter interface {
 	Admit(ctx context.Context, in middleware.Info) (Release, error)
 }
 
+// A WaitingAdmitter is an [Admitter] that may hold a request back and decide on it
+// later, as a limiter with a queue does. The simulator calls AdmitOrWait instead of
+// Admit.
+type WaitingAdmitter interface {
+	Admitter
+	// AdmitOrWait decides on a request as Admit does, or returns wait true to hold
+	// it back; then the admitter calls decide once, later, with the request's
+	// Release (admitted) or an error (shed). It calls decide on the simulator's
+	// goroutine, from a later AdmitOrWait or Release.DoneAt, and the decision takes
+	// effect at that call's simulated time. A request still waiting when the
+	// service's Timeout passes fails; a Release decided for it afterwards is ended
+	// at once with [metrics.OutcomeCanceled].
+	AdmitOrWait(ctx context.Context, in middleware.Info, decide func(Release, error)) (rel Release, wait bool, err error)
+}
+
+// decision is a [WaitingAdmitter]'s decision on waiting request idx of generation
+// gen.
+type decision struct {
+	idx int32
+	gen uint32
+	rel Release
+	err error
+}
+
+// admitWaiting holds request i back for the waiting admitter's decision.
+func (m *model) admitWaiting(i int32) func(Release, error) {
+	r := &m.reqs[i]
+	r.state = reqAdmitting
+	m.eng.schedule(event{t: r.arrive + m.timeout, kind: evTimeout, idx: i, gen: r.gen})
+	gen := r.gen
+	return func(rel Release, err error) { m.decided = append(m.decided, decision{i, gen, rel, err}) }
+}
+
+// flushDecided applies the waiting admitter's decisions made during the instant t.
+func (m *model) flushDecided(t int64) {
+	now := m.eng.at(t)
+	for k := 0; k < len(m.decided); k++ {
+		d := m.decided[k]
+		r := &m.reqs[d.idx]
+		if r.gen != d.gen || r.state != reqAdmitting {
+			if d.rel != nil {
+				d.rel.DoneAt(now, metrics.OutcomeCanceled)
+			}
+			continue
+		}
+		ts := &m.tstats[r.tenant]
+		if d.err != nil || d.rel == nil {
+			m.windows[r.tenant].Reject(now)
+			m.sec.shed++
+			m.total.shed++
+			ts.shed++
+			m.release1(d.idx)
+			continue
+		}
+		m.windows[r.tenant].Start(now)
+		r.rel = d.rel
+		if m.ready == 0 {
+			m.bufferReq(d.idx, t)
+		} else {
+			m.dispatch(d.idx, t)
+		}
+	}
+	m.decided = m.decided[:0]
+}
+
 // Release ends an admitted request at end (simulated time) with outcome o:
 // [metrics.OutcomeOK] when it was served, [metrics.OutcomeError] when it failed or
 // timed out. [middleware.Permit] is one.

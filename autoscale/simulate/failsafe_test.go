@@ -123,19 +123,20 @@ func runFailsafe(t *testing.T, fast bool) *simulate.Result {
 }
 
 // TestAgainstFailsafeGo runs the same flood, with the same seed (the same arrivals),
-// under this library's adaptive limit per class and under failsafe-go's adaptive
-// limiter, and reports goodput, admitted p99 and rejections per class. Ours must
-// give the high class more goodput.
+// under this library's adaptive limit per class and under failsafe-go's limiters,
+// and reports goodput, admitted p99 and rejections per class. Ours must give the high
+// class more goodput than each of them.
 //
-// failsafe-go's limiter has one limit for every request: priorities in failsafe-go
-// (its PriorityLimiter) decide which requests may wait in its queue, where Acquire
-// blocks; the simulator admits without blocking, so its plain limiter is what runs
-// here, through TryAcquirePermit, its no-queue default.
+// failsafe-go's AdaptiveLimiter has one limit for every request and, by default, no
+// queue (TryAcquirePermit); it runs with its default windows and with 100 ms
+// windows like ours. Its PriorityLimiter adds a queue in which a request's priority
+// decides whether it may wait (failsafeq_test.go).
 func TestAgainstFailsafeGo(t *testing.T) {
 	runs := []namedRun{
 		{"autoscalelua, Vegas per class", run(t, ourFlood(), hold(), 1)},
 		{"failsafe-go v0.9.8, defaults", runFailsafe(t, false)},
 		{"failsafe-go v0.9.8, 100 ms windows", runFailsafe(t, true)},
+		{"failsafe-go v0.9.8, PriorityLimiter", runFailsafeQueue(t)},
 	}
 	t.Logf("flood, same arrivals (seed 1):\n%s", floodTable(runs))
 	ours := runs[0].res

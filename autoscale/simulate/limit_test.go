@@ -8,6 +8,7 @@ import (
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
 	"github.com/autoscalelua/autoscalelua/autoscale/simulate"
+	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/autoscalelua/autoscalelua/middleware"
 )
 
@@ -162,5 +163,81 @@ func TestChangeRaisesCapacity(t *testing.T) {
 		if got < c.want*95/100 || got > c.want*105/100 {
 			t.Errorf("at %v: %d served, want about %d", c.at, got, c.want)
 		}
+	}
+}
+
+// lateAdmitter holds every request back: those of priority 0 it admits at its next
+// call, those of priority 1 never (their clients give up after the service's
+// Timeout; a decision after that is ignored). It counts its releases' DoneAt calls
+// per release, to check the simulator ends each admitted request exactly once.
+type lateAdmitter struct {
+	pending []func(simulate.Release, error)
+	given   int
+	done    map[int]int
+}
+
+type lateRelease struct {
+	a  *lateAdmitter
+	id int
+}
+
+func (r lateRelease) DoneAt(time.Time, metrics.Outcome) { r.a.done[r.id]++ }
+
+func (a *lateAdmitter) Admit(context.Context, middleware.Info) (simulate.Release, error) {
+	panic("the simulator calls AdmitOrWait")
+}
+
+func (a *lateAdmitter) AdmitOrWait(_ context.Context, in middleware.Info, decide func(simulate.Release, error)) (simulate.Release, bool, error) {
+	for _, d := range a.pending {
+		a.given++
+		d(lateRelease{a, a.given}, nil)
+	}
+	a.pending = a.pending[:0]
+	if in.Priority == 0 {
+		a.pending = append(a.pending, decide)
+	}
+	return nil, true, nil
+}
+
+// TestWaitingAdmitter: requests an admitter holds back are served once it admits
+// them, and fail when their clients give up first; every admitted request is ended
+// once.
+func TestWaitingAdmitter(t *testing.T) {
+	sc := simulate.Scenario{
+		Name: "late", Duration: 10 * time.Second,
+		Traffic: simulate.Mix{
+			{Name: "admitted", Profile: simulate.Constant(50)},
+			{Name: "never", Profile: simulate.Constant(5), Priority: 1},
+		},
+		Service: simulate.Service{Replicas: 2, Min: 2, Max: 2, ServiceTime: simulate.Fixed(10 * time.Millisecond), Timeout: time.Second},
+	}
+	a := &lateAdmitter{done: map[int]int{}}
+	res, err := simulate.Run(context.Background(), simulate.Config{Scenario: sc, Policy: hold(), Seed: 1, Admitter: a})
+	if err != nil {
+		t.Fatal(err)
+	}
+	adm, never := res.Summary.Tenants[0], res.Summary.Tenants[1]
+	t.Logf("admitted %+v; never %+v; %d releases given, %d ended", adm, never, a.given, len(a.done))
+	if adm.Served < adm.Requests-2 || adm.Failed != 0 || adm.Shed != 0 {
+		t.Errorf("admitted tenant: %+v, want all but the last served", adm)
+	}
+	if never.Served != 0 || never.Failed == 0 || never.Failed > never.Requests {
+		t.Errorf("never-admitted tenant: %+v, want only failures (timeouts)", never)
+	}
+	// The requests that arrived in the last second were still waiting at the end.
+	var lastSecond uint64
+	for _, s := range res.Timeline[len(res.Timeline)-1:] {
+		lastSecond += s.Arrivals
+	}
+	if never.Failed+lastSecond < never.Requests {
+		t.Errorf("%d of %d never-admitted requests failed", never.Failed, never.Requests)
+	}
+	for id, n := range a.done {
+		if n != 1 {
+			t.Errorf("release %d ended %d times", id, n)
+		}
+	}
+	if len(a.done) < a.given-2 || len(a.done) > a.given {
+		t.Errorf("%d of %d releases ended", len(a.done), a.given)
 	}
 }

@@ -24,10 +24,11 @@ import (
 type reqState uint8
 
 const (
-	reqFree     reqState = iota // the slot in model.reqs is unused
-	reqBuffered                 // waiting for a first ready replica
-	reqQueued                   // waiting in a replica's queue
-	reqServing                  // holding one of a replica's slots
+	reqFree      reqState = iota // the slot in model.reqs is unused
+	reqBuffered                  // waiting for a first ready replica
+	reqQueued                    // waiting in a replica's queue
+	reqServing                   // holding one of a replica's slots
+	reqAdmitting                 // waiting for a WaitingAdmitter's decision
 )
 
 // repState is where a replica is in its life.
@@ -89,6 +90,8 @@ type model struct {
 	conc     int          // the slots of each replica now
 	svcTime  Distribution // the service time now
 	changes  []Change
+	waiting  WaitingAdmitter // alt, when it may hold requests back
+	decided  []decision      // its decisions, applied after each instant
 	rngSvc   *rand.Rand
 	rngMisc  *rand.Rand
 
@@ -160,6 +163,10 @@ func (m *model) event(e event, t int64) {
 			m.reps[r.replica].queued--
 		case reqBuffered:
 			m.buffered--
+		case reqAdmitting:
+			// The client gave up before admission decided: a failure, recorded as
+			// if it had started so the windows stay balanced.
+			m.windows[r.tenant].Start(m.eng.at(t))
 		default:
 			return
 		}
@@ -230,7 +237,18 @@ func (m *model) arrive(ctx context.Context, t int64, tenant int) {
 	var permit middleware.Permit
 	var rel Release
 	var err error
-	if m.alt != nil {
+	if m.waiting != nil {
+		i := m.alloc()
+		r := &m.reqs[i]
+		r.arrive, r.tenant, r.replica, r.slot = t, int32(tenant), -1, -1
+		var wait bool
+		if rel, wait, err = m.waiting.AdmitOrWait(ctx, in, m.admitWaiting(i)); wait && err == nil {
+			return
+		}
+		// Decided at once: the request is not waiting after all.
+		r.state = reqFree
+		m.release1(i)
+	} else if m.alt != nil {
 		rel, err = m.alt.Admit(ctx, in)
 	} else {
 		permit, err = m.adm.Admit(ctx, in)

@@ -135,10 +135,21 @@ type sim struct {
 
 var _ driver = (*sim)(nil)
 
-func (s *sim) event(e event, t int64)                          { s.m.event(e, t) }
-func (s *sim) arrive(ctx context.Context, t int64, tenant int) { s.m.arrive(ctx, t, tenant) }
-func (s *sim) second(t int64)                                  { s.closeSecond(t) }
-func (s *sim) tick(ctx context.Context, t int64) error         { return s.step(ctx, t) }
+func (s *sim) event(e event, t int64) {
+	s.m.event(e, t)
+	if len(s.m.decided) > 0 {
+		s.m.flushDecided(t)
+	}
+}
+
+func (s *sim) arrive(ctx context.Context, t int64, tenant int) {
+	s.m.arrive(ctx, t, tenant)
+	if len(s.m.decided) > 0 {
+		s.m.flushDecided(t)
+	}
+}
+func (s *sim) second(t int64)                          { s.closeSecond(t) }
+func (s *sim) tick(ctx context.Context, t int64) error { return s.step(ctx, t) }
 
 func newSim(cfg Config) (*sim, error) {
 	if err := cfg.Scenario.Validate(); err != nil {
@@ -169,6 +180,9 @@ func newSim(cfg Config) (*sim, error) {
 		alt: cfg.Admitter, adaptive: sc.Adaptive != nil,
 		rngSvc:  rand.New(rand.NewPCG(cfg.Seed, 2)),
 		rngMisc: rand.New(rand.NewPCG(cfg.Seed, 3)),
+	}
+	if w, ok := cfg.Admitter.(WaitingAdmitter); ok {
+		m.waiting = w
 	}
 	s := &sim{
 		cfg: cfg, sc: sc, eng: eng, m: m,
