@@ -148,7 +148,8 @@ func TestAdmissionAndChangeConfig(t *testing.T) {
 // in at once, and one that doubles the service time halves the throughput.
 func TestChangeRaisesCapacity(t *testing.T) {
 	sc := halving("raise", middleware.AdmissionConfig{}, nil)
-	sc.Service.Concurrency = 10
+	sc.Traffic = simulate.Constant(480)
+	sc.Service.Replicas, sc.Service.Min, sc.Service.Max, sc.Service.Concurrency = 2, 2, 2, 10
 	sc.Changes = []simulate.Change{
 		{At: 10 * time.Second, Concurrency: 20},
 		{At: 20 * time.Second, ServiceTime: simulate.Fixed(200 * time.Millisecond)},
@@ -158,7 +159,7 @@ func TestChangeRaisesCapacity(t *testing.T) {
 	for _, c := range []struct {
 		at   time.Duration
 		want uint64 // served per second
-	}{{5 * time.Second, 1000}, {15 * time.Second, 2000}, {25 * time.Second, 1000}} {
+	}{{5 * time.Second, 200}, {15 * time.Second, 400}, {25 * time.Second, 200}} {
 		got := res.Timeline[c.at/time.Second].Served
 		if got < c.want*95/100 || got > c.want*105/100 {
 			t.Errorf("at %v: %d served, want about %d", c.at, got, c.want)
