@@ -568,38 +568,3 @@ func (m *model) updatePool() error {
 	}
 	return nil
 }
-
-// fifo is a growable ring of queue entries.
-type fifo struct {
-	buf  []qent
-	head int
-	n    int
-}
-
-type qent struct {
-	idx int32
-	gen uint32
-}
-
-func (q *fifo) len() int { return q.n }
-
-func (q *fifo) push(e qent) {
-	if q.n == len(q.buf) {
-		nb := make([]qent, max(16, 2*len(q.buf)))
-		for i := range q.n {
-			nb[i] = q.buf[(q.head+i)%len(q.buf)]
-		}
-		q.buf, q.head = nb, 0
-	}
-	q.buf[(q.head+q.n)%len(q.buf)] = e
-	q.n++
-}
-
-func (q *fifo) pop() qent {
-	e := q.buf[q.head]
-	q.head = (q.head + 1) % len(q.buf)
-	q.n--
-	return e
-}
-
-func (q *fifo) reset() { q.head, q.n = 0, 0 }
