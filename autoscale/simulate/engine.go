@@ -11,7 +11,7 @@ import (
 // loop that interleaves them with arrivals, the timeline's seconds and the scaling
 // loop's ticks. It knows nothing of replicas or requests: it hands each instant to a
 // [driver] — the service model (model.go) for events and arrivals, the run (sim.go)
-// for seconds and ticks.
+// for seconds and ticks. The FIFO ring the model queues requests in is here too.
 
 // eventKind names what a timed event does to the service model.
 type eventKind uint8
@@ -27,6 +27,8 @@ const (
 	evCrash
 	// evDrained: a draining replica's scale-down delay is over.
 	evDrained
+	// evChange: the scenario's capacity change idx applies.
+	evChange
 )
 
 // event is a timed event for the request or replica at idx, of generation gen: an
@@ -180,3 +182,38 @@ func (h *eventHeap) pop() event {
 	}
 	return top
 }
+
+// fifo is a growable ring of queue entries.
+type fifo struct {
+	buf  []qent
+	head int
+	n    int
+}
+
+type qent struct {
+	idx int32
+	gen uint32
+}
+
+func (q *fifo) len() int { return q.n }
+
+func (q *fifo) push(e qent) {
+	if q.n == len(q.buf) {
+		nb := make([]qent, max(16, 2*len(q.buf)))
+		for i := range q.n {
+			nb[i] = q.buf[(q.head+i)%len(q.buf)]
+		}
+		q.buf, q.head = nb, 0
+	}
+	q.buf[(q.head+q.n)%len(q.buf)] = e
+	q.n++
+}
+
+func (q *fifo) pop() qent {
+	e := q.buf[q.head]
+	q.head = (q.head + 1) % len(q.buf)
+	q.n--
+	return e
+}
+
+func (q *fifo) reset() { q.head, q.n = 0, 0 }

@@ -24,10 +24,11 @@ import (
 type reqState uint8
 
 const (
-	reqFree     reqState = iota // the slot in model.reqs is unused
-	reqBuffered                 // waiting for a first ready replica
-	reqQueued                   // waiting in a replica's queue
-	reqServing                  // holding one of a replica's slots
+	reqFree      reqState = iota // the slot in model.reqs is unused
+	reqBuffered                  // waiting for a first ready replica
+	reqQueued                    // waiting in a replica's queue
+	reqServing                   // holding one of a replica's slots
+	reqAdmitting                 // waiting for a WaitingAdmitter's decision
 )
 
 // repState is where a replica is in its life.
@@ -49,6 +50,7 @@ type request struct {
 	slot    int32
 	state   reqState
 	permit  middleware.Permit
+	rel     Release // the Admitter's, instead of permit
 	res     balancer.Result
 }
 
@@ -75,14 +77,23 @@ type model struct {
 	timeout int64
 	cold    int64
 
-	adm     *middleware.Admission
-	pool    *balancer.Pool
-	balReq  balancer.Request
-	route   *metrics.Window
-	windows []middleware.Windows // per tenant: the route's window and the tenant's
-	tnames  []string
-	rngSvc  *rand.Rand
-	rngMisc *rand.Rand
+	adm      *middleware.Admission
+	adaptive bool     // adm has adaptive limits
+	alt      Admitter // decides instead of adm, if set
+	pool     *balancer.Pool
+	balReq   balancer.Request
+	route    *metrics.Window
+	windows  []middleware.Windows // per tenant: the route's window and the tenant's
+	tnames   []string
+	prios    []int // per tenant: its requests' priority
+	tstats   []tenantStats
+	conc     int          // the slots of each replica now
+	svcTime  Distribution // the service time now
+	changes  []Change
+	waiting  WaitingAdmitter // alt, when it may hold requests back
+	decided  []decision      // its decisions, applied after each instant
+	rngSvc   *rand.Rand
+	rngMisc  *rand.Rand
 
 	reqs      []request
 	free      []int32
@@ -152,6 +163,10 @@ func (m *model) event(e event, t int64) {
 			m.reps[r.replica].queued--
 		case reqBuffered:
 			m.buffered--
+		case reqAdmitting:
+			// The client gave up before admission decided: a failure, recorded as
+			// if it had started so the windows stay balanced.
+			m.windows[r.tenant].Start(m.eng.at(t))
 		default:
 			return
 		}
@@ -180,6 +195,8 @@ func (m *model) event(e event, t int64) {
 		if rep.gen == e.gen && rep.state == repDraining {
 			m.maybeGone(e.idx, t)
 		}
+	case evChange:
+		m.applyChange(e.idx, t)
 	}
 }
 
@@ -213,18 +230,40 @@ var errCrashed = errors.New("simulate: replica crashed")
 func (m *model) arrive(ctx context.Context, t int64, tenant int) {
 	m.sec.arrivals++
 	m.total.arrivals++
+	ts := &m.tstats[tenant]
+	ts.arrivals++
 	now := m.eng.at(t)
-	permit, err := m.adm.Admit(ctx, middleware.Info{Route: RouteName, Tenant: m.tnames[tenant], Now: now})
+	in := middleware.Info{Route: RouteName, Tenant: m.tnames[tenant], Priority: m.prios[tenant], Now: now}
+	var permit middleware.Permit
+	var rel Release
+	var err error
+	if m.waiting != nil {
+		i := m.alloc()
+		r := &m.reqs[i]
+		r.arrive, r.tenant, r.replica, r.slot = t, int32(tenant), -1, -1
+		var wait bool
+		if rel, wait, err = m.waiting.AdmitOrWait(ctx, in, m.admitWaiting(i)); wait && err == nil {
+			return
+		}
+		// Decided at once: the request is not waiting after all.
+		r.state = reqFree
+		m.release1(i)
+	} else if m.alt != nil {
+		rel, err = m.alt.Admit(ctx, in)
+	} else {
+		permit, err = m.adm.Admit(ctx, in)
+	}
 	if err != nil {
 		m.windows[tenant].Reject(now)
 		m.sec.shed++
 		m.total.shed++
+		ts.shed++
 		return
 	}
 	m.windows[tenant].Start(now)
 	i := m.alloc()
 	r := &m.reqs[i]
-	r.arrive, r.tenant, r.permit, r.replica, r.slot = t, int32(tenant), permit, -1, -1
+	r.arrive, r.tenant, r.permit, r.rel, r.replica, r.slot = t, int32(tenant), permit, rel, -1, -1
 	if m.ready == 0 {
 		m.bufferReq(i, t)
 		return
@@ -254,7 +293,7 @@ func (m *model) dispatch(i int32, t int64) {
 	rep := m.reps[ri]
 	r.res, r.replica = res, ri
 	switch {
-	case rep.busy < m.svc.Concurrency:
+	case rep.busy < m.conc:
 		m.serve(i, rep, t)
 	case m.svc.QueueDepth > 0 && rep.queued >= m.svc.QueueDepth:
 		m.finish(i, t, metrics.OutcomeError, 503, nil)
@@ -276,7 +315,7 @@ func (m *model) serve(i int32, rep *replica, t int64) {
 	rep.slots[slot] = i
 	rep.busy++
 	r.slot, r.state, r.start = slot, reqServing, t
-	d := int64(m.svc.ServiceTime.Sample(m.rngSvc))
+	d := int64(m.svcTime.Sample(m.rngSvc))
 	m.eng.schedule(event{t: t + max(d, 0), kind: evDone, idx: i, gen: r.gen})
 }
 
@@ -306,7 +345,7 @@ func (m *model) complete(i int32, t int64) {
 
 // pull starts queued requests on rep's free slots.
 func (m *model) pull(rep *replica, t int64) {
-	for rep.busy < m.svc.Concurrency && rep.queue.len() > 0 {
+	for rep.busy < m.conc && rep.queue.len() > 0 {
 		q := rep.queue.pop()
 		r := &m.reqs[q.idx]
 		if r.gen != q.gen || r.state != reqQueued {
@@ -330,19 +369,28 @@ func (m *model) finish(i int32, t int64, outcome metrics.Outcome, status int, be
 		}
 		r.res.Done(bo)
 	}
-	r.permit.Done()
+	if r.rel != nil {
+		r.rel.DoneAt(now, outcome)
+	} else {
+		r.permit.DoneAt(now, outcome)
+	}
 	m.hist.Record(lat)
 	m.secHist.Record(lat)
+	ts := &m.tstats[r.tenant]
+	ts.hist.Record(lat)
 	switch {
 	case outcome != metrics.OutcomeOK:
 		m.sec.failed++
 		m.total.failed++
+		ts.failed++
 	default:
 		m.sec.served++
 		m.total.served++
+		ts.served++
 		if int64(lat) > m.slo {
 			m.sec.slow++
 			m.total.slow++
+			ts.slow++
 		}
 	}
 	m.release1(i)
@@ -393,12 +441,13 @@ func (m *model) newReplica() int32 {
 	}
 	i := len(m.reps)
 	id := "r" + strconv.Itoa(i)
-	rep := &replica{id: id, url: "http://" + id + ".sim", slots: make([]int32, m.svc.Concurrency)}
+	n := max(m.svc.Concurrency, m.conc)
+	rep := &replica{id: id, url: "http://" + id + ".sim", slots: make([]int32, n)}
 	for k := range rep.slots {
 		rep.slots[k] = -1
 	}
-	rep.freeSlots = make([]int32, 0, m.svc.Concurrency)
-	for k := m.svc.Concurrency - 1; k >= 0; k-- {
+	rep.freeSlots = make([]int32, 0, n)
+	for k := n - 1; k >= 0; k-- {
 		rep.freeSlots = append(rep.freeSlots, int32(k))
 	}
 	m.reps = append(m.reps, rep)
@@ -519,38 +568,3 @@ func (m *model) updatePool() error {
 	}
 	return nil
 }
-
-// fifo is a growable ring of queue entries.
-type fifo struct {
-	buf  []qent
-	head int
-	n    int
-}
-
-type qent struct {
-	idx int32
-	gen uint32
-}
-
-func (q *fifo) len() int { return q.n }
-
-func (q *fifo) push(e qent) {
-	if q.n == len(q.buf) {
-		nb := make([]qent, max(16, 2*len(q.buf)))
-		for i := range q.n {
-			nb[i] = q.buf[(q.head+i)%len(q.buf)]
-		}
-		q.buf, q.head = nb, 0
-	}
-	q.buf[(q.head+q.n)%len(q.buf)] = e
-	q.n++
-}
-
-func (q *fifo) pop() qent {
-	e := q.buf[q.head]
-	q.head = (q.head + 1) % len(q.buf)
-	q.n--
-	return e
-}
-
-func (q *fifo) reset() { q.head, q.n = 0, 0 }

@@ -25,6 +25,9 @@ type Tenant struct {
 	Name string
 	// Profile is the tenant's traffic. Required.
 	Profile Profile
+	// Priority is the [middleware.Info.Priority] of the tenant's requests: their
+	// class under adaptive limits ([Scenario.Adaptive]) and priority shedding.
+	Priority int
 }
 
 // Mix is multi-tenant traffic: the superposition of its tenants' profiles, each

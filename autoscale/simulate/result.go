@@ -30,6 +30,10 @@ type Sample struct {
 	InFlight, Queued int
 	// ReplicaSeconds is the cost so far.
 	ReplicaSeconds float64
+	// Limit is the route's adaptive concurrency limit at the second's end (the
+	// limit its priority classes share; see [Scenario.Adaptive]), or a [Limiter]
+	// admitter's; 0 without one. It is not in the CSV.
+	Limit int
 }
 
 // Violations returns the second's SLO-violating requests: shed, failed or slow.
@@ -98,6 +102,9 @@ type Summary struct {
 	MeanReaction, MaxReaction time.Duration
 	// Ticks is the number of loop steps; PolicyErrors those on which the policy failed.
 	Ticks, PolicyErrors int
+	// Tenants is each tenant's share, in the order of the scenario's [Mix]; nil
+	// without one. It is not in String.
+	Tenants []TenantSummary
 }
 
 // Result is a run's outcome: its timeline, its scale events and its summary.
@@ -118,7 +125,8 @@ func (s *sim) result() *Result {
 		ScaleEvents:    len(s.m.scales),
 		FlapWindow:     s.flapW,
 		Ticks:          s.steps, PolicyErrors: s.policyErrs,
-		P50: s.m.hist.Quantile(0.5), P99: s.m.hist.Quantile(0.99), Max: s.m.hist.Max(),
+		Tenants: s.tenantSummaries(),
+		P50:     s.m.hist.Quantile(0.5), P99: s.m.hist.Quantile(0.99), Max: s.m.hist.Max(),
 	}
 	sum.Violations = sum.Shed + sum.Failed + sum.Slow
 	if sum.Requests > 0 {

@@ -6,6 +6,8 @@ import (
 	"math"
 	"math/rand/v2"
 	"time"
+
+	"github.com/autoscalelua/autoscalelua/middleware"
 )
 
 // ErrInvalidConfig is returned (wrapped) for a scenario, service, profile or run
@@ -192,6 +194,21 @@ type Scenario struct {
 	Service Service
 	// SLO is the latency above which a served request violates the SLO. Default 500 ms.
 	SLO time.Duration
+	// Admission configures the real admission in front of the service: a fixed
+	// concurrency limit (MaxConcurrency; a request over it is shed), rule bounds and
+	// TTL. The zero value admits everything. QueueSize must be 0: a queued Admit
+	// waits for a slot on the caller's goroutine, which in the simulator is the one
+	// that would free it.
+	Admission middleware.AdmissionConfig
+	// Adaptive, when set, gives the admission adaptive concurrency limits
+	// (middleware.WithAdaptiveLimit) per route and priority class; tenants carry
+	// their class in [Tenant.Priority]. The admission records the limits' windows in
+	// the run's registry, where a policy reads them.
+	Adaptive *middleware.AdaptiveConfig
+	// Changes change the service's capacity during the run (per-replica concurrency,
+	// service time), so a limiter or a policy can be seen to follow a backend that
+	// becomes slower.
+	Changes []Change
 }
 
 // Validate reports every problem with the scenario at once.
@@ -215,6 +232,12 @@ func (sc Scenario) Validate() error {
 		errs = append(errs, fmt.Errorf("SLO %v is negative", sc.SLO))
 	}
 	if err := sc.Service.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if sc.Admission.QueueSize != 0 {
+		errs = append(errs, errors.New("admission queue size must be 0 in the simulator"))
+	}
+	if err := validateChanges(sc.Changes, sc.Duration); err != nil {
 		errs = append(errs, err)
 	}
 	if err := errors.Join(errs...); err != nil {

@@ -47,6 +47,11 @@ type Config struct {
 	// Start is the simulated wall time of the run's start. Zero means
 	// 2025-01-01T00:00:00Z.
 	Start time.Time
+	// Admitter, when set, decides on each request instead of the real admission
+	// (whose settings in the scenario then do nothing): a comparison with another
+	// library's limiter plugs in here. The loop's shed and throttle actions still go
+	// to the real admission, which no request then passes.
+	Admitter Admitter
 }
 
 // Run simulates cfg.Scenario under cfg.Policy and returns the timeline and summary.
@@ -130,10 +135,21 @@ type sim struct {
 
 var _ driver = (*sim)(nil)
 
-func (s *sim) event(e event, t int64)                          { s.m.event(e, t) }
-func (s *sim) arrive(ctx context.Context, t int64, tenant int) { s.m.arrive(ctx, t, tenant) }
-func (s *sim) second(t int64)                                  { s.closeSecond(t) }
-func (s *sim) tick(ctx context.Context, t int64) error         { return s.step(ctx, t) }
+func (s *sim) event(e event, t int64) {
+	s.m.event(e, t)
+	if len(s.m.decided) > 0 {
+		s.m.flushDecided(t)
+	}
+}
+
+func (s *sim) arrive(ctx context.Context, t int64, tenant int) {
+	s.m.arrive(ctx, t, tenant)
+	if len(s.m.decided) > 0 {
+		s.m.flushDecided(t)
+	}
+}
+func (s *sim) second(t int64)                          { s.closeSecond(t) }
+func (s *sim) tick(ctx context.Context, t int64) error { return s.step(ctx, t) }
 
 func newSim(cfg Config) (*sim, error) {
 	if err := cfg.Scenario.Validate(); err != nil {
@@ -160,8 +176,13 @@ func newSim(cfg Config) (*sim, error) {
 		eng: eng, svc: svc,
 		slo: int64(sc.SLO), timeout: int64(svc.Timeout), cold: int64(svc.ColdStart),
 		byBackend: map[*balancer.Backend]int32{},
-		rngSvc:    rand.New(rand.NewPCG(cfg.Seed, 2)),
-		rngMisc:   rand.New(rand.NewPCG(cfg.Seed, 3)),
+		conc:      svc.Concurrency, svcTime: svc.ServiceTime, changes: sc.Changes,
+		alt: cfg.Admitter, adaptive: sc.Adaptive != nil,
+		rngSvc:  rand.New(rand.NewPCG(cfg.Seed, 2)),
+		rngMisc: rand.New(rand.NewPCG(cfg.Seed, 3)),
+	}
+	if w, ok := cfg.Admitter.(WaitingAdmitter); ok {
+		m.waiting = w
 	}
 	s := &sim{
 		cfg: cfg, sc: sc, eng: eng, m: m,
@@ -182,21 +203,29 @@ func newSim(cfg Config) (*sim, error) {
 	case Mix:
 		for i, t := range p {
 			m.tnames = append(m.tnames, t.Name)
+			m.prios = append(m.prios, t.Priority)
 			m.windows = append(m.windows, middleware.Windows{Route: m.route, Tenant: reg.Window(metrics.ScopeTenant, t.Name)})
 			r := rand.New(rand.NewPCG(cfg.Seed, 100+uint64(i)))
 			gens = append(gens, arrivalsOf(t.Profile, r, sc.Duration))
 		}
 	default:
-		m.tnames = []string{""}
+		m.tnames, m.prios = []string{""}, []int{0}
 		m.windows = []middleware.Windows{{Route: m.route}}
 		gens = append(gens, arrivalsOf(p, arrRng, sc.Duration))
 	}
 	s.arr = newMerged(gens)
+	m.tstats = make([]tenantStats, len(m.tnames))
+	for i, c := range sc.Changes {
+		eng.schedule(event{t: int64(c.At), kind: evChange, idx: int32(i)})
+	}
 
 	// Admission and balancer: the real ones, with the run's randomness and clock.
 	admRng := rand.New(rand.NewPCG(cfg.Seed, 4))
-	if m.adm, err = middleware.NewAdmission(middleware.AdmissionConfig{},
-		middleware.WithAdmissionRand(admRng), middleware.WithAdmissionClock(eng.clock)); err != nil {
+	admOpts := []middleware.AdmissionOption{middleware.WithAdmissionRand(admRng), middleware.WithAdmissionClock(eng.clock)}
+	if sc.Adaptive != nil {
+		admOpts = append(admOpts, middleware.WithAdaptiveLimit(*sc.Adaptive), middleware.WithAdmissionRegistry(reg))
+	}
+	if m.adm, err = middleware.NewAdmission(sc.Admission, admOpts...); err != nil {
 		return nil, fmt.Errorf("simulate: admission: %w", err)
 	}
 	balRng := rand.New(rand.NewPCG(cfg.Seed, 5))
@@ -321,6 +350,7 @@ func (s *sim) closeSecond(t int64) {
 		Replicas: m.spec(), Ready: m.ready, Draining: m.draining,
 		Desired: s.desired, InFlight: int(m.route.InFlight()), Queued: m.queuedNow(),
 		ReplicaSeconds: m.replicaNs / float64(time.Second),
+		Limit:          m.limitNow(),
 	}
 	s.timeline = append(s.timeline, smp)
 	m.sec = counts{}
