@@ -39,9 +39,12 @@ var ErrLimited = errors.New("middleware: adaptive concurrency limit reached")
 // # The no-load latency, and why there is no probe burst
 //
 // Vegas needs the backend's latency without queueing. The limiter keeps it as the
-// smallest successful latency over the last NoLoadSpan, in 16 sub-spans that age out
-// one by one, so the estimate follows a backend that became slower for good within
-// NoLoadSpan, and a single lucky fast request is forgotten as fast. Envoy's adaptive
+// smallest mean latency of the 16 sub-spans of the last NoLoadSpan (those that hold
+// at least 100 requests), which age out one by one, so the estimate follows a
+// backend that became slower for good within NoLoadSpan. Means of many requests
+// rather than the fastest request: when service times vary, the fastest request is
+// well below a typical unqueued one, and the difference would read as a queue that
+// is not there. Envoy's adaptive
 // concurrency filter measures the same quantity by dropping the limit to a few
 // requests for its minRTT window every interval, which answers 503 to every request
 // over it while it lasts; Netflix's Vegas instead resets the estimate to the current
@@ -78,8 +81,8 @@ type AdaptiveConfig struct {
 	// 4 × Window. MinSamples is 0 for 10.
 	Window, MaxWindow time.Duration
 	MinSamples        int
-	// NoLoadSpan is how long the no-load latency remembers a fast request; 0 means
-	// 30 s.
+	// NoLoadSpan is how long the no-load latency remembers a fast sub-span (a
+	// sixteenth of it); 0 means 30 s.
 	NoLoadSpan time.Duration
 	// ErrorThreshold is the failure ratio of a window from which it counts as
 	// dropped (an overload signal: the limit does not grow, and Vegas and AIMD

@@ -79,6 +79,39 @@ func TestAdaptiveGrowsAndShrinks(t *testing.T) {
 	}
 }
 
+// windowSpread is window with latencies spread around rtt without any queue: the
+// i-th admitted request takes rtt × (0.5 + i mod 11 / 10), a mean of rtt.
+func (d *driver) windowSpread(n int, rtt time.Duration) int {
+	var ps []middleware.Permit
+	for range n {
+		if p, err := d.a.Admit(context.Background(), middleware.Info{Route: "/r", Now: d.now}); err == nil {
+			ps = append(ps, p)
+		}
+	}
+	for i, p := range ps {
+		p.DoneAt(d.now.Add(time.Duration(float64(rtt)*(0.5+float64(i%11)/10))), metrics.OutcomeOK)
+	}
+	d.now = d.now.Add(300 * time.Millisecond)
+	return len(ps)
+}
+
+// Latencies that vary from request to request, with no queue behind them, are no
+// reason to cut a Vegas limit: the no-load estimate is a mean over many requests,
+// not the fastest one (which here is half the mean, and would read as a queue of half
+// the limit).
+func TestAdaptiveVegasHoldsUnderSpreadLatencies(t *testing.T) {
+	d := newDriver(t, middleware.AdaptiveConfig{InitialLimit: 100, MaxLimit: 1000})
+	for range 60 {
+		d.windowSpread(2000, 100*time.Millisecond)
+	}
+	if got := d.limit().Limit; got < 100 {
+		t.Errorf("limit %d sank from 100 under spread latencies without a queue", got)
+	}
+	if got := d.limit().NoLoadRTT; got < 90*time.Millisecond || got > 110*time.Millisecond {
+		t.Errorf("no-load latency %v, want the mean of 100ms within 10%%", got)
+	}
+}
+
 func TestAdaptiveFastFailuresDoNotGrow(t *testing.T) {
 	for name, algo := range map[string]func() middleware.LimitAlgorithm{
 		"vegas":     nil,

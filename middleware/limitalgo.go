@@ -27,7 +27,7 @@ type LimitSample struct {
 	// MinRTT is the smallest latency among them.
 	MinRTT time.Duration
 	// NoLoadRTT is the limiter's estimate of the backend's latency without queueing:
-	// the smallest latency seen over the last [AdaptiveConfig.NoLoadSpan] (see
+	// the smallest sub-span mean over the last [AdaptiveConfig.NoLoadSpan] (see
 	// [AdaptiveConfig] for how it is probed).
 	NoLoadRTT time.Duration
 	// MaxInFlight is the most requests in flight at once under this limit in the

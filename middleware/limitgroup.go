@@ -68,8 +68,15 @@ const noLoadBuckets = 16
 
 type noLoadBucket struct {
 	epoch int64 // sub-span number; 0 for empty
-	min   int64 // nanoseconds
+	sum   int64 // the sub-span's successful latencies, nanoseconds
+	n     int64 // and their count
 }
+
+// noLoadMinSamples is how many latencies a sub-span needs for its mean to count in
+// the no-load estimate while another sub-span has that many: a mean of 100 latencies
+// of a coefficient of variation of 0.5 is within 5% of the true mean at one standard
+// deviation.
+const noLoadMinSamples = 100
 
 // tryAcquire takes a slot of class c, or reports false when the class's ceiling is
 // reached, or its headroom when tenant is heavy (usage shedding).
@@ -165,12 +172,13 @@ func (g *limitGroup) update(now int64) {
 		return // the clock went back, or an empty window: nothing to learn
 	}
 	s := LimitSample{Count: int(count), Errors: int(errs), MaxInFlight: int(maxIn)}
-	if ok := count - errs; ok > 0 {
+	ok := count - errs
+	if ok > 0 {
 		s.RTT = time.Duration(sum / ok)
 		s.MinRTT = time.Duration(minRTT)
 		g.lastRTT.Store(sum / ok)
 	}
-	s.NoLoadRTT = time.Duration(g.observeNoLoad(now, minRTT))
+	s.NoLoadRTT = time.Duration(g.observeNoLoad(now, sum, ok))
 	s.Dropped = float64(errs) >= g.ad.cfg.ErrorThreshold*float64(count)
 	next := g.algo.Update(g.est, s)
 	if math.IsNaN(next) || math.IsInf(next, 0) {
@@ -186,23 +194,39 @@ func (g *limitGroup) update(now int64) {
 	g.publish(time.Unix(0, now), s.RTT)
 }
 
-// observeNoLoad folds a window's smallest latency into the no-load estimate and
-// returns the estimate: the smallest over the sub-spans of the last NoLoadSpan.
-func (g *limitGroup) observeNoLoad(now, minRTT int64) int64 {
+// observeNoLoad folds a window's successful latencies (their sum and count) into the
+// no-load estimate and returns the estimate: the smallest mean latency of the
+// sub-spans of the last NoLoadSpan that hold noLoadMinSamples latencies (or, while
+// none does, of the one that holds the most).
+//
+// Means over sub-spans, not the fastest request: when service times vary, the
+// fastest of thousands of requests, and even the fastest of many small windows'
+// means, is well below what a request takes without a queue, and Vegas reads the
+// difference as a queue: it cuts the limit, the windows shrink, their means spread
+// more, and the limit sinks to a few requests (log-normal service times in
+// autoscale/simulate's TestAdaptiveLimitFollowsAHalvedBackend show it). A sub-span
+// of NoLoadSpan/16 (about 2 s by default) holds enough requests for its mean to be
+// steady.
+func (g *limitGroup) observeNoLoad(now, sum, n int64) int64 {
 	width := max(int64(g.ad.cfg.NoLoadSpan)/noLoadBuckets, 1)
 	epoch := now/width + 1
 	b := &g.noLoad[epoch%noLoadBuckets]
-	if minRTT != math.MaxInt64 {
-		if b.epoch != epoch {
-			*b = noLoadBucket{epoch: epoch, min: minRTT}
-		} else {
-			b.min = min(b.min, minRTT)
-		}
+	if b.epoch != epoch {
+		*b = noLoadBucket{epoch: epoch}
 	}
-	best := int64(0)
+	b.sum += sum
+	b.n += n
+	best, bestN := int64(0), int64(0)
 	for _, b := range g.noLoad {
-		if b.epoch > 0 && b.epoch > epoch-noLoadBuckets && b.epoch <= epoch && (best == 0 || b.min < best) {
-			best = b.min
+		if b.epoch <= epoch-noLoadBuckets || b.epoch > epoch || b.n == 0 {
+			continue
+		}
+		mean, enough := b.sum/b.n, b.n >= noLoadMinSamples
+		switch {
+		case enough && (bestN < noLoadMinSamples || mean < best):
+			best, bestN = mean, b.n
+		case !enough && bestN < noLoadMinSamples && b.n > bestN:
+			best, bestN = mean, b.n
 		}
 	}
 	g.noLoadRTT.Store(best)

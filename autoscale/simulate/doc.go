@@ -70,9 +70,10 @@
 // the flood starting at 15 s. failsafe-go's PriorityLimiter sheds the low class
 // first, but the requests it lets wait in its queue miss the SLO. failsafe-go reads
 // time.Now, so its runs go inside a testing/synctest bubble whose clock follows the
-// simulated one. Vegas takes the smallest recent latency as the no-load one, so
-// both tests use a fixed service time; with log-normal service times of coefficient
-// of variation 0.1 the limit sinks far below the optimum.
+// simulated one. The flood uses a fixed service time; the halving test runs with
+// fixed and log-normal service times (coefficients of variation 0.1 and 0.5), since a
+// no-load latency estimated from the fastest requests would read the spread of
+// service times as a queue and sink the limit (see middleware's AdaptiveConfig).
 //
 // # Replaying recorded ticks
 //
