@@ -3,6 +3,7 @@ package loadreport_test
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"strings"
 	"testing"
@@ -140,3 +141,6 @@ func BenchmarkParse(b *testing.B) {
 		}
 	}
 }
+
+func nan() float64         { return math.NaN() }
+func inf(sign int) float64 { return math.Inf(sign) }
