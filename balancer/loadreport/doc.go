@@ -49,9 +49,10 @@
 //
 // # Gauges
 //
-// A [Gauge] polls one number — from any func(ctx) (float64, error) ([Func]), or a
-// member of a JSON document at a URL ([JSON], such as a GPU sidecar's
-// {"gpu": {"utilization": 0.83}}) — on an interval into a window of a
+// A [Gauge] polls one number — from any func(ctx) (float64, error), or a member of
+// a JSON document at a URL ([JSON], such as a GPU sidecar's
+// {"gpu": {"utilization": 0.83}} at member "gpu.utilization") — on an interval into
+// a window of a
 // [metrics.Registry], which a Lua on_tick reads with m.scope(scope, key, span): each
 // good reading is one observation whose value is the reading, so over a span,
 // value / count is the mean reading and count 0 means no fresh reading (stale). See
