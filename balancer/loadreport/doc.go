@@ -58,6 +58,13 @@
 // value / count is the mean reading and count 0 means no fresh reading (stale). See
 // [Gauge].
 //
+// # Costs
+//
+// Parsing is the Prometheus text parser's, which reads byte by byte: the committed
+// 10 KiB vLLM page (75 series) costs 0.3–0.35 ms of CPU and 2,645 allocations
+// (86 KB) per parse (BenchmarkParse, on a shared 2-core machine), so 100 backends
+// scraped each second take about 3% of a core. None of it is on the request path.
+//
 // # Example
 //
 //	s, err := loadreport.New(pool, loadreport.WithMapping(loadreport.VLLM()))
