@@ -170,7 +170,11 @@ func TestGaugeJSON(t *testing.T) {
 				t.Fatal(err)
 			}
 			reg, _ := metrics.NewRegistry(metrics.WithClock(metrics.NewManualClock(t0)))
-			g, err := loadreport.NewGauge(reg, loadreport.GaugeConfig{Scope: "gpu", Source: src, Timeout: 100 * time.Millisecond})
+			timeout := time.Second // generous for a loopback GET under -race; /slow waits it out
+			if tt.path == "/slow" {
+				timeout = 300 * time.Millisecond
+			}
+			g, err := loadreport.NewGauge(reg, loadreport.GaugeConfig{Scope: "gpu", Source: src, Timeout: timeout})
 			if err != nil {
 				t.Fatal(err)
 			}

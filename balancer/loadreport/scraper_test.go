@@ -76,7 +76,9 @@ func setup(t *testing.T, urls []string, opts ...loadreport.Option) (*balancer.Po
 	if err := pool.Update(eps); err != nil {
 		t.Fatal(err)
 	}
-	s, err := loadreport.New(pool, append([]loadreport.Option{loadreport.WithClient(client(t))}, opts...)...)
+	// A generous timeout: a loopback scrape under -race on a busy machine may take
+	// longer than the default 500 ms.
+	s, err := loadreport.New(pool, append([]loadreport.Option{loadreport.WithClient(client(t)), loadreport.WithTimeout(time.Second)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -217,7 +219,7 @@ func TestScrapeBadInput(t *testing.T) {
 			// The slow cases wait out the timeout; the others must not meet it.
 			timeout := time.Second
 			if errors.Is(tt.want, context.DeadlineExceeded) {
-				timeout = 100 * time.Millisecond
+				timeout = 300 * time.Millisecond
 			}
 			pool, clock, s := setup(t, []string{srv.URL}, loadreport.WithTimeout(timeout), loadreport.WithMaxBody(maxBody))
 			if err := s.Scrape(context.Background()); err != nil {
@@ -344,7 +346,7 @@ func TestRun(t *testing.T) {
 	if err := pool.Update([]balancer.Endpoint{{ID: "a", URL: srv.URL}}); err != nil {
 		t.Fatal(err)
 	}
-	s, err := loadreport.New(pool, loadreport.WithInterval(10*time.Millisecond), loadreport.WithClient(client(t)))
+	s, err := loadreport.New(pool, loadreport.WithInterval(100*time.Millisecond), loadreport.WithClient(client(t)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -360,7 +362,7 @@ func TestRun(t *testing.T) {
 		t.Errorf("Run = %v, want context.Canceled", err)
 	}
 	if n := s.Stats().Reports; n < 3 {
-		t.Fatalf("%d reports in 10 s at a 10 ms interval", n)
+		t.Fatalf("%d reports in 10 s at a 100 ms interval", n)
 	}
 	if r := pool.Backends()[0].Load(); r == nil || r.Queue != 7 {
 		t.Errorf("Load = %+v", r)
