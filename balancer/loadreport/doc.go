@@ -13,7 +13,10 @@
 // [balancer.Pool.ReportLoad]: the report becomes [balancer.Backend.Load], stamped
 // with the pool's clock, and its utilization is recorded into the backend's load
 // window. The request path never waits for a scrape; a picker or a Lua pick reads
-// the latest report with one atomic load.
+// the latest report with one atomic load. When the pool has a registry
+// ([balancer.WithRegistry]) the load window is its scope "backend_load", which a Lua
+// on_tick reads as m.scope("backend_load", id, span): value / count is the mean
+// utilization of the reports in the span.
 //
 // A Mapping is a list of [Rule]s, each a metric name, label matchers (exact values,
 // as model_name="llama"), how the matching series combine ([Sum] or [Max]) and the

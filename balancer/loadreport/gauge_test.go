@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
+	"github.com/autoscalelua/autoscalelua/balancer"
 	"github.com/autoscalelua/autoscalelua/balancer/loadreport"
 	"github.com/autoscalelua/autoscalelua/luabind"
 	"github.com/autoscalelua/autoscalelua/metrics"
@@ -244,5 +245,52 @@ func TestGaugeRun(t *testing.T) {
 	}
 	if c := g.Window().Snapshot(time.Minute).Count; c < 3 {
 		t.Errorf("%d readings in 10 s at a 10 ms interval", c)
+	}
+}
+
+// TestScrapedLoadReadByLuaOnTick follows a scraped page into a Lua on_tick: with a
+// registry, the pool records each report's utilization into scope backend_load, so
+// value / count over a span is the backend's mean utilization.
+func TestScrapedLoadReadByLuaOnTick(t *testing.T) {
+	var kv atomic.Value
+	kv.Store("0.5")
+	srv := newServer(t, func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprintf(w, "# TYPE vllm:kv_cache_usage_perc gauge\nvllm:kv_cache_usage_perc{model_name=\"a\"} %s\n", kv.Load())
+	})
+	clock := metrics.NewManualClock(t0)
+	reg, err := metrics.NewRegistry(metrics.WithClock(clock))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool, err := balancer.New(balancer.WithClock(clock), balancer.WithRegistry(reg))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pool.Update([]balancer.Endpoint{{ID: "gpu-0", URL: srv.URL}}); err != nil {
+		t.Fatal(err)
+	}
+	s, err := loadreport.New(pool, loadreport.WithClient(client(t)), loadreport.WithTimeout(time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range []string{"0.5", "0.7", "0.9"} {
+		kv.Store(v)
+		clock.Advance(time.Second)
+		if err := s.Scrape(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+	rt, err := luabind.New(luabind.FromString("kv.lua", `
+function on_tick(m, state)
+  local l = m.scope("backend_load", "gpu-0", 3)
+  return { scale("model-a", math.floor(10 * l.value / l.count + 0.5), "mean utilization over " .. l.count) }
+end`), luabind.WithClock(clock), luabind.WithFailMode(luabind.HookTick, luabind.FailClosed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close()
+	want := []autoscale.Action{autoscale.Scale{Target: "model-a", Replicas: 7, Reason: "mean utilization over 3"}}
+	if d := cmp.Diff(want, decide(t, rt, reg, clock.Now())); d != "" {
+		t.Errorf("actions (-want +got):\n%s", d)
 	}
 }
