@@ -13,7 +13,10 @@ import (
 // filled from its accessors: id, in-flight, peak-EWMA latency, weight, health and
 // labels; with windowSpan > 0, p99 and error rate come from a snapshot of the
 // backend's window over that span (a few microseconds per backend per pick), else
-// they are 0. The request view has the HTTP request's method, path, host, headers and
+// they are 0. queue, kv_cache and load_age come from the backend's load report
+// ([balancer.Backend.Load], from an active health check or a scraper such as package
+// balancer/loadreport); they are nil when it has none, or when the report is older
+// than [WithLoadMaxAge]. The request view has the HTTP request's method, path, host, headers and
 // query when the pool passes one. A pick that returns nil, fails or answers badly
 // yields -1, which makes the pool fall back to its own algorithm; the pool cannot
 // reject a request, so [FailClosed] on pick behaves as fail-open here.
@@ -40,6 +43,12 @@ func (r *Runtime) BalancerPick(windowSpan time.Duration) balancer.PickFunc {
 			v := BackendView{
 				ID: b.ID(), InFlight: b.InFlight(), EWMA: b.PeakLatency(now),
 				Weight: b.Weight(), Healthy: b.Healthy(), Labels: b.Labels(),
+			}
+			if lr := b.Load(); lr != nil {
+				age := max(now.Sub(lr.At), 0)
+				if r.cfg.loadMaxAge == 0 || age <= r.cfg.loadMaxAge {
+					v.HasLoad, v.Queue, v.KVCache, v.LoadAge = true, lr.Queue, lr.KVCache, age
+				}
 			}
 			if w := b.Window(); windowSpan > 0 && w != nil {
 				s := w.SnapshotAt(now, windowSpan)

@@ -263,6 +263,8 @@ type config struct {
 	values   map[string]any
 	logEvery time.Duration
 	scopes   []metrics.Scope
+	// loadMaxAge hides older load reports from pick; 0 for no limit.
+	loadMaxAge time.Duration
 }
 
 // Option configures a [Runtime].
@@ -365,6 +367,23 @@ func WithLogEvery(d time.Duration) Option {
 			return configError("log interval %v is not positive", d)
 		}
 		c.logEvery = d
+		return nil
+	}
+}
+
+// WithLoadMaxAge sets the age past which [Runtime.BalancerPick] ignores a backend's
+// load report: pick then reads its queue, kv_cache and load_age as nil, as for a
+// backend without one. A report ages from when it was read (its At); a scraper that
+// can no longer read a backend leaves its last report, which grows stale. Zero, the
+// default, shows every report with its age and lets the script judge; a scraper's
+// own limit (three intervals in package balancer/loadreport) is a good value. It
+// must not be negative.
+func WithLoadMaxAge(d time.Duration) Option {
+	return func(c *config) error {
+		if d < 0 {
+			return configError("negative load max age")
+		}
+		c.loadMaxAge = d
 		return nil
 	}
 }

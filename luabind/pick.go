@@ -28,9 +28,19 @@ type BackendView struct {
 	Healthy bool
 	// Labels are the backend's labels (zone, version); nil for none.
 	Labels map[string]string
+	// HasLoad says the backend has a load report the pick may use (see
+	// [Runtime.BalancerPick]); without one, Lua reads queue, kv_cache and load_age as
+	// nil, and Queue, KVCache and LoadAge are ignored.
+	HasLoad bool
+	// Queue is the requests waiting at the backend, from its load report.
+	Queue int64
+	// KVCache is the backend's KV-cache use, usually 0..1, from its load report.
+	KVCache float64
+	// LoadAge is the load report's age (Lua: seconds).
+	LoadAge time.Duration
 }
 
-var backendFields = [...]string{"id", "in_flight", "ewma", "p99", "error_rate", "weight", "healthy", "labels"}
+var backendFields = [...]string{"id", "in_flight", "ewma", "p99", "error_rate", "weight", "healthy", "labels", "queue", "kv_cache", "load_age"}
 
 // Pick runs the script's pick over the backends and returns the index of the chosen
 // one, or -1 to leave the choice to the pool's own algorithm: when there is no hook,
@@ -164,6 +174,15 @@ func (bv *backendView) write(v *vm, b *BackendView, first bool) {
 	if first || l.Healthy != b.Healthy {
 		d.RawSetString("healthy", lua.LBool(b.Healthy))
 	}
+	if first || l.HasLoad != b.HasLoad || l.Queue != b.Queue {
+		d.RawSetString("queue", loadNumber(b.HasLoad, float64(b.Queue)))
+	}
+	if first || l.HasLoad != b.HasLoad || l.KVCache != b.KVCache {
+		d.RawSetString("kv_cache", loadNumber(b.HasLoad, b.KVCache))
+	}
+	if first || l.HasLoad != b.HasLoad || l.LoadAge != b.LoadAge {
+		d.RawSetString("load_age", loadNumber(b.HasLoad, b.LoadAge.Seconds()))
+	}
 	if first || !maps.Equal(bv.labels, b.Labels) {
 		t := v.L.CreateTable(0, len(b.Labels))
 		for k, val := range b.Labels {
@@ -174,4 +193,12 @@ func (bv *backendView) write(v *vm, b *BackendView, first bool) {
 	}
 	bv.last = *b
 	bv.last.Labels = nil
+}
+
+// loadNumber is a load-report field as Lua sees it: nil without a report.
+func loadNumber(has bool, x float64) lua.LValue {
+	if !has {
+		return lua.LNil
+	}
+	return lua.LNumber(x)
 }

@@ -13,7 +13,8 @@
 //	                                action the loop would refuse fails the test
 //	decide_refused(m[, state])   -> actions, refused ({action=, reason=}): to expect one
 //	request{method=, path=, headers={}, query="a=1", tenant=, ...}    -> req view
-//	backends{{id=, in_flight=, ewma=, p99=, error_rate=, weight=, healthy=, labels={}}} -> list
+//	backends{{id=, in_flight=, ewma=, p99=, error_rate=, weight=, healthy=, labels={},
+//	          queue=, kv_cache=, load_age=}} -> list
 //	response{status=, latency=, bytes=, values={}}                   -> res view
 //	assert_eq(got, want[, msg])  deep equality of tables, actions by value
 //	assert_near(got, want[, eps[, msg]])

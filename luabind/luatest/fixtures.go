@@ -342,6 +342,20 @@ func fixtureBackends(t *lua.LTable, backendFields []string) ([]luabind.BackendVi
 		if v, ok := f["healthy"]; ok {
 			b.Healthy = lua.LVAsBool(v)
 		}
+		for _, k := range []string{"queue", "kv_cache", "load_age"} {
+			if _, ok := f[k]; ok {
+				b.HasLoad = true
+			}
+		}
+		if b.HasLoad {
+			var load [3]float64
+			for j, k := range []string{"queue", "kv_cache", "load_age"} {
+				if load[j], err = num(f, k, 0); err != nil {
+					return nil, err
+				}
+			}
+			b.Queue, b.KVCache, b.LoadAge = int64(load[0]), load[1], time.Duration(load[2]*float64(time.Second))
+		}
 		if v, ok := f["labels"]; ok {
 			lt, ok := v.(*lua.LTable)
 			if !ok {

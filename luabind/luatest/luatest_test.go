@@ -142,3 +142,35 @@ end`)
 		t.Errorf("failures %q, want TestWrong's alone", r.errs)
 	}
 }
+
+// TestBackendsLoadFields checks the backends helper's load-report fields: given, they
+// read back; absent, the backend has no report and all three read nil.
+func TestBackendsLoadFields(t *testing.T) {
+	script := luabind.FromString("p.lua", `
+function pick(req, backends)
+  local best, bestq = nil, nil
+  for _, b in ipairs(backends) do
+    if b.queue and (not b.load_age or b.load_age < 3) and (bestq == nil or b.queue < bestq) then best, bestq = b.id, b.queue end
+  end
+  return best
+end`)
+	tests := luabind.FromString("p_test.lua", `
+function TestLoadFields()
+  local bs = backends{{id = "a", queue = 3, kv_cache = 0.5, load_age = 1.5}, {id = "b"}, {id = "c", queue = 1, load_age = 9}}
+  assert_eq(bs[1].queue, 3)
+  assert_eq(bs[1].kv_cache, 0.5)
+  assert_eq(bs[1].load_age, 1.5)
+  assert_eq(bs[2].queue, nil)
+  assert_eq(bs[2].load_age, nil)
+  assert_eq(bs[3].kv_cache, 0)
+  assert_eq(pick(request{}, bs), "a")
+end
+function TestFailsOnWrongAge()
+  assert_eq(backends{{id = "a", load_age = 2}}[1].load_age, 3)
+end`)
+	r := &recorder{TB: t}
+	luatest.RunSource(r, script, tests)
+	if len(r.errs) != 1 || !strings.Contains(r.errs[0], "TestFailsOnWrongAge") {
+		t.Fatalf("failures %q, want exactly TestFailsOnWrongAge's", r.errs)
+	}
+}
