@@ -213,7 +213,8 @@ func WithDeferLogger(l *slog.Logger) DeferOption {
 // Run stopped has whatever result its handler produced under a canceled context.
 // Clients that need exactly-once must make their requests idempotent (an idempotency
 // key the backend checks) and resubmit on 404 or "abandoned". A durable [DeferStore]
-// keeps pending requests across restarts; whether it re-offers a request that was
+// (package middleware/redisdefer keeps one on Redis) keeps pending requests across
+// restarts; whether it re-offers a request that was
 // running when a process died (at least once) or not (at most once) is that store's
 // choice and must be its documented guarantee.
 //

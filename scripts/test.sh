@@ -17,8 +17,8 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 
 # redis-server, for the Redis integrations' tests (middleware/redislimit,
-# metrics/redisshare, actuator/redisstate, examples/cluster): each test starts its own
-# server on a free port (internal/redistest). Debian's package.
+# middleware/redisdefer, metrics/redisshare, actuator/redisstate, examples/cluster): each
+# test starts its own server on a free port (internal/redistest). Debian's package.
 if ! command -v redis-server >/dev/null 2>&1; then
   echo "== installing redis-server"
   export DEBIAN_FRONTEND=noninteractive
