@@ -11,7 +11,7 @@ import (
 var ErrInvalidAction = errors.New("autoscale: invalid action")
 
 // An Action is one thing a policy asks for. The set is closed: [Scale], [SetWeight],
-// [Eject], [Shed], [Throttle], [Route] and [Budget]. Actions are values; Validate
+// [Eject], [ScoreWeights], [Shed], [LimitBounds], [Throttle], [Route] and [Budget]. Actions are values; Validate
 // reports what is wrong with one, and the loop drops (and records) invalid actions.
 type Action interface {
 	// Kind names the action: "scale", "set_weight", "eject", "shed", "throttle", "route",
@@ -68,6 +68,15 @@ type Shed struct {
 	Priority *int
 }
 
+// ScoreWeights sets the weights of a scoring pool's scorers (balancer.Scoring: filter,
+// score, pick) at run time, through the [Scorer] registered under Pool: how much each
+// backend's reported queue, KV-cache use, requests in flight, latency and prefix
+// affinity count in its score.
+type ScoreWeights struct {
+	Pool                                      string
+	Queue, KVCache, InFlight, Latency, Prefix float64
+}
+
 // LimitBounds sets the bounds of a route's adaptive concurrency limits at run time,
 // through a [LimitBounder] (the middleware's admission is one).
 type LimitBounds struct {
@@ -116,14 +125,15 @@ type Budget struct {
 	Burst int64
 }
 
-func (Budget) action()      {}
-func (Scale) action()       {}
-func (SetWeight) action()   {}
-func (Eject) action()       {}
-func (Shed) action()        {}
-func (LimitBounds) action() {}
-func (Throttle) action()    {}
-func (Route) action()       {}
+func (Budget) action()       {}
+func (ScoreWeights) action() {}
+func (Scale) action()        {}
+func (SetWeight) action()    {}
+func (Eject) action()        {}
+func (Shed) action()         {}
+func (LimitBounds) action()  {}
+func (Throttle) action()     {}
+func (Route) action()        {}
 
 // Kind returns "scale".
 func (Scale) Kind() string { return "scale" }
@@ -133,6 +143,9 @@ func (SetWeight) Kind() string { return "set_weight" }
 
 // Kind returns "eject".
 func (Eject) Kind() string { return "eject" }
+
+// Kind returns "score_weights".
+func (ScoreWeights) Kind() string { return "score_weights" }
 
 // Kind returns "shed".
 func (Shed) Kind() string { return "shed" }
@@ -252,6 +265,31 @@ func (a Route) Validate() error {
 	}
 	if !finite(a.Fraction) || a.Fraction < 0 || a.Fraction > 1 {
 		errs = append(errs, invalid(a, "fraction %v out of [0, 1]", a.Fraction))
+	}
+	return errors.Join(errs...)
+}
+
+// Validate reports every problem with the action: an empty pool, a weight that is
+// negative or not finite, or every weight zero.
+func (a ScoreWeights) Validate() error {
+	var errs []error
+	if a.Pool == "" {
+		errs = append(errs, invalid(a, "empty pool"))
+	}
+	ws := [...]struct {
+		name string
+		v    float64
+	}{{"queue", a.Queue}, {"kv_cache", a.KVCache}, {"in_flight", a.InFlight}, {"latency", a.Latency}, {"prefix", a.Prefix}}
+	sum := 0.0
+	for _, w := range ws {
+		if !finite(w.v) || w.v < 0 {
+			errs = append(errs, invalid(a, "weight %s %v is negative or not finite", w.name, w.v))
+			continue
+		}
+		sum += w.v
+	}
+	if sum == 0 && len(errs) == 0 {
+		errs = append(errs, invalid(a, "every weight is zero"))
 	}
 	return errors.Join(errs...)
 }

@@ -50,6 +50,12 @@ type Throttler interface {
 	Throttle(tenant string, rps float64, burst int) error
 }
 
+// Scorer sets the weights of a scoring pool's scorers, for [ScoreWeights] actions.
+// Register one per pool with [WithScorer]; balancer's *Scoring is one.
+type Scorer interface {
+	SetScoreWeights(queue, kvCache, inFlight, latency, prefix float64) error
+}
+
 // Budgeter sets token budgets, an AI gateway's rate limits in tokens. Register one
 // with [WithBudgeter]; middleware/llm's *Budgets is one.
 type Budgeter interface {

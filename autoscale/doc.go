@@ -9,7 +9,8 @@
 //     read back when it is an [actuator.ReplicaReader].
 //   - [Policy]: a Go policy or [PolicyFunc]; Lua policies come from package luabind.
 //     Policies read the tick's [Snapshot] ([Input.Metrics]) and return typed actions:
-//     [Scale], [SetWeight], [Eject], [Shed], [Throttle], [Route], [Budget].
+//     [Scale], [SetWeight], [Eject], [ScoreWeights], [Shed], [LimitBounds], [Throttle],
+//     [Route], [Budget].
 //   - The safety layer ([Safety]): min/max, a tolerance band, stabilization windows
 //     and step limits with the Kubernetes HPA's semantics, a cooldown, no scale-down in
 //     panic, hold or KEDA-style fallback when the policy fails; for scale from zero,
@@ -17,7 +18,7 @@
 //     [Loop.SetReady]), a wake step (the replicas held requests need, [Loop.Wake],
 //     which also steps a running loop at once) and scale to zero after an idle period
 //     for any policy ([ScaleToZero]). [Loop.ColdStart] reports the observed cold start.
-//   - Appliers ([Pool], [Shedder], [Throttler], [Router], [Budgeter]): small interfaces
+//   - Appliers ([Pool], [Scorer], [Shedder], [Throttler], [Router], [Budgeter]): small interfaces
 //     satisfied by the balancer's pools, the middleware's admission and
 //     middleware/llm's token budgets.
 //   - [Decision] records, kept in a bounded ring ([Loop.Decisions]), logged with slog,

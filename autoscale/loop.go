@@ -55,6 +55,7 @@ type Loop struct {
 	clock          metrics.Clock
 	source         func(now time.Time) Reader
 	pools          map[string]Pool
+	scorers        map[string]Scorer
 	shedder        Shedder
 	bounder        LimitBounder
 	throttler      Throttler
@@ -107,6 +108,7 @@ func NewLoop(opts ...Option) (*Loop, error) {
 	l := &Loop{
 		tick:    DefaultTick,
 		pools:   map[string]Pool{},
+		scorers: map[string]Scorer{},
 		history: DefaultHistory,
 		act: Actuation{
 			Timeout: DefaultTimeout, Attempts: DefaultAttempts,
@@ -522,6 +524,12 @@ func (l *Loop) apply(a Action) error {
 			break
 		}
 		err = l.shedder.Shed(a.Route, a.Fraction, a.RetryAfter)
+	case ScoreWeights:
+		s := l.scorers[a.Pool]
+		if s == nil {
+			return fmt.Errorf("%w: no scorer %q", ErrNoApplier, a.Pool)
+		}
+		err = s.SetScoreWeights(a.Queue, a.KVCache, a.InFlight, a.Latency, a.Prefix)
 	case LimitBounds:
 		if l.bounder == nil {
 			return fmt.Errorf("%w: no limit bounder", ErrNoApplier)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -218,6 +219,9 @@ func (f *fakeAdmission) Route(from, to string, fr float64) error {
 	return f.log("route %s %s %v", from, to, fr)
 }
 func (f *fakeAdmission) SetWeight(b string, w int) error { return f.log("weight %s %d", b, w) }
+func (f *fakeAdmission) SetScoreWeights(q, kv, in, lat, pre float64) error {
+	return f.log("scores %v %v %v %v %v", q, kv, in, lat, pre)
+}
 func (f *fakeAdmission) Eject(b string, d time.Duration) error {
 	return f.log("eject %s %v", b, d)
 }
@@ -232,34 +236,48 @@ func TestAppliers(t *testing.T) {
 		autoscale.Throttle{Tenant: "acme", RPS: 10, Burst: 20},
 		autoscale.Route{From: "/v1", To: "/v2", Fraction: 0.1},
 		autoscale.Budget{Tenant: "acme", Model: "llama", TokensPerMinute: 6000, Burst: 500},
+		autoscale.ScoreWeights{Pool: "api", Queue: 2, KVCache: 1, Prefix: 4},
 		autoscale.SetWeight{Pool: "nope", Backend: "b1", Weight: 5},
+		autoscale.ScoreWeights{Pool: "nope", Queue: 1},
 		autoscale.SetWeight{Pool: "broken", Backend: "b1", Weight: 5},
 		autoscale.Shed{Route: "/pay", Fraction: 2},
 		autoscale.Scale{Target: "ghost", Replicas: 1},
 		autoscale.Budget{TokensPerMinute: 10},
 		autoscale.Budget{Tenant: "acme", TokensPerMinute: -1},
 		autoscale.Budget{Tenant: "acme", Burst: autoscale.MaxTokensPerMinute + 1},
+		autoscale.ScoreWeights{Pool: "api"},
+		autoscale.ScoreWeights{Pool: "api", Queue: -1, Prefix: math.NaN()},
+		autoscale.ScoreWeights{Queue: 1},
 	}
 	policy := autoscale.PolicyFunc(func(context.Context, *autoscale.Input) ([]autoscale.Action, error) { return actions, nil })
 	l := newLoop(t, autoscale.WithPolicy(policy),
 		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 1, Actuator: new(actuatortest.Recorder)}),
 		autoscale.WithPool("api", adm), autoscale.WithPool("broken", broken),
-		autoscale.WithShedder(adm), autoscale.WithThrottler(adm), autoscale.WithRouter(adm), autoscale.WithBudgeter(adm))
+		autoscale.WithShedder(adm), autoscale.WithThrottler(adm), autoscale.WithRouter(adm), autoscale.WithBudgeter(adm),
+		autoscale.WithScorer("api", adm))
 	tk := step(t, l, t0)
 	var whys []string
 	for _, r := range tk.Actions {
 		whys = append(whys, r.Why)
 	}
-	wantWhys := []string{"applied", "applied", "applied", "applied", "applied", "applied", "no-applier", "error", "invalid", "invalid", "invalid", "invalid", "invalid"}
+	wantWhys := []string{"applied", "applied", "applied", "applied", "applied", "applied", "applied", "no-applier", "no-applier", "error",
+		"invalid", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid", "invalid"}
 	if diff := cmp.Diff(wantWhys, whys); diff != "" {
 		t.Errorf("whys (-want +got):\n%s", diff)
 	}
-	wantCalls := []string{"weight b1 5", "eject b2 30s", "shed /pay 0.25 2s", "throttle acme 10 20", "route /v1 /v2 0.1", "budget acme/llama 6000 500"}
+	wantCalls := []string{"weight b1 5", "eject b2 30s", "shed /pay 0.25 2s", "throttle acme 10 20", "route /v1 /v2 0.1", "budget acme/llama 6000 500",
+		"scores 2 1 0 0 4"}
 	if diff := cmp.Diff(wantCalls, adm.calls); diff != "" {
 		t.Errorf("calls (-want +got):\n%s", diff)
 	}
-	if !strings.Contains(tk.Actions[7].Err, "pool is closed") {
-		t.Errorf("applier error not recorded: %+v", tk.Actions[7])
+	if !strings.Contains(tk.Actions[9].Err, "pool is closed") {
+		t.Errorf("applier error not recorded: %+v", tk.Actions[9])
+	}
+	if !strings.Contains(tk.Actions[8].Err, `no scorer "nope"`) {
+		t.Errorf("a scorer-less pool not recorded: %+v", tk.Actions[8])
+	}
+	if _, err := autoscale.NewLoop(autoscale.WithScorer("api", nil)); err == nil {
+		t.Error("WithScorer with a nil scorer accepted")
 	}
 }
 

@@ -145,6 +145,17 @@ func WithPool(name string, p Pool) Option {
 	}
 }
 
+// WithScorer registers the scorer of the pool named name, for [ScoreWeights] actions.
+func WithScorer(name string, s Scorer) Option {
+	return func(l *Loop) error {
+		if name == "" || s == nil {
+			return errors.New("scorer needs a name and a value")
+		}
+		l.scorers[name] = s
+		return nil
+	}
+}
+
 // WithShedder sets the applier of [Shed] actions.
 func WithShedder(s Shedder) Option {
 	return func(l *Loop) error {

@@ -81,9 +81,9 @@
 // latency, each normalised over the candidates, and prefix affinity — and picks the
 // best, or by power of two choices among the top k. A report older than MaxReportAge
 // counts as none, which scores the middle (0.5). [Scoring.SetWeights] changes the
-// [Weights] at run time (one atomic pointer read per pick); the scaling loop and Lua
-// have no action for it yet, so it is for Go code (a control loop, an admin
-// endpoint).
+// [Weights] at run time (one atomic pointer read per pick); [Scoring.SetScoreWeights]
+// is the same for the scaling loop's score_weights action (register the Scoring with
+// autoscale.WithScorer), so a Lua policy re-weighs the scorers from what it reads.
 //
 // Prefix affinity reads [Request.Prompt] (the proxy sets it with [WithPrompt];
 // middleware/llm's PromptPrefix reads it from the LLM request body), hashes its

@@ -279,6 +279,12 @@ func (a *Scoring) SetWeights(w Weights) error {
 	return nil
 }
 
+// SetScoreWeights is [Scoring.SetWeights] with the weights spelled out, the applier
+// of the scaling loop's score_weights action (it satisfies autoscale.Scorer).
+func (a *Scoring) SetScoreWeights(queue, kvCache, inFlight, latency, prefix float64) error {
+	return a.SetWeights(Weights{Queue: queue, KVCache: kvCache, InFlight: inFlight, Latency: latency, Prefix: prefix})
+}
+
 // Weights returns the weights in use.
 func (a *Scoring) Weights() Weights {
 	a.init()

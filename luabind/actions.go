@@ -32,7 +32,7 @@ func field[A autoscale.Action](name string, get func(A) lua.LValue) actionField 
 	return actionField{name, func(a autoscale.Action) lua.LValue { return get(a.(A)) }}
 }
 
-// actionKinds are the eight actions, in the order REFERENCE.md lists them. The kind field
+// actionKinds are the nine actions, in the order REFERENCE.md lists them. The kind field
 // every action has is not listed.
 var actionKinds = [...]actionKind{
 	{"scale", ctorScale, []actionField{
@@ -51,6 +51,14 @@ var actionKinds = [...]actionKind{
 		field("backend", func(a autoscale.Eject) lua.LValue { return lua.LString(a.Backend) }),
 		field("seconds", func(a autoscale.Eject) lua.LValue { return lua.LNumber(a.Duration.Seconds()) }),
 		field("reason", func(a autoscale.Eject) lua.LValue { return lua.LString(a.Reason) }),
+	}},
+	{"score_weights", ctorScoreWeights, []actionField{
+		field("pool", func(a autoscale.ScoreWeights) lua.LValue { return lua.LString(a.Pool) }),
+		field("queue", func(a autoscale.ScoreWeights) lua.LValue { return lua.LNumber(a.Queue) }),
+		field("kv_cache", func(a autoscale.ScoreWeights) lua.LValue { return lua.LNumber(a.KVCache) }),
+		field("in_flight", func(a autoscale.ScoreWeights) lua.LValue { return lua.LNumber(a.InFlight) }),
+		field("latency", func(a autoscale.ScoreWeights) lua.LValue { return lua.LNumber(a.Latency) }),
+		field("prefix", func(a autoscale.ScoreWeights) lua.LValue { return lua.LNumber(a.Prefix) }),
 	}},
 	{"shed", ctorShed, []actionField{
 		field("route", func(a autoscale.Shed) lua.LValue { return lua.LString(a.Route) }),
@@ -190,6 +198,29 @@ func ctorSetWeight(L *lua.LState) (autoscale.Action, error) {
 
 func ctorEject(L *lua.LState) (autoscale.Action, error) {
 	return autoscale.Eject{Pool: L.CheckString(1), Backend: L.CheckString(2), Duration: checkSeconds(L, 3, "seconds"), Reason: optString(L, 4)}, nil
+}
+
+// ctorScoreWeights reads score_weights(pool, {queue=, kv_cache=, in_flight=, latency=,
+// prefix=}): a weight left out is 0; an unknown key or a value that is not a number
+// is an error.
+func ctorScoreWeights(L *lua.LState) (autoscale.Action, error) {
+	a := autoscale.ScoreWeights{Pool: L.CheckString(1)}
+	ws := map[string]*float64{"queue": &a.Queue, "kv_cache": &a.KVCache, "in_flight": &a.InFlight, "latency": &a.Latency, "prefix": &a.Prefix}
+	var bad error
+	L.CheckTable(2).ForEach(func(k, v lua.LValue) {
+		p, ok := ws[lua.LVAsString(k)]
+		n, isNum := v.(lua.LNumber)
+		switch {
+		case bad != nil:
+		case !ok || k.Type() != lua.LTString:
+			bad = fmt.Errorf("unknown weight %v (want queue, kv_cache, in_flight, latency, prefix)", k)
+		case !isNum:
+			bad = fmt.Errorf("weight %v is not a number", k)
+		default:
+			*p = float64(n)
+		}
+	})
+	return a, bad
 }
 
 func ctorShed(L *lua.LState) (autoscale.Action, error) {

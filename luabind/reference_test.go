@@ -171,7 +171,7 @@ func TestReferenceMatchesCode(t *testing.T) {
 	for _, name := range actionNames() {
 		a := sampleAction(name)
 		var got []string
-		for _, f := range []string{"kind", "target", "replicas", "reason", "panic", "pool", "backend", "weight", "seconds", "route", "fraction", "retry_after", "tenant", "rps", "burst", "from", "to", "model", "tokens_per_minute", "priority", "min", "max", "nonsense"} {
+		for _, f := range []string{"kind", "target", "replicas", "reason", "panic", "pool", "backend", "weight", "seconds", "route", "fraction", "retry_after", "tenant", "rps", "burst", "from", "to", "model", "tokens_per_minute", "priority", "min", "max", "queue", "kv_cache", "in_flight", "latency", "prefix", "nonsense"} {
 			if _, ok := actionFieldOf(a, f); ok {
 				got = append(got, f)
 			}
@@ -243,6 +243,8 @@ func sampleAction(kind string) autoscale.Action {
 		return autoscale.Budget{}
 	case "limit_bounds":
 		return autoscale.LimitBounds{}
+	case "score_weights":
+		return autoscale.ScoreWeights{}
 	}
 	return autoscale.Route{}
 }
