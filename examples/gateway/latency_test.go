@@ -103,6 +103,7 @@ func BenchmarkLatencyAdded(b *testing.B) {
 	fmt.Fprintf(&t, "\nlatency added by the demo gateway over a bare ReverseProxy (vegeta, open loop; %d rounds of %v per server and rate, interleaved)\n",
 		*latencyRounds, *latencyRound)
 	latencybench.WriteTable(&t, all, "gateway", "bare")
+	t.WriteString("\n")
 	os.Stdout.Write(t.Bytes())
 }
 
