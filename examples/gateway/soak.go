@@ -45,9 +45,10 @@ type soak struct {
 	out   io.Writer
 	times soakTimes
 
-	failing        atomic.Bool // the actuator fails while set
-	faults         []string    // what was injected, in order; owned by run
-	reloadAccepted int         // broken reloads that were not refused; owned by run
+	failing        atomic.Bool  // the actuator fails while set
+	refused        atomic.Int64 // the calls it failed
+	faults         []string     // what was injected, in order; owned by run
+	reloadAccepted int          // broken reloads that were not refused; owned by run
 	panics         atomic.Int64
 	samples        []sample // owned by run
 	period         time.Duration
@@ -71,6 +72,7 @@ var errActuatorDown = errors.New("soak: the actuator is down (injected fault)")
 
 func (a failingActuator) Scale(ctx context.Context, req actuator.Request) error {
 	if a.s.failing.Load() {
+		a.s.refused.Add(1)
 		return errActuatorDown
 	}
 	return a.fleet.Scale(ctx, req)
@@ -78,6 +80,7 @@ func (a failingActuator) Scale(ctx context.Context, req actuator.Request) error 
 
 func (a failingActuator) Replicas(ctx context.Context, t actuator.Target) (int, error) {
 	if a.s.failing.Load() {
+		a.s.refused.Add(1)
 		return 0, errActuatorDown
 	}
 	return a.fleet.Replicas(ctx, t)
@@ -152,8 +155,12 @@ func (s *soak) run(ctx context.Context) {
 			after(s.times.SlowFor, s.g.fleet.unslow)
 			what = fmt.Sprintf("slowed %s %d× for %v", id, slowFactor, s.times.SlowFor)
 		case 2:
+			s.refused.Store(0)
 			s.failing.Store(true)
-			after(s.times.ActuatorFails, func() { s.failing.Store(false) })
+			after(s.times.ActuatorFails, func() {
+				s.failing.Store(false)
+				fmt.Fprintf(s.out, "soak %7s actuator back: it refused %d calls (scale and replica reads)\n", fmtAt(time.Since(start)), s.refused.Load())
+			})
 			what = fmt.Sprintf("actuator failing for %v", s.times.ActuatorFails)
 		case 3:
 			name, gen := s.g.policy.Script()

@@ -33,4 +33,9 @@ func TestSoakCompressed(t *testing.T) {
 	if strings.Contains(got, "FAIL") {
 		t.Errorf("output:\n%s", got)
 	}
+	for line := range strings.Lines(got) {
+		if strings.HasPrefix(line, "soak") {
+			t.Log(strings.TrimSpace(line))
+		}
+	}
 }
