@@ -43,10 +43,12 @@ func latencyServers(s *benchServers) []latencybench.Server {
 
 // measureLatency drives the gateway and the bare proxy of s at cfg's rates, rounds
 // interleaved. A request that times out (after 5 s) or is not answered 200 counts as
-// an error in its Result.
+// an error in its Result. The client opens at most 1,000 connections to a server:
+// past what the machine serves, requests wait for one (and the wait counts in their
+// latency) instead of each opening its own until the process runs out of files.
 func measureLatency(tb testing.TB, s *benchServers, cfg latencybench.Config) []latencybench.Result {
 	tb.Helper()
-	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 10000}}
+	client := &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 1000, MaxConnsPerHost: 1000}}
 	defer client.CloseIdleConnections()
 	cfg.Client = client
 	rs, err := latencybench.Run(cfg, latencyServers(s)...)
