@@ -4,8 +4,10 @@
 // slow server is not flattered by a client that waits for it (coordinated omission).
 //
 // Rounds alternate between the servers compared, so that drift on a shared machine
-// (a neighbour's burst, the CPU's frequency) hits all of them; the percentiles are
-// exact, over every request of every round.
+// (a neighbour's burst, the CPU's frequency) hits all of them. A server's percentiles
+// are exact, over every request of every round; what one server adds over another is
+// the median over rounds of the difference between their percentiles in that round,
+// so that a burst that hit one round of one server does not decide it.
 //
 // It is a harness for the examples' benchmarks and scripts/bench.sh, not part of the
 // library.
@@ -58,8 +60,10 @@ type Result struct {
 	Achieved       float64
 	P50, P99, P999 time.Duration
 	Mean           time.Duration
-	latencies      []time.Duration
-	driven         time.Duration // the rounds' lengths, summed
+	// PerRound holds the p50, p99 and p99.9 of each round, in order.
+	PerRound  [][3]time.Duration
+	latencies []time.Duration
+	driven    time.Duration // the rounds' lengths, summed
 }
 
 // Run drives every server at every rate of cfg and returns one Result per server
@@ -113,6 +117,10 @@ func attack(client *http.Client, s Server, rate int, d time.Duration, r *Result)
 	// An Attacker stops for good after one attack; the client, and so its
 	// connections, is shared.
 	a := vegeta.NewAttacker(vegeta.Client(client))
+	first := 0
+	if r != nil {
+		first = len(r.latencies)
+	}
 	for res := range a.Attack(vegeta.NewStaticTargeter(s.Targets...), vegeta.Rate{Freq: rate, Per: time.Second}, d, s.Name) {
 		if r == nil {
 			continue
@@ -125,6 +133,11 @@ func attack(client *http.Client, s Server, rate int, d time.Duration, r *Result)
 	}
 	if r != nil {
 		r.driven += d
+		round := slices.Clone(r.latencies[first:])
+		if len(round) > 0 {
+			slices.Sort(round)
+			r.PerRound = append(r.PerRound, [3]time.Duration{quantile(round, 0.5), quantile(round, 0.99), quantile(round, 0.999)})
+		}
 	}
 }
 
@@ -150,25 +163,49 @@ func quantile(sorted []time.Duration, q float64) time.Duration {
 }
 
 // WriteTable writes rs as a table, one row per rate: for each rate, the p50, p99 and
-// p99.9 of the server named subject, of the one named base, and subject's excess
-// over base. Rows for other servers are left out.
+// p99.9 of the server named subject, of the one named base, and what subject adds
+// over base ([Pair.Added]). Rows for other servers are left out.
 func WriteTable(w io.Writer, rs []Result, subject, base string) {
 	us := func(d time.Duration) string { return fmt.Sprintf("%.0f µs", float64(d)/float64(time.Microsecond)) }
-	diff := func(a, b time.Duration) string {
-		return fmt.Sprintf("%+.0f µs", float64(a-b)/float64(time.Microsecond))
-	}
+	plus := func(d time.Duration) string { return fmt.Sprintf("%+.0f µs", float64(d)/float64(time.Microsecond)) }
 	fmt.Fprintf(w, "| offered rps | %[1]s p50 | %[1]s p99 | %[1]s p99.9 | %[2]s p50 | %[2]s p99 | %[2]s p99.9 | added p50 | added p99 | added p99.9 | sent (errors) |\n", subject, base)
+	// The added columns are medians of paired rounds (Pair.Added), not differences of
+	// the columns before them.
 	fmt.Fprintln(w, "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, p := range Pairs(rs, subject, base) {
 		s, b := p.Subject, p.Base
+		a50, a99, a999 := p.Added()
 		fmt.Fprintf(w, "| %d | %s | %s | %s | %s | %s | %s | %s | %s | %s | %d (%d) / %d (%d) |\n",
 			s.Rate, us(s.P50), us(s.P99), us(s.P999), us(b.P50), us(b.P99), us(b.P999),
-			diff(s.P50, b.P50), diff(s.P99, b.P99), diff(s.P999, b.P999), s.Sent, s.Errors, b.Sent, b.Errors)
+			plus(a50), plus(a99), plus(a999), s.Sent, s.Errors, b.Sent, b.Errors)
 	}
 }
 
 // Pair is two servers' results at one rate.
 type Pair struct{ Subject, Base Result }
+
+// Added returns what Subject adds over Base at the p50, p99 and p99.9: for each, the
+// median over rounds of Subject's percentile less Base's in the same round.
+func (p Pair) Added() (p50, p99, p999 time.Duration) {
+	n := min(len(p.Subject.PerRound), len(p.Base.PerRound))
+	if n == 0 {
+		return 0, 0, 0
+	}
+	var out [3]time.Duration
+	for q := range out {
+		d := make([]time.Duration, n)
+		for i := range d {
+			d[i] = p.Subject.PerRound[i][q] - p.Base.PerRound[i][q]
+		}
+		slices.Sort(d)
+		if n%2 == 1 {
+			out[q] = d[n/2]
+		} else {
+			out[q] = (d[n/2-1] + d[n/2]) / 2
+		}
+	}
+	return out[0], out[1], out[2]
+}
 
 // Pairs returns the results of the servers named subject and base, paired by rate.
 func Pairs(rs []Result, subject, base string) []Pair {

@@ -65,6 +65,12 @@ func TestRunSeesAddedLatency(t *testing.T) {
 	if d := s.P50 - f.P50; d < 2*time.Millisecond {
 		t.Errorf("slow p50 %v, fast p50 %v: difference under 2 ms", s.P50, f.P50)
 	}
+	if len(s.PerRound) != 2 || len(f.PerRound) != 2 {
+		t.Errorf("rounds: slow %d, fast %d, want 2", len(s.PerRound), len(f.PerRound))
+	}
+	if a50, _, _ := ps[0].Added(); a50 < 2*time.Millisecond {
+		t.Errorf("added p50 %v, want at least 2 ms", a50)
+	}
 	var b bytes.Buffer
 	WriteTable(&b, rs, "slow", "fast")
 	if lines := strings.Count(b.String(), "\n"); lines != 3 || !strings.Contains(b.String(), "| 100 |") {
@@ -78,6 +84,25 @@ func TestRunRejectsEmpty(t *testing.T) {
 	}
 	if _, err := Run(Config{Rates: []int{0}}, Server{Name: "x", Targets: []vegeta.Target{{Method: "GET", URL: "http://127.0.0.1:1"}}}); err == nil {
 		t.Error("rate 0: no error")
+	}
+}
+
+func TestAddedIsMedianOfPairedRounds(t *testing.T) {
+	ms := func(x int) time.Duration { return time.Duration(x) * time.Millisecond }
+	r := func(xs ...int) (q [][3]time.Duration) {
+		for _, x := range xs {
+			q = append(q, [3]time.Duration{ms(x), ms(10 * x), ms(100 * x)})
+		}
+		return q
+	}
+	// Round 2 of the subject was hit by a burst; the median of differences ignores it.
+	p := Pair{Subject: Result{PerRound: r(3, 50, 4)}, Base: Result{PerRound: r(2, 2, 3)}}
+	if a50, a99, a999 := p.Added(); a50 != ms(1) || a99 != ms(10) || a999 != ms(100) {
+		t.Errorf("Added = %v %v %v, want 1ms 10ms 100ms", a50, a99, a999)
+	}
+	p = Pair{Subject: Result{PerRound: r(3, 5)}, Base: Result{PerRound: r(2, 2)}}
+	if a50, _, _ := p.Added(); a50 != ms(2) {
+		t.Errorf("Added p50 over two rounds = %v, want the mean of 1 and 3 ms", a50)
 	}
 }
 
