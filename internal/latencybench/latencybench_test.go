@@ -137,8 +137,8 @@ func TestParseWrk(t *testing.T) {
 	}
 }
 
-// TestWrk runs the real wrk, as scripts/bench.sh does, for a second per server, and
-// checks the headers its script sends.
+// TestWrk runs the real wrk, as scripts/bench.sh does, for a second, and checks the
+// headers its script sends.
 func TestWrk(t *testing.T) {
 	if _, err := exec.LookPath("wrk"); err != nil {
 		testenv.Missing(t, "wrk", "apt-get install wrk")
@@ -151,13 +151,15 @@ func TestWrk(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	rs, err := Wrk(context.Background(), WrkConfig{Threads: 1, Connections: 2, Round: time.Second, Rounds: 1,
+	// One connection for a second: wrk runs flat out, and the suite's other packages
+	// share the machine.
+	rs, err := Wrk(context.Background(), WrkConfig{Threads: 1, Connections: 1, Round: time.Second, Rounds: 1,
 		Headers: []map[string]string{{"X-Tenant-ID": "acme"}, {"X-Tenant-ID": "free"}}},
-		[]string{"a", "b"}, map[string]string{"a": srv.URL, "b": srv.URL})
+		[]string{"a"}, map[string]string{"a": srv.URL})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(rs) != 2 || rs[0].PerSecond <= 0 || rs[1].PerSecond <= 0 {
+	if len(rs) != 1 || rs[0].PerSecond <= 0 || len(rs[0].Rounds) != 1 {
 		t.Fatalf("results %+v", rs)
 	}
 	close(seen)
