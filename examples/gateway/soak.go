@@ -148,7 +148,7 @@ func (s *soak) run(ctx context.Context) {
 		var what string
 		switch n % 4 {
 		case 0:
-			id := s.g.fleet.kill("", s.times.KillRestart)
+			id := s.g.fleet.kill(s.times.KillRestart)
 			what = fmt.Sprintf("killed %s (replaced after %v)", id, s.times.KillRestart)
 		case 1:
 			id := s.g.fleet.slow(slowFactor)
