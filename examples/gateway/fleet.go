@@ -172,10 +172,11 @@ func (f *fleet) updatePoolLocked() {
 	}
 }
 
-// kill makes the oldest ready replica fail as a crashed process does: its server closes at once, connections and all, while the pool still lists it
-// (the balancer's outlier detection must find out). After restart, as a ReplicaSet
-// would, the fleet drops it and starts a replacement, which serves after the cold
-// start. It returns the replica's id, or "" if none is ready.
+// kill makes the oldest ready replica fail as a crashed process does: its server
+// closes at once, connections and all, while the pool still lists it (the balancer's
+// outlier detection must find out). After restart, as a ReplicaSet would, the fleet
+// drops it and starts a replacement, which serves after the cold start. It returns
+// the replica's id, or "" if none is ready.
 func (f *fleet) kill(restart time.Duration) string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
