@@ -8,23 +8,19 @@ cd "$(dirname "$0")/.."
 
 export AUTOSCALELUA_INTEGRATION=1
 
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
+
 # Headless Chromium, for the dashboard's browser test (Debian's package).
-if ! command -v chromium >/dev/null 2>&1; then
-  echo "== installing chromium"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq chromium fonts-dejavu-core >/dev/null
-fi
+need_apt_package chromium chromium fonts-dejavu-core
 
 # redis-server, for the Redis integrations' tests (middleware/redislimit,
 # middleware/redisdefer, metrics/redisshare, actuator/redisstate, examples/cluster): each
 # test starts its own server on a free port (internal/redistest). Debian's package.
-if ! command -v redis-server >/dev/null 2>&1; then
-  echo "== installing redis-server"
-  export DEBIAN_FRONTEND=noninteractive
-  apt-get update -qq
-  apt-get install -y -qq redis-server >/dev/null
-fi
+need_apt_package redis-server redis-server
+
+# wrk, the outside throughput client of internal/latencybench and scripts/bench.sh.
+need_apt_package wrk wrk
 
 # Kubernetes integration tests (actuator/kubernetes, examples/kubernetes) run against a
 # real etcd and kube-apiserver, built from the Go module proxy by scripts/kubebin.sh into

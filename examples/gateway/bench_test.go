@@ -1,11 +1,9 @@
 package main
 
 import (
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"net/http/httputil"
 	"net/url"
 	"testing"
 	"time"
@@ -17,60 +15,69 @@ import (
 	"github.com/autoscalelua/autoscalelua/middleware"
 )
 
-// BenchmarkGatewayVsBareProxy measures, in one run, the throughput of the demo
-// gateway's request path (metrics, access.lua's on_request, admission with a
-// throttled tenant, the balancer's proxy) and of a bare httputil.ReverseProxy with a
-// buffer pool, both over loopback to the same fast backend, with the same client.
-// Rounds alternate between them so that drift on a shared machine hits both; the
-// figures are medians over rounds. "ratio" is gateway/bare throughput; "cpu-ratio" is
-// gateway/bare requests per CPU-second of the whole process, steadier when neighbours
-// load the machine. "proxy-only" is the balancer's proxy without the middleware.
-//
-//	go test -run '^$' -bench GatewayVsBareProxy -benchtime 1x ./examples/gateway
-func BenchmarkGatewayVsBareProxy(b *testing.B) {
-	backend := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, "ok\n")
-	}))
-	defer backend.Close()
-	u, _ := url.Parse(backend.URL)
+// benchServers are the servers the gateway's benchmarks and latency harness compare,
+// all over loopback to one fast backend: the demo gateway's request path (metrics,
+// access.lua's on_request, admission with a throttled tenant, the balancer's proxy),
+// a bare httputil.ReverseProxy with a buffer pool, and the balancer's proxy alone.
+type benchServers struct {
+	backend, gateway, bare, proxyOnly *httptest.Server
+}
 
-	bare := &httputil.ReverseProxy{
-		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(u); pr.SetXForwarded() },
-		BufferPool: balancer.NewBufferPool(),
-		Transport:  &http.Transport{MaxIdleConnsPerHost: 256},
-	}
-	bareSrv := httptest.NewServer(bare)
-	defer bareSrv.Close()
+// benchTenants are the tenants the benchmarks' requests carry, in turn; "free" is
+// throttled, at a rate no benchmark reaches.
+var benchTenants = []string{"acme", "globex", "free"}
+
+// newBenchServers starts the benchServers; tb's cleanup closes them.
+func newBenchServers(tb testing.TB) *benchServers {
+	tb.Helper()
+	s := &benchServers{backend: proxybench.FastBackend()}
+	tb.Cleanup(s.backend.Close)
+	u, _ := url.Parse(s.backend.URL)
+	s.bare = httptest.NewServer(proxybench.BareProxy(u))
+	tb.Cleanup(s.bare.Close)
 
 	reg, _ := metrics.NewRegistry()
 	pool, err := balancer.New(balancer.WithRegistry(reg), balancer.WithAlgorithm(&balancer.PeakEWMA{}))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	if err := pool.Update([]balancer.Endpoint{{ID: "b1", URL: backend.URL}}); err != nil {
-		b.Fatal(err)
+	if err := pool.Update([]balancer.Endpoint{{ID: "b1", URL: s.backend.URL}}); err != nil {
+		tb.Fatal(err)
 	}
 	proxy, err := balancer.NewProxy(pool, balancer.WithTransport(&http.Transport{MaxIdleConnsPerHost: 256}))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
+	tb.Cleanup(proxy.CloseIdleConnections)
 	adm, _ := middleware.NewAdmission(middleware.AdmissionConfig{})
 	adm.Throttle("free", 1e9, 1e9)
 	access, err := luabind.New(luabind.FromString("access.lua", accessScript))
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	defer access.Close()
-	logger := slog.New(slog.DiscardHandler)
-	front, err := frontend(reg, adm, access, logger, proxy)
+	tb.Cleanup(func() { access.Close() })
+	front, err := frontend(reg, adm, access, slog.New(slog.DiscardHandler), proxy)
 	if err != nil {
-		b.Fatal(err)
+		tb.Fatal(err)
 	}
-	gwSrv := httptest.NewServer(front)
-	defer gwSrv.Close()
-	onlySrv := httptest.NewServer(proxy)
-	defer onlySrv.Close()
+	s.gateway = httptest.NewServer(front)
+	tb.Cleanup(s.gateway.Close)
+	s.proxyOnly = httptest.NewServer(proxy)
+	tb.Cleanup(s.proxyOnly.Close)
+	return s
+}
 
+// BenchmarkGatewayVsBareProxy measures, in one run, the throughput of the demo
+// gateway's request path and of a bare httputil.ReverseProxy with a buffer pool (see
+// benchServers), with the same client. Rounds alternate between them so that drift on
+// a shared machine hits both; the figures are medians over rounds. "ratio" is
+// gateway/bare throughput; "cpu-ratio" is gateway/bare requests per CPU-second of the
+// whole process, steadier when neighbours load the machine. "proxy-only" is the
+// balancer's proxy without the middleware.
+//
+//	go test -run '^$' -bench GatewayVsBareProxy -benchtime 1x ./examples/gateway
+func BenchmarkGatewayVsBareProxy(b *testing.B) {
+	s := newBenchServers(b)
 	const conc = 32
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
 	defer client.CloseIdleConnections()
@@ -79,11 +86,11 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 		rs := make([]*http.Request, conc)
 		for w := range rs {
 			rs[w], _ = http.NewRequest(http.MethodGet, target+"/api/items", nil)
-			rs[w].Header.Set(middleware.TenantHeader, []string{"acme", "globex", "free"}[w%3])
+			rs[w].Header.Set(middleware.TenantHeader, benchTenants[w%len(benchTenants)])
 		}
 		return rs
 	}
-	gwReqs, bareReqs, onlyReqs := reqs(gwSrv.URL), reqs(bareSrv.URL), reqs(onlySrv.URL)
+	gwReqs, bareReqs, onlyReqs := reqs(s.gateway.URL), reqs(s.bare.URL), reqs(s.proxyOnly.URL)
 	load := func(rs []*http.Request, d time.Duration) (float64, float64) {
 		return proxybench.Load(b, client, conc, d, func(w int) *http.Request { return rs[w] })
 	}

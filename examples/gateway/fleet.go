@@ -9,7 +9,9 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/actuator"
@@ -44,6 +46,8 @@ type replica struct {
 	slots chan struct{}
 	ready bool
 	timer *time.Timer
+	// slowdown multiplies the service time while above 1 (the soak's slow fault).
+	slowdown atomic.Int64
 }
 
 var (
@@ -168,6 +172,65 @@ func (f *fleet) updatePoolLocked() {
 	}
 }
 
+// kill makes the oldest ready replica fail as a crashed process does: its server
+// closes at once, connections and all, while the pool still lists it (the balancer's
+// outlier detection must find out). After restart, as a ReplicaSet would, the fleet
+// drops it and starts a replacement, which serves after the cold start. It returns
+// the replica's id, or "" if none is ready.
+func (f *fleet) kill(restart time.Duration) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	var r *replica
+	for _, x := range f.replicas {
+		if x.ready {
+			r = x
+			break
+		}
+	}
+	if f.closed || r == nil {
+		return ""
+	}
+	r.srv.Close()
+	f.wg.Add(1)
+	time.AfterFunc(restart, func() {
+		defer f.wg.Done()
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		i := slices.Index(f.replicas, r)
+		if f.closed || i < 0 {
+			return // scaled away meanwhile
+		}
+		f.replicas = slices.Delete(f.replicas, i, i+1)
+		f.stopLocked(r)
+		f.updatePoolLocked()
+		f.startLocked(f.coldStart) // on failure the loop scales back up
+	})
+	return r.id
+}
+
+// slow multiplies the service time of the newest ready replica by k (1 restores
+// it) and returns its id, or "" if none is ready.
+func (f *fleet) slow(k int64) string {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := len(f.replicas) - 1; i >= 0; i-- {
+		if r := f.replicas[i]; r.ready {
+			r.slowdown.Store(k)
+			return r.id
+		}
+	}
+	return ""
+}
+
+// unslow restores every replica's service time.
+func (f *fleet) unslow() {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, r := range f.replicas {
+		r.slowdown.Store(1)
+	}
+}
+
 // Close stops every replica and waits for them.
 func (f *fleet) Close() {
 	f.mu.Lock()
@@ -197,7 +260,11 @@ func (r *replica) serve(mean time.Duration) func(http.ResponseWriter, *http.Requ
 			return
 		}
 		defer func() { <-r.slots }()
-		t := time.NewTimer(time.Duration(math.Exp(mu + sigma*rand.NormFloat64())))
+		d := time.Duration(math.Exp(mu + sigma*rand.NormFloat64()))
+		if k := r.slowdown.Load(); k > 1 {
+			d *= time.Duration(k)
+		}
+		t := time.NewTimer(d)
 		defer t.Stop()
 		select {
 		case <-t.C:

@@ -23,6 +23,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"log/slog"
 	"net"
 	"net/http"
@@ -33,6 +34,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/autoscalelua/autoscalelua/actuator"
 	"github.com/autoscalelua/autoscalelua/autoscale"
 	"github.com/autoscalelua/autoscalelua/autoscale/dashboard"
 	"github.com/autoscalelua/autoscalelua/autoscale/simulate"
@@ -86,11 +88,13 @@ type config struct {
 	minReplicas int
 	maxReplicas int
 	verbose     bool
+	soak        bool
 
 	// Set by tests.
-	profile simulate.Profile // overrides load
-	period  time.Duration
-	ready   func(g *gateway) // called once the gateway serves
+	profile   simulate.Profile // overrides load
+	soakTimes *soakTimes       // overrides defaultSoak
+	period    time.Duration
+	ready     func(g *gateway) // called once the gateway serves
 }
 
 func main() {
@@ -127,6 +131,9 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.IntVar(&c.minReplicas, "min", 1, "fewest backend replicas")
 	fs.IntVar(&c.maxReplicas, "max", 20, "most backend replicas")
 	fs.BoolVar(&c.verbose, "v", false, "log the library's messages too")
+	fs.BoolVar(&c.soak, "soak", false, "soak test: inject a fault every 30 s (a backend killed, one slowed 10×, the actuator failing for 20 s, "+
+		"a broken policy reload), print heap and goroutines each minute, and fail unless they stay flat, every request is accounted for "+
+		"and nothing panics (scripts/soak.sh)")
 	dump := fs.String("dump-policy", "", "print a shipped policy's source and exit")
 	if err := fs.Parse(args); err != nil {
 		return c, err
@@ -161,6 +168,7 @@ type gateway struct {
 	dash      *dashboard.Dashboard
 	load      *loadgen
 	url       string
+	soak      *soak // with -soak
 }
 
 func run(ctx context.Context, cfg config, out io.Writer) error {
@@ -219,11 +227,19 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 	if g.admission, err = newAdmission(cfg.maxReplicas, g.reg); err != nil {
 		return err
 	}
+	var act actuator.Actuator = g.fleet
+	if cfg.soak {
+		g.soak = &soak{g: g, out: out, times: defaultSoak}
+		if cfg.soakTimes != nil {
+			g.soak.times = *cfg.soakTimes
+		}
+		act = failingActuator{fleet: g.fleet, s: g.soak}
+	}
 	if g.loop, err = autoscale.NewLoop(
 		autoscale.WithPolicy(g.policy),
 		autoscale.WithRegistry(g.reg),
 		autoscale.WithTick(cfg.tick),
-		autoscale.WithTargets(autoscale.Target{Name: target, Min: cfg.minReplicas, Max: cfg.maxReplicas, Actuator: g.fleet, Safety: safety, ColdStart: coldStart}),
+		autoscale.WithTargets(autoscale.Target{Name: target, Min: cfg.minReplicas, Max: cfg.maxReplicas, Actuator: act, Safety: safety, ColdStart: coldStart}),
 		autoscale.WithPool("backends", g.pool),
 		autoscale.WithShedder(g.admission),
 		autoscale.WithThrottler(g.admission),
@@ -275,11 +291,17 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		return err
 	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	if g.soak != nil {
+		srv.ErrorLog = log.New(g.soak.panicWatch(), "", log.LstdFlags)
+	}
 	g.url = "http://" + ln.Addr().String()
 
 	profile, period := profiles[cfg.load].profile, profiles[cfg.load].period
 	if cfg.profile != nil {
 		profile, period = cfg.profile, cfg.period
+	}
+	if g.soak != nil {
+		g.soak.period = period
 	}
 	g.load = &loadgen{client: &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 512}},
 		url: g.url + "/api/items", profile: profile, period: period, max: 2048}
@@ -307,6 +329,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		g.load.run(ctx)
 		close(loadDone)
 	})
+	if g.soak != nil {
+		wg.Go(func() { g.soak.run(ctx) })
+	}
 	if watchPath != "" {
 		w, err := luabind.NewWatcher(g.policy, watchPath)
 		if err != nil {
@@ -351,6 +376,9 @@ func run(ctx context.Context, cfg config, out io.Writer) error {
 		cs, _ := g.loop.ColdStart(target)
 		fmt.Fprintf(out, "held for a cold start %d: released %d, queue full %d, timed out %d; observed cold start %v\n",
 			st.Held, st.Forwarded, st.Full, st.TimedOut, cs.Round(time.Millisecond))
+	}
+	if g.soak != nil {
+		runErr = errors.Join(runErr, g.soak.verdict(c))
 	}
 	return runErr
 }

@@ -1,18 +1,43 @@
-// Package proxybench is the load loop the examples' gateway-versus-bare-proxy
-// benchmarks share: closed-loop clients over loopback, counted against wall time and
+// Package proxybench is what the examples' gateway-versus-bare-proxy benchmarks
+// share: the fast backend and the bare httputil.ReverseProxy they compare against, and
+// a load loop of closed-loop clients over loopback, counted against wall time and
 // against the process's CPU time, with medians over interleaved rounds.
 package proxybench
 
 import (
 	"io"
 	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"sort"
 	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/autoscalelua/autoscalelua/balancer"
 )
+
+// FastBackend starts a backend that answers "ok\n" at once, so that what a benchmark
+// measures is the proxy in front of it. The caller closes it.
+func FastBackend() *httptest.Server {
+	return httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, "ok\n")
+	}))
+}
+
+// BareProxy is the baseline a gateway is compared with: an httputil.ReverseProxy to
+// backend with a buffer pool and a transport keeping 256 idle connections, as a
+// careful user would write it by hand.
+func BareProxy(backend *url.URL) *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:    func(pr *httputil.ProxyRequest) { pr.SetURL(backend); pr.SetXForwarded() },
+		BufferPool: balancer.NewBufferPool(),
+		Transport:  &http.Transport{MaxIdleConnsPerHost: 256},
+	}
+}
 
 // Load runs conc clients for d, each sending the requests next(worker) returns and
 // reading every response whole, and returns the requests served per second of wall
