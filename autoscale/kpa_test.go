@@ -356,3 +356,26 @@ func TestKPAConfigValidate(t *testing.T) {
 		}
 	}
 }
+
+func TestKPAUnreachableTargetsDropAtOnce(t *testing.T) {
+	cfg := KPAConfig{TargetValue: 1, TargetUtilization: 1, Unreachable: []string{"old"},
+		Metric: func(*Input, TargetState, time.Duration) (float64, error) { return 1, nil }}
+	p, err := KPA(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Both first seen with one replica, so neither starts in panic; then 100 each.
+	in := &Input{Now: t0, Targets: []TargetState{{Name: "old", Replicas: 1}, {Name: "new", Replicas: 1}}}
+	if _, err := p.Decide(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	in = &Input{Now: t0.Add(2 * time.Second), Targets: []TargetState{{Name: "old", Replicas: 100}, {Name: "new", Replicas: 100}}}
+	acts, err := p.Decide(context.Background(), in)
+	if err != nil || len(acts) != 2 {
+		t.Fatalf("%v, %v", acts, err)
+	}
+	// The unreachable one drops to what demand needs; the other by at most half.
+	if old, nw := acts[0].(Scale), acts[1].(Scale); old.Replicas != 1 || nw.Replicas != 50 {
+		t.Fatalf("old → %d, new → %d; want 1 and 50", old.Replicas, nw.Replicas)
+	}
+}
