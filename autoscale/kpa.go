@@ -24,7 +24,8 @@ const (
 const KPADelayGranularity = 2 * time.Second
 
 // KPAConfig configures [KPA]. The zero value of each field but TargetValue means
-// Knative's default.
+// Knative's default; for the settings Knative's decider leaves off by default
+// (ActivationScale, ScaleDownDelay, ScaleToZeroGrace) it means off.
 type KPAConfig struct {
 	// Targets lists the targets the policy scales. Empty means every target of the loop.
 	Targets []string
