@@ -46,7 +46,10 @@ func ExampleKPA() {
 		fmt.Printf("%d → %d, panic %t: %s\n", replicas, s.Replicas, s.Panic, s.Reason)
 	}
 
-	hold(route, clock.Now(), 28) // 28 in flight for a minute: 28 / 7 = 4 replicas
+	// 28 in flight for a minute: 28 / 7 = 4 replicas. First seen with 3 replicas, the
+	// decider starts in panic (as Knative's does), so it would not go below 3 for a
+	// stable window.
+	hold(route, clock.Now(), 28)
 	clock.Advance(time.Minute)
 	decide(3)
 
@@ -54,8 +57,8 @@ func ExampleKPA() {
 	clock.Advance(6 * time.Second)
 	decide(4)
 	// Output:
-	// 3 → 4, panic false: kpa stable: observed in total, stable 28 → 4 replicas, panic 28 → 4; target 10 per replica
-	// 4 → 10, panic true: kpa panic: observed in total, stable 32.2 → 5 replicas, panic 70 → 10; target 10 per replica
+	// 3 → 4, panic true: kpa panic: observed in total, stable 28 → 4 replicas, panic 28 → 4; target 10 per replica; excess burst capacity -209
+	// 4 → 10, panic true: kpa panic: observed in total, stable 32.2 → 5 replicas, panic 70 → 10; target 10 per replica; excess burst capacity -241
 }
 
 // The Kubernetes HPA's algorithm alone: hold 10 requests in flight per replica, with

@@ -69,7 +69,8 @@ func (c TargetTrackingConfig) Validate() error {
 
 // TargetTracking returns the Kubernetes Horizontal Pod Autoscaler's algorithm as a
 // policy: desired = ceil(current · observed / target), or ceil(total / target) for a
-// [Total], unless the usage ratio is within the tolerance of 1. The HPA's stabilization
+// [Total], unless the usage ratio is within the tolerance of 1 (1-t <= ratio <= 1+t,
+// inclusive at both ends, as the HPA's replica calculator). The HPA's stabilization
 // and default behaviour are the loop's safety layer, whose defaults are the HPA's (see
 // [Safety]); together they reproduce the HPA.
 //
@@ -126,19 +127,26 @@ func HPARecommendation(current int, observed, target, tolerance float64, agg Agg
 			return 0, fmt.Errorf("%w: per-replica figure with %d replicas", ErrMissingMetrics, current)
 		}
 		ratio := observed / target
-		if math.Abs(1-ratio) <= tolerance {
+		if withinTolerance(ratio, tolerance) {
 			return current, nil
 		}
 		return clampReplicas(math.Ceil(ratio * float64(current))), nil
 	default:
 		if current > 0 {
 			ratio := observed / (target * float64(current))
-			if math.Abs(1-ratio) <= tolerance {
+			if withinTolerance(ratio, tolerance) {
 				return current, nil
 			}
 		}
 		return clampReplicas(math.Ceil(observed / target)), nil
 	}
+}
+
+// withinTolerance is the HPA's tolerance band, inclusive at both ends: 1-t <= ratio <=
+// 1+t (replica_calculator.go's Tolerances.isWithin), so a ratio of exactly 1.1 holds
+// with the default tolerance, where |1-ratio| <= t would not in floating point.
+func withinTolerance(ratio, t float64) bool {
+	return 1-t <= ratio && ratio <= 1+t
 }
 
 func (p *targetTracking) replicas(in *Input, t TargetState) (int, string, error) {

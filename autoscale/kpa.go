@@ -10,17 +10,22 @@ import (
 
 // Knative Pod Autoscaler defaults (knative.dev/serving config-autoscaler).
 const (
-	DefaultKPATargetUtilization = 0.7
-	DefaultKPAStableWindow      = 60 * time.Second
-	DefaultKPAPanicWindow       = 6 * time.Second
-	DefaultKPAPanicThreshold    = 2.0
-	DefaultKPAMaxScaleUpRate    = 1000.0
-	DefaultKPAMaxScaleDownRate  = 2.0
-	DefaultKPAScaleToZeroGrace  = 30 * time.Second
+	DefaultKPATargetUtilization   = 0.7
+	DefaultKPAStableWindow        = 60 * time.Second
+	DefaultKPAPanicWindow         = 6 * time.Second
+	DefaultKPAPanicThreshold      = 2.0
+	DefaultKPAMaxScaleUpRate      = 1000.0
+	DefaultKPAMaxScaleDownRate    = 2.0
+	DefaultKPATargetBurstCapacity = 211.0
 )
 
+// KPADelayGranularity is the bucket width of [KPAConfig.ScaleDownDelay]: Knative's
+// autoscaler tick.
+const KPADelayGranularity = 2 * time.Second
+
 // KPAConfig configures [KPA]. The zero value of each field but TargetValue means
-// Knative's default.
+// Knative's default; for the settings Knative's decider leaves off by default
+// (ActivationScale, ScaleDownDelay, ScaleToZeroGrace) it means off.
 type KPAConfig struct {
 	// Targets lists the targets the policy scales. Empty means every target of the loop.
 	Targets []string
@@ -31,11 +36,13 @@ type KPAConfig struct {
 	// given window (StableWindow or PanicWindow) for a target, or an error (wrap
 	// [ErrMissingMetrics]) when there is none.
 	Metric func(in *Input, t TargetState, window time.Duration) (float64, error)
-	// TargetValue is the figure one replica should carry at full utilisation (Knative's
-	// container-concurrency-target-default is 100), more than 0, in the signal's unit
-	// (milliseconds for a latency: the number kpa.lua's target_value takes).
+	// TargetValue is the figure one replica carries at full utilisation (Knative's
+	// container-concurrency-target-default is 100; its decider's TotalValue), more
+	// than 0, in the signal's unit (milliseconds for a latency: the number kpa.lua's
+	// target_value takes).
 	TargetValue float64
-	// TargetUtilization is the fraction of TargetValue to aim at, in (0, 1]. Zero means
+	// TargetUtilization is the fraction of TargetValue to aim at, in (0, 1]: the
+	// decider's TargetValue is TargetValue·TargetUtilization. Zero means
 	// [DefaultKPATargetUtilization].
 	TargetUtilization float64
 	// StableWindow and PanicWindow are the spans averaged, PanicWindow <= StableWindow.
@@ -47,10 +54,30 @@ type KPAConfig struct {
 	// MaxScaleUpRate and MaxScaleDownRate bound one decision to ready·up and
 	// ready/down, more than 1. Zero means the defaults.
 	MaxScaleUpRate, MaxScaleDownRate float64
-	// ScaleToZeroGrace is how long demand must have been zero before the policy asks
-	// for zero replicas. Zero means [DefaultKPAScaleToZeroGrace] (the Lua twin's
-	// scale_to_zero_grace = 0 means at once); negative disables scaling to zero (the
-	// policy never asks for fewer than one replica).
+	// ActivationScale is the least count asked for while there is any demand
+	// (Knative's activation-scale), 0..MaxReplicas. 0 and 1 mean none.
+	ActivationScale int
+	// TargetBurstCapacity is the demand, beyond the panic window's, the ready replicas
+	// should absorb at once (Knative's target-burst-capacity), in the signal's unit.
+	// Each decision reports the excess burst capacity, floor(ready·TargetValue -
+	// TargetBurstCapacity - panic demand): negative means the replicas cannot absorb
+	// such a burst. Nil means [DefaultKPATargetBurstCapacity]; 0 reports an excess of 0
+	// (none is kept); a negative value means unlimited and reports -1.
+	TargetBurstCapacity *float64
+	// ScaleDownDelay is how long a decrease waits (Knative's scale-down-delay): the
+	// count is the largest the decider reached within the delay, in buckets of
+	// [KPADelayGranularity]. Zero means none; at most 1 h. It does not apply to
+	// Unreachable targets.
+	ScaleDownDelay time.Duration
+	// Unreachable names the targets that receive no traffic (Knative's reachable =
+	// false: a revision no route points at). For them the scale-down rate does not
+	// bind and ScaleDownDelay is skipped, so they drop at once to what demand needs.
+	Unreachable []string
+	// ScaleToZeroGrace is a layer on top of the decider, which asks for zero as soon as
+	// its counts are zero: while demand has been zero for less than the grace, a
+	// target with replicas is kept at one. Zero means no grace (the decider's
+	// behaviour, and kpa.lua's when scale_to_zero_grace is absent or 0); negative never
+	// asks for zero (the policy keeps at least one replica).
 	ScaleToZeroGrace time.Duration
 }
 
@@ -78,6 +105,15 @@ func (c KPAConfig) Validate() error {
 			errs = append(errs, fmt.Errorf("%s %v is not > 1", f.name, f.v))
 		}
 	}
+	if c.ActivationScale < 0 || c.ActivationScale > MaxReplicas {
+		errs = append(errs, fmt.Errorf("activation scale %d out of [0, %d]", c.ActivationScale, MaxReplicas))
+	}
+	if b := c.TargetBurstCapacity; b != nil && !finite(*b) {
+		errs = append(errs, fmt.Errorf("target burst capacity %v is not finite", *b))
+	}
+	if c.ScaleDownDelay < 0 || c.ScaleDownDelay > time.Hour {
+		errs = append(errs, fmt.Errorf("scale-down delay %v out of [0, 1h]", c.ScaleDownDelay))
+	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: kpa: %w", ErrInvalidConfig, err)
 	}
@@ -92,24 +128,34 @@ func cmpOr[T comparable](v, def T) T {
 	return v
 }
 
-// KPA returns the Knative Pod Autoscaler's algorithm as a policy: the desired count is
-// ceil(observed / (target · utilisation)) over a stable window, bounded by the maximum
-// scale-up and scale-down rates; when demand over the short panic window reaches the
-// panic threshold times the ready replicas, it panics: it takes the larger of the
-// stable and panic counts and never scales down, until the stable window has passed
-// without reaching the threshold. It asks for zero only after demand has been zero for
-// the scale-to-zero grace period.
+// KPA returns Knative's KPA decider (knative.dev/serving pkg/autoscaler/scaling,
+// autoscaler.go) as a policy, tick for tick: with ready = max(1, replicas), the
+// stable and panic counts are ceil(observed / (TargetValue·TargetUtilization)) over
+// the stable and panic windows, bounded to [floor(ready / MaxScaleDownRate),
+// ceil(ready · MaxScaleUpRate)] (the lower bound is 0 for an Unreachable target) and
+// raised to ActivationScale while there is demand. When the panic count reaches
+// PanicThreshold times ready, it panics: it takes the larger of the two counts and
+// never goes below the highest count of the panic, until a whole stable window has
+// passed without reaching the threshold. A target first seen with more than one
+// replica starts in panic (Knative's decider is constructed so, to keep the scale
+// until it has seen a stable window of data). ScaleDownDelay, when set, then holds
+// the largest count of the delay. The decision reports the excess burst capacity in
+// its reason. On top of the decider, ScaleToZeroGrace, when set, keeps one replica
+// until demand has been zero for the grace.
+//
+// A target whose count is unknown (Replicas -1) gets no Scale action and no error:
+// Knative's decision is invalid when it cannot count the pods, and the scale stays.
+// A target without metrics gets no action and an error wrapping [ErrMissingMetrics].
 //
 // While it panics its Scale actions carry Panic, so the loop does not scale down either.
 // Give its targets Safety{ScaleUp: &Rules{}, ScaleDown: &Rules{}} to let the KPA's own
 // windows and rates govern, as in Knative.
 //
-// The policy keeps state per target (panic start, panic high-water mark, last demand):
-// use one value per loop. It is not safe for concurrent use; the loop calls it from one
-// goroutine at a time.
+// The policy keeps state per target (panic start, panic high-water mark, delay window,
+// last demand): use one value per loop. It is not safe for concurrent use; the loop
+// calls it from one goroutine at a time.
 //
-// See knative.dev/serving pkg/autoscaler/scaling/autoscaler.go and
-// https://knative.dev/docs/serving/autoscaling/kpa-specific/.
+// See https://knative.dev/docs/serving/autoscaling/kpa-specific/.
 func KPA(cfg KPAConfig) (Policy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -120,26 +166,60 @@ func KPA(cfg KPAConfig) (Policy, error) {
 	cfg.PanicThreshold = cmpOr(cfg.PanicThreshold, DefaultKPAPanicThreshold)
 	cfg.MaxScaleUpRate = cmpOr(cfg.MaxScaleUpRate, DefaultKPAMaxScaleUpRate)
 	cfg.MaxScaleDownRate = cmpOr(cfg.MaxScaleDownRate, DefaultKPAMaxScaleDownRate)
-	cfg.ScaleToZeroGrace = cmpOr(cfg.ScaleToZeroGrace, DefaultKPAScaleToZeroGrace)
-	return &kpa{cfg: cfg, state: map[string]*kpaState{}}, nil
+	p := &kpa{cfg: cfg, tbc: DefaultKPATargetBurstCapacity, state: map[string]*kpaState{}, unreachable: map[string]bool{}}
+	if cfg.TargetBurstCapacity != nil {
+		p.tbc = *cfg.TargetBurstCapacity
+	}
+	for _, n := range cfg.Unreachable {
+		p.unreachable[n] = true
+	}
+	return p, nil
 }
 
 type kpa struct {
-	cfg   KPAConfig
-	state map[string]*kpaState
+	cfg         KPAConfig
+	tbc         float64 // the target burst capacity
+	state       map[string]*kpaState
+	unreachable map[string]bool
 }
 
+// kpaState is a target's decider state.
 type kpaState struct {
 	panicTime    time.Time // zero when not panicking
 	maxPanicPods int
-	lastActive   time.Time // last time demand was above zero
+	delay        []kpaBucket // the scale-down delay window, in descending order of count
+	lastActive   time.Time   // last time demand was above zero
+}
+
+// kpaBucket is a count recorded in a bucket of the scale-down delay window.
+type kpaBucket struct {
+	index int64 // the bucket: Unix seconds / KPADelayGranularity
+	n     int
+}
+
+// newKPAState is the decider as Knative constructs it for a target with ready
+// replicas (-1 when the count is unknown, which Knative takes as 0): in panic from now
+// when there are more than one.
+func newKPAState(now time.Time, ready int) *kpaState {
+	st := &kpaState{maxPanicPods: max(ready, 0)}
+	if ready > 1 {
+		st.panicTime = now
+	}
+	return st
 }
 
 // kpaResult is one KPA decision.
 type kpaResult struct {
-	Replicas      int
-	Stable, Panic int // the stable and panic window counts, after the rate bounds
+	// Valid is false when the count of ready replicas is unknown: nothing changes.
+	Valid    bool
+	Replicas int
+	// Stable and Panic are the stable and panic window counts, after the rate bounds
+	// and the activation scale.
+	Stable, Panic int
 	Panicking     bool
+	// ExcessBurstCapacity is Knative's excess burst capacity (see
+	// KPAConfig.TargetBurstCapacity).
+	ExcessBurstCapacity int
 }
 
 func (p *kpa) Decide(_ context.Context, in *Input) ([]Action, error) {
@@ -148,25 +228,28 @@ func (p *kpa) Decide(_ context.Context, in *Input) ([]Action, error) {
 		errs    []error
 	)
 	each(in, p.cfg.Targets, func(t TargetState) {
+		st := p.state[t.Name]
+		if st == nil {
+			st = newKPAState(in.Now, t.Replicas)
+			p.state[t.Name] = st
+		}
+		if t.Replicas < 0 {
+			return // Knative's invalid decision: the pods cannot be counted
+		}
 		stable, panicV, err := p.observe(in, t)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("target %q: %w", t.Name, err))
 			return
 		}
-		st := p.state[t.Name]
-		if st == nil {
-			st = &kpaState{}
-			p.state[t.Name] = st
-		}
-		r := st.scale(&p.cfg, in.Now, t.Replicas, stable, panicV)
+		r := st.scale(&p.cfg, p.tbc, !p.unreachable[t.Name], in.Now, t.Replicas, stable, panicV)
 		mode := "stable"
 		if r.Panicking {
 			mode = "panic"
 		}
 		actions = append(actions, Scale{
 			Target: t.Name, Replicas: r.Replicas, Panic: r.Panicking,
-			Reason: fmt.Sprintf("kpa %s: observed in total, stable %.4g → %d replicas, panic %.4g → %d; target %.4g per replica",
-				mode, stable, r.Stable, panicV, r.Panic, p.cfg.TargetValue),
+			Reason: fmt.Sprintf("kpa %s: observed in total, stable %.4g → %d replicas, panic %.4g → %d; target %.4g per replica; excess burst capacity %d",
+				mode, stable, r.Stable, panicV, r.Panic, p.cfg.TargetValue, r.ExcessBurstCapacity),
 		})
 	})
 	if err := errors.Join(errs...); err != nil {
@@ -194,46 +277,93 @@ func (p *kpa) observe(in *Input, t TargetState) (stable, panicV float64, err err
 	return stable, panicV, nil
 }
 
-// scale is Knative's Autoscaler.Scale for one target with ready replicas observing the
-// given stable and panic totals at now.
-func (st *kpaState) scale(cfg *KPAConfig, now time.Time, ready int, stable, panicV float64) kpaResult {
+// scale is Knative's autoscaler.Scale for one target with ready replicas (-1 when
+// unknown) observing the given stable and panic totals at now, followed by the
+// scale-to-zero grace. tbc is the target burst capacity.
+func (st *kpaState) scale(cfg *KPAConfig, tbc float64, reachable bool, now time.Time, ready int, stable, panicV float64) kpaResult {
+	if ready < 0 {
+		return kpaResult{}
+	}
 	readyF := math.Max(1, float64(ready))
 	maxUp := math.Ceil(cfg.MaxScaleUpRate * readyF)
-	maxDown := math.Floor(readyF / cfg.MaxScaleDownRate)
+	maxDown := 0.0
+	if reachable {
+		maxDown = math.Floor(readyF / cfg.MaxScaleDownRate)
+	}
 	target := cfg.TargetValue * cfg.TargetUtilization
 
 	dspc := math.Ceil(stable / target)
 	dppc := math.Ceil(panicV / target)
-	desiredStable := int(math.Min(math.Max(dspc, maxDown), maxUp))
-	desiredPanic := int(math.Min(math.Max(dppc, maxDown), maxUp))
+	desiredStable := clampReplicas(math.Min(math.Max(dspc, maxDown), maxUp))
+	desiredPanic := clampReplicas(math.Min(math.Max(dppc, maxDown), maxUp))
+	if a := cfg.ActivationScale; a > 1 {
+		if dspc > 0 && a > desiredStable {
+			desiredStable = a
+		}
+		if dppc > 0 && a > desiredPanic {
+			desiredPanic = a
+		}
+	}
 
 	over := dppc/readyF >= cfg.PanicThreshold
 	switch {
-	case st.panicTime.IsZero() && over:
-		st.panicTime = now // begin panicking
 	case over:
-		st.panicTime = now // extend the panic
+		st.panicTime = now // begin or extend the panic
 	case !st.panicTime.IsZero() && st.panicTime.Add(cfg.StableWindow).Before(now):
 		st.panicTime, st.maxPanicPods = time.Time{}, 0 // the surge reached the stable window
 	}
 
 	desired := desiredStable
 	if !st.panicTime.IsZero() {
+		// The larger of the two, and no scale-down while panicking.
 		desired = max(desired, desiredPanic)
-		// No scale-down while panicking.
 		st.maxPanicPods = max(st.maxPanicPods, desired)
 		desired = st.maxPanicPods
 	}
 
-	// Scale to zero only after the grace period without demand.
+	if reachable && cfg.ScaleDownDelay > 0 {
+		desired = st.delayed(cfg.ScaleDownDelay, now, desired)
+	}
+
+	ebc := -1.0
+	switch {
+	case tbc == 0:
+		ebc = 0
+	case tbc > 0:
+		ebc = math.Floor(float64(ready)*cfg.TargetValue - tbc - panicV)
+	}
+
+	// The scale-to-zero grace, a layer of its own: keep one replica until demand has
+	// been zero for the grace.
 	if stable > 0 || panicV > 0 || st.lastActive.IsZero() {
 		st.lastActive = now
 	}
-	if desired == 0 && ready > 0 && (cfg.ScaleToZeroGrace < 0 || now.Sub(st.lastActive) < cfg.ScaleToZeroGrace) {
+	if g := cfg.ScaleToZeroGrace; desired == 0 && ready > 0 && g != 0 && (g < 0 || now.Sub(st.lastActive) < g) {
 		desired = 1
 	}
 	return kpaResult{
-		Replicas: clampReplicas(float64(desired)), Stable: desiredStable, Panic: desiredPanic,
-		Panicking: !st.panicTime.IsZero(),
+		Valid: true, Replicas: desired, Stable: desiredStable, Panic: desiredPanic,
+		Panicking: !st.panicTime.IsZero(), ExcessBurstCapacity: int(math.Max(math.Min(ebc, math.MaxInt32), math.MinInt32)),
 	}
+}
+
+// delayed records n in the scale-down delay window and returns the largest count in
+// it: Knative's max.TimeWindow with buckets of KPADelayGranularity, the largest count
+// recorded in the last ceil(delay / granularity) buckets.
+func (st *kpaState) delayed(delay time.Duration, now time.Time, n int) int {
+	buckets := int(math.Ceil(float64(delay) / float64(KPADelayGranularity)))
+	index := now.Unix() / int64(KPADelayGranularity/time.Second)
+	// Drop the counts n supersedes (smaller and older), then the expired ones; the
+	// window stays in descending order of count and ascending order of bucket.
+	d := st.delay
+	for len(d) > 0 && d[len(d)-1].n <= n {
+		d = d[:len(d)-1]
+	}
+	i := 0
+	for i < len(d) && index-d[i].index >= int64(buckets) {
+		i++
+	}
+	d = append(d[i:], kpaBucket{index: index, n: n})
+	st.delay = d
+	return d[0].n
 }

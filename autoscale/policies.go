@@ -29,9 +29,11 @@ func PolicyNames() []string {
 //   - target_tracking: the Kubernetes HPA's algorithm (tolerance 0.1); the loop's
 //     default [Safety] supplies the HPA's stabilization and behaviour. Twin of
 //     [TargetTracking].
-//   - kpa: Knative's KPA (stable 60 s, panic 6 s, threshold 2.0, rates 1000 and 2,
-//     utilisation 0.7, no scale-down in panic, scale to zero after a grace period).
-//     Twin of [KPA].
+//   - kpa: Knative's KPA decider, tick for tick (stable 60 s, panic 6 s, threshold
+//     2.0, rates 1000 and 2, utilisation 0.7, no scale-down in panic, start in panic
+//     when first seen above one replica, activation scale, scale-down delay, excess
+//     burst capacity, no bound on scaling down an unreachable target), with an
+//     optional scale-to-zero grace on top. Twin of [KPA].
 //   - threshold: latency above a threshold for N consecutive ticks adds K replicas,
 //     with hysteresis and a cooldown.
 //   - schedule: pre-warm to N replicas at given times; combine with a reactive policy
@@ -57,14 +59,16 @@ func PolicyNames() []string {
 //     latency is in milliseconds in Go ([SignalP99], [SignalMean]) as in Lua (the
 //     snapshot's p99 and mean); rates are per second, concurrency in requests.
 //   - Durations are [time.Duration] fields in Go and numbers of seconds in Lua:
-//     TargetTrackingConfig.Span is span, KPAConfig.StableWindow, PanicWindow and
-//     ScaleToZeroGrace are stable_window, panic_window and scale_to_zero_grace.
+//     TargetTrackingConfig.Span is span, KPAConfig.StableWindow, PanicWindow,
+//     ScaleDownDelay and ScaleToZeroGrace are stable_window, panic_window,
+//     scale_down_delay and scale_to_zero_grace.
 //   - Where they differ, the defaults: in Go a field's zero value means the default;
 //     in Lua an absent key does, and 0 is taken as given. So Tolerance 0 is the
 //     default 0.1 in Go, while tolerance = 0 is no tolerance in Lua (in Go: a negative
-//     Tolerance); and scale_to_zero_grace = 0 asks for zero at once in Lua, where
-//     ScaleToZeroGrace 0 is Go's default of 30 s (Go has no zero grace). A negative
-//     grace never asks for zero on either side.
+//     Tolerance); and KPAConfig.TargetBurstCapacity nil is the default 211, where Go
+//     spells target_burst_capacity = 0 as a pointer to 0. A zero scale-to-zero grace
+//     is none on both sides (the decider asks for zero at once), which is also the
+//     default; a negative grace never asks for zero on either side.
 func Policies() fs.FS { return policyFiles }
 
 // PolicySource returns the Lua source of a shipped policy by name (see [PolicyNames]).

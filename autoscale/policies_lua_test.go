@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"regexp"
 	"testing"
 	"time"
 
@@ -305,4 +306,56 @@ func TestTwinsSpeakTheSameUnits(t *testing.T) {
 					3 * time.Second: {Concurrency: panicV}})}
 		})
 	})
+}
+
+// TestKPATwinsDecideAlikeWithTheDeciderSettings runs the two KPAs with every decider
+// setting on (activation scale, scale-down delay, target burst capacity, an unreachable
+// target, no grace) over two targets whose counts are sometimes unknown, and checks
+// the same actions and the same excess burst capacity in their reasons.
+func TestKPATwinsDecideAlikeWithTheDeciderSettings(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	lp := luaPolicy(t, "kpa", map[string]any{"target_value": 10, "activation_scale": 3, "scale_down_delay": 20,
+		"target_burst_capacity": 50, "unreachable": []any{"b"}, "stable_window": 30, "panic_window": 3})
+	gp, err := autoscale.KPA(autoscale.KPAConfig{TargetValue: 10, ActivationScale: 3, ScaleDownDelay: 20 * time.Second,
+		TargetBurstCapacity: new(50.0), Unreachable: []string{"b"}, StableWindow: 30 * time.Second, PanicWindow: 3 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ebc := regexp.MustCompile(`excess burst capacity (-?\d+)$`)
+	now := t0
+	replicas := map[string]int{"a": 4, "b": 4}
+	for i := range 400 {
+		now = now.Add(time.Duration(1+rng.IntN(5)) * time.Second)
+		stable := rng.Float64() * 150
+		if rng.IntN(3) == 0 {
+			stable = 0
+		}
+		panicV := stable * (0.5 + 2*rng.Float64())
+		var targets []autoscale.TargetState
+		for _, n := range []string{"a", "b"} {
+			r := replicas[n]
+			if rng.IntN(10) == 0 {
+				r = -1
+			}
+			targets = append(targets, autoscale.TargetState{Name: n, Replicas: r, Max: 1000})
+		}
+		in := &autoscale.Input{Now: now, Tick: time.Second, Targets: targets,
+			Metrics: autoscale.NewSnapshot(now, spanReader{30 * time.Second: {Concurrency: stable}, 3 * time.Second: {Concurrency: panicV}})}
+		ga, gerr := gp.Decide(context.Background(), in)
+		la, lerr := lp.Decide(context.Background(), in)
+		if gerr != nil || lerr != nil {
+			t.Fatalf("case %d: go err %v, lua err %v", i, gerr, lerr)
+		}
+		if diff := cmp.Diff(scales(ga), scales(la)); diff != "" {
+			t.Fatalf("case %d (%+v, stable %v, panic %v): go (-) vs lua (+):\n%s", i, targets, stable, panicV, diff)
+		}
+		for j := range ga {
+			g, l := ga[j].(autoscale.Scale), la[j].(autoscale.Scale)
+			gm, lm := ebc.FindStringSubmatch(g.Reason), ebc.FindStringSubmatch(l.Reason)
+			if gm == nil || lm == nil || gm[1] != lm[1] {
+				t.Fatalf("case %d: excess burst capacity: go %q, lua %q", i, g.Reason, l.Reason)
+			}
+			replicas[g.Target] = g.Replicas
+		}
+	}
 }

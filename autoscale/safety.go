@@ -207,6 +207,16 @@ func (t *target) policySteps(now time.Time, current int, out PolicyOutput, add f
 	if current < 0 && !out.Present && !fallback {
 		return -1 // nothing known, nothing asked
 	}
+	if current >= 0 && (current > t.cfg.Max || current < t.cfg.Min) {
+		// The HPA's first rule (horizontal.go, reconcileAutoscaler): a count outside
+		// the bounds goes to the bound at once, whatever the policy asks, before the
+		// tolerance, stabilization and rate limits. (The HPA leaves a target at zero
+		// with Min > 0 alone, as disabled; the loop raises it to Min.)
+		if current > t.cfg.Max {
+			return add(StepMax, desired, t.cfg.Max, "current %d above max %d: to the bound at once", current, t.cfg.Max)
+		}
+		return add(StepMin, desired, t.cfg.Min, "current %d below min %d: to the bound at once", current, t.cfg.Min)
+	}
 	if desired < t.cfg.Min {
 		desired = add(StepMin, desired, t.cfg.Min, "min %d", t.cfg.Min)
 	}

@@ -83,7 +83,9 @@ func (t Target) Validate() error {
 //  1. fallback: when the policy failed, its Scale action was invalid, or it returned
 //     [ErrMissingMetrics], hold the current count, or after Fallback.FailureThreshold
 //     consecutive failures use Fallback.Replicas (KEDA's ScaledObject fallback);
-//  2. min/max: clamp to the target's bounds;
+//  2. min/max: clamp to the target's bounds; a current count outside them goes to
+//     the bound at once and skips steps 3 to 8 (the HPA's first rule, before
+//     stabilization and rate limits);
 //  3. tolerance: ignore changes within a band around the current count;
 //  4. stabilization: up takes the minimum recommendation over the up window, down the
 //     maximum over the down window (the HPA's behaviour);

@@ -5,7 +5,8 @@
 --   desired = ceil(current * observed / target_value)   (per_replica = true: Utilization)
 --   desired = ceil(observed / target_value)             (per_replica = false: AverageValue)
 --
--- unless the usage ratio is within the tolerance of 1, when the count stays. The HPA's
+-- unless the usage ratio is within the tolerance of 1 (1 - tol <= ratio <= 1 + tol,
+-- inclusive at both ends), when the count stays. The HPA's
 -- stabilisation (300 s down) and default behaviour (up: max of 4 pods or 100% per 15 s;
 -- down: 100% per 15 s) are the loop's safety layer, whose defaults are the HPA's
 -- (autoscale.Safety). It is the Lua twin of autoscale.TargetTracking.
@@ -31,6 +32,12 @@ local tolerance = cfg.tolerance or 0.1
 local scope = cfg.scope or "route"
 local signal = cfg.signal or "concurrency"
 
+-- within is the HPA's tolerance band, inclusive at both ends (replica_calculator.go's
+-- Tolerances.isWithin): a ratio of exactly 1 + tol holds.
+local function within(ratio, tol)
+  return 1 - tol <= ratio and ratio <= 1 + tol
+end
+
 -- recommend returns the HPA's count, or nil when it cannot be computed.
 function recommend(current, observed, target, tol, per_replica)
   if not (target and target > 0) or observed ~= observed or observed < 0 then
@@ -41,14 +48,14 @@ function recommend(current, observed, target, tol, per_replica)
       return nil
     end
     local ratio = observed / target
-    if math.abs(1 - ratio) <= tol then
+    if within(ratio, tol) then
       return current
     end
     return math.ceil(ratio * current)
   end
   if current > 0 then
     local ratio = observed / (target * current)
-    if math.abs(1 - ratio) <= tol then
+    if within(ratio, tol) then
       return current
     end
   end

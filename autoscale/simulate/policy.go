@@ -138,8 +138,9 @@ func free() autoscale.Safety {
 //   - kpa: the Lua KPA (kpa.lua) with Knative's defaults: a 2 s tick (Knative's
 //     autoscaler tick), stable window 60 s, panic window 6 s, panic threshold 2.0,
 //     rates 1000 up and 2 down, target utilisation 0.7 of the replica's concurrency
-//     (Knative's container concurrency), scale to zero after 30 s when Min is 0; no
-//     safety layer beyond it (as in Knative).
+//     (Knative's container concurrency), and Knative's 30 s scale-to-zero grace
+//     period as the policy's scale_to_zero_grace (zero replicas only when Min is 0);
+//     no safety layer beyond it (as in Knative).
 //   - threshold: the seed article's rule (threshold.lua) on the p90 latency: above 60%
 //     of the SLO for 3 ticks adds 2 replicas, below 40% removes 1, 60 s cooldown;
 //     1 s tick, no further safety.
@@ -160,7 +161,7 @@ func Shipped(name string) (Policy, error) {
 	case "kpa":
 		return shippedLua(name, 2*time.Second, free(), func(e Env) map[string]any {
 			return map[string]any{"targets": []string{e.Target}, "key": e.Route, "signal": "concurrency",
-				"target_value": float64(e.Concurrency)}
+				"target_value": float64(e.Concurrency), "scale_to_zero_grace": kpaGrace.Seconds()}
 		}), nil
 	case "threshold":
 		return shippedLua(name, time.Second, free(), func(e Env) map[string]any {
@@ -191,13 +192,18 @@ func Shipped(name string) (Policy, error) {
 		return Policy{Name: name, Tick: 2 * time.Second, Safety: free(), New: func(e Env) (autoscale.Policy, func() error, error) {
 			p, err := autoscale.KPA(autoscale.KPAConfig{
 				Targets: []string{e.Target}, Source: autoscale.Source{Key: e.Route},
-				TargetValue: float64(e.Concurrency),
+				TargetValue: float64(e.Concurrency), ScaleToZeroGrace: kpaGrace,
 			})
 			return p, nil, err
 		}}, nil
 	}
 	return Policy{}, fmt.Errorf("%w: %q (known: %s)", ErrUnknownPolicy, name, strings.Join(ShippedNames(), ", "))
 }
+
+// kpaGrace is the scale-to-zero grace the simulated KPAs run with: Knative's
+// scale-to-zero-grace-period default, set explicitly since the policies' zero grace is
+// none (the decider's own behaviour).
+const kpaGrace = 30 * time.Second
 
 func shippedLua(name string, tick time.Duration, safety autoscale.Safety, cfg func(Env) map[string]any) Policy {
 	return Policy{Name: name, Tick: tick, Safety: safety, Config: cfg, New: func(e Env) (autoscale.Policy, func() error, error) {
