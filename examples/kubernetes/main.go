@@ -167,7 +167,9 @@ func runWith(ctx context.Context, args []string, out io.Writer, transport http.R
 		return err
 	}
 
-	kpa, err := autoscale.KPA(autoscale.KPAConfig{TargetValue: f.targetConcurrency, Source: autoscale.Source{Scope: metrics.ScopeRoute, Key: route}})
+	// Knative's 30 s grace before a scale to zero (the decider itself has none).
+	kpa, err := autoscale.KPA(autoscale.KPAConfig{TargetValue: f.targetConcurrency, ScaleToZeroGrace: 30 * time.Second,
+		Source: autoscale.Source{Scope: metrics.ScopeRoute, Key: route}})
 	if err != nil {
 		return err
 	}
