@@ -18,6 +18,12 @@ func (w *Window) HistogramAt(now time.Time, span time.Duration, h *Histogram) {
 	if span > 0 {
 		k = min(max((int64(span)+w.width-1)/w.width, 1), w.n)
 	}
+	if w.c != nil {
+		var ch compactHist
+		w.c.gather(n-k, n, &ch)
+		ch.addTo(h)
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	if k == w.n && w.n >= 3 {

@@ -64,6 +64,26 @@ type WindowConfig struct {
 	Width time.Duration
 	// Buckets is the number of buckets. Zero means 60; at most [MaxBuckets].
 	Buckets int
+	// Compact selects the compact layout, for scopes with many keys (tenants, models):
+	// about 7 KiB for a busy window of the default shape, where the default layout
+	// takes about 100 KiB. Each bucket keeps all its counters, so counts, rates,
+	// errors, bytes, user values and concurrency are as exact as in the default
+	// layout; latencies go into coarser histograms, shared by HistogramBuckets
+	// consecutive buckets, with 10 sub-buckets an octave instead of 32. Quantiles and
+	// the mean are then within [CompactRelativeError] (4.4%) instead of
+	// [HistogramRelativeError] (1.6%), and they, and the maximum latency, cover every
+	// group of HistogramBuckets buckets the span overlaps: up to HistogramBuckets − 1
+	// buckets more than the span, the oldest part, so a latency leaves the window up to
+	// that much later. The package doc says when to use it.
+	Compact bool
+	// HistogramBuckets is, in a compact window, how many consecutive buckets share a
+	// latency histogram: the resolution in time of its latency statistics. Zero means a
+	// quarter of Buckets rounded up (15 s for the default shape), at most MaxWidth /
+	// Width. It must be at most Buckets, and Width × HistogramBuckets at most
+	// [MaxWidth] (a histogram's counters have 32 bits, as a bucket's counts do). A
+	// histogram slot costs 40 bytes per octave of latency it sees, and a window has
+	// ceil(Buckets / HistogramBuckets) + 1 of them. Zero without Compact.
+	HistogramBuckets int
 }
 
 // Defaults of [WindowConfig].
@@ -94,6 +114,9 @@ func (c WindowConfig) withDefaults() WindowConfig {
 	if c.Buckets == 0 {
 		c.Buckets = DefaultBuckets
 	}
+	if c.Compact && c.HistogramBuckets == 0 && c.Width > 0 && c.Buckets > 0 {
+		c.HistogramBuckets = defaultHistogramBuckets(c)
+	}
 	return c
 }
 
@@ -106,6 +129,15 @@ func (c WindowConfig) Validate() error {
 	}
 	if c.Buckets < 1 || c.Buckets > MaxBuckets {
 		errs = append(errs, fmt.Errorf("%w: window buckets %d out of [1, %d]", ErrInvalidConfig, c.Buckets, MaxBuckets))
+	}
+	switch g := c.HistogramBuckets; {
+	case !c.Compact && g != 0:
+		errs = append(errs, fmt.Errorf("%w: histogram buckets %d without a compact window", ErrInvalidConfig, g))
+	case !c.Compact:
+	case g < 1 || g > c.Buckets:
+		errs = append(errs, fmt.Errorf("%w: histogram buckets %d out of [1, %d]", ErrInvalidConfig, g, c.Buckets))
+	case c.Width > 0 && time.Duration(g) > MaxWidth/c.Width:
+		errs = append(errs, fmt.Errorf("%w: histogram buckets %d of %v span more than %v", ErrInvalidConfig, g, c.Width, MaxWidth))
 	}
 	return errors.Join(errs...)
 }
@@ -218,9 +250,13 @@ type Window struct {
 
 	lateWrites atomic.Uint64 // see sealed
 
+	// c holds a compact window's buckets and histograms (nil: the default layout,
+	// whose buckets are in ring).
+	c *compactRing
+
 	mu      sync.Mutex // readers only
 	cache   *readCache
-	scratch walkHist
+	scratch *walkHist // made by the first read that walks the ring
 }
 
 // NewWindow returns a window shaped by cfg that reads time from clock (nil means a new
@@ -248,7 +284,11 @@ func newWindow(scope Scope, key string, cfg WindowConfig, clock Clock) *Window {
 		ringLen: ringLen,
 		mask:    ringLen - 1,
 		created: clock.Now().UnixNano(),
-		ring:    make([]atomic.Pointer[bucket], ringLen),
+	}
+	if cfg.Compact {
+		w.c = newCompactRing(cfg, ringLen)
+	} else {
+		w.ring = make([]atomic.Pointer[bucket], ringLen)
 	}
 	w.sealed.Store(-1)
 	return w
@@ -262,7 +302,11 @@ func (w *Window) Key() string { return w.key }
 
 // Config returns the window's shape.
 func (w *Window) Config() WindowConfig {
-	return WindowConfig{Width: time.Duration(w.width), Buckets: int(w.n)}
+	c := WindowConfig{Width: time.Duration(w.width), Buckets: int(w.n)}
+	if w.c != nil {
+		c.Compact, c.HistogramBuckets = true, int(w.c.g)
+	}
+	return c
 }
 
 // Clock returns the clock the window reads when no time is given.
@@ -342,6 +386,10 @@ func (w *Window) Record(o Observation) { w.RecordAt(w.clock.Now(), o) }
 
 // RecordAt adds o at time t, without in-flight accounting.
 func (w *Window) RecordAt(t time.Time, o Observation) {
+	if w.c != nil {
+		w.c.recordAt(w, t.UnixNano(), o)
+		return
+	}
 	n := w.epochAt(t.UnixNano())
 	b := w.bucketAt(n)
 	if b == nil {
@@ -398,6 +446,10 @@ func (w *Window) Start() { w.StartAt(w.clock.Now()) }
 // StartAt counts one more request in flight from time t.
 func (w *Window) StartAt(t time.Time) {
 	ns := t.UnixNano()
+	if w.c != nil {
+		w.c.startAt(w, ns)
+		return
+	}
 	n := w.epochAt(ns)
 	b := w.bucketAt(n)
 	v := w.inFlight.Add(1)
@@ -417,6 +469,10 @@ func (w *Window) Done(o Observation) { w.DoneAt(w.clock.Now(), o) }
 // DoneAt ends a request begun with [Window.StartAt] at time t and records o.
 func (w *Window) DoneAt(t time.Time, o Observation) {
 	ns := t.UnixNano()
+	if w.c != nil {
+		w.c.doneAt(w, ns, o)
+		return
+	}
 	n := w.epochAt(ns)
 	b := w.bucketAt(n)
 	w.inFlight.Add(-1)
@@ -502,11 +558,20 @@ func (w *Window) snapshot(now time.Time, span time.Duration, cached bool) Snapsh
 	var s Snapshot
 	s.Span = time.Duration(dur)
 	s.InFlight = w.inFlight.Load()
+	if w.c != nil {
+		area := w.c.snapshot(w, n-k, n, elapsed, &s)
+		s.MaxInFlight = max(s.MaxInFlight, s.InFlight)
+		rates(&s, dur, area)
+		return s
+	}
 	var t totals
 	var area int64
 	w.mu.Lock()
 	if k != w.n || !cached || !w.wholeLocked(n, elapsed, s.InFlight, &t, &area, &s) {
-		h := &w.scratch
+		if w.scratch == nil {
+			w.scratch = new(walkHist)
+		}
+		h := w.scratch
 		h.reset()
 		for m := n - k; m <= n; m++ {
 			if b := w.bucketFor(m); b != nil {
@@ -522,6 +587,13 @@ func (w *Window) snapshot(now time.Time, span time.Duration, cached bool) Snapsh
 	s.Count, s.Errors, s.Canceled, s.Rejected = t.count, t.errors, t.canceled, t.rejected
 	s.Bytes, s.Value, s.Max = t.bytes, t.value, time.Duration(t.maxLat)
 	s.MaxInFlight = max(t.maxInFlight, s.InFlight)
+	rates(&s, dur, area)
+	return s
+}
+
+// rates fills s's rates from its counts, the span's dur nanoseconds and the integral
+// of requests in flight over it.
+func rates(s *Snapshot, dur, area int64) {
 	if dur > 0 {
 		s.Rate = float64(s.Count) / (float64(dur) / float64(time.Second))
 		s.Concurrency = float64(area) / float64(dur)
@@ -529,7 +601,6 @@ func (w *Window) snapshot(now time.Time, span time.Duration, cached bool) Snapsh
 	if served := s.Count - s.Rejected; served > 0 {
 		s.ErrorRate = float64(s.Errors) / float64(served)
 	}
-	return s
 }
 
 // wholeLocked fills t, area and s's latency statistics for a whole-window read from the
@@ -596,13 +667,12 @@ func (w *Window) area(n, lo, elapsed, inFlightNow int64) (total, cur int64) {
 		if m == n {
 			length = elapsed
 		}
-		b := w.bucketFor(m)
-		if b == nil {
+		f, ba, ok := w.flightAt(m)
+		if !ok {
 			total += cur * length
 			continue
 		}
-		f := b.inFlight0.Load()
-		a := f*length + b.area.Load()
+		a := f*length + ba
 		if m == n {
 			// Starts and ends so far were counted up to the bucket's end; take back
 			// the part after now.
@@ -612,6 +682,21 @@ func (w *Window) area(n, lo, elapsed, inFlightNow int64) (total, cur int64) {
 		cur = f
 	}
 	return total, cur
+}
+
+// flightAt returns the requests in flight when epoch m's bucket began and its area,
+// or false when no bucket holds m.
+func (w *Window) flightAt(m int64) (f, area int64, ok bool) {
+	if w.c != nil {
+		if b := w.c.bucketFor(w, m); b != nil {
+			return b.inFlight0.Load(), b.area.Load(), true
+		}
+		return 0, 0, false
+	}
+	if b := w.bucketFor(m); b != nil {
+		return b.inFlight0.Load(), b.area.Load(), true
+	}
+	return 0, 0, false
 }
 
 // latency fills s's mean and quantiles from the sum of base and live (nil: none),
