@@ -9,8 +9,9 @@ import (
 )
 
 // A compact window ([WindowConfig.Compact]) keeps each bucket's counters as a default
-// window does, in one flat ring allocated with the window, and its latencies in
-// histograms that are coarser in value and in time:
+// window does, in a ring of one-line buckets allocated four at a time (so that a key
+// seen once costs one chunk, not the ring), and its latencies in histograms that are
+// coarser in value and in time:
 //
 //   - in value, an octave has compactSubs sub-buckets instead of 32, each a run of two to
 //     five of the full histogram's sub-buckets (narrower at the bottom of the octave,
@@ -49,11 +50,16 @@ type compactRing struct {
 	h int64 // histogram slots: enough for a whole-window read, ceil(Buckets/g)+1
 	// head is the newest group a writer claimed << compactGroupBits | its slot, so that
 	// a write in it finds its slot without a division.
-	head    atomic.Uint64
-	buckets []cbucket // the window's ring
-	groups  []cgroup  // h slots
-	pages   [numPages]atomic.Pointer[cpage]
+	head   atomic.Uint64
+	chunks []atomic.Pointer[cchunk] // the window's ring, chunkLen buckets a chunk
+	groups []cgroup                 // h slots
+	pages  [numPages]atomic.Pointer[cpage]
 }
+
+// chunkLen is how many buckets a chunk of a compact window's ring holds.
+const chunkLen = 4
+
+type cchunk [chunkLen]cbucket
 
 // cbucket is a compact window's bucket: the counters of a default bucket, without the
 // latency histogram and maximum, which its group holds. Eight words, one cache line.
@@ -86,15 +92,11 @@ func defaultHistogramBuckets(c WindowConfig) int {
 	return max(1, min((c.Buckets+3)/4, int(MaxWidth/c.Width)))
 }
 
-func newCompactRing(cfg WindowConfig, ringLen int64) *compactRing {
-	g := int64(cfg.HistogramBuckets)
-	h := (int64(cfg.Buckets)+g-1)/g + 1
-	return &compactRing{
-		g:       g,
-		h:       h,
-		buckets: make([]cbucket, ringLen),
-		groups:  make([]cgroup, h),
-	}
+func (c *compactRing) init(cfg WindowConfig, ringLen int64) {
+	c.g = int64(cfg.HistogramBuckets)
+	c.h = (int64(cfg.Buckets)+c.g-1)/c.g + 1
+	c.chunks = make([]atomic.Pointer[cchunk], (ringLen+chunkLen-1)/chunkLen)
+	c.groups = make([]cgroup, c.h)
 }
 
 // group returns the slot of epoch n's group, claiming it if needed, or -1 when the
@@ -140,7 +142,15 @@ func (c *compactRing) group(n int64) int {
 
 // bucketAt is Window.bucketAt for a compact window.
 func (c *compactRing) bucketAt(w *Window, n int64) *cbucket {
-	b := &c.buckets[n&w.mask]
+	i := uint64(n & w.mask)
+	ch := c.chunks[i/chunkLen].Load()
+	if ch == nil {
+		ch = new(cchunk)
+		if !c.chunks[i/chunkLen].CompareAndSwap(nil, ch) {
+			ch = c.chunks[i/chunkLen].Load()
+		}
+	}
+	b := &ch[i%chunkLen]
 	want := uint64(n) + 1
 	for {
 		e := b.epoch.Load()
@@ -174,7 +184,12 @@ func (c *compactRing) bucketFor(w *Window, n int64) *cbucket {
 	if n < 0 {
 		return nil
 	}
-	b := &c.buckets[n&w.mask]
+	i := uint64(n & w.mask)
+	ch := c.chunks[i/chunkLen].Load()
+	if ch == nil {
+		return nil
+	}
+	b := &ch[i%chunkLen]
 	if b.epoch.Load() != uint64(n)+1 {
 		return nil
 	}

@@ -275,21 +275,22 @@ func newWindow(scope Scope, key string, cfg WindowConfig, clock Clock) *Window {
 	cfg = cfg.withDefaults()
 	n := int64(cfg.Buckets)
 	ringLen := int64(1) << bits.Len64(uint64(n+ringSlack-1))
-	w := &Window{
-		scope:   scope,
-		key:     key,
-		clock:   clock,
-		width:   int64(cfg.Width),
-		n:       n,
-		ringLen: ringLen,
-		mask:    ringLen - 1,
-		created: clock.Now().UnixNano(),
-	}
+	var w *Window
 	if cfg.Compact {
-		w.c = newCompactRing(cfg, ringLen)
+		// One allocation for both, as a flood of new keys makes many.
+		cw := new(struct {
+			Window
+			c compactRing
+		})
+		w = &cw.Window
+		w.c = &cw.c
+		w.c.init(cfg, ringLen)
 	} else {
-		w.ring = make([]atomic.Pointer[bucket], ringLen)
+		w = &Window{ring: make([]atomic.Pointer[bucket], ringLen)}
 	}
+	w.scope, w.key, w.clock = scope, key, clock
+	w.width, w.n, w.ringLen, w.mask = int64(cfg.Width), n, ringLen, ringLen-1
+	w.created = clock.Now().UnixNano()
 	w.sealed.Store(-1)
 	return w
 }

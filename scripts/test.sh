@@ -41,9 +41,11 @@ go test -race -count=1 -timeout 30m ./...
 # The race detector slows work about tenfold, so a few tests do less under -race: the
 # middleware's million-tenant test sends 100,000 tenants, and the simulator's comparison
 # table runs two scenarios at a tenth of the traffic and skips its staleness check, and
-# the LLM gateway's allocation count is loose (sync.Pool drops items under -race). Here
-# they run in full.
+# the LLM gateway's allocation count is loose (sync.Pool drops items under -race), and
+# the compact windows' memory tests fill 2,000 busy tenants instead of 100,000 and send
+# 200,000 distinct keys instead of 10,000,000. Here they run in full.
 echo "== go test (full-size tests, without -race)"
 go test -count=1 -run 'TestMillionTenants' ./middleware
 go test -count=1 -run 'TestGatewayRecyclesExchanges' ./middleware/llm
 go test -count=1 -run 'TestComparisonTable' ./autoscale/simulate
+go test -count=1 -run 'TestCompactMemory|TestCompactDistinctKeysBounded' ./metrics
