@@ -10,7 +10,9 @@ import (
 
 // HistogramAt adds to h the latency histogram of the span of the window ending at now:
 // the observations [Window.SnapshotAt] reads its mean and quantiles from, over the same
-// buckets, and their exact maximum. With [Histogram.AppendBinary] it is how a window's
+// buckets, and their exact maximum (a compact window's histograms, each sub-bucket
+// added into the full sub-bucket whose midpoint it reports, so the result reads as the
+// snapshot does). With [Histogram.AppendBinary] it is how a window's
 // latencies travel to another process to be merged there (package metrics/redisshare).
 func (w *Window) HistogramAt(now time.Time, span time.Duration, h *Histogram) {
 	n := w.epochOf(now.UnixNano())

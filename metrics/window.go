@@ -65,10 +65,10 @@ type WindowConfig struct {
 	// Buckets is the number of buckets. Zero means 60; at most [MaxBuckets].
 	Buckets int
 	// Compact selects the compact layout, for scopes with many keys (tenants, models):
-	// about 7 KiB for a busy window of the default shape, where the default layout
-	// takes about 100 KiB. Each bucket keeps all its counters, so counts, rates,
-	// errors, bytes, user values and concurrency are as exact as in the default
-	// layout; latencies go into coarser histograms, shared by HistogramBuckets
+	// about 7.5 KB for a busy window of the default shape, where the default layout
+	// takes about 115 KB (TestCompactMemory). Each bucket keeps all its counters, so
+	// counts, rates, errors, bytes, user values and concurrency are as exact as in the
+	// default layout; latencies go into coarser histograms, shared by HistogramBuckets
 	// consecutive buckets, with 10 sub-buckets an octave instead of 32. Quantiles and
 	// the mean are then within [CompactRelativeError] (4.4%) instead of
 	// [HistogramRelativeError] (1.6%), and they, and the maximum latency, cover every
@@ -221,7 +221,8 @@ func (b *bucket) page(p int) *atomicPage {
 // length after its time is dropped and counted by [Window.Late].
 //
 // Reads ([Window.Snapshot]) lock a mutex that only readers take, so they never delay
-// writers. A Window is safe for concurrent use.
+// writers; reads of a compact window ([WindowConfig.Compact]) take no lock. A Window is
+// safe for concurrent use.
 type Window struct {
 	scope   Scope
 	key     string
@@ -230,8 +231,10 @@ type Window struct {
 	n       int64 // buckets in the window
 	ringLen int64 // a power of two, at least n + ringSlack
 	mask    int64 // ringLen - 1
-	created int64 // ns
-	ring    []atomic.Pointer[bucket]
+	// c holds a compact window's buckets and histograms (nil: the default layout,
+	// whose buckets are in ring). Every write reads it, so it sits beside ring.
+	c    *compactRing
+	ring []atomic.Pointer[bucket]
 	// sealed is the newest epoch a reader's running totals hold (see readCache); a
 	// write to a bucket at or before it counts in lateWrites, which makes the next
 	// whole-window read rebuild its totals. It sits beside ring, on the cache line
@@ -250,9 +253,7 @@ type Window struct {
 
 	lateWrites atomic.Uint64 // see sealed
 
-	// c holds a compact window's buckets and histograms (nil: the default layout,
-	// whose buckets are in ring).
-	c *compactRing
+	created int64 // ns
 
 	mu      sync.Mutex // readers only
 	cache   *readCache
@@ -496,7 +497,9 @@ func (w *Window) Late() uint64 { return w.late.Load() }
 
 // Snapshot is an immutable summary of a window over a span of time. Quantiles and the
 // mean come from the log-linear histogram and are within [HistogramRelativeError] of the
-// exact figures; Max is exact.
+// exact figures; Max is exact. In a compact window ([WindowConfig.Compact]) they are
+// within [CompactRelativeError] and, with Max, cover the span rounded out to whole
+// histograms.
 type Snapshot struct {
 	// Span is the time the figures cover: the span asked for, or less when the window
 	// is younger than that.
