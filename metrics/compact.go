@@ -92,11 +92,41 @@ func defaultHistogramBuckets(c WindowConfig) int {
 	return max(1, min((c.Buckets+3)/4, int(MaxWidth/c.Width)))
 }
 
-func (c *compactRing) init(cfg WindowConfig, ringLen int64) {
+// compactInline is room, in a compact window's own allocation, for the chunk pointers
+// and histogram slots of a window of the default shape (64 ring slots, 5 slots), so
+// that a new key makes three allocations fewer; larger windows make their own.
+type compactInline struct {
+	chunks [64 / chunkLen]atomic.Pointer[cchunk]
+	groups [5]cgroup
+}
+
+func (c *compactRing) init(cfg WindowConfig, ringLen int64, in *compactInline) {
 	c.g = int64(cfg.HistogramBuckets)
 	c.h = (int64(cfg.Buckets)+c.g-1)/c.g + 1
-	c.chunks = make([]atomic.Pointer[cchunk], (ringLen+chunkLen-1)/chunkLen)
-	c.groups = make([]cgroup, c.h)
+	if nc := (ringLen + chunkLen - 1) / chunkLen; nc <= int64(len(in.chunks)) {
+		c.chunks = in.chunks[:nc]
+	} else {
+		c.chunks = make([]atomic.Pointer[cchunk], nc)
+	}
+	if c.h <= int64(len(in.groups)) {
+		c.groups = in.groups[:c.h]
+	} else {
+		c.groups = make([]cgroup, c.h)
+	}
+}
+
+// newPage returns an empty page; for five slots, the default shape's, in one
+// allocation with its counters.
+func (c *compactRing) newPage() *cpage {
+	if c.h == 5 {
+		pg := new(struct {
+			cpage
+			a [5 * compactSubs]atomic.Uint32
+		})
+		pg.c = pg.a[:]
+		return &pg.cpage
+	}
+	return &cpage{c: make([]atomic.Uint32, c.h*compactSubs)}
 }
 
 // group returns the slot of epoch n's group, claiming it if needed, or -1 when the
@@ -210,7 +240,7 @@ func (c *compactRing) page(p int) *cpage {
 	if pg := c.pages[p].Load(); pg != nil {
 		return pg
 	}
-	pg := &cpage{c: make([]atomic.Uint32, c.h*compactSubs)}
+	pg := c.newPage()
 	if c.pages[p].CompareAndSwap(nil, pg) {
 		return pg
 	}

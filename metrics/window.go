@@ -278,14 +278,16 @@ func newWindow(scope Scope, key string, cfg WindowConfig, clock Clock) *Window {
 	ringLen := int64(1) << bits.Len64(uint64(n+ringSlack-1))
 	var w *Window
 	if cfg.Compact {
-		// One allocation for both, as a flood of new keys makes many.
+		// One allocation for the window and its compact ring, as a flood of new keys
+		// makes many (see compactInline).
 		cw := new(struct {
 			Window
 			c compactRing
+			compactInline
 		})
 		w = &cw.Window
 		w.c = &cw.c
-		w.c.init(cfg, ringLen)
+		w.c.init(cfg, ringLen, &cw.compactInline)
 	} else {
 		w = &Window{ring: make([]atomic.Pointer[bucket], ringLen)}
 	}
