@@ -38,7 +38,7 @@
 // A compact window ([WindowConfig.Compact]) keeps every counter of every bucket in 64
 // bytes and its latencies in five coarse histograms of 40 bytes per octave, each shared
 // by a quarter of the window's buckets: a busy window of the default shape holds about
-// 7.5 KB in a registry, so 100,000 busy tenants take about 710 MiB (TestCompactMemory
+// 7.3 KB in a registry, so 100,000 busy tenants take about 700 MiB (TestCompactMemory
 // measures both). What it gives up is in its latency statistics only: quantiles and
 // the mean are within [CompactRelativeError] (4.4%) instead of [HistogramRelativeError]
 // (1.6%), and they and the maximum cover every whole histogram the span overlaps, so

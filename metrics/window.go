@@ -65,7 +65,7 @@ type WindowConfig struct {
 	// Buckets is the number of buckets. Zero means 60; at most [MaxBuckets].
 	Buckets int
 	// Compact selects the compact layout, for scopes with many keys (tenants, models):
-	// about 7.5 KB for a busy window of the default shape, where the default layout
+	// about 7.3 KB for a busy window of the default shape, where the default layout
 	// takes about 115 KB (TestCompactMemory). Each bucket keeps all its counters, so
 	// counts, rates, errors, bytes, user values and concurrency are as exact as in the
 	// default layout; latencies go into coarser histograms, shared by HistogramBuckets
