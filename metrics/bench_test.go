@@ -210,3 +210,53 @@ func BenchmarkSnapshot1000Windows(b *testing.B) {
 		perWindow(b)
 	})
 }
+
+// BenchmarkRecordAtCompact is BenchmarkRecordAt for a compact window.
+func BenchmarkRecordAtCompact(b *testing.B) {
+	w, clk := newTestWindow(b, WindowConfig{Compact: true})
+	now := clk.Now()
+	o := Observation{Latency: 12 * time.Millisecond}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.RecordAt(now, o)
+	}
+}
+
+// BenchmarkStartDoneCompact is BenchmarkStartDone for a compact window.
+func BenchmarkStartDoneCompact(b *testing.B) {
+	w, clk := newTestWindow(b, WindowConfig{Compact: true})
+	now := clk.Now()
+	o := Observation{Latency: 12 * time.Millisecond, Bytes: 512}
+	b.ReportAllocs()
+	for b.Loop() {
+		w.StartAt(now)
+		w.DoneAt(now, o)
+	}
+}
+
+// BenchmarkSnapshotCompact reads a whole compact window, filled as fillWindow fills a
+// default one, once per bucket as a loop ticking every second does: it walks the
+// window's buckets and its five histograms.
+func BenchmarkSnapshotCompact(b *testing.B) {
+	w, clk := newTestWindow(b, WindowConfig{Compact: true})
+	at := clk.Now()
+	rec := func() {
+		for i := range 200 {
+			w.RecordAt(at, Observation{Latency: time.Duration(1+i*i) * 50 * time.Microsecond})
+		}
+	}
+	for s := range 60 {
+		rec()
+		if s < 59 {
+			at = clk.Advance(time.Second)
+		}
+	}
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		at = at.Add(time.Second)
+		rec()
+		b.StartTimer()
+		w.SnapshotAt(at, 0)
+	}
+}

@@ -10,13 +10,21 @@ import (
 
 // HistogramAt adds to h the latency histogram of the span of the window ending at now:
 // the observations [Window.SnapshotAt] reads its mean and quantiles from, over the same
-// buckets, and their exact maximum. With [Histogram.AppendBinary] it is how a window's
+// buckets, and their exact maximum (a compact window's histograms, each sub-bucket
+// added into the full sub-bucket whose midpoint it reports, so the result reads as the
+// snapshot does). With [Histogram.AppendBinary] it is how a window's
 // latencies travel to another process to be merged there (package metrics/redisshare).
 func (w *Window) HistogramAt(now time.Time, span time.Duration, h *Histogram) {
 	n := w.epochOf(now.UnixNano())
 	k := w.n
 	if span > 0 {
 		k = min(max((int64(span)+w.width-1)/w.width, 1), w.n)
+	}
+	if w.c != nil {
+		var ch compactHist
+		w.c.gather(n-k, n, &ch)
+		ch.addTo(h)
+		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()

@@ -64,6 +64,26 @@ type WindowConfig struct {
 	Width time.Duration
 	// Buckets is the number of buckets. Zero means 60; at most [MaxBuckets].
 	Buckets int
+	// Compact selects the compact layout, for scopes with many keys (tenants, models):
+	// about 7.3 KB for a busy window of the default shape, where the default layout
+	// takes about 115 KB (TestCompactMemory). Each bucket keeps all its counters, so
+	// counts, rates, errors, bytes, user values and concurrency are as exact as in the
+	// default layout; latencies go into coarser histograms, shared by HistogramBuckets
+	// consecutive buckets, with 10 sub-buckets an octave instead of 32. Quantiles and
+	// the mean are then within [CompactRelativeError] (4.4%) instead of
+	// [HistogramRelativeError] (1.6%), and they, and the maximum latency, cover every
+	// group of HistogramBuckets buckets the span overlaps: up to HistogramBuckets − 1
+	// buckets more than the span, the oldest part, so a latency leaves the window up to
+	// that much later. The package doc says when to use it.
+	Compact bool
+	// HistogramBuckets is, in a compact window, how many consecutive buckets share a
+	// latency histogram: the resolution in time of its latency statistics. Zero means a
+	// quarter of Buckets rounded up (15 s for the default shape), at most MaxWidth /
+	// Width. It must be at most Buckets, and Width × HistogramBuckets at most
+	// [MaxWidth] (a histogram's counters have 32 bits, as a bucket's counts do). A
+	// histogram slot costs 40 bytes per octave of latency it sees, and a window has
+	// ceil(Buckets / HistogramBuckets) + 1 of them. Zero without Compact.
+	HistogramBuckets int
 }
 
 // Defaults of [WindowConfig].
@@ -94,6 +114,9 @@ func (c WindowConfig) withDefaults() WindowConfig {
 	if c.Buckets == 0 {
 		c.Buckets = DefaultBuckets
 	}
+	if c.Compact && c.HistogramBuckets == 0 && c.Width > 0 && c.Buckets > 0 {
+		c.HistogramBuckets = defaultHistogramBuckets(c)
+	}
 	return c
 }
 
@@ -106,6 +129,15 @@ func (c WindowConfig) Validate() error {
 	}
 	if c.Buckets < 1 || c.Buckets > MaxBuckets {
 		errs = append(errs, fmt.Errorf("%w: window buckets %d out of [1, %d]", ErrInvalidConfig, c.Buckets, MaxBuckets))
+	}
+	switch g := c.HistogramBuckets; {
+	case !c.Compact && g != 0:
+		errs = append(errs, fmt.Errorf("%w: histogram buckets %d without a compact window", ErrInvalidConfig, g))
+	case !c.Compact:
+	case g < 1 || g > c.Buckets:
+		errs = append(errs, fmt.Errorf("%w: histogram buckets %d out of [1, %d]", ErrInvalidConfig, g, c.Buckets))
+	case c.Width > 0 && time.Duration(g) > MaxWidth/c.Width:
+		errs = append(errs, fmt.Errorf("%w: histogram buckets %d of %v span more than %v", ErrInvalidConfig, g, c.Width, MaxWidth))
 	}
 	return errors.Join(errs...)
 }
@@ -189,7 +221,8 @@ func (b *bucket) page(p int) *atomicPage {
 // length after its time is dropped and counted by [Window.Late].
 //
 // Reads ([Window.Snapshot]) lock a mutex that only readers take, so they never delay
-// writers. A Window is safe for concurrent use.
+// writers; reads of a compact window ([WindowConfig.Compact]) take no lock. A Window is
+// safe for concurrent use.
 type Window struct {
 	scope   Scope
 	key     string
@@ -198,8 +231,10 @@ type Window struct {
 	n       int64 // buckets in the window
 	ringLen int64 // a power of two, at least n + ringSlack
 	mask    int64 // ringLen - 1
-	created int64 // ns
-	ring    []atomic.Pointer[bucket]
+	// c holds a compact window's buckets and histograms (nil: the default layout,
+	// whose buckets are in ring). Every write reads it, so it sits beside ring.
+	c    *compactRing
+	ring []atomic.Pointer[bucket]
 	// sealed is the newest epoch a reader's running totals hold (see readCache); a
 	// write to a bucket at or before it counts in lateWrites, which makes the next
 	// whole-window read rebuild its totals. It sits beside ring, on the cache line
@@ -218,9 +253,11 @@ type Window struct {
 
 	lateWrites atomic.Uint64 // see sealed
 
+	created int64 // ns
+
 	mu      sync.Mutex // readers only
 	cache   *readCache
-	scratch walkHist
+	scratch *walkHist // made by the first read that walks the ring
 }
 
 // NewWindow returns a window shaped by cfg that reads time from clock (nil means a new
@@ -239,17 +276,24 @@ func newWindow(scope Scope, key string, cfg WindowConfig, clock Clock) *Window {
 	cfg = cfg.withDefaults()
 	n := int64(cfg.Buckets)
 	ringLen := int64(1) << bits.Len64(uint64(n+ringSlack-1))
-	w := &Window{
-		scope:   scope,
-		key:     key,
-		clock:   clock,
-		width:   int64(cfg.Width),
-		n:       n,
-		ringLen: ringLen,
-		mask:    ringLen - 1,
-		created: clock.Now().UnixNano(),
-		ring:    make([]atomic.Pointer[bucket], ringLen),
+	var w *Window
+	if cfg.Compact {
+		// One allocation for the window and its compact ring, as a flood of new keys
+		// makes many (see compactInline).
+		cw := new(struct {
+			Window
+			c compactRing
+			compactInline
+		})
+		w = &cw.Window
+		w.c = &cw.c
+		w.c.init(cfg, ringLen, &cw.compactInline)
+	} else {
+		w = &Window{ring: make([]atomic.Pointer[bucket], ringLen)}
 	}
+	w.scope, w.key, w.clock = scope, key, clock
+	w.width, w.n, w.ringLen, w.mask = int64(cfg.Width), n, ringLen, ringLen-1
+	w.created = clock.Now().UnixNano()
 	w.sealed.Store(-1)
 	return w
 }
@@ -262,7 +306,11 @@ func (w *Window) Key() string { return w.key }
 
 // Config returns the window's shape.
 func (w *Window) Config() WindowConfig {
-	return WindowConfig{Width: time.Duration(w.width), Buckets: int(w.n)}
+	c := WindowConfig{Width: time.Duration(w.width), Buckets: int(w.n)}
+	if w.c != nil {
+		c.Compact, c.HistogramBuckets = true, int(w.c.g)
+	}
+	return c
 }
 
 // Clock returns the clock the window reads when no time is given.
@@ -342,6 +390,10 @@ func (w *Window) Record(o Observation) { w.RecordAt(w.clock.Now(), o) }
 
 // RecordAt adds o at time t, without in-flight accounting.
 func (w *Window) RecordAt(t time.Time, o Observation) {
+	if w.c != nil {
+		w.c.recordAt(w, t.UnixNano(), o)
+		return
+	}
 	n := w.epochAt(t.UnixNano())
 	b := w.bucketAt(n)
 	if b == nil {
@@ -398,6 +450,10 @@ func (w *Window) Start() { w.StartAt(w.clock.Now()) }
 // StartAt counts one more request in flight from time t.
 func (w *Window) StartAt(t time.Time) {
 	ns := t.UnixNano()
+	if w.c != nil {
+		w.c.startAt(w, ns)
+		return
+	}
 	n := w.epochAt(ns)
 	b := w.bucketAt(n)
 	v := w.inFlight.Add(1)
@@ -417,6 +473,10 @@ func (w *Window) Done(o Observation) { w.DoneAt(w.clock.Now(), o) }
 // DoneAt ends a request begun with [Window.StartAt] at time t and records o.
 func (w *Window) DoneAt(t time.Time, o Observation) {
 	ns := t.UnixNano()
+	if w.c != nil {
+		w.c.doneAt(w, ns, o)
+		return
+	}
 	n := w.epochAt(ns)
 	b := w.bucketAt(n)
 	w.inFlight.Add(-1)
@@ -436,242 +496,6 @@ func (w *Window) InFlight() int64 { return w.inFlight.Load() }
 // ring's length after their time: the window's length plus at least four buckets,
 // rounded up to a power of two (64 buckets for the default 60).
 func (w *Window) Late() uint64 { return w.late.Load() }
-
-// Snapshot is an immutable summary of a window over a span of time. Quantiles and the
-// mean come from the log-linear histogram and are within [HistogramRelativeError] of the
-// exact figures; Max is exact.
-type Snapshot struct {
-	// Span is the time the figures cover: the span asked for, or less when the window
-	// is younger than that.
-	Span time.Duration
-	// Count is the number of requests that ended in the span; Errors, Canceled and
-	// Rejected are those among them with [OutcomeError], [OutcomeCanceled] and
-	// [OutcomeRejected].
-	Count, Errors, Canceled, Rejected uint64
-	// Rate is Count per second of Span: the rate of demand, rejected requests included.
-	Rate float64
-	// ErrorRate is Errors over the requests not rejected, or 0 without any.
-	ErrorRate float64
-	// Latency statistics of the requests that ended in the span, rejected ones excepted.
-	Mean, P50, P90, P99, Max time.Duration
-	// Bytes is the sum of the observations' bytes.
-	Bytes uint64
-	// Value is the sum of the observations' user values.
-	Value float64
-	// InFlight is the number of requests in flight now.
-	InFlight int64
-	// MaxInFlight is the largest number of requests in flight at once in the span.
-	MaxInFlight int64
-	// Concurrency is the time-weighted average of requests in flight over the span: the
-	// quantity Knative's autoscaler scales on.
-	Concurrency float64
-}
-
-// Snapshot summarizes the last span of the window at the clock's current time. A span
-// of zero or longer than the window means the whole window. See [Window.SnapshotAt].
-func (w *Window) Snapshot(span time.Duration) Snapshot {
-	return w.SnapshotAt(w.clock.Now(), span)
-}
-
-// SnapshotAt summarizes the span of the window ending at now. The span is rounded up to
-// whole buckets: it covers the ceil(span/Width) completed buckets before the one holding
-// now, and that one up to now, so between span and span+Width of time ([Snapshot.Span]
-// says how much), and a read on a bucket boundary still covers the whole span.
-//
-// A whole-window read of a window of three or more buckets costs about as much as
-// reading three buckets, whatever the window's length: the reader keeps running totals
-// of the buckets older than the last completed one (see readCache).
-func (w *Window) SnapshotAt(now time.Time, span time.Duration) Snapshot {
-	return w.snapshot(now, span, true)
-}
-
-// snapshot is SnapshotAt; without cached, a whole-window read walks the ring.
-func (w *Window) snapshot(now time.Time, span time.Duration, cached bool) Snapshot {
-	ns := now.UnixNano()
-	n := w.epochOf(ns)
-	k := w.n
-	if span > 0 {
-		k = min(max((int64(span)+w.width-1)/w.width, 1), w.n)
-	}
-	elapsed := ns - n*w.width
-	dur := k*w.width + elapsed
-	if age := ns - w.created; dur > age {
-		dur = max(age, 0)
-	}
-
-	var s Snapshot
-	s.Span = time.Duration(dur)
-	s.InFlight = w.inFlight.Load()
-	var t totals
-	var area int64
-	w.mu.Lock()
-	if k != w.n || !cached || !w.wholeLocked(n, elapsed, s.InFlight, &t, &area, &s) {
-		h := &w.scratch
-		h.reset()
-		for m := n - k; m <= n; m++ {
-			if b := w.bucketFor(m); b != nil {
-				t.add(b)
-				h.add(b, nil)
-			}
-		}
-		area, _ = w.area(n, n-k, elapsed, s.InFlight)
-		latency(&s, h, nil, t.maxLat)
-	}
-	w.mu.Unlock()
-
-	s.Count, s.Errors, s.Canceled, s.Rejected = t.count, t.errors, t.canceled, t.rejected
-	s.Bytes, s.Value, s.Max = t.bytes, t.value, time.Duration(t.maxLat)
-	s.MaxInFlight = max(t.maxInFlight, s.InFlight)
-	if dur > 0 {
-		s.Rate = float64(s.Count) / (float64(dur) / float64(time.Second))
-		s.Concurrency = float64(area) / float64(dur)
-	}
-	if served := s.Count - s.Rejected; served > 0 {
-		s.ErrorRate = float64(s.Errors) / float64(served)
-	}
-	return s
-}
-
-// wholeLocked fills t, area and s's latency statistics for a whole-window read from the
-// running totals of the completed buckets before epoch n-1, and from buckets n-1 and n
-// read now. It returns false when the totals could not be brought up to date (writers
-// keep overwriting the ring faster than the read), and the caller reads the ring.
-func (w *Window) wholeLocked(n, elapsed, inFlightNow int64, t *totals, area *int64, s *Snapshot) bool {
-	if w.n < 3 {
-		return false
-	}
-	if w.cache == nil {
-		w.cache = newReadCache(w.ringLen)
-	}
-	c := w.cache
-	if !c.sync(w, n) {
-		return false
-	}
-	*t = c.totals(w)
-	var live liveBuckets
-	for m := n - 1; m <= n; m++ {
-		if b := w.bucketFor(m); b != nil {
-			t.add(b)
-			live.add(b)
-		}
-	}
-	a, cur := w.area(n, n-1, elapsed, inFlightNow)
-	*area = a + c.fixedArea + c.trailing*w.width*cur
-	latency(s, &c.hist, &live, t.maxLat)
-	return true
-}
-
-// totals are the scalar sums and maxima of a run of buckets.
-type totals struct {
-	count, errors, canceled, rejected, bytes uint64
-	value                                    float64
-	maxLat, maxInFlight                      int64
-}
-
-func (t *totals) add(b *bucket) {
-	ce := b.countErr.Load()
-	t.count += ce & math.MaxUint32
-	t.errors += ce >> 32
-	t.canceled += b.canceled.Load()
-	t.rejected += b.rejected.Load()
-	t.bytes += b.bytes.Load()
-	t.value += math.Float64frombits(b.value.Load())
-	t.maxLat = max(t.maxLat, b.maxLatency.Load())
-	t.maxInFlight = max(t.maxInFlight, b.maxInFlight.Load())
-}
-
-// area returns the integral of in-flight requests, in request-nanoseconds, over the
-// buckets from epoch n, covered for elapsed nanoseconds, back to epoch lo, and the
-// number in flight at the start of bucket lo.
-//
-// Over a whole bucket that began with f requests in flight, every start at offset t adds
-// (W - t) request-nanoseconds and every end subtracts as much, so the integral is
-// f·W + area. A bucket without events had a constant number in flight: the number the
-// next bucket with events began with, or the current number when none did; hence the
-// walk from the newest bucket back.
-func (w *Window) area(n, lo, elapsed, inFlightNow int64) (total, cur int64) {
-	cur = inFlightNow
-	for m := n; m >= lo; m-- {
-		length := w.width
-		if m == n {
-			length = elapsed
-		}
-		b := w.bucketFor(m)
-		if b == nil {
-			total += cur * length
-			continue
-		}
-		f := b.inFlight0.Load()
-		a := f*length + b.area.Load()
-		if m == n {
-			// Starts and ends so far were counted up to the bucket's end; take back
-			// the part after now.
-			a -= (inFlightNow - f) * (w.width - elapsed)
-		}
-		total += max(a, 0)
-		cur = f
-	}
-	return total, cur
-}
-
-// latency fills s's mean and quantiles from the sum of base and live (nil: none),
-// capped at maxLat; it skips the pages the quantiles do not fall in.
-func latency(s *Snapshot, base *walkHist, live *liveBuckets, maxLat int64) {
-	if live == nil {
-		live = &liveBuckets{}
-	}
-	total := base.count + live.count
-	if total == 0 {
-		return
-	}
-	qs := [...]float64{0.5, 0.9, 0.99}
-	var out [len(qs)]time.Duration
-	i := 0
-	rank := nearestRank(qs[0], total)
-	var cum uint64
-	var sum float64
-	for u := base.used | live.used; u != 0; u &= u - 1 {
-		p := bits.TrailingZeros64(u)
-		pc := base.stat[p].n + live.stat[p].n
-		sum += base.stat[p].sum + live.stat[p].sum
-		if i == len(qs) || cum+pc < rank {
-			cum += pc
-			continue
-		}
-		bp := base.pages[p]
-		var la, lb *atomicPage
-		if live.used&(1<<p) != 0 {
-			la, lb = live.pages(p)
-		}
-		for j := range subCount {
-			var c uint64
-			if bp != nil {
-				c = bp[j]
-			}
-			if la != nil {
-				c += uint64(la[j].Load())
-			}
-			if lb != nil {
-				c += uint64(lb[j].Load())
-			}
-			if c == 0 {
-				continue
-			}
-			cum += c
-			for i < len(qs) && cum >= rank {
-				out[i] = time.Duration(min(bucketMid(p, j), maxLat))
-				if i++; i < len(qs) {
-					rank = nearestRank(qs[i], total)
-				}
-			}
-		}
-	}
-	for ; i < len(qs); i++ {
-		out[i] = time.Duration(maxLat)
-	}
-	s.P50, s.P90, s.P99 = out[0], out[1], out[2]
-	s.Mean = min(time.Duration(math.Round(max(sum, 0)/float64(total))), time.Duration(maxLat))
-}
 
 func storeMax(a *atomic.Int64, v int64) {
 	for {

@@ -37,9 +37,12 @@ go test -race -count=1 -timeout 30m ./...
 # The race detector slows work about tenfold, so a few tests do less under -race: the
 # middleware's million-tenant test sends 100,000 tenants, the simulator's comparison
 # table runs two scenarios at a tenth of the traffic and skips its staleness check, its
-# halved-backend test sweeps fewer fixed limits, and the LLM gateway's allocation count
-# is loose (sync.Pool drops items under -race). Here they run in full.
+# halved-backend test sweeps fewer fixed limits, the LLM gateway's allocation count is
+# loose (sync.Pool drops items under -race), and the compact windows' memory tests fill
+# 2,000 busy tenants instead of 100,000 and send 200,000 distinct keys instead of
+# 10,000,000. Here they run in full.
 echo "== go test (full-size tests, without -race)"
 go test -count=1 -run 'TestMillionTenants' ./middleware
 go test -count=1 -run 'TestGatewayRecyclesExchanges' ./middleware/llm
 go test -count=1 -run 'TestComparisonTable|TestAdaptiveLimitFollowsAHalvedBackend' ./autoscale/simulate
+go test -count=1 -run 'TestCompactMemory|TestCompactDistinctKeysBounded' ./metrics

@@ -23,9 +23,9 @@ import (
 
 var t0 = time.Unix(10_000, 0)
 
-func registry(t testing.TB, clk metrics.Clock) *metrics.Registry {
+func registry(t testing.TB, clk metrics.Clock, opts ...metrics.Option) *metrics.Registry {
 	t.Helper()
-	reg, err := metrics.NewRegistry(metrics.WithClock(clk))
+	reg, err := metrics.NewRegistry(append([]metrics.Option{metrics.WithClock(clk)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -92,13 +92,21 @@ func spread(rnd *rand.Rand, clk *metrics.ManualClock, union *metrics.Registry, r
 
 // TestMergeExact merges three replicas' windows and compares them with one registry
 // that saw every observation (equal: the histograms merge exactly) and with the raw
-// latencies (within the histogram's stated error).
+// latencies (within the histogram's stated error), for default and compact windows.
 func TestMergeExact(t *testing.T) {
+	t.Run("default", func(t *testing.T) { mergeExact(t, metrics.WindowConfig{}, metrics.HistogramRelativeError) })
+	t.Run("compact", func(t *testing.T) {
+		mergeExact(t, metrics.WindowConfig{Compact: true}, metrics.CompactRelativeError)
+	})
+}
+
+func mergeExact(t *testing.T, cfg metrics.WindowConfig, bound float64) {
 	srv := redistest.Start(t)
 	c := srv.Client()
 	clk := metrics.NewManualClock(t0)
-	union := registry(t, clk)
-	reps := []*metrics.Registry{registry(t, clk), registry(t, clk), registry(t, clk)}
+	opt := metrics.WithScopeWindow(metrics.ScopeTenant, cfg)
+	union := registry(t, clk, opt)
+	reps := []*metrics.Registry{registry(t, clk, opt), registry(t, clk, opt), registry(t, clk, opt)}
 	rnd := rand.New(rand.NewPCG(3, 4))
 	raw := map[string][]time.Duration{}
 	for sec := range 20 {
@@ -154,8 +162,8 @@ func TestMergeExact(t *testing.T) {
 		slices.Sort(obs)
 		for q, got := range map[float64]time.Duration{0.5: gs.P50, 0.9: gs.P90, 0.99: gs.P99} {
 			exact := obs[int(math.Ceil(q*float64(len(obs))))-1]
-			if rel := math.Abs(float64(got-exact)) / float64(exact); rel > metrics.HistogramRelativeError {
-				t.Errorf("%s p%v: merged %v, exact %v: relative error %.4f > %.4f", k, q*100, got, exact, rel, metrics.HistogramRelativeError)
+			if rel := math.Abs(float64(got-exact)) / float64(exact); rel > bound {
+				t.Errorf("%s p%v: merged %v, exact %v: relative error %.4f > %.4f", k, q*100, got, exact, rel, bound)
 			}
 		}
 		if gs.Max != obs[len(obs)-1] {
