@@ -907,9 +907,9 @@ type waiter struct {
 	// since is when it was held.
 	notify func(Hold, error)
 	since  time.Time
-	seq   uint64
-	index int
-	ready chan error
+	seq    uint64
+	index  int
+	ready  chan error
 }
 
 // waitHeap orders waiters by priority (higher first), then arrival.
