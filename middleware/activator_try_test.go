@@ -214,3 +214,30 @@ func TestActivatorTryAcquireConcurrent(t *testing.T) {
 		t.Errorf("%d told, %d canceled; stats %+v", told.Load(), canceled.Load(), s)
 	}
 }
+
+// BenchmarkActivatorTryAcquireHeld is a request held without a goroutine and
+// released: the target's one slot is taken, a request is held, the slot is freed.
+func BenchmarkActivatorTryAcquireHeld(b *testing.B) {
+	a, err := middleware.NewActivator(&wakes{}, map[string]middleware.HoldConfig{"svc": {Concurrency: 1}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := a.SetReady("svc", 1); err != nil {
+		b.Fatal(err)
+	}
+	prev, _, err := a.TryAcquire("svc", 0, 0, func(middleware.Hold, error) {})
+	if err != nil {
+		b.Fatal(err)
+	}
+	var next middleware.Hold
+	notify := func(h middleware.Hold, err error) { next = h }
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, k, err := a.TryAcquire("svc", 0, 0, notify); err != nil || k.IsZero() {
+			b.Fatalf("not held: %v", err)
+		}
+		prev.Done()
+		prev = next
+	}
+	prev.Done()
+}
