@@ -319,33 +319,20 @@ func (a *Activator) Acquire(ctx context.Context, target string, priority int, by
 }
 
 func (t *holdTarget) acquire(ctx context.Context, priority int, bytes int64) (Hold, error) {
-	for {
-		v := t.inFlight.Load()
-		if v >= t.ready.Load()*int64(t.cfg.Concurrency) || t.waiting.Load() > 0 {
-			break
-		}
-		if t.inFlight.CompareAndSwap(v, v+1) {
-			return Hold{t: t, start: t.a.clock.Now()}, nil
-		}
+	if h, ok := t.tryFast(); ok {
+		return h, nil
 	}
 	now := t.a.clock.Now()
 	t.mu.Lock()
-	if t.queue.Len() >= t.cfg.MaxQueue || t.cfg.MaxQueueBytes > 0 && t.bytes+bytes > t.cfg.MaxQueueBytes {
+	if t.fullLocked(bytes) {
 		ra := t.retryAfterLocked(now, t.queue.Len())
 		t.mu.Unlock()
 		t.stats.full.Add(1)
 		return Hold{retryAfter: ra}, ErrHoldFull
 	}
-	if t.ready.Load() == 0 && t.wokeAt.IsZero() {
-		t.wokeAt = now
-	}
 	w := waiterPool.Get().(*waiter)
 	w.prio, w.bytes = priority, bytes
-	t.seq++
-	w.seq = t.seq
-	heap.Push(&t.queue, w)
-	t.bytes += bytes
-	t.waiting.Add(1)
+	t.pushLocked(w, now)
 	t.mu.Unlock()
 	t.stats.held.Add(1)
 	t.syncDemand()
@@ -404,17 +391,24 @@ func (t *holdTarget) leave(w *waiter) bool {
 	return true
 }
 
-// handOff releases held requests, most important first, while capacity is free.
+// handOff releases held requests, most important first, while capacity is free. A
+// request held by [Activator.TryAcquire] is told outside the lock.
 func (t *holdTarget) handOff() {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	for t.queue.Len() > 0 && t.inFlight.Load() < t.ready.Load()*int64(t.cfg.Concurrency) {
 		w := heap.Pop(&t.queue).(*waiter)
 		t.bytes -= w.bytes
 		t.waiting.Add(-1)
 		t.inFlight.Add(1)
-		w.ready <- nil
+		if w.notify == nil {
+			w.ready <- nil
+			continue
+		}
+		t.mu.Unlock()
+		t.forwardTicket(w)
+		t.mu.Lock()
 	}
+	t.mu.Unlock()
 }
 
 // syncDemand tells the scaler the replicas held and forwarded requests need, when the

@@ -903,9 +903,13 @@ func (a *Admission) Stats() AdmissionStats {
 type waiter struct {
 	prio  int
 	bytes int64 // the request's body size (Activator)
-	seq   uint64
-	index int
-	ready chan error
+	// notify, set for a request held by Activator.TryAcquire, is told its verdict;
+	// since is when it was held.
+	notify func(Hold, error)
+	since  time.Time
+	seq    uint64
+	index  int
+	ready  chan error
 }
 
 // waitHeap orders waiters by priority (higher first), then arrival.

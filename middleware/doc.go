@@ -47,7 +47,9 @@
 // ready ([Activator.SetReady], [Activator.Discovered]) no faster than their concurrency
 // allows. Beyond its bounds a request gets 503 with [HoldHeader] and a Retry-After of
 // the predicted remaining cold start plus the queue's drain time; a released one carries
-// [ColdStartHeader].
+// [ColdStartHeader]. [Activator.TryAcquire] applies the same rules without blocking: a
+// request that must wait gets a [Ticket] and its verdict later through a callback, for
+// an event loop or a single-goroutine simulation (autoscale/simulate).
 //
 // Usage:
 //

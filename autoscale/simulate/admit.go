@@ -82,11 +82,7 @@ func (m *model) flushDecided(t int64) {
 		}
 		m.windows[r.tenant].Start(now)
 		r.rel = d.rel
-		if m.ready == 0 {
-			m.bufferReq(d.idx, t)
-		} else {
-			m.dispatch(d.idx, t)
-		}
+		m.forward(d.idx, t)
 	}
 	m.decided = m.decided[:0]
 }

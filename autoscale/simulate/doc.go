@@ -75,6 +75,28 @@
 // no-load latency estimated from the fastest requests would read the spread of
 // service times as a queue and sink the limit (see middleware's AdaptiveConfig).
 //
+// # The hold queue
+//
+// A scenario may put a gateway-side hold queue between admission and the balancer
+// ([Scenario.Hold]; scale-from-zero does): the real middleware.Activator, with the
+// service's concurrency per replica, on the run's clock. Its blocking Acquire would
+// wait on the one goroutine that also has to free the slot, so the run drives its
+// non-blocking twin, Activator.TryAcquire, whose rules (fast path, count bound,
+// maximum wait, release by priority then arrival, no more released than the ready
+// replicas' slots, 503 with a Retry-After from the observed cold start and the drain
+// time, the wake of the loop with the held demand) are the same code: a request
+// that finds no free slot among the ready replicas waits in the activator and, when
+// a replica becomes ready (Activator.SetReady, from the model) or a slot frees
+// (Hold.Done, after the instant the request ended), goes to the balancer's pick, not
+// to the queue of the replica it would have been pinned to. The run calls
+// Ticket.Expire at each held request's deadline and Ticket.Cancel when its client
+// gives up; the activator wakes the loop (autoscale.Loop.Wake, and a step at once,
+// as Loop.Run steps on a wake) and passes the ready count on (Loop.SetReady). The
+// summary's [HoldSummary] counts the held requests, their hold times and the 503s,
+// and checks each 503 sent with no replica ready against the true remaining cold
+// start. Without a hold queue, requests wait for a first replica in a buffer and
+// then queue at the replica the balancer picked.
+//
 // # Replaying recorded ticks
 //
 // [Replay] re-runs what a production loop saw against another policy: keep each

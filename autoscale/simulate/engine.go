@@ -29,6 +29,8 @@ const (
 	evDrained
 	// evChange: the scenario's capacity change idx applies.
 	evChange
+	// evExpire: a request held in the hold queue reaches its MaxWait.
+	evExpire
 )
 
 // event is a timed event for the request or replica at idx, of generation gen: an
@@ -58,7 +60,7 @@ const (
 // A driver is told, in time order, what happens at each instant the engine reaches.
 type driver interface {
 	// event applies a timed event at t.
-	event(e event, t int64)
+	event(ctx context.Context, e event, t int64)
 	// arrive admits and routes a request of tenant (an index into the scenario's
 	// tenants; 0 without a Mix) arriving at t.
 	arrive(ctx context.Context, t int64, tenant int)
@@ -83,6 +85,9 @@ func newEngine(start time.Time, end, tick time.Duration) *engine {
 
 // at returns the wall time of simulated time t.
 func (e *engine) at(t int64) time.Time { return time.Unix(0, e.startNS+t) }
+
+// now returns the clock's simulated time.
+func (e *engine) now() int64 { return e.clock.Now().UnixNano() - e.startNS }
 
 // schedule adds a timed event.
 func (e *engine) schedule(ev event) { e.events.push(ev) }
@@ -117,7 +122,7 @@ func (e *engine) run(ctx context.Context, arr *merged, d driver) error {
 		e.clock.Set(e.at(t))
 		switch what {
 		case occEvent:
-			d.event(e.events.pop(), t)
+			d.event(ctx, e.events.pop(), t)
 		case occArrival:
 			d.arrive(ctx, t, tenant)
 			nextArr, tenant, more = arr.next()

@@ -29,6 +29,7 @@ const (
 	reqQueued                    // waiting in a replica's queue
 	reqServing                   // holding one of a replica's slots
 	reqAdmitting                 // waiting for a WaitingAdmitter's decision
+	reqHeld                      // waiting in the hold queue (hold.go)
 )
 
 // repState is where a replica is in its life.
@@ -49,6 +50,7 @@ type request struct {
 	replica int32
 	slot    int32
 	state   reqState
+	first   bool // the first to arrive while no replica was ready
 	permit  middleware.Permit
 	rel     Release // the Admitter's, instead of permit
 	res     balancer.Result
@@ -105,6 +107,8 @@ type model struct {
 	ready     int
 	draining  int
 	endpoints []balancer.Endpoint
+	hq        holdModel
+	coldOpen  bool // a request arrived since the last time no replica was ready
 
 	// accounting
 	billedAt  int64
@@ -115,6 +119,9 @@ type model struct {
 	sec       counts
 	secHist   metrics.Histogram
 	hist      metrics.Histogram
+	firstN    int
+	firstSum  time.Duration
+	firstMax  time.Duration
 }
 
 type counts struct {
@@ -139,6 +146,10 @@ func (m *model) spec() int { return m.starting + m.ready }
 // queuedNow returns the requests waiting, for a first replica or at a replica.
 func (m *model) queuedNow() int {
 	q := m.buffered
+	if m.hq.act != nil {
+		st, _ := m.hq.act.Stats(TargetName)
+		q += int(st.Waiting)
+	}
 	for _, rep := range m.reps {
 		q += rep.queued
 	}
@@ -163,6 +174,7 @@ func (m *model) event(e event, t int64) {
 			m.reps[r.replica].queued--
 		case reqBuffered:
 			m.buffered--
+		case reqHeld:
 		case reqAdmitting:
 			// The client gave up before admission decided: a failure, recorded as
 			// if it had started so the windows stay balanced.
@@ -183,6 +195,8 @@ func (m *model) event(e event, t int64) {
 		rep.gen++
 		m.scheduleCrash(e.idx, t)
 		_ = m.updatePool()
+		m.coldOpen = false
+		_ = m.setReady()
 		m.drainBuffer(t)
 	case evCrash:
 		rep := m.reps[e.idx]
@@ -197,6 +211,10 @@ func (m *model) event(e event, t int64) {
 		}
 	case evChange:
 		m.applyChange(e.idx, t)
+	case evExpire:
+		if r := &m.reqs[e.idx]; r.gen == e.gen && r.state == reqHeld {
+			m.expire(e.idx)
+		}
 	}
 }
 
@@ -264,11 +282,7 @@ func (m *model) arrive(ctx context.Context, t int64, tenant int) {
 	i := m.alloc()
 	r := &m.reqs[i]
 	r.arrive, r.tenant, r.permit, r.rel, r.replica, r.slot = t, int32(tenant), permit, rel, -1, -1
-	if m.ready == 0 {
-		m.bufferReq(i, t)
-		return
-	}
-	m.dispatch(i, t)
+	m.forward(i, t)
 }
 
 func (m *model) bufferReq(i int32, t int64) {
@@ -374,6 +388,12 @@ func (m *model) finish(i int32, t int64, outcome metrics.Outcome, status int, be
 	} else {
 		r.permit.DoneAt(now, outcome)
 	}
+	if r.first {
+		m.firstN++
+		m.firstSum += lat
+		m.firstMax = max(m.firstMax, lat)
+	}
+	m.unhold(i)
 	m.hist.Record(lat)
 	m.secHist.Record(lat)
 	ts := &m.tstats[r.tenant]
@@ -416,6 +436,7 @@ func (m *model) crash(ri int32, t int64) {
 	m.ready--
 	m.starting++
 	_ = m.updatePool()
+	_ = m.setReady()
 	for _, i := range rep.slots {
 		if i >= 0 {
 			m.unslot(i)
@@ -517,7 +538,10 @@ func (m *model) scaleTo(n int, t int64) error {
 	}
 	m.maxRep = max(m.maxRep, m.starting+m.ready+m.draining)
 	if poolChanged {
-		return m.updatePool()
+		if err := m.updatePool(); err != nil {
+			return err
+		}
+		return m.setReady()
 	}
 	return nil
 }

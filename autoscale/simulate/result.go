@@ -105,6 +105,13 @@ type Summary struct {
 	// Tenants is each tenant's share, in the order of the scenario's [Mix]; nil
 	// without one. It is not in String.
 	Tenants []TenantSummary
+	// ColdArrivals counts the times a request arrived while no replica was ready
+	// (once per period without one); FirstLatency and FirstMax are the mean and
+	// largest latency of those first requests (failures included).
+	ColdArrivals           int
+	FirstLatency, FirstMax time.Duration
+	// Hold is what the hold queue came to ([Scenario.Hold]); zero without one.
+	Hold HoldSummary
 }
 
 // Result is a run's outcome: its timeline, its scale events and its summary.
@@ -127,6 +134,11 @@ func (s *sim) result() *Result {
 		Ticks:          s.steps, PolicyErrors: s.policyErrs,
 		Tenants: s.tenantSummaries(),
 		P50:     s.m.hist.Quantile(0.5), P99: s.m.hist.Quantile(0.99), Max: s.m.hist.Max(),
+		ColdArrivals: s.m.firstN, FirstMax: s.m.firstMax,
+		Hold: s.m.holdSummary(),
+	}
+	if s.m.firstN > 0 {
+		sum.FirstLatency = s.m.firstSum / time.Duration(s.m.firstN)
 	}
 	sum.Violations = sum.Shed + sum.Failed + sum.Slow
 	if sum.Requests > 0 {
@@ -289,6 +301,15 @@ func (s Summary) String() string {
 	f("flaps", "%d (window %s)", s.Flaps, s.FlapWindow)
 	f("reaction", "mean %s, max %s", s.MeanReaction, s.MaxReaction)
 	f("ticks", "%d (%d policy errors)", s.Ticks, s.PolicyErrors)
+	if s.ColdArrivals > 0 {
+		f("from zero", "%d times, first request mean %s, max %s", s.ColdArrivals, fmtDur(s.FirstLatency), fmtDur(s.FirstMax))
+	}
+	if h := s.Hold; h != (HoldSummary{}) {
+		f("hold queue", "%d held (wait p50 %s, p99 %s), 503 %d full + %d timed out", h.Held, fmtDur(h.WaitP50), fmtDur(h.WaitP99), h.Full, h.TimedOut)
+		if h.RetryChecked > 0 {
+			f("retry-after", "error mean %s, max %s over %d at zero", fmtDur(h.RetryErrMean), fmtDur(h.RetryErrMax), h.RetryChecked)
+		}
+	}
 	for _, r := range s.Reactions {
 		dir := "down"
 		if r.Up {

@@ -28,8 +28,10 @@ func StandardNames() []string {
 //   - slow-cold-start: 100 rps, a step to 500 at minute 5 and down to 150 at minute 20,
 //     with a 45 s cold start; 30 minutes.
 //   - scale-from-zero: Min 0, starting with no replica: idle, 20 rps, idle, 150 rps,
-//     idle, 5 rps; 3 s cold start (requests wait for a first replica, as at Knative's
-//     activator); 30 minutes.
+//     idle, 5 rps; 3 s cold start; 30 minutes. Requests go through the gateway's hold
+//     queue ([Scenario.Hold]: the real middleware.Activator, up to 1,000 held for up
+//     to 10 s), which holds them while no replica has a free slot and wakes the loop
+//     at once, as Knative's activator does.
 func Standard() []Scenario {
 	return []Scenario{
 		{
@@ -63,7 +65,7 @@ func Standard() []Scenario {
 		},
 		{
 			Name:        "scale-from-zero",
-			Description: "from zero replicas: idle, 20 rps, idle, 150 rps, idle, 5 rps; 3 s cold start",
+			Description: "from zero replicas: idle, 20 rps, idle, 150 rps, idle, 5 rps; 3 s cold start; hold queue of 1,000 for 10 s",
 			Duration:    30 * time.Minute,
 			Traffic: Func(func(t time.Duration) float64 {
 				switch {
@@ -81,6 +83,7 @@ func Standard() []Scenario {
 				return 5
 			}),
 			Service: Service{InitialZero: true, Min: 0, Max: 100, ColdStart: 3 * time.Second},
+			Hold:    &HoldQueue{MaxQueue: 1000, MaxWait: 10 * time.Second},
 		},
 	}
 }

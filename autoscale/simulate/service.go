@@ -97,7 +97,9 @@ type Service struct {
 	// InitialZero starts the run with no replica (scale from zero). It needs Min 0.
 	InitialZero bool
 	// Min and Max bound the loop's target. Max zero means 100. Min 0 allows scaling
-	// to zero (requests then wait, as at Knative's activator, for a first replica).
+	// to zero (requests then wait for a first replica: in the hold queue, as at
+	// Knative's activator, when the scenario has one ([Scenario.Hold]), else in a
+	// buffer of no bound).
 	Min, Max int
 	// FailureRate is the fraction of served requests that fail (a 500), 0..1.
 	FailureRate float64
@@ -209,6 +211,14 @@ type Scenario struct {
 	// service time), so a limiter or a policy can be seen to follow a backend that
 	// becomes slower.
 	Changes []Change
+	// Hold, when set, puts a gateway-side hold queue (the real middleware.Activator)
+	// between admission and the balancer: a request that finds no free slot among the
+	// ready replicas (none ready, or all full) waits there and goes to the balancer's
+	// pick when a slot frees or a replica becomes ready, and the held demand wakes
+	// the loop at once. Without it, requests wait for a first replica in a buffer and
+	// otherwise queue at the replica the balancer picked. The activator's concurrency
+	// per replica is the service's at the start ([Change] does not change it).
+	Hold *HoldQueue
 }
 
 // Validate reports every problem with the scenario at once.
@@ -239,6 +249,11 @@ func (sc Scenario) Validate() error {
 	}
 	if err := validateChanges(sc.Changes, sc.Duration); err != nil {
 		errs = append(errs, err)
+	}
+	if sc.Hold != nil {
+		if err := sc.Hold.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("hold queue: %w", err))
+		}
 	}
 	if err := errors.Join(errs...); err != nil {
 		return fmt.Errorf("%w: scenario %q: %w", ErrInvalidConfig, sc.Name, err)

@@ -128,6 +128,9 @@ type sim struct {
 	release func() error
 
 	desired    int
+	wakeDemand int   // the hold queue's last wake
+	wakeStep   bool  // the wake rose: step the loop after the instant
+	err        error // a step's error outside a tick
 	policyErrs int
 	steps      int
 	timeline   []Sample
@@ -135,21 +138,38 @@ type sim struct {
 
 var _ driver = (*sim)(nil)
 
-func (s *sim) event(e event, t int64) {
+func (s *sim) event(ctx context.Context, e event, t int64) {
 	s.m.event(e, t)
-	if len(s.m.decided) > 0 {
-		s.m.flushDecided(t)
-	}
+	s.afterInstant(ctx, t)
 }
 
 func (s *sim) arrive(ctx context.Context, t int64, tenant int) {
 	s.m.arrive(ctx, t, tenant)
+	s.afterInstant(ctx, t)
+}
+
+// afterInstant applies what an event or arrival left for after it: a waiting
+// admitter's decisions, the hold queue's freed slots and a wake.
+func (s *sim) afterInstant(ctx context.Context, t int64) {
 	if len(s.m.decided) > 0 {
 		s.m.flushDecided(t)
 	}
+	if len(s.m.hq.done) > 0 {
+		s.m.flushDone()
+	}
+	if s.wakeStep {
+		s.wakeNow(ctx, t)
+	}
 }
-func (s *sim) second(t int64)                          { s.closeSecond(t) }
-func (s *sim) tick(ctx context.Context, t int64) error { return s.step(ctx, t) }
+
+func (s *sim) second(t int64) { s.closeSecond(t) }
+
+func (s *sim) tick(ctx context.Context, t int64) error {
+	if s.err != nil {
+		return s.err
+	}
+	return s.step(ctx, t)
+}
 
 func newSim(cfg Config) (*sim, error) {
 	if err := cfg.Scenario.Validate(); err != nil {
@@ -274,6 +294,12 @@ func newSim(cfg Config) (*sim, error) {
 		s.close()
 		return nil, err
 	}
+	if sc.Hold != nil {
+		if err := s.newHold(*sc.Hold); err != nil {
+			s.close()
+			return nil, err
+		}
+	}
 	s.act.setSpec(m.spec())
 	s.timeline = make([]Sample, 0, int(sc.Duration/time.Second)+1)
 	return s, nil
@@ -299,6 +325,9 @@ func (s *sim) close() {
 func (s *sim) run(ctx context.Context) error {
 	if err := s.eng.run(ctx, s.arr, s); err != nil {
 		return err
+	}
+	if s.err != nil {
+		return s.err
 	}
 	end := s.eng.end
 	s.m.bill(end)
