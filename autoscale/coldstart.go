@@ -179,9 +179,16 @@ func (l *Loop) noteActivity(r Reader, now time.Time) {
 func (t *target) coldSteps(now time.Time, current, desired int, add func(string, int, int, string, ...any) int) int {
 	c := &t.cold
 	if c.demand > 0 && desired < c.demand {
+		// The held demand is a floor of the decision: a policy that asks for fewer
+		// (even zero, while the replicas woken for the held requests are still
+		// starting and report nothing) is raised to it. Without a decision (-1) the
+		// count stays, unless it is below the floor.
 		want := min(c.demand, t.cfg.Max)
-		if want > desired && want > current {
-			from := max(desired, current)
+		if want > desired && (desired >= 0 || want > current) {
+			from := desired
+			if from < 0 {
+				from = current
+			}
 			desired = add(StepWake, from, want, "held requests need %d", c.demand)
 		}
 	}

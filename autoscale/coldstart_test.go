@@ -197,3 +197,31 @@ func TestScaleToZero(t *testing.T) {
 		t.Fatalf("idle 31s past the cooldown: %+v", d)
 	}
 }
+
+// The held demand is a floor of every decision until a later Wake lowers it: a policy
+// that asks for zero while the woken replicas are still starting (they report no
+// traffic) keeps them; once the held requests are gone (Wake 0) it goes through.
+func TestWakeIsAFloor(t *testing.T) {
+	clk := metrics.NewManualClock(t0)
+	l := newLoop(t, quiet, autoscale.WithClock(clk), autoscale.WithPolicy(scaleTo("a", 0)),
+		autoscale.WithDefaultActuator(okActuator()),
+		autoscale.WithTargets(autoscale.Target{Name: "a", Max: 10, Safety: free}))
+	if err := l.Wake("a", 3); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		clk.Advance(time.Second)
+		d := step(t, l, clk.Now()).Decisions[0]
+		if _, ok := stepNamed(d, autoscale.StepWake); i > 0 && !ok || d.Desired != 3 {
+			t.Fatalf("tick %d: decision %+v, want the wake step to hold 3", i, d)
+
+		}
+	}
+	if err := l.Wake("a", 0); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Second)
+	if d := step(t, l, clk.Now()).Decisions[0]; d.Desired != 0 {
+		t.Errorf("after the held requests left: desired %d, want the policy's 0", d.Desired)
+	}
+}
