@@ -1,6 +1,7 @@
 package autoscale
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -93,7 +94,7 @@ func (c KPAConfig) Validate() error {
 	if c.StableWindow < 0 || c.PanicWindow < 0 {
 		errs = append(errs, errors.New("negative window"))
 	}
-	sw, pw := cmpOr(c.StableWindow, DefaultKPAStableWindow), cmpOr(c.PanicWindow, DefaultKPAPanicWindow)
+	sw, pw := cmp.Or(c.StableWindow, DefaultKPAStableWindow), cmp.Or(c.PanicWindow, DefaultKPAPanicWindow)
 	if pw > sw {
 		errs = append(errs, fmt.Errorf("panic window %v longer than stable window %v", pw, sw))
 	}
@@ -118,14 +119,6 @@ func (c KPAConfig) Validate() error {
 		return fmt.Errorf("%w: kpa: %w", ErrInvalidConfig, err)
 	}
 	return nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // KPA returns Knative's KPA decider (knative.dev/serving pkg/autoscaler/scaling,
@@ -160,12 +153,12 @@ func KPA(cfg KPAConfig) (Policy, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cfg.TargetUtilization = cmpOr(cfg.TargetUtilization, DefaultKPATargetUtilization)
-	cfg.StableWindow = cmpOr(cfg.StableWindow, DefaultKPAStableWindow)
-	cfg.PanicWindow = cmpOr(cfg.PanicWindow, DefaultKPAPanicWindow)
-	cfg.PanicThreshold = cmpOr(cfg.PanicThreshold, DefaultKPAPanicThreshold)
-	cfg.MaxScaleUpRate = cmpOr(cfg.MaxScaleUpRate, DefaultKPAMaxScaleUpRate)
-	cfg.MaxScaleDownRate = cmpOr(cfg.MaxScaleDownRate, DefaultKPAMaxScaleDownRate)
+	cfg.TargetUtilization = cmp.Or(cfg.TargetUtilization, DefaultKPATargetUtilization)
+	cfg.StableWindow = cmp.Or(cfg.StableWindow, DefaultKPAStableWindow)
+	cfg.PanicWindow = cmp.Or(cfg.PanicWindow, DefaultKPAPanicWindow)
+	cfg.PanicThreshold = cmp.Or(cfg.PanicThreshold, DefaultKPAPanicThreshold)
+	cfg.MaxScaleUpRate = cmp.Or(cfg.MaxScaleUpRate, DefaultKPAMaxScaleUpRate)
+	cfg.MaxScaleDownRate = cmp.Or(cfg.MaxScaleDownRate, DefaultKPAMaxScaleDownRate)
 	p := &kpa{cfg: cfg, tbc: DefaultKPATargetBurstCapacity, state: map[string]*kpaState{}, unreachable: map[string]bool{}}
 	if cfg.TargetBurstCapacity != nil {
 		p.tbc = *cfg.TargetBurstCapacity

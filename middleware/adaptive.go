@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"math"
@@ -146,9 +147,9 @@ func newAdaptive(cfg AdaptiveConfig, reg *metrics.Registry) (*adaptive, error) {
 	if cfg.InitialLimit < 0 || cfg.MinLimit < 0 || cfg.MaxLimit < 0 {
 		bad("negative initial, min or max limit")
 	}
-	cfg.MinLimit = cmpOr(cfg.MinLimit, 1)
-	cfg.MaxLimit = cmpOr(cfg.MaxLimit, 1000)
-	cfg.InitialLimit = cmpOr(cfg.InitialLimit, 20)
+	cfg.MinLimit = cmp.Or(cfg.MinLimit, 1)
+	cfg.MaxLimit = cmp.Or(cfg.MaxLimit, 1000)
+	cfg.InitialLimit = cmp.Or(cfg.InitialLimit, 20)
 	if cfg.MinLimit > cfg.MaxLimit {
 		bad("min limit %d above max limit %d", cfg.MinLimit, cfg.MaxLimit)
 	}
@@ -156,23 +157,23 @@ func newAdaptive(cfg AdaptiveConfig, reg *metrics.Registry) (*adaptive, error) {
 	if math.IsNaN(cfg.Smoothing) || cfg.Smoothing < 0 || cfg.Smoothing > 1 {
 		bad("smoothing %v out of (0, 1]", cfg.Smoothing)
 	}
-	cfg.Smoothing = cmpOr(cfg.Smoothing, 0.5)
+	cfg.Smoothing = cmp.Or(cfg.Smoothing, 0.5)
 	if cfg.Window < 0 || cfg.MaxWindow < 0 || cfg.NoLoadSpan < 0 || cfg.MaxRTT < 0 || cfg.MinSamples < 0 || cfg.MaxKeys < 0 {
 		bad("negative window, max window, no-load span, max RTT, min samples or max keys")
 	}
-	cfg.Window = cmpOr(cfg.Window, 250*time.Millisecond)
-	cfg.MaxWindow = cmpOr(cfg.MaxWindow, 4*cfg.Window)
+	cfg.Window = cmp.Or(cfg.Window, 250*time.Millisecond)
+	cfg.MaxWindow = cmp.Or(cfg.MaxWindow, 4*cfg.Window)
 	if cfg.MaxWindow < cfg.Window {
 		bad("max window %v below window %v", cfg.MaxWindow, cfg.Window)
 	}
-	cfg.MinSamples = cmpOr(cfg.MinSamples, 10)
-	cfg.NoLoadSpan = cmpOr(cfg.NoLoadSpan, 30*time.Second)
-	cfg.MaxRTT = cmpOr(cfg.MaxRTT, time.Minute)
-	cfg.MaxKeys = cmpOr(cfg.MaxKeys, 1024)
+	cfg.MinSamples = cmp.Or(cfg.MinSamples, 10)
+	cfg.NoLoadSpan = cmp.Or(cfg.NoLoadSpan, 30*time.Second)
+	cfg.MaxRTT = cmp.Or(cfg.MaxRTT, time.Minute)
+	cfg.MaxKeys = cmp.Or(cfg.MaxKeys, 1024)
 	if math.IsNaN(cfg.ErrorThreshold) || cfg.ErrorThreshold < 0 || cfg.ErrorThreshold > 1 {
 		bad("error threshold %v out of (0, 1]", cfg.ErrorThreshold)
 	}
-	cfg.ErrorThreshold = cmpOr(cfg.ErrorThreshold, 0.1)
+	cfg.ErrorThreshold = cmp.Or(cfg.ErrorThreshold, 0.1)
 	classes := slices.Clone(cfg.Classes)
 	if len(classes) == 0 {
 		classes = []Class{{Priority: math.MinInt, Ceiling: 1}}
@@ -347,8 +348,8 @@ func (a *Admission) SetLimitBounds(route string, minLimit, maxLimit int) error {
 	case minLimit < 0 || maxLimit < 0 || maxLimit > 0 && minLimit > maxLimit:
 		return fmt.Errorf("middleware: set limit bounds: bad bounds [%d, %d]", minLimit, maxLimit)
 	}
-	minLimit = cmpOr(minLimit, ad.cfg.MinLimit)
-	maxLimit = cmpOr(maxLimit, ad.cfg.MaxLimit)
+	minLimit = cmp.Or(minLimit, ad.cfg.MinLimit)
+	maxLimit = cmp.Or(maxLimit, ad.cfg.MaxLimit)
 	if minLimit > maxLimit {
 		return fmt.Errorf("middleware: set limit bounds: min %d above max %d", minLimit, maxLimit)
 	}

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"errors"
 	"math"
 	"time"
@@ -86,7 +87,7 @@ func (v *Vegas) Update(limit float64, s LimitSample) float64 {
 	if float64(s.MaxInFlight)*2 < limit {
 		return limit
 	}
-	alpha, beta := cmpOr(v.Alpha, 3)*step, cmpOr(v.Beta, 6)*step
+	alpha, beta := cmp.Or(v.Alpha, 3)*step, cmp.Or(v.Beta, 6)*step
 	noLoad := s.NoLoadRTT
 	if noLoad <= 0 || noLoad > s.RTT {
 		noLoad = s.RTT
@@ -137,7 +138,7 @@ func (g *Gradient2) Update(limit float64, s LimitSample) float64 {
 	short := float64(s.RTT)
 	// The long average warms up as a plain mean over its first ten samples, as
 	// Netflix's ExpAvgMeasurement does, so the first RTT does not weigh 1/600.
-	n := float64(cmpOr(g.LongWindow, 600))
+	n := float64(cmp.Or(g.LongWindow, 600))
 	g.count++
 	if g.count <= 10 {
 		g.long += (short - g.long) / float64(g.count)
@@ -150,8 +151,8 @@ func (g *Gradient2) Update(limit float64, s LimitSample) float64 {
 	if float64(s.MaxInFlight) < limit/2 {
 		return limit
 	}
-	gradient := max(0.5, min(1, cmpOr(g.Tolerance, 1.5)*g.long/short))
-	return limit*gradient + cmpOr(g.Queue, 4)
+	gradient := max(0.5, min(1, cmp.Or(g.Tolerance, 1.5)*g.long/short))
+	return limit*gradient + cmp.Or(g.Queue, 4)
 }
 
 // AIMD is additive increase, multiplicative decrease, after Netflix concurrency-limits'
@@ -168,8 +169,8 @@ type AIMD struct {
 
 // Update implements [LimitAlgorithm].
 func (a *AIMD) Update(limit float64, s LimitSample) float64 {
-	if s.Dropped || s.RTT <= 0 || s.RTT > cmpOr(a.Timeout, 5*time.Second) {
-		return limit * cmpOr(a.Backoff, 0.9)
+	if s.Dropped || s.RTT <= 0 || s.RTT > cmp.Or(a.Timeout, 5*time.Second) {
+		return limit * cmp.Or(a.Backoff, 0.9)
 	}
 	if float64(s.MaxInFlight)*2 >= limit {
 		return limit + 1
@@ -177,18 +178,11 @@ func (a *AIMD) Update(limit float64, s LimitSample) float64 {
 	return limit
 }
 
-func cmpOr[T int | float64 | time.Duration](v, def T) T {
-	if v == 0 {
-		return def
-	}
-	return v
-}
-
 // validateAlgorithms checks the settings of the shipped algorithms.
 func validateAlgorithm(a LimitAlgorithm) error {
 	switch a := a.(type) {
 	case *Vegas:
-		if a.Alpha < 0 || a.Beta < 0 || a.Beta != 0 && cmpOr(a.Alpha, 3) >= a.Beta {
+		if a.Alpha < 0 || a.Beta < 0 || a.Beta != 0 && cmp.Or(a.Alpha, 3) >= a.Beta {
 			return errors.New("vegas: alpha and beta must be >= 0 with alpha < beta")
 		}
 	case *Gradient2:

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"errors"
 	"runtime"
 	runmetrics "runtime/metrics"
@@ -63,8 +64,8 @@ func WithSelfProtection(p SelfProtection) AdmissionOption {
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}
-		p.Refresh = cmpOr(p.Refresh, 100*time.Millisecond)
-		p.Recover = cmpOr(p.Recover, 0.9)
+		p.Refresh = cmp.Or(p.Refresh, 100*time.Millisecond)
+		p.Recover = cmp.Or(p.Recover, 0.9)
 		p.Priorities = slices.Clone(p.Priorities)
 		slices.Sort(p.Priorities)
 		if len(p.Priorities) == 0 {

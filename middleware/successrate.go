@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"errors"
 	"math"
 	"sync"
@@ -59,11 +60,11 @@ func WithSuccessRate(cfg SuccessRateConfig) AdmissionOption {
 		if cfg.Window < 0 || cfg.Refresh < 0 || cfg.MinRequests < 0 || cfg.MaxRoutes < 0 {
 			errs = append(errs, configError("success rate: negative window, refresh, min requests or max routes"))
 		}
-		cfg.K = cmpOr(cfg.K, 2)
-		cfg.Window = cmpOr(cfg.Window, 2*time.Minute)
-		cfg.Refresh = cmpOr(cfg.Refresh, time.Second)
-		cfg.MinRequests = cmpOr(cfg.MinRequests, 20)
-		cfg.MaxRoutes = cmpOr(cfg.MaxRoutes, 1024)
+		cfg.K = cmp.Or(cfg.K, 2)
+		cfg.Window = cmp.Or(cfg.Window, 2*time.Minute)
+		cfg.Refresh = cmp.Or(cfg.Refresh, time.Second)
+		cfg.MinRequests = cmp.Or(cfg.MinRequests, 20)
+		cfg.MaxRoutes = cmp.Or(cfg.MaxRoutes, 1024)
 		if err := errors.Join(errs...); err != nil {
 			return err
 		}

@@ -1,6 +1,7 @@
 package middleware
 
 import (
+	"cmp"
 	"math"
 	"sync"
 	"sync/atomic"
@@ -52,10 +53,10 @@ func newUsageTracker(cfg UsageShedding, reg *metrics.Registry) (*usageTracker, e
 	if reg == nil {
 		return nil, configError("adaptive: usage: no registry (WithAdmissionRegistry)")
 	}
-	cfg.Span = cmpOr(cfg.Span, 10*time.Second)
-	cfg.Refresh = cmpOr(cfg.Refresh, time.Second)
-	cfg.Factor = cmpOr(cfg.Factor, 1.5)
-	cfg.Headroom = cmpOr(cfg.Headroom, 0.5)
+	cfg.Span = cmp.Or(cfg.Span, 10*time.Second)
+	cfg.Refresh = cmp.Or(cfg.Refresh, time.Second)
+	cfg.Factor = cmp.Or(cfg.Factor, 1.5)
+	cfg.Headroom = cmp.Or(cfg.Headroom, 0.5)
 	u := &usageTracker{cfg: cfg, reg: reg}
 	u.heavy.Store(&map[string]bool{})
 	return u, nil

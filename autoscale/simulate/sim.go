@@ -1,6 +1,7 @@
 package simulate
 
 import (
+	"cmp"
 	"context"
 	"fmt"
 	"log/slog"
@@ -190,7 +191,7 @@ func newSim(cfg Config) (*sim, error) {
 	if start.IsZero() {
 		start = defaultStart
 	}
-	tick := cmpOr(cfg.Policy.Tick, time.Second)
+	tick := cmp.Or(cfg.Policy.Tick, time.Second)
 	eng := newEngine(start, sc.Duration, tick)
 	m := &model{
 		eng: eng, svc: svc,
@@ -206,7 +207,7 @@ func newSim(cfg Config) (*sim, error) {
 	}
 	s := &sim{
 		cfg: cfg, sc: sc, eng: eng, m: m,
-		flapW:   cmpOr(cfg.FlapWindow, DefaultFlapWindow),
+		flapW:   cmp.Or(cfg.FlapWindow, DefaultFlapWindow),
 		act:     &simActuator{},
 		desired: -1,
 	}
@@ -384,14 +385,6 @@ func (s *sim) closeSecond(t int64) {
 	s.timeline = append(s.timeline, smp)
 	m.sec = counts{}
 	m.secHist.Reset()
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // halfSource is a random source whose Float64 is always 0.5: the loop's back-off jitter

@@ -1,6 +1,7 @@
 package redisdefer
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -77,20 +78,12 @@ func New(client redis.UniversalClient, cfg Config) (*Store, error) {
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	cfg.Prefix = cmpOr(cfg.Prefix, DefaultPrefix)
-	cfg.MaxRequests = cmpOr(cfg.MaxRequests, middleware.DefaultDeferMaxRequests)
-	cfg.MaxBytes = cmpOr(cfg.MaxBytes, middleware.DefaultDeferMaxBytes)
+	cfg.Prefix = cmp.Or(cfg.Prefix, DefaultPrefix)
+	cfg.MaxRequests = cmp.Or(cfg.MaxRequests, middleware.DefaultDeferMaxRequests)
+	cfg.MaxBytes = cmp.Or(cfg.MaxBytes, middleware.DefaultDeferMaxBytes)
 	p := cfg.Prefix
 	return &Store{client: client, cfg: cfg, entry: p + ":e:",
 		keys: []string{p + ":pending", p + ":running", p + ":expiry", p + ":meta"}}, nil
-}
-
-func cmpOr[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // stored is a request as the store keeps it while it is pending: the request itself,
