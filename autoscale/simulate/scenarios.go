@@ -89,8 +89,10 @@ func Standard() []Scenario {
 }
 
 // Extra returns scenarios beyond the standard set, for the command and for tests:
-// constant, step, ramp and multi-tenant (three tenants: a steady one, a diurnal one
-// and one with a flash sale).
+// constant, step, ramp, multi-tenant (three tenants: a steady one, a diurnal one and
+// one with a flash sale), spike-30x (load jumps by an order of magnitude within
+// seconds and falls back as fast) and tenant-surge (one tenant of four surges 20×
+// over 30 s while the others stay flat).
 func Extra() []Scenario {
 	return []Scenario{
 		{Name: "constant", Description: "300 rps", Duration: 20 * time.Minute, Traffic: Constant(300),
@@ -109,6 +111,21 @@ func Extra() []Scenario {
 					Hold: 5 * time.Minute, Fall: time.Minute}},
 			},
 			Service: Service{Replicas: 3, Min: 1, Max: 100}},
+		{Name: "spike-30x", Description: "50 rps → 1,500 rps in 5 s for 90 s, back in 5 s; 10 s cold start",
+			Duration: 15 * time.Minute,
+			Traffic: FlashSale{Base: 50, Peak: 30, Start: 5 * time.Minute, Rise: 5 * time.Second,
+				Hold: 90 * time.Second, Fall: 5 * time.Second},
+			Service: Service{Replicas: 1, Min: 1, Max: 100}},
+		{Name: "tenant-surge", Description: "four tenants at 50 rps; one surges 20× over 30 s for 5 min",
+			Duration: 20 * time.Minute,
+			Traffic: Mix{
+				{Name: "a", Profile: Constant(50)},
+				{Name: "b", Profile: Constant(50)},
+				{Name: "c", Profile: Constant(50)},
+				{Name: "surge", Profile: FlashSale{Base: 50, Peak: 20, Start: 5 * time.Minute, Rise: 30 * time.Second,
+					Hold: 5 * time.Minute, Fall: 30 * time.Second}},
+			},
+			Service: Service{Replicas: 2, Min: 1, Max: 100}},
 	}
 }
 
