@@ -50,6 +50,7 @@ func BenchmarkPickDoneScale(b *testing.B) {
 				floor := memoryFloor(n, perBackend, a.name != "RoundRobin", a.name == "P2C" || a.name == "PeakEWMA", b.N)
 				b.ReportMetric(float64(floor)/float64(b.N), "floor-ns/op")
 				b.ReportMetric(float64(elapsed)/float64(floor), "x-floor")
+				b.ReportMetric(float64(perBackend), "heap-B/backend")
 			})
 		}
 	}
