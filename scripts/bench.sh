@@ -37,11 +37,11 @@ need_apt_package wrk wrk
 # whole measurement (the load benchmarks run their own interleaved rounds).
 benchmarks=(
   "./metrics RecordAt|RecordWithClock|ClockReads|SnapshotRepeated|SnapshotWholeWindow|SnapshotNaive|Snapshot1000Windows"
-  "./middleware Middleware|MiddlewareTenant|Otelhttp|Admit|AdmitPlain|AdmitAdaptive|AdmitAdaptiveParallel"
+  "./middleware Middleware|MiddlewareParallel|MiddlewareTenant|Otelhttp|Admit|AdmitPlain|AdmitAdaptive|AdmitAdaptiveParallel"
   "./middleware/redislimit Allow|Admit"
   "./metrics/redisshare Payload1000|Merge1000x3"
-  "./balancer PickDone|DoneParts"
-  "./luabind OnRequest|OnTick1000Windows|OnTickParts"
+  "./balancer PickDone|PickDoneParallel|PickDoneScale|DoneParts"
+  "./luabind OnRequest|OnTick1000Windows|OnTickParts|OnTickScale"
   "./autoscale StepLua100"
   "./autoscale/simulate HourAt1000rps"
   "./examples/gateway GatewayVsBareProxy 1x"
