@@ -94,6 +94,7 @@ type model struct {
 	changes  []Change
 	waiting  WaitingAdmitter // alt, when it may hold requests back
 	decided  []decision      // its decisions, applied after each instant
+	slow     bool            // svc.Slowdown is not zero
 	rngSvc   *rand.Rand
 	rngMisc  *rand.Rand
 
@@ -330,6 +331,9 @@ func (m *model) serve(i int32, rep *replica, t int64) {
 	rep.busy++
 	r.slot, r.state, r.start = slot, reqServing, t
 	d := int64(m.svcTime.Sample(m.rngSvc))
+	if m.slow {
+		d = int64(float64(d) * m.svc.Slowdown.Factor(float64(rep.busy)/float64(m.conc)))
+	}
 	m.eng.schedule(event{t: t + max(d, 0), kind: evDone, idx: i, gen: r.gen})
 }
 

@@ -12,7 +12,7 @@ import (
 
 // StandardNames lists the standard scenarios, in the order [Standard] returns them.
 func StandardNames() []string {
-	return []string{"flash-sale", "diurnal", "bursty", "slow-cold-start", "scale-from-zero"}
+	return []string{"flash-sale", "diurnal", "bursty", "slow-cold-start", "scale-from-zero", "slows-under-load"}
 }
 
 // Standard returns the standard scenarios the shipped policies are compared on. Each
@@ -32,6 +32,9 @@ func StandardNames() []string {
 //     queue ([Scenario.Hold]: the real middleware.Activator, up to 1,000 held for up
 //     to 10 s), which holds them while no replica has a free slot and wakes the loop
 //     at once, as Knative's activator does.
+//   - slows-under-load: 50 → 600 rps over 15 min from minute 5, on a service whose
+//     service time grows linearly above 50% utilisation to 2× when full ([Slowdown]),
+//     so a replica run hot serves half its nominal rate; 30 minutes.
 func Standard() []Scenario {
 	return []Scenario{
 		{
@@ -84,6 +87,13 @@ func Standard() []Scenario {
 			}),
 			Service: Service{InitialZero: true, Min: 0, Max: 100, ColdStart: 3 * time.Second},
 			Hold:    &HoldQueue{MaxQueue: 1000, MaxWait: 10 * time.Second},
+		},
+		{
+			Name:        "slows-under-load",
+			Description: "50 → 600 rps over 15 min; service time ×2 at full utilisation, rising from 50%",
+			Duration:    30 * time.Minute,
+			Traffic:     Ramp{From: 50, To: 600, Start: 5 * time.Minute, Length: 15 * time.Minute},
+			Service:     Service{Replicas: 1, Min: 1, Max: 100, Slowdown: Slowdown{Knee: 0.5, Linear: 1}},
 		},
 	}
 }

@@ -78,6 +78,9 @@ type Service struct {
 	// ServiceTime is how long a replica takes to serve a request. Default log-normal
 	// of mean 100 ms and coefficient of variation 0.5.
 	ServiceTime Distribution
+	// Slowdown makes service time grow with the replica's utilisation when a
+	// request starts (see [Slowdown]). The zero value is none.
+	Slowdown Slowdown
 	// QueueDepth is how many requests may wait at one replica; one more is answered
 	// with 503 (a failure). Zero means no limit.
 	QueueDepth int
@@ -168,6 +171,9 @@ func (s Service) Validate() error {
 	if s.InitialZero && (s.Min != 0 || s.Replicas != 0) {
 		errs = append(errs, errors.New("initial zero needs min 0 and replicas 0"))
 	}
+	if err := s.Slowdown.Validate(); err != nil {
+		errs = append(errs, err)
+	}
 	if !(s.FailureRate >= 0 && s.FailureRate <= 1) {
 		errs = append(errs, fmt.Errorf("failure rate %v out of [0, 1]", s.FailureRate))
 	}
@@ -175,7 +181,8 @@ func (s Service) Validate() error {
 }
 
 // Capacity returns the requests per second one replica serves at full utilisation:
-// Concurrency / mean service time.
+// Concurrency / mean service time. It is the nominal figure: a [Slowdown] lowers what a
+// replica serves when full, and Capacity does not count it.
 func (s Service) Capacity() float64 {
 	d := s.withDefaults()
 	return float64(d.Concurrency) / d.ServiceTime.Mean().Seconds()

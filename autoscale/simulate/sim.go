@@ -198,7 +198,7 @@ func newSim(cfg Config) (*sim, error) {
 		slo: int64(sc.SLO), timeout: int64(svc.Timeout), cold: int64(svc.ColdStart),
 		byBackend: map[*balancer.Backend]int32{},
 		conc:      svc.Concurrency, svcTime: svc.ServiceTime, changes: sc.Changes,
-		alt: cfg.Admitter, adaptive: sc.Adaptive != nil,
+		alt: cfg.Admitter, adaptive: sc.Adaptive != nil, slow: !svc.Slowdown.IsZero(),
 		rngSvc:  rand.New(rand.NewPCG(cfg.Seed, 2)),
 		rngMisc: rand.New(rand.NewPCG(cfg.Seed, 3)),
 	}
