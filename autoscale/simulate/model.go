@@ -51,6 +51,11 @@ type request struct {
 	slot    int32
 	state   reqState
 	first   bool // the first to arrive while no replica was ready
+	phase   uint8
+	prompt  int32 // LLM tokens (llm.go); zero without Service.LLM
+	output  int32
+	left    int32 // output tokens still to make
+	firstAt int64 // when its first token was made
 	permit  middleware.Permit
 	rel     Release // the Admitter's, instead of permit
 	res     balancer.Result
@@ -68,6 +73,9 @@ type replica struct {
 	queued    int
 	billUntil int64
 	backend   *balancer.Backend
+	kv        int    // LLM: tokens held by the batch (llm.go)
+	stepping  bool   // LLM: a step is running
+	stepGen   uint32 // LLM: the generation of its step events
 }
 
 // model is the simulated service: its requests, its replicas, the admission control
@@ -95,6 +103,7 @@ type model struct {
 	waiting  WaitingAdmitter // alt, when it may hold requests back
 	decided  []decision      // its decisions, applied after each instant
 	slow     bool            // svc.Slowdown is not zero
+	llm      *llmModel       // svc.LLM's state, or nil
 	rngSvc   *rand.Rand
 	rngMisc  *rand.Rand
 
@@ -212,6 +221,8 @@ func (m *model) event(e event, t int64) {
 		}
 	case evChange:
 		m.applyChange(e.idx, t)
+	case evStep:
+		m.endStep(e.idx, e.gen, t)
 	case evExpire:
 		if r := &m.reqs[e.idx]; r.gen == e.gen && r.state == reqHeld {
 			m.expire(e.idx)
@@ -307,8 +318,11 @@ func (m *model) dispatch(i int32, t int64) {
 	ri := m.byBackend[res.Backend]
 	rep := m.reps[ri]
 	r.res, r.replica = res, ri
+	if m.llm != nil {
+		m.drawTokens(r)
+	}
 	switch {
-	case rep.busy < m.conc:
+	case m.fits(rep, i):
 		m.serve(i, rep, t)
 	case m.svc.QueueDepth > 0 && rep.queued >= m.svc.QueueDepth:
 		m.finish(i, t, metrics.OutcomeError, 503, nil)
@@ -330,6 +344,10 @@ func (m *model) serve(i int32, rep *replica, t int64) {
 	rep.slots[slot] = i
 	rep.busy++
 	r.slot, r.state, r.start = slot, reqServing, t
+	if m.llm != nil {
+		m.join(i, r.replica, t)
+		return
+	}
 	d := int64(m.svcTime.Sample(m.rngSvc))
 	if m.slow {
 		d = int64(float64(d) * m.svc.Slowdown.Factor(float64(rep.busy)/float64(m.conc)))
@@ -344,6 +362,7 @@ func (m *model) unslot(i int32) *replica {
 	rep.slots[r.slot] = -1
 	rep.freeSlots = append(rep.freeSlots, r.slot)
 	rep.busy--
+	rep.kv -= int(r.prompt + r.output)
 	return rep
 }
 
@@ -364,11 +383,16 @@ func (m *model) complete(i int32, t int64) {
 // pull starts queued requests on rep's free slots.
 func (m *model) pull(rep *replica, t int64) {
 	for rep.busy < m.conc && rep.queue.len() > 0 {
-		q := rep.queue.pop()
+		q := rep.queue.peek()
 		r := &m.reqs[q.idx]
 		if r.gen != q.gen || r.state != reqQueued {
+			rep.queue.pop()
 			continue
 		}
+		if !m.fits(rep, q.idx) {
+			break // its head waits for KV room (LLM), first in first out
+		}
+		rep.queue.pop()
 		rep.queued--
 		m.serve(q.idx, rep, t)
 	}
@@ -379,7 +403,11 @@ func (m *model) finish(i int32, t int64, outcome metrics.Outcome, status int, be
 	r := &m.reqs[i]
 	now := m.eng.at(t)
 	lat := time.Duration(t - r.arrive)
-	m.windows[r.tenant].Done(now, metrics.Observation{Latency: lat, Outcome: outcome})
+	var tokens float64 // what the LLM gateway records: a success's tokens
+	if outcome == metrics.OutcomeOK {
+		tokens = float64(r.prompt + r.output)
+	}
+	m.windows[r.tenant].Done(now, metrics.Observation{Latency: lat, Outcome: outcome, Value: tokens})
 	if r.res.Backend != nil {
 		bo := balancer.Outcome{Latency: time.Duration(t - r.arrive), Status: status, Err: berr, At: now}
 		if berr != nil {
@@ -411,7 +439,7 @@ func (m *model) finish(i int32, t int64, outcome metrics.Outcome, status int, be
 		m.sec.served++
 		m.total.served++
 		ts.served++
-		if int64(lat) > m.slo {
+		if m.llm != nil && m.llmServed(r, t) || m.llm == nil && int64(lat) > m.slo {
 			m.sec.slow++
 			m.total.slow++
 			ts.slow++
@@ -454,6 +482,7 @@ func (m *model) crash(ri int32, t int64) {
 		}
 	}
 	rep.queued = 0
+	rep.stopSteps()
 	m.eng.schedule(event{t: t + m.cold, kind: evReady, idx: ri, gen: rep.gen})
 }
 

@@ -76,8 +76,12 @@ type Service struct {
 	// its queue. Default 10.
 	Concurrency int
 	// ServiceTime is how long a replica takes to serve a request. Default log-normal
-	// of mean 100 ms and coefficient of variation 0.5.
+	// of mean 100 ms and coefficient of variation 0.5. With LLM it is not drawn from:
+	// the default is then a fixed time, the mean latency at a full batch.
 	ServiceTime Distribution
+	// LLM, when set, serves the requests as a language model does, with token counts
+	// and continuous batching (see [LLM]); Concurrency is then the maximum batch.
+	LLM *LLM
 	// Slowdown makes service time grow with the replica's utilisation when a
 	// request starts (see [Slowdown]). The zero value is none.
 	Slowdown Slowdown
@@ -124,6 +128,9 @@ const (
 func (s Service) withDefaults() Service {
 	if s.Concurrency == 0 {
 		s.Concurrency = DefaultConcurrency
+	}
+	if s.ServiceTime == nil && s.LLM != nil {
+		s.ServiceTime = Fixed(max(s.LLM.fullLatency(s.LLM.batch(s.Concurrency)), 1))
 	}
 	if s.ServiceTime == nil {
 		s.ServiceTime, _ = NewLogNormal(100*time.Millisecond, 0.5)
@@ -173,6 +180,14 @@ func (s Service) Validate() error {
 	}
 	if err := s.Slowdown.Validate(); err != nil {
 		errs = append(errs, err)
+	}
+	if s.LLM != nil {
+		if err := s.LLM.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("llm: %w", err))
+		}
+		if !s.Slowdown.IsZero() {
+			errs = append(errs, errors.New("llm and slowdown together: an LLM's steps slow with the batch already"))
+		}
 	}
 	if !(s.FailureRate >= 0 && s.FailureRate <= 1) {
 		errs = append(errs, fmt.Errorf("failure rate %v out of [0, 1]", s.FailureRate))
