@@ -9,6 +9,7 @@ import (
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
 	"github.com/autoscalelua/autoscalelua/autoscale/simulate"
+	"github.com/autoscalelua/autoscalelua/luabind"
 	"github.com/autoscalelua/autoscalelua/metrics"
 	"github.com/autoscalelua/autoscalelua/middleware/llm"
 )
@@ -202,5 +203,43 @@ func TestLLMValidate(t *testing.T) {
 	}
 	if err := llmScenario(fixedLLM(), 1, time.Minute).Validate(); err != nil {
 		t.Errorf("fixed LLM: %v", err)
+	}
+}
+
+// TestLLMCostPolicyReadsTTFT runs the shipped llm_cost policy, written for the LLM
+// gateway, on the llm-serving scenario: it reads the model's in-flight requests
+// (m.model) and the p99 of the ttft scope the simulator records as the gateway does,
+// and scales the model's target on them. It must keep far more requests within the
+// SLOs than the starting two replicas do.
+func TestLLMCostPolicyReadsTTFT(t *testing.T) {
+	sc, ok := simulate.ScenarioByName("llm-serving")
+	if !ok {
+		t.Fatal("no llm-serving scenario")
+	}
+	if raceEnabled {
+		sc.Duration = 16 * time.Minute
+	}
+	cost := simulate.Policy{Name: "llm_cost", Tick: time.Second, New: func(e simulate.Env) (autoscale.Policy, func() error, error) {
+		src, err := luabind.FromFS(autoscale.Policies(), "policies/llm_cost.lua")
+		if err != nil {
+			return nil, nil, err
+		}
+		cfg := map[string]any{"models": map[string]any{"llm": map[string]any{
+			"target": e.Target, "slots": e.Concurrency, "ttft_ms": float64(simulate.StandardLLM.TTFT / time.Millisecond)}}}
+		rt, err := luabind.New(src, luabind.WithConfig(cfg), luabind.WithClock(e.Clock),
+			luabind.WithLimits(luabind.Limits{TickBudget: 10 * time.Second, PoolSize: 1}))
+		if err != nil {
+			return nil, nil, err
+		}
+		return rt, rt.Close, nil
+	}}
+	pinned := sc
+	pinned.Service.Min, pinned.Service.Max = 2, 2
+	base := run(t, pinned, hold(), 1).Summary
+	s := run(t, sc, cost, 1).Summary
+	t.Logf("llm_cost: %d violations (TTFT %d, TPOT %d) of %d, %.0f replica-seconds, peak %d, %d policy errors; two replicas: %d violations",
+		s.Violations, s.LLM.TTFTSlow, s.LLM.TPOTSlow, s.Requests, s.ReplicaSeconds, s.PeakReplicas, s.PolicyErrors, base.Violations)
+	if s.PolicyErrors != 0 || s.PeakReplicas <= 2 || s.Violations*5 > base.Violations {
+		t.Errorf("llm_cost: %d violations (two replicas: %d), peak %d, %d policy errors", s.Violations, base.Violations, s.PeakReplicas, s.PolicyErrors)
 	}
 }
