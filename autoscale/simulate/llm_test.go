@@ -201,6 +201,11 @@ func TestLLMValidate(t *testing.T) {
 	if err := sc.Validate(); !errors.Is(err, simulate.ErrInvalidConfig) {
 		t.Errorf("LLM with a slowdown: Validate = %v", err)
 	}
+	sc = llmScenario(fixedLLM(), 1, time.Minute)
+	sc.Changes = []simulate.Change{{At: time.Second, ServiceTime: simulate.Fixed(time.Second)}}
+	if err := sc.Validate(); !errors.Is(err, simulate.ErrInvalidConfig) {
+		t.Errorf("LLM with a service-time change: Validate = %v", err)
+	}
 	if err := llmScenario(fixedLLM(), 1, time.Minute).Validate(); err != nil {
 		t.Errorf("fixed LLM: %v", err)
 	}

@@ -16,7 +16,7 @@ func StandardNames() []string {
 }
 
 // Standard returns the standard scenarios the shipped policies are compared on. Each
-// serves a service whose replica handles 10 requests at once, for a log-normal 100 ms
+// but llm-serving serves a service whose replica handles 10 requests at once, for a log-normal 100 ms
 // (coefficient of variation 0.5), so 100 requests per second at full utilisation, with
 // a 500 ms SLO and a 30 s client timeout:
 //

@@ -272,6 +272,12 @@ func (sc Scenario) Validate() error {
 	if err := validateChanges(sc.Changes, sc.Duration); err != nil {
 		errs = append(errs, err)
 	}
+	for _, c := range sc.Changes {
+		if c.ServiceTime != nil && sc.Service.LLM != nil {
+			errs = append(errs, errors.New("a change of service time does nothing to an LLM: its steps decide"))
+			break
+		}
+	}
 	if sc.Hold != nil {
 		if err := sc.Hold.Validate(); err != nil {
 			errs = append(errs, fmt.Errorf("hold queue: %w", err))
