@@ -248,3 +248,34 @@ func TestLLMCostPolicyReadsTTFT(t *testing.T) {
 		t.Errorf("llm_cost: %d violations (two replicas: %d), peak %d, %d policy errors", s.Violations, base.Violations, s.PeakReplicas, s.PolicyErrors)
 	}
 }
+
+// TestLLMTenantWindows serves two tenants: each has its own TTFT and token windows,
+// keyed by its name, as the gateway's tenant twins are.
+func TestLLMTenantWindows(t *testing.T) {
+	got := map[string]metrics.Snapshot{}
+	p := simulate.Policy{Name: "reader", New: func(simulate.Env) (autoscale.Policy, func() error, error) {
+		return autoscale.PolicyFunc(func(_ context.Context, in *autoscale.Input) ([]autoscale.Action, error) {
+			for _, k := range []string{"a", "b"} {
+				for _, sc := range []metrics.Scope{llm.ScopeTenantTTFT, llm.ScopeTenantOutputTokens} {
+					if s, ok := in.Metrics.Snapshot(sc, k, time.Hour); ok {
+						got[string(sc)+"/"+k] = s
+					}
+				}
+			}
+			return nil, nil
+		}), nil, nil
+	}}
+	sc := llmScenario(fixedLLM(), 0, 5*time.Minute)
+	sc.Traffic = simulate.Mix{{Name: "a", Profile: simulate.Constant(0.5)}, {Name: "b", Profile: simulate.Constant(1)}}
+	s := run(t, sc, p, 1).Summary
+	a, b := got[string(llm.ScopeTenantOutputTokens)+"/a"], got[string(llm.ScopeTenantOutputTokens)+"/b"]
+	if a.Count == 0 || b.Count <= a.Count || a.Value != 100*float64(a.Count) || b.Value != 100*float64(b.Count) {
+		t.Errorf("output tokens: a %d requests, %v tokens; b %d, %v", a.Count, a.Value, b.Count, b.Value)
+	}
+	if ta, tb := got[string(llm.ScopeTenantTTFT)+"/a"], got[string(llm.ScopeTenantTTFT)+"/b"]; ta.Count != a.Count || tb.Count != b.Count {
+		t.Errorf("TTFT windows: a %d, b %d requests", ta.Count, tb.Count)
+	}
+	if len(s.Tenants) != 2 || s.Tenants[0].Served+s.Tenants[1].Served != s.Served {
+		t.Errorf("tenants %+v", s.Tenants)
+	}
+}
