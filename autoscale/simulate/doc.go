@@ -33,6 +33,40 @@
 // Tests can assert that a policy meets an SLO on a profile: run it and check
 // Summary.ViolationRate.
 //
+// # Two service models
+//
+// The default model is a request service: a replica has [Service.Concurrency] slots,
+// and a request holds one for a service time drawn from [Service.ServiceTime]. With
+// [Service.Slowdown] that time grows with the replica's utilisation (busy slots over
+// concurrency, counting the request, when it takes its slot): a factor of one up to a
+// knee, then rising linearly, exponentially or both to its value at full
+// utilisation, so a service that slows under load loses capacity as it fills (the
+// slows-under-load scenario: ×2 when full, from 50%). A steep slowdown collapses a
+// replica held past its knee, since each slowed request keeps its slot longer and
+// raises the utilisation that slows the next: two replicas of 10 slots on a fixed
+// 100 ms at 45% of their nominal rate serve a median request in 100 ms, in 141 ms
+// with ×2 when full from 50%, and with ×3 queue until clients time out.
+//
+// [Service.LLM] replaces it with a language-model server with continuous batching.
+// Each request draws a prompt and an output token count ([Tokens]: log-normal,
+// bounded); a replica runs up to Concurrency sequences whose tokens fit its KV cache
+// ([LLM.TokenBudget]), in steps: a step of n sequences that prefills p prompt tokens
+// (of the sequences that joined since the last step, each giving its first token)
+// and decodes one token of each other lasts StepBase + n·StepPerSeq + p/PrefillRate.
+// Throughput rises with the batch (n tokens a step) while each sequence's time per
+// output token (TPOT) grows with it, and a long prompt stalls the batch, as without
+// chunked prefill. A served request violates the SLO when its time to first token
+// (TTFT, from arrival, queueing included) or its TPOT is over the model's; the
+// summary counts both ([LLMSummary]: tokens, TTFT and TPOT quantiles, each SLO's
+// violations; Summary.Slow counts a request over either once). Served requests are
+// recorded as the LLM gateway (middleware/llm) records them: tokens as the Value of
+// the route's, tenant's and model's windows, and the model's (and tenants') ttft,
+// tpot, input_tokens and output_tokens scopes, so a policy can scale on TTFT or on
+// tokens per second. The policy's [Env] gets the mean latency at a full batch as
+// ServiceTime (so Env.Capacity is a full replica's rate) and TTFT + TPOT × the mean
+// output as SLO. The llm-serving scenario ([StandardLLM]) runs 4 to 32 rps, a
+// batch of 32 in a 48,000-token cache, SLOs of 2 s and 60 ms, with a 60 s cold start.
+//
 // # Admission and capacity changes
 //
 // A scenario can configure the real admission ([Scenario.Admission]: a fixed

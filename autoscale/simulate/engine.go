@@ -31,6 +31,8 @@ const (
 	evChange
 	// evExpire: a request held in the hold queue reaches its MaxWait.
 	evExpire
+	// evStep: an LLM replica's batch step ends (llm.go).
+	evStep
 )
 
 // event is a timed event for the request or replica at idx, of generation gen: an
@@ -213,6 +215,8 @@ func (q *fifo) push(e qent) {
 	q.buf[(q.head+q.n)%len(q.buf)] = e
 	q.n++
 }
+
+func (q *fifo) peek() qent { return q.buf[q.head] }
 
 func (q *fifo) pop() qent {
 	e := q.buf[q.head]

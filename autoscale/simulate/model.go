@@ -3,7 +3,6 @@ package simulate
 import (
 	"context"
 	"errors"
-	"fmt"
 	"math/rand/v2"
 	"strconv"
 	"time"
@@ -15,10 +14,11 @@ import (
 
 // This file is the model of the scaled service: requests pass the real admission
 // control and the real balancer, queue at a replica with a fixed number of slots, are
-// served for a drawn time and recorded in the real windows through middleware.Windows,
-// as the middleware records them; replicas start cold, serve, crash and drain. The
-// model schedules its timed events on the engine (engine.go) and keeps the run's
-// counts and replica-time for the result.
+// served for a drawn time (or in an LLM's batch steps: llm.go) and recorded in the
+// real windows through middleware.Windows, as the middleware records them; replicas
+// start cold, serve, crash and drain (scaling them: replicas.go). The model schedules
+// its timed events on the engine (engine.go) and keeps the run's counts and
+// replica-time for the result.
 
 // reqState is where a request is.
 type reqState uint8
@@ -51,6 +51,11 @@ type request struct {
 	slot    int32
 	state   reqState
 	first   bool // the first to arrive while no replica was ready
+	phase   uint8
+	prompt  int32 // LLM tokens (llm.go); zero without Service.LLM
+	output  int32
+	left    int32 // output tokens still to make
+	firstAt int64 // when its first token was made
 	permit  middleware.Permit
 	rel     Release // the Admitter's, instead of permit
 	res     balancer.Result
@@ -68,6 +73,9 @@ type replica struct {
 	queued    int
 	billUntil int64
 	backend   *balancer.Backend
+	kv        int    // LLM: tokens held by the batch (llm.go)
+	stepping  bool   // LLM: a step is running
+	stepGen   uint32 // LLM: the generation of its step events
 }
 
 // model is the simulated service: its requests, its replicas, the admission control
@@ -94,6 +102,8 @@ type model struct {
 	changes  []Change
 	waiting  WaitingAdmitter // alt, when it may hold requests back
 	decided  []decision      // its decisions, applied after each instant
+	slow     bool            // svc.Slowdown is not zero
+	llm      *llmModel       // svc.LLM's state, or nil
 	rngSvc   *rand.Rand
 	rngMisc  *rand.Rand
 
@@ -211,6 +221,8 @@ func (m *model) event(e event, t int64) {
 		}
 	case evChange:
 		m.applyChange(e.idx, t)
+	case evStep:
+		m.endStep(e.idx, e.gen, t)
 	case evExpire:
 		if r := &m.reqs[e.idx]; r.gen == e.gen && r.state == reqHeld {
 			m.expire(e.idx)
@@ -306,8 +318,11 @@ func (m *model) dispatch(i int32, t int64) {
 	ri := m.byBackend[res.Backend]
 	rep := m.reps[ri]
 	r.res, r.replica = res, ri
+	if m.llm != nil {
+		m.drawTokens(r)
+	}
 	switch {
-	case rep.busy < m.conc:
+	case m.fits(rep, i):
 		m.serve(i, rep, t)
 	case m.svc.QueueDepth > 0 && rep.queued >= m.svc.QueueDepth:
 		m.finish(i, t, metrics.OutcomeError, 503, nil)
@@ -329,7 +344,14 @@ func (m *model) serve(i int32, rep *replica, t int64) {
 	rep.slots[slot] = i
 	rep.busy++
 	r.slot, r.state, r.start = slot, reqServing, t
+	if m.llm != nil {
+		m.join(i, r.replica, t)
+		return
+	}
 	d := int64(m.svcTime.Sample(m.rngSvc))
+	if m.slow {
+		d = int64(float64(d) * m.svc.Slowdown.Factor(float64(rep.busy)/float64(m.conc)))
+	}
 	m.eng.schedule(event{t: t + max(d, 0), kind: evDone, idx: i, gen: r.gen})
 }
 
@@ -340,6 +362,7 @@ func (m *model) unslot(i int32) *replica {
 	rep.slots[r.slot] = -1
 	rep.freeSlots = append(rep.freeSlots, r.slot)
 	rep.busy--
+	rep.kv -= int(r.prompt + r.output)
 	return rep
 }
 
@@ -360,11 +383,16 @@ func (m *model) complete(i int32, t int64) {
 // pull starts queued requests on rep's free slots.
 func (m *model) pull(rep *replica, t int64) {
 	for rep.busy < m.conc && rep.queue.len() > 0 {
-		q := rep.queue.pop()
+		q := rep.queue.peek()
 		r := &m.reqs[q.idx]
 		if r.gen != q.gen || r.state != reqQueued {
+			rep.queue.pop()
 			continue
 		}
+		if !m.fits(rep, q.idx) {
+			break // its head waits for KV room (LLM), first in first out
+		}
+		rep.queue.pop()
 		rep.queued--
 		m.serve(q.idx, rep, t)
 	}
@@ -375,7 +403,11 @@ func (m *model) finish(i int32, t int64, outcome metrics.Outcome, status int, be
 	r := &m.reqs[i]
 	now := m.eng.at(t)
 	lat := time.Duration(t - r.arrive)
-	m.windows[r.tenant].Done(now, metrics.Observation{Latency: lat, Outcome: outcome})
+	var tokens float64 // what the LLM gateway records: a success's tokens
+	if outcome == metrics.OutcomeOK {
+		tokens = float64(r.prompt + r.output)
+	}
+	m.windows[r.tenant].Done(now, metrics.Observation{Latency: lat, Outcome: outcome, Value: tokens})
 	if r.res.Backend != nil {
 		bo := balancer.Outcome{Latency: time.Duration(t - r.arrive), Status: status, Err: berr, At: now}
 		if berr != nil {
@@ -407,7 +439,7 @@ func (m *model) finish(i int32, t int64, outcome metrics.Outcome, status int, be
 		m.sec.served++
 		m.total.served++
 		ts.served++
-		if int64(lat) > m.slo {
+		if m.llm != nil && m.llmServed(r, t) || m.llm == nil && int64(lat) > m.slo {
 			m.sec.slow++
 			m.total.slow++
 			ts.slow++
@@ -450,6 +482,7 @@ func (m *model) crash(ri int32, t int64) {
 		}
 	}
 	rep.queued = 0
+	rep.stopSteps()
 	m.eng.schedule(event{t: t + m.cold, kind: evReady, idx: ri, gen: rep.gen})
 }
 
@@ -481,114 +514,4 @@ func (m *model) bill(t int64) {
 		m.replicaNs += float64(m.starting+m.ready+m.draining) * float64(t-m.billedAt)
 		m.billedAt = t
 	}
-}
-
-// scaleTo applies a new spec count at t.
-func (m *model) scaleTo(n int, t int64) error {
-	cur := m.starting + m.ready
-	if n == cur {
-		return nil
-	}
-	m.bill(t)
-	m.scales = append(m.scales, ScaleEvent{At: time.Duration(t), From: cur, To: n})
-	poolChanged := false
-	if n > cur {
-		for range n - cur {
-			ri := m.newReplica()
-			rep := m.reps[ri]
-			rep.state = repStarting
-			m.starting++
-			m.eng.schedule(event{t: t + m.cold, kind: evReady, idx: ri, gen: rep.gen})
-		}
-	} else {
-		for k := cur - n; k > 0; k-- {
-			// Not-ready replicas go first, the youngest first (as a ReplicaSet does);
-			// then the ready replica with the least work, the newest on ties.
-			best := int32(-1)
-			for i := len(m.reps) - 1; i >= 0; i-- {
-				rep := m.reps[i]
-				switch {
-				case rep.state == repStarting:
-					if best < 0 || m.reps[best].state != repStarting {
-						best = int32(i)
-					}
-				case rep.state == repReady:
-					if best < 0 || (m.reps[best].state == repReady && rep.busy+rep.queued < m.reps[best].busy+m.reps[best].queued) {
-						best = int32(i)
-					}
-				}
-			}
-			rep := m.reps[best]
-			rep.gen++
-			if rep.state == repStarting {
-				rep.state = repFree
-				m.starting--
-				continue
-			}
-			rep.state = repDraining
-			m.ready--
-			m.draining++
-			rep.billUntil = t + int64(m.svc.ScaleDownDelay)
-			poolChanged = true
-			if rep.billUntil > t {
-				m.eng.schedule(event{t: rep.billUntil, kind: evDrained, idx: best, gen: rep.gen})
-			}
-			m.maybeGone(best, t)
-		}
-	}
-	m.maxRep = max(m.maxRep, m.starting+m.ready+m.draining)
-	if poolChanged {
-		if err := m.updatePool(); err != nil {
-			return err
-		}
-		return m.setReady()
-	}
-	return nil
-}
-
-// maybeGone frees a draining replica that is empty and past its billing delay.
-func (m *model) maybeGone(ri int32, t int64) {
-	rep := m.reps[ri]
-	if rep.state != repDraining || rep.busy > 0 || rep.queued > 0 || t < rep.billUntil {
-		return
-	}
-	m.bill(t)
-	rep.state = repFree
-	rep.gen++
-	rep.queue.reset()
-	m.draining--
-	if rep.backend != nil {
-		delete(m.byBackend, rep.backend)
-		rep.backend = nil
-	}
-}
-
-// updatePool publishes the ready replicas to the balancer.
-func (m *model) updatePool() error {
-	m.endpoints = m.endpoints[:0]
-	for _, rep := range m.reps {
-		if rep.state == repReady {
-			m.endpoints = append(m.endpoints, balancer.Endpoint{ID: rep.id, URL: rep.url})
-		}
-	}
-	if err := m.pool.Update(m.endpoints); err != nil {
-		return fmt.Errorf("simulate: balancer update: %w", err)
-	}
-	for i, rep := range m.reps {
-		if rep.state != repReady {
-			continue
-		}
-		b, ok := m.pool.Lookup(rep.id)
-		if !ok {
-			return fmt.Errorf("simulate: balancer lost replica %s", rep.id)
-		}
-		if rep.backend != b {
-			if rep.backend != nil {
-				delete(m.byBackend, rep.backend)
-			}
-			rep.backend = b
-		}
-		m.byBackend[b] = int32(i)
-	}
-	return nil
 }

@@ -112,6 +112,9 @@ type Summary struct {
 	FirstLatency, FirstMax time.Duration
 	// Hold is what the hold queue came to ([Scenario.Hold]); zero without one.
 	Hold HoldSummary
+	// LLM is what the LLM model came to ([Service.LLM]): tokens, TTFT and TPOT and
+	// their SLOs' violations (counted in Slow); zero without one.
+	LLM LLMSummary
 }
 
 // Result is a run's outcome: its timeline, its scale events and its summary.
@@ -136,6 +139,7 @@ func (s *sim) result() *Result {
 		P50:     s.m.hist.Quantile(0.5), P99: s.m.hist.Quantile(0.99), Max: s.m.hist.Max(),
 		ColdArrivals: s.m.firstN, FirstMax: s.m.firstMax,
 		Hold: s.m.holdSummary(),
+		LLM:  s.m.llmSummary(),
 	}
 	if s.m.firstN > 0 {
 		sum.FirstLatency = s.m.firstSum / time.Duration(s.m.firstN)
@@ -309,6 +313,11 @@ func (s Summary) String() string {
 		if h.RetryChecked > 0 {
 			f("retry-after", "error mean %s, max %s over %d at zero", fmtDur(h.RetryErrMean), fmtDur(h.RetryErrMax), h.RetryChecked)
 		}
+	}
+	if l := s.LLM; l != (LLMSummary{}) {
+		f("tokens", "%d in, %d out", l.InputTokens, l.OutputTokens)
+		f("ttft", "p50 %s, p99 %s; %d over %s", fmtDur(l.TTFTP50), fmtDur(l.TTFTP99), l.TTFTSlow, l.TTFTSLO)
+		f("tpot", "p50 %s, p99 %s; %d over %s", fmtDur(l.TPOTP50), fmtDur(l.TPOTP99), l.TPOTSlow, l.TPOTSLO)
 	}
 	for _, r := range s.Reactions {
 		dir := "down"

@@ -12,11 +12,11 @@ import (
 
 // StandardNames lists the standard scenarios, in the order [Standard] returns them.
 func StandardNames() []string {
-	return []string{"flash-sale", "diurnal", "bursty", "slow-cold-start", "scale-from-zero"}
+	return []string{"flash-sale", "diurnal", "bursty", "slow-cold-start", "scale-from-zero", "slows-under-load", "llm-serving"}
 }
 
 // Standard returns the standard scenarios the shipped policies are compared on. Each
-// serves a service whose replica handles 10 requests at once, for a log-normal 100 ms
+// but llm-serving serves a service whose replica handles 10 requests at once, for a log-normal 100 ms
 // (coefficient of variation 0.5), so 100 requests per second at full utilisation, with
 // a 500 ms SLO and a 30 s client timeout:
 //
@@ -32,6 +32,14 @@ func StandardNames() []string {
 //     queue ([Scenario.Hold]: the real middleware.Activator, up to 1,000 held for up
 //     to 10 s), which holds them while no replica has a free slot and wakes the loop
 //     at once, as Knative's activator does.
+//   - slows-under-load: 50 → 600 rps over 15 min from minute 5, on a service whose
+//     service time grows linearly above 50% utilisation to 2× when full ([Slowdown]),
+//     so a replica run hot serves half its nominal rate; 30 minutes.
+//   - llm-serving: a language model with continuous batching ([LLM]): 4 rps rising
+//     to 32 over 5 min from minute 5, 10 min plateau, back over 5; log-normal prompts
+//     (mean 1,000 tokens) and outputs (mean 250), a batch of 32 in a 48k-token KV
+//     cache, SLOs of 2 s to first token and 60 ms per output token; 60 s (GPU) cold
+//     start; 30 minutes. A replica serves about 2.6 rps when full.
 func Standard() []Scenario {
 	return []Scenario{
 		{
@@ -85,6 +93,21 @@ func Standard() []Scenario {
 			Service: Service{InitialZero: true, Min: 0, Max: 100, ColdStart: 3 * time.Second},
 			Hold:    &HoldQueue{MaxQueue: 1000, MaxWait: 10 * time.Second},
 		},
+		{
+			Name:        "slows-under-load",
+			Description: "50 → 600 rps over 15 min; service time ×2 at full utilisation, rising from 50%",
+			Duration:    30 * time.Minute,
+			Traffic:     Ramp{From: 50, To: 600, Start: 5 * time.Minute, Length: 15 * time.Minute},
+			Service:     Service{Replicas: 1, Min: 1, Max: 100, Slowdown: Slowdown{Knee: 0.5, Linear: 1}},
+		},
+		{
+			Name:        "llm-serving",
+			Description: "LLM, 4 → 32 rps over 5 min, 10 min plateau; batch 32, SLOs TTFT 2 s, TPOT 60 ms; 60 s cold start",
+			Duration:    30 * time.Minute,
+			Traffic: FlashSale{Base: 4, Peak: 8, Start: 5 * time.Minute, Rise: 5 * time.Minute,
+				Hold: 10 * time.Minute, Fall: 5 * time.Minute},
+			Service: Service{Replicas: 2, Min: 1, Max: 40, Concurrency: 32, ColdStart: 60 * time.Second, LLM: &StandardLLM},
+		},
 	}
 }
 
@@ -127,6 +150,19 @@ func Extra() []Scenario {
 			},
 			Service: Service{Replicas: 2, Min: 1, Max: 100}},
 	}
+}
+
+// StandardLLM is the language model of the llm-serving scenario: prompts of mean
+// 1,000 tokens and outputs of 250 (log-normal, coefficient of variation 0.6), 10,000
+// prompt tokens prefilled per second, a decode step of 20 ms plus 0.5 ms per
+// sequence in the batch, a 48,000-token KV cache, and SLOs of 2 s to the first token
+// and 60 ms per output token. With a batch of 32 a full replica makes about 890
+// output tokens per second and serves about 2.6 requests per second.
+var StandardLLM = LLM{
+	Prompt:      Tokens{Mean: 1000, CV: 0.6, Min: 16, Max: 8000},
+	Output:      Tokens{Mean: 250, CV: 0.6, Min: 1, Max: 1000},
+	PrefillRate: 10_000, StepBase: 20 * time.Millisecond, StepPerSeq: 500 * time.Microsecond,
+	TokenBudget: 48_000, TTFT: 2 * time.Second, TPOT: 60 * time.Millisecond,
 }
 
 func mustBursty(b *Bursty, err error) *Bursty {

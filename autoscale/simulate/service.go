@@ -76,8 +76,15 @@ type Service struct {
 	// its queue. Default 10.
 	Concurrency int
 	// ServiceTime is how long a replica takes to serve a request. Default log-normal
-	// of mean 100 ms and coefficient of variation 0.5.
+	// of mean 100 ms and coefficient of variation 0.5. With LLM it is not drawn from:
+	// the default is then a fixed time, the mean latency at a full batch.
 	ServiceTime Distribution
+	// LLM, when set, serves the requests as a language model does, with token counts
+	// and continuous batching (see [LLM]); Concurrency is then the maximum batch.
+	LLM *LLM
+	// Slowdown makes service time grow with the replica's utilisation when a
+	// request starts (see [Slowdown]). The zero value is none.
+	Slowdown Slowdown
 	// QueueDepth is how many requests may wait at one replica; one more is answered
 	// with 503 (a failure). Zero means no limit.
 	QueueDepth int
@@ -121,6 +128,9 @@ const (
 func (s Service) withDefaults() Service {
 	if s.Concurrency == 0 {
 		s.Concurrency = DefaultConcurrency
+	}
+	if s.ServiceTime == nil && s.LLM != nil {
+		s.ServiceTime = Fixed(max(s.LLM.fullLatency(s.LLM.batch(s.Concurrency)), 1))
 	}
 	if s.ServiceTime == nil {
 		s.ServiceTime, _ = NewLogNormal(100*time.Millisecond, 0.5)
@@ -168,6 +178,17 @@ func (s Service) Validate() error {
 	if s.InitialZero && (s.Min != 0 || s.Replicas != 0) {
 		errs = append(errs, errors.New("initial zero needs min 0 and replicas 0"))
 	}
+	if err := s.Slowdown.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if s.LLM != nil {
+		if err := s.LLM.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("llm: %w", err))
+		}
+		if !s.Slowdown.IsZero() {
+			errs = append(errs, errors.New("llm and slowdown together: an LLM's steps slow with the batch already"))
+		}
+	}
 	if !(s.FailureRate >= 0 && s.FailureRate <= 1) {
 		errs = append(errs, fmt.Errorf("failure rate %v out of [0, 1]", s.FailureRate))
 	}
@@ -175,7 +196,8 @@ func (s Service) Validate() error {
 }
 
 // Capacity returns the requests per second one replica serves at full utilisation:
-// Concurrency / mean service time.
+// Concurrency / mean service time. It is the nominal figure: a [Slowdown] lowers what a
+// replica serves when full, and Capacity does not count it.
 func (s Service) Capacity() float64 {
 	d := s.withDefaults()
 	return float64(d.Concurrency) / d.ServiceTime.Mean().Seconds()
@@ -249,6 +271,12 @@ func (sc Scenario) Validate() error {
 	}
 	if err := validateChanges(sc.Changes, sc.Duration); err != nil {
 		errs = append(errs, err)
+	}
+	for _, c := range sc.Changes {
+		if c.ServiceTime != nil && sc.Service.LLM != nil {
+			errs = append(errs, errors.New("a change of service time does nothing to an LLM: its steps decide"))
+			break
+		}
 	}
 	if sc.Hold != nil {
 		if err := sc.Hold.Validate(); err != nil {

@@ -184,6 +184,9 @@ func newSim(cfg Config) (*sim, error) {
 	}
 	sc := cfg.Scenario
 	svc := sc.Service.withDefaults()
+	if sc.SLO == 0 && svc.LLM != nil {
+		sc.SLO = svc.LLM.slo()
+	}
 	if sc.SLO == 0 {
 		sc.SLO = DefaultSLO
 	}
@@ -198,7 +201,7 @@ func newSim(cfg Config) (*sim, error) {
 		slo: int64(sc.SLO), timeout: int64(svc.Timeout), cold: int64(svc.ColdStart),
 		byBackend: map[*balancer.Backend]int32{},
 		conc:      svc.Concurrency, svcTime: svc.ServiceTime, changes: sc.Changes,
-		alt: cfg.Admitter, adaptive: sc.Adaptive != nil,
+		alt: cfg.Admitter, adaptive: sc.Adaptive != nil, slow: !svc.Slowdown.IsZero(),
 		rngSvc:  rand.New(rand.NewPCG(cfg.Seed, 2)),
 		rngMisc: rand.New(rand.NewPCG(cfg.Seed, 3)),
 	}
@@ -235,6 +238,10 @@ func newSim(cfg Config) (*sim, error) {
 		gens = append(gens, arrivalsOf(p, arrRng, sc.Duration))
 	}
 	s.arr = newMerged(gens)
+	if svc.LLM != nil {
+		_, mix := sc.Traffic.(Mix)
+		m.newLLM(*svc.LLM, reg, cfg.Seed, mix)
+	}
 	m.tstats = make([]tenantStats, len(m.tnames))
 	for i, c := range sc.Changes {
 		eng.schedule(event{t: int64(c.At), kind: evChange, idx: int32(i)})
