@@ -3,17 +3,19 @@
 // others before it is deployed.
 //
 // The simulation is discrete-event and deterministic: arrivals come from a traffic
-// [Profile] (constant, step, ramp, flash sale, diurnal, bursty, multi-tenant mixes, or
-// a replayed CSV trace), each request passes the real admission control
-// (middleware.Admission: shedding and throttling actions apply) and the real load
-// balancer (balancer.Pool, power of two choices over the ready replicas), queues at a
-// replica with a fixed number of concurrency slots, is served for a time drawn from a
-// [Distribution], and is recorded into a real metrics.Registry with the same calls the
-// middleware makes. Every tick, the real autoscale.Loop steps at the simulated time,
-// runs the policy (Lua or Go) on those windows, passes its decision through the real
-// safety layer, and scales the model through a simulated actuator: new replicas serve
-// after a cold start, removed ones drain and are billed for a scale-down delay, and
-// replicas may crash. One seed gives byte-identical results.
+// [Profile] (constant, step, ramp, flash sale, diurnal, a compressed [Week], bursty,
+// multi-tenant mixes with optional per-tenant quotas, or a replayed trace), each
+// request passes the real admission control (middleware.Admission: shedding and
+// throttling actions apply) and the real load balancer (balancer.Pool, power of two
+// choices over the ready replicas), queues at a replica with a fixed number of
+// concurrency slots, is served for a time drawn from a [Distribution] (fixed,
+// exponential, [LogNormal] or the heavier-tailed [Pareto]), and is recorded into a
+// real metrics.Registry with the same calls the middleware makes. Every tick, the real
+// autoscale.Loop steps at the simulated time, runs the policy (Lua or Go) on those
+// windows, passes its decision through the real safety layer, and scales the model
+// through a simulated actuator: new replicas serve after a cold start, removed ones
+// drain and are billed for a scale-down delay, and replicas may crash. One seed gives
+// byte-identical results.
 //
 // A run yields a [Result]: a per-second timeline ([Sample], written as CSV by
 // [Result.WriteCSV]) and a [Summary] — requests, SLO-violating requests (slower than the
