@@ -99,6 +99,19 @@
 // start. Without a hold queue, requests wait for a first replica in a buffer and
 // then queue at the replica the balancer picked.
 //
+// # Replaying recorded traffic
+//
+// [ReadTraceFile] reads what a service saw, so last Tuesday can be replayed against
+// a new policy before it is deployed: a CSV of arrival timestamps or of per-second
+// counts, an access log in the Common or Combined Log Format (with an optional
+// trailing latency: nginx's $request_time, Apache's %D or a Go duration), or JSON
+// lines with a timestamp (RFC 3339 or Unix seconds or milliseconds) and optional
+// latency_ms or duration, tenant and route. The format is told by the file's
+// extension (.csv, .log, .jsonl) or else from its first line; [Trace] gives each in
+// full. [TraceScenario] replays a log's tenants as a [Mix] and draws service times
+// from its latencies. The trace-week standard scenario replays a CSV shipped in
+// testdata.
+//
 // # Replaying recorded ticks
 //
 // [Replay] re-runs what a production loop saw against another policy: keep each

@@ -239,11 +239,22 @@ func ScenarioNames() []string {
 }
 
 // TraceScenario returns a scenario replaying a trace (see [Trace]) for its length, on
-// the default service, named after name.
+// the default service, named after name. A log that names tenants replays as a [Mix]
+// of them ([Trace.Tenants]); one that records latencies draws service times from
+// them ([Trace.ServiceTime]).
 func TraceScenario(name string, tr *Trace) Scenario {
-	return Scenario{Name: name, Description: fmt.Sprintf("replay of %d requests", tr.Requests()),
+	sc := Scenario{Name: name, Description: fmt.Sprintf("replay of %d requests", tr.Requests()),
 		Duration: max(tr.Length(), time.Second), Traffic: tr,
 		Service: Service{Replicas: 1, Min: 1, Max: 100}}
+	if m := tr.Tenants(); m != nil {
+		sc.Traffic = m
+		sc.Description += fmt.Sprintf(" from %d tenants", len(m))
+	}
+	if d, ok := tr.ServiceTime(); ok {
+		sc.Service.ServiceTime = d
+		sc.Description += fmt.Sprintf(", service times from %d recorded latencies (mean %v)", d.Len(), d.Mean().Round(time.Millisecond))
+	}
+	return sc
 }
 
 // Comparison runs every policy on every scenario.

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/middleware"
@@ -111,6 +112,38 @@ func (d Pareto) Scale() time.Duration { return time.Duration(d.xm) }
 
 // Alpha returns the tail index.
 func (d Pareto) Alpha() float64 { return d.alpha }
+
+// Empirical draws service times from recorded ones, each equally likely: the
+// latencies of a replayed log ([Trace.ServiceTime]). Make it with [NewEmpirical].
+type Empirical struct {
+	d    []time.Duration
+	mean time.Duration
+}
+
+// NewEmpirical returns the distribution of samples (at least one, each >= 0); it
+// keeps its own copy.
+func NewEmpirical(samples []time.Duration) (Empirical, error) {
+	if len(samples) == 0 {
+		return Empirical{}, fmt.Errorf("%w: empirical distribution of no samples", ErrInvalidConfig)
+	}
+	var sum float64
+	for _, x := range samples {
+		if x < 0 {
+			return Empirical{}, fmt.Errorf("%w: empirical sample %v is negative", ErrInvalidConfig, x)
+		}
+		sum += float64(x)
+	}
+	return Empirical{d: slices.Clone(samples), mean: time.Duration(sum / float64(len(samples)))}, nil
+}
+
+// Sample draws one of the samples.
+func (d Empirical) Sample(r *rand.Rand) time.Duration { return d.d[r.IntN(len(d.d))] }
+
+// Mean returns the samples' mean.
+func (d Empirical) Mean() time.Duration { return d.mean }
+
+// Len returns the number of samples.
+func (d Empirical) Len() int { return len(d.d) }
 
 // Service is the model of the scaled service. The zero value of each field means its
 // default.
