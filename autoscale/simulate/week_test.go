@@ -152,3 +152,21 @@ func TestTenantSurgeThrottles(t *testing.T) {
 		}
 	}
 }
+
+// TestStandardScenarios checks that StandardNames lists Standard's scenarios in
+// order and that each is valid and says what it shows.
+func TestStandardScenarios(t *testing.T) {
+	var names []string
+	for _, sc := range simulate.Standard() {
+		names = append(names, sc.Name)
+		if err := sc.Validate(); err != nil {
+			t.Error(err)
+		}
+		if sc.Description == "" {
+			t.Errorf("%s has no description", sc.Name)
+		}
+	}
+	if got, want := fmt.Sprint(names), fmt.Sprint(simulate.StandardNames()); got != want {
+		t.Errorf("Standard() is %s, StandardNames() %s", got, want)
+	}
+}
