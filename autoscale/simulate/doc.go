@@ -107,7 +107,7 @@
 // trailing latency: nginx's $request_time, Apache's %D or a Go duration), or JSON
 // lines with a timestamp (RFC 3339 or Unix seconds or milliseconds) and optional
 // latency_ms or duration, tenant and route. The format is told by the file's
-// extension (.csv, .log, .jsonl) or else from its first line; [Trace] gives each in
+// extension (.csv, .jsonl, .ndjson) or else from its first line; [Trace] gives each in
 // full. [TraceScenario] replays a log's tenants as a [Mix] and draws service times
 // from its latencies. The trace-week standard scenario replays a CSV shipped in
 // testdata.

@@ -46,8 +46,9 @@ func (f TraceFormat) String() string {
 	return "TraceFormat(" + strconv.Itoa(int(f)) + ")"
 }
 
-// FormatOfPath returns the format a file's extension names: .csv is CSV, .log an
-// access log, .jsonl, .ndjson and .json JSON lines; anything else [FormatAuto].
+// FormatOfPath returns the format a file's extension names: .csv is CSV; .jsonl,
+// .ndjson and .json JSON lines; anything else, .log included (access logs and JSON
+// logs both go by it), [FormatAuto].
 func FormatOfPath(path string) TraceFormat {
 	i := strings.LastIndexByte(path, '.')
 	if i < 0 {
@@ -56,8 +57,6 @@ func FormatOfPath(path string) TraceFormat {
 	switch strings.ToLower(path[i:]) {
 	case ".csv":
 		return FormatCSV
-	case ".log":
-		return FormatAccessLog
 	case ".jsonl", ".ndjson", ".json":
 		return FormatJSONLines
 	}

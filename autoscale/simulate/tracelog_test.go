@@ -28,8 +28,8 @@ func TestSampleLogs(t *testing.T) {
 		route             string
 		routeCount        int
 	}{
-		{"access-combined.log", simulate.FormatAccessLog, 40, 4, 25 * time.Second, 40, 73550 * time.Microsecond, "/api/cart", 14},
-		{"access-common.log", simulate.FormatAccessLog, 30, 0, 38 * time.Second, 0, 0, "/api/search", 5},
+		{"access-combined.log", simulate.FormatAuto, 40, 4, 25 * time.Second, 40, 73550 * time.Microsecond, "/api/cart", 14},
+		{"access-common.log", simulate.FormatAuto, 30, 0, 38 * time.Second, 0, 0, "/api/search", 5},
 		{"requests.jsonl", simulate.FormatJSONLines, 40, 2, 5 * time.Second, 30, 155747 * time.Microsecond, "/api/cart", 14},
 	}
 	for _, tt := range tests {
@@ -266,3 +266,26 @@ func mustRead(t testing.TB, path string) []byte {
 }
 
 func mustReadF(f *testing.F, name string) []byte { return mustRead(f, filepath.Join("testdata", name)) }
+
+// TestReadTraceFileByContent reads JSON lines from a .log file: a .log may hold
+// either kind of log, so its content decides; a .jsonl file is JSON lines whatever
+// its first line.
+func TestReadTraceFileByContent(t *testing.T) {
+	dir := t.TempDir()
+	files := map[string]string{
+		"json.log":  `{"ts":1700000000.5}` + "\n" + `{"ts":1700000001.5}` + "\n",
+		"clf.jsonl": `1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 5` + "\n",
+	}
+	for name, data := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(data), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	tr, err := simulate.ReadTraceFile(filepath.Join(dir, "json.log"))
+	if err != nil || tr.Requests() != 2 {
+		t.Fatalf("json.log: %v, %v", tr, err)
+	}
+	if _, err := simulate.ReadTraceFile(filepath.Join(dir, "clf.jsonl")); !errors.Is(err, simulate.ErrInvalidTrace) || !strings.Contains(err.Error(), "line 1: not a JSON object") {
+		t.Fatalf("clf.jsonl: err = %v, want line 1 not a JSON object", err)
+	}
+}

@@ -17,8 +17,8 @@
 //   - JSON lines: {"timestamp": RFC 3339 or Unix seconds or milliseconds, and
 //     optionally "latency_ms" or "duration", "tenant", "route"}.
 //
-// The format is told by the extension (.csv, .log, .jsonl or .ndjson) or else
-// from the first line. A log's tenants are replayed as tenants and its latencies
+// The format is told by the extension (.csv, .jsonl or .ndjson) or else by the
+// first line (so a .log may be either kind of log). A log's tenants are replayed as tenants and its latencies
 // become the service time.
 // It prints the comparison table in markdown, each run's summary with -v, and with
 // -out writes, per run, the timeline (NAME.csv) and a plot (NAME.svg), per scenario a
@@ -147,7 +147,7 @@ const usage = `usage: simulate [flags]
 
 Runs scaling policies against synthetic scenarios or recorded traffic and
 compares them. -profile and -trace take recorded traffic in these formats,
-told by the extension (.csv, .log, .jsonl, .ndjson) or else by the first line:
+told by the extension (.csv, .jsonl, .ndjson) or else by the first line:
 
   CSV          arrival timestamps in seconds, one a line (1700000000.125), or
                second,count lines (0,120)
@@ -176,7 +176,7 @@ func scenario(name string) (simulate.Scenario, error) {
 	if sc, ok := simulate.ScenarioByName(name); ok {
 		return sc, nil
 	}
-	if _, err := os.Stat(name); err == nil || simulate.FormatOfPath(name) != simulate.FormatAuto {
+	if _, err := os.Stat(name); err == nil || strings.ContainsAny(name, `./\`) {
 		tr, err := simulate.ReadTraceFile(name)
 		if err != nil {
 			return simulate.Scenario{}, err
