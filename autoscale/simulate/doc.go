@@ -3,17 +3,19 @@
 // others before it is deployed.
 //
 // The simulation is discrete-event and deterministic: arrivals come from a traffic
-// [Profile] (constant, step, ramp, flash sale, diurnal, bursty, multi-tenant mixes, or
-// a replayed CSV trace), each request passes the real admission control
-// (middleware.Admission: shedding and throttling actions apply) and the real load
-// balancer (balancer.Pool, power of two choices over the ready replicas), queues at a
-// replica with a fixed number of concurrency slots, is served for a time drawn from a
-// [Distribution], and is recorded into a real metrics.Registry with the same calls the
-// middleware makes. Every tick, the real autoscale.Loop steps at the simulated time,
-// runs the policy (Lua or Go) on those windows, passes its decision through the real
-// safety layer, and scales the model through a simulated actuator: new replicas serve
-// after a cold start, removed ones drain and are billed for a scale-down delay, and
-// replicas may crash. One seed gives byte-identical results.
+// [Profile] (constant, step, ramp, flash sale, diurnal, a compressed [Week], bursty,
+// multi-tenant mixes with optional per-tenant quotas, or a replayed trace), each
+// request passes the real admission control (middleware.Admission: shedding and
+// throttling actions apply) and the real load balancer (balancer.Pool, power of two
+// choices over the ready replicas), queues at a replica with a fixed number of
+// concurrency slots, is served for a time drawn from a [Distribution] (fixed,
+// exponential, [LogNormal] or the heavier-tailed [Pareto]), and is recorded into a
+// real metrics.Registry with the same calls the middleware makes. Every tick, the real
+// autoscale.Loop steps at the simulated time, runs the policy (Lua or Go) on those
+// windows, passes its decision through the real safety layer, and scales the model
+// through a simulated actuator: new replicas serve after a cold start, removed ones
+// drain and are billed for a scale-down delay, and replicas may crash. One seed gives
+// byte-identical results.
 //
 // A run yields a [Result]: a per-second timeline ([Sample], written as CSV by
 // [Result.WriteCSV]) and a [Summary] — requests, SLO-violating requests (slower than the
@@ -130,6 +132,19 @@
 // and checks each 503 sent with no replica ready against the true remaining cold
 // start. Without a hold queue, requests wait for a first replica in a buffer and
 // then queue at the replica the balancer picked.
+//
+// # Replaying recorded traffic
+//
+// [ReadTraceFile] reads what a service saw, so last Tuesday can be replayed against
+// a new policy before it is deployed: a CSV of arrival timestamps or of per-second
+// counts, an access log in the Common or Combined Log Format (with an optional
+// trailing latency: nginx's $request_time, Apache's %D or a Go duration), or JSON
+// lines with a timestamp (RFC 3339 or Unix seconds or milliseconds) and optional
+// latency_ms or duration, tenant and route. The format is told by the file's
+// extension (.csv, .jsonl, .ndjson) or else from its first line; [Trace] gives each in
+// full. [TraceScenario] replays a log's tenants as a [Mix] and draws service times
+// from its latencies. The trace-week standard scenario replays a CSV shipped in
+// testdata.
 //
 // # Replaying recorded ticks
 //

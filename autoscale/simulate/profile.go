@@ -28,6 +28,15 @@ type Tenant struct {
 	// Priority is the [middleware.Info.Priority] of the tenant's requests: their
 	// class under adaptive limits ([Scenario.Adaptive]) and priority shedding.
 	Priority int
+	// Quota, when > 0, throttles the tenant at the admission to Quota requests per
+	// second, a token bucket with bursts of QuotaBurst (zero means one second's worth,
+	// at least 1): the tenant's contract, set before the run and never expiring,
+	// consulted through middleware.WithTenantLimiter after any throttle the loop sets.
+	// A request over it is throttled (429), which the run counts as shed. Zero means
+	// no quota.
+	Quota float64
+	// QuotaBurst is the quota's bucket size, >= 0; see Quota.
+	QuotaBurst int
 }
 
 // Mix is multi-tenant traffic: the superposition of its tenants' profiles, each
@@ -59,6 +68,9 @@ func (m Mix) Validate() error {
 			errs = append(errs, fmt.Errorf("duplicate tenant %q", x.Name))
 		}
 		seen[x.Name] = true
+		if !(x.Quota >= 0) || math.IsInf(x.Quota, 0) || x.QuotaBurst < 0 {
+			errs = append(errs, fmt.Errorf("tenant %q: quota %v with burst %d: want a finite quota >= 0 and a burst >= 0", x.Name, x.Quota, x.QuotaBurst))
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -50,14 +50,16 @@ type ScaleEvent struct {
 // at least half a replica's capacity; changes less than a minute apart are merged.
 type Reaction struct {
 	// At is when the change began: the first second, within the 10 s mean that
-	// crossed the threshold, at which the offered rate itself crossed it. For a step
-	// it is the step's second.
+	// crossed the threshold, at which the offered rate itself crossed it (or the
+	// start of the run of crossing seconds that holds it). For a step it is the
+	// step's second.
 	At time.Duration
 	// Up is true for a rise.
 	Up bool
 	// From is the 10 s mean rate before the change; To the level it settled at: the
-	// 10 s mean where it stopped moving in the change's direction (for a step, the
-	// new rate), at the end of the merged change.
+	// extreme the 10 s mean reached before it turned back by a change's threshold
+	// (for a step, the new rate; noise that turns back less is not a new level), at
+	// the end of the merged change.
 	From, To float64
 	// After is, for a rise, the time from At until ready capacity (ready replicas ×
 	// concurrency / mean service time) covered the offered rate for 10 s in a row and
@@ -221,7 +223,9 @@ func reactions(tl []Sample, scales []ScaleEvent, perReplica float64) []Reaction 
 			return rate <= level/1.5 && level-rate >= minStep
 		}
 		// The change began where the offered rate crossed the threshold, within the
-		// window whose mean did (a window whose mean crossed holds such a second).
+		// window whose mean did (a window whose mean crossed holds such a second), or
+		// where the run of crossing seconds holding that second began, after the
+		// previous change settled: noisy traffic may cross before the window.
 		at := i
 		for k := max(i-smooth+1, 0); k <= i; k++ {
 			if crossed(tl[k].Offered) {
@@ -229,18 +233,35 @@ func reactions(tl []Sample, scales []ScaleEvent, perReplica float64) []Reaction 
 				break
 			}
 		}
-		// It settles where the mean stops moving its way.
-		for i+1 < len(tl) && (up && mean[i+1] > mean[i] || !up && mean[i+1] < mean[i]) {
+		floor := 0
+		if n := len(settled); n > 0 {
+			floor = settled[n-1] + 1
+		}
+		for at > floor && crossed(tl[at-1].Offered) {
+			at--
+		}
+		// It settles at the extreme the mean reaches before it turns back far enough
+		// to be a change the other way: noisy traffic wiggles on its way up, and a
+		// wiggle is not where the load settled.
+		top := i
+		for i+1 < len(tl) {
+			m := mean[i+1]
+			if up && (m <= mean[top]/1.5 && mean[top]-m >= minStep) || !up && (m >= 1.5*mean[top] && m-mean[top] >= minStep) {
+				break
+			}
 			i++
+			if up && m > mean[top]*(1+1e-9) || !up && m < mean[top]*(1-1e-9) {
+				top = i
+			}
 		}
 		if n := len(out); n > 0 && out[n-1].Up == up && int(out[n-1].At/time.Second)+merge >= at {
-			out[n-1].To = mean[i]
-			settled[n-1] = i
+			out[n-1].To = mean[top]
+			settled[n-1] = top
 		} else {
-			out = append(out, Reaction{At: time.Duration(at) * time.Second, Up: up, From: level, To: mean[i]})
-			settled = append(settled, i)
+			out = append(out, Reaction{At: time.Duration(at) * time.Second, Up: up, From: level, To: mean[top]})
+			settled = append(settled, top)
 		}
-		level = mean[i]
+		level = mean[top]
 	}
 	for k := range out {
 		r := &out[k]

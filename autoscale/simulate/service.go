@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/middleware"
@@ -68,6 +69,81 @@ func (d LogNormal) Sample(r *rand.Rand) time.Duration {
 
 // Mean returns the mean.
 func (d LogNormal) Mean() time.Duration { return d.mean }
+
+// Pareto is a Pareto (type I) service time with the given mean and tail index
+// alpha: P(X > x) = (xm/x)^alpha for x >= xm, where the scale xm = mean×(alpha-1)/alpha
+// is the shortest time drawn. Its tail is heavier than any log-normal's: the variance
+// is finite only for alpha > 2, the coefficient of variation being
+// 1/sqrt(alpha(alpha-2)) (0.89 for alpha 2.5). Draws are capped at [MaxPareto] so a
+// tiny uniform cannot overflow a duration. Make it with [NewPareto].
+type Pareto struct {
+	mean      time.Duration
+	xm, alpha float64
+}
+
+// MaxPareto caps a [Pareto] draw: one hour, which a draw of mean 100 ms and alpha
+// 2.5 reaches with a probability of about 10⁻¹²; the cap lowers the mean by the fraction
+// (xm/MaxPareto)^(alpha-1), 7×10⁻⁸ there.
+const MaxPareto = time.Hour
+
+// NewPareto returns a Pareto distribution of mean (> 0) and tail index alpha (> 1,
+// finite; the mean is infinite at 1 and below).
+func NewPareto(mean time.Duration, alpha float64) (Pareto, error) {
+	if mean <= 0 || !(alpha > 1) || math.IsInf(alpha, 0) {
+		return Pareto{}, fmt.Errorf("%w: Pareto mean %v and alpha %v: want mean > 0 and 1 < alpha < inf", ErrInvalidConfig, mean, alpha)
+	}
+	return Pareto{mean: mean, alpha: alpha, xm: float64(mean) * (alpha - 1) / alpha}, nil
+}
+
+// Sample draws a Pareto duration by inversion: xm / U^(1/alpha), U uniform in (0, 1].
+func (d Pareto) Sample(r *rand.Rand) time.Duration {
+	v := d.xm / math.Pow(1-r.Float64(), 1/d.alpha)
+	if v >= float64(MaxPareto) {
+		return MaxPareto
+	}
+	return time.Duration(v)
+}
+
+// Mean returns the mean.
+func (d Pareto) Mean() time.Duration { return d.mean }
+
+// Scale returns xm, the shortest time drawn.
+func (d Pareto) Scale() time.Duration { return time.Duration(d.xm) }
+
+// Alpha returns the tail index.
+func (d Pareto) Alpha() float64 { return d.alpha }
+
+// Empirical draws service times from recorded ones, each equally likely: the
+// latencies of a replayed log ([Trace.ServiceTime]). Make it with [NewEmpirical].
+type Empirical struct {
+	d    []time.Duration
+	mean time.Duration
+}
+
+// NewEmpirical returns the distribution of samples (at least one, each >= 0); it
+// keeps its own copy.
+func NewEmpirical(samples []time.Duration) (Empirical, error) {
+	if len(samples) == 0 {
+		return Empirical{}, fmt.Errorf("%w: empirical distribution of no samples", ErrInvalidConfig)
+	}
+	var sum float64
+	for _, x := range samples {
+		if x < 0 {
+			return Empirical{}, fmt.Errorf("%w: empirical sample %v is negative", ErrInvalidConfig, x)
+		}
+		sum += float64(x)
+	}
+	return Empirical{d: slices.Clone(samples), mean: time.Duration(sum / float64(len(samples)))}, nil
+}
+
+// Sample draws one of the samples.
+func (d Empirical) Sample(r *rand.Rand) time.Duration { return d.d[r.IntN(len(d.d))] }
+
+// Mean returns the samples' mean.
+func (d Empirical) Mean() time.Duration { return d.mean }
+
+// Len returns the number of samples.
+func (d Empirical) Len() int { return len(d.d) }
 
 // Service is the model of the scaled service. The zero value of each field means its
 // default.

@@ -253,6 +253,16 @@ func newSim(cfg Config) (*sim, error) {
 	if sc.Adaptive != nil {
 		admOpts = append(admOpts, middleware.WithAdaptiveLimit(*sc.Adaptive), middleware.WithAdmissionRegistry(reg))
 	}
+	if mix, ok := sc.Traffic.(Mix); ok {
+		if q := newQuotas(mix); q != nil {
+			admOpts = append(admOpts, middleware.WithTenantLimiter(q))
+		}
+	}
+	if mix, ok := sc.Traffic.(Mix); ok {
+		if q := newQuotas(mix); q != nil {
+			admOpts = append(admOpts, middleware.WithTenantLimiter(q))
+		}
+	}
 	if m.adm, err = middleware.NewAdmission(sc.Admission, admOpts...); err != nil {
 		return nil, fmt.Errorf("simulate: admission: %w", err)
 	}

@@ -29,10 +29,15 @@ const MaxTraceLen = 50_000_000
 // and 49,999,999 holds two counts, not fifty million), and timestamps take 8 bytes
 // each; [Trace.Rate] finds a second by binary search.
 //
+// [ReadTrace] detects the format from the first line that is not blank or a comment
+// ([FormatAuto]); [ReadTraceFile] goes by the file's extension first ([FormatOfPath]).
+// In every format, blank lines and lines starting with # are skipped, and an error
+// names the line.
+//
 // # CSV format
 //
-// Comma-separated, one record per line; blank lines and lines starting with # are
-// skipped; a first line whose first field is not a number is a header.
+// Comma-separated, one record per line; a first line whose first field is not a
+// number is a header.
 //
 //   - One column: arrival timestamps in seconds, fractions allowed, non-decreasing:
 //     either offsets or Unix times; the first timestamp's second is the trace's start.
@@ -41,30 +46,99 @@ const MaxTraceLen = 50_000_000
 //     integer offset or Unix second; the first line's second is the start; seconds
 //     not listed have none; seconds must increase; a count is at most
 //     [MaxTraceLen]). Example: 0,120
+//
+// # Access logs
+//
+// The Common and Combined Log Formats (Apache's and nginx's defaults), one request
+// per line:
+//
+//	203.0.113.7 - acme [10/Oct/2000:13:55:36 -0700] "GET /api/cart?id=3 HTTP/1.1" 200 2326 "-" "curl/8.5" 0.042
+//
+// The bracketed time is the arrival (whole seconds, so each second's requests are
+// spread over it as counts are); the user field, when not "-", is the tenant; the
+// request's path without its query is the route ([Trace.Routes]); status must be a
+// number. Fields after the bytes (Combined's quoted referer and user agent, and any
+// of the operator's own) are skipped, except that the last unquoted one is read as
+// the latency when it is one: a Go duration ("42ms"), a decimal with a point in
+// seconds (nginx's $request_time, "0.042"), or an integer in microseconds (Apache's
+// %D, "42000"), each optionally as key=value ("rt=0.042"); otherwise the line has no
+// latency.
+//
+// # JSON lines
+//
+// One JSON object per line; unknown fields are ignored:
+//
+//	{"timestamp":"2026-03-10T09:00:00.125Z","tenant":"acme","route":"/api/cart","latency_ms":42}
+//
+// The fields read:
+//
+//   - The arrival, required: "timestamp", "time", "ts" or "@timestamp" (the first
+//     present), an RFC 3339 string or a Unix time in seconds, fractions allowed (a
+//     number of 10¹¹ or more is in milliseconds).
+//   - The latency, optional: "latency_ms" or "duration_ms" in milliseconds, or
+//     "duration", a Go duration string ("42ms") or a number of seconds; up to 24 h.
+//   - "tenant" and "route" (or "path", whose query is dropped), optional strings.
+//
+// Timestamps that all fall on whole seconds make per-second counts; others are
+// replayed exactly.
+//
+// Logs are written as requests end, so their lines may be a little out of order:
+// a log's records are sorted by time, the earliest second being the start. A log
+// whose lines name tenants (up to 1,000) replays as a [Mix] of them
+// ([Trace.Tenants]); its recorded latencies become the service time
+// ([Trace.ServiceTime]); [TraceScenario] uses both.
 type Trace struct {
 	times  []int64   // arrival offsets in ns, sorted; nil for counts
 	secs   []int64   // the seconds (offsets from the start) that have requests, increasing
 	counts []float64 // counts[i] is the number of requests in second secs[i], > 0
 	length int64     // seconds covered: the last second listed, plus one
+
+	// From logs only.
+	tenants   Mix             // per-tenant sub-traces, when the log names tenants
+	latencies []time.Duration // the latencies the log records, in arrival order
+	routes    map[string]int  // requests per route
 }
 
-// ReadTraceFile reads a trace from a CSV file; see [Trace] for the format.
+// ReadTraceFile reads a trace from a file in the format its extension names
+// ([FormatOfPath]), or detected from its content; see [Trace] for the formats.
 func ReadTraceFile(path string) (*Trace, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("simulate: trace: %w", err)
 	}
 	defer f.Close()
-	t, err := ReadTrace(f)
+	t, err := ReadTraceFormat(f, FormatOfPath(path))
 	if err != nil {
 		return nil, fmt.Errorf("%w (%s)", err, path)
 	}
 	return t, nil
 }
 
-// ReadTrace reads a trace in CSV; see [Trace] for the format. It returns an error
-// wrapping [ErrInvalidTrace] for a malformed one, naming the line.
-func ReadTrace(r io.Reader) (*Trace, error) {
+// ReadTrace reads a trace, detecting its format ([FormatAuto]); see [Trace] for the
+// formats. It returns an error wrapping [ErrInvalidTrace] for a malformed one, naming
+// the line.
+func ReadTrace(r io.Reader) (*Trace, error) { return ReadTraceFormat(r, FormatAuto) }
+
+// ReadTraceFormat reads a trace in format f; see [Trace] for the formats. It
+// returns an error wrapping [ErrInvalidTrace] for a malformed one, naming the line.
+func ReadTraceFormat(r io.Reader, f TraceFormat) (*Trace, error) {
+	if f == FormatAuto {
+		br := bufio.NewReaderSize(r, 64<<10)
+		r, f = br, detectFormat(br)
+	}
+	switch f {
+	case FormatCSV:
+		return readCSV(r)
+	case FormatAccessLog:
+		return readLog(r, parseAccessLog)
+	case FormatJSONLines:
+		return readLog(r, parseJSONLine)
+	}
+	return nil, fmt.Errorf("%w: unknown format %v", ErrInvalidTrace, f)
+}
+
+// readCSV reads a CSV trace.
+func readCSV(r io.Reader) (*Trace, error) {
 	sc := bufio.NewScanner(r)
 	sc.Buffer(make([]byte, 64<<10), 1<<20)
 	var (
@@ -181,6 +255,35 @@ func (tr *Trace) Rate(t time.Duration) float64 {
 		return 0
 	}
 	return tr.counts[i]
+}
+
+// Tenants returns the per-tenant traces of a log that names tenants, as a [Mix] of
+// the same length (requests without one under the tenant "-"), or nil.
+func (tr *Trace) Tenants() Mix { return slices.Clone(tr.tenants) }
+
+// ServiceTime returns the latencies a log records as an [Empirical] distribution, and
+// false when it records none. A recorded latency includes any queueing the request
+// met, so it overstates the service time of a loaded service.
+func (tr *Trace) ServiceTime() (Empirical, bool) {
+	if len(tr.latencies) == 0 {
+		return Empirical{}, false
+	}
+	d, err := NewEmpirical(tr.latencies)
+	return d, err == nil
+}
+
+// Routes returns the requests per route (the request path without its query) that a
+// log records, or nil; past 10,000 distinct routes the rest count under "". The
+// simulated service has one route, so they are reported, not replayed apart.
+func (tr *Trace) Routes() map[string]int {
+	if tr.routes == nil {
+		return nil
+	}
+	out := make(map[string]int, len(tr.routes))
+	for k, v := range tr.routes {
+		out[k] = v
+	}
+	return out
 }
 
 // Length returns the time the trace covers, in whole seconds.

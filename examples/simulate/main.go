@@ -4,9 +4,22 @@
 //	go run ./examples/simulate -policy adaptive -profile flash-sale
 //	go run ./examples/simulate -policy target_tracking,kpa,adaptive -profile flash-sale,bursty -out /tmp/sim
 //	go run ./examples/simulate -policy ./my_policy.lua -profile ./traffic.csv -duration 1h
+//	go run ./examples/simulate -policy kpa,adaptive -trace ./access.log
 //
 // -policy takes shipped names (see -list) or paths to .lua files; -profile takes
-// scenario names or CSV traces (timestamps, or second,count lines; see simulate.Trace).
+// scenario names or recorded traffic files (-trace is the same), in any of these
+// formats (simulate.Trace has the details):
+//
+//   - CSV: arrival timestamps in seconds, one a line, or second,count lines;
+//   - an access log in the Common or Combined Log Format, optionally with a latency
+//     as the last field (nginx's $request_time in seconds, Apache's %D in
+//     microseconds, or a Go duration such as 42ms); the user field is the tenant;
+//   - JSON lines: {"timestamp": RFC 3339 or Unix seconds or milliseconds, and
+//     optionally "latency_ms" or "duration", "tenant", "route"}.
+//
+// The format is told by the extension (.csv, .jsonl or .ndjson) or else by the
+// first line (so a .log may be either kind of log). A log's tenants are replayed as tenants and its latencies
+// become the service time.
 // It prints the comparison table in markdown, each run's summary with -v, and with
 // -out writes, per run, the timeline (NAME.csv) and a plot (NAME.svg), per scenario a
 // plot comparing the policies, and the table (comparison.md).
@@ -45,7 +58,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	policies := fs.String("policy", "adaptive", "comma-separated policies: shipped names or .lua files")
-	profiles := fs.String("profile", "flash-sale", "comma-separated scenarios: names or CSV traces")
+	profiles := fs.String("profile", "flash-sale", "comma-separated scenarios: names or trace files (CSV, access log, JSON lines)")
+	var traces []string
+	fs.Func("trace", "a recorded trace to replay (CSV, access log or JSON lines; repeatable), as well as -profile's", func(s string) error {
+		traces = append(traces, s)
+		return nil
+	})
+	fs.Usage = func() {
+		fmt.Fprint(fs.Output(), usage)
+		fs.PrintDefaults()
+	}
 	duration := fs.Duration("duration", 0, "simulated time per run (0: the scenario's own)")
 	seed := fs.Uint64("seed", 1, "random seed; the same seed gives the same results")
 	out := fs.String("out", "", "folder for timelines (CSV), plots (SVG) and the table (markdown)")
@@ -77,7 +99,11 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		}
 		c.Policies = append(c.Policies, p)
 	}
-	for _, name := range split(*profiles) {
+	names := split(*profiles)
+	if len(traces) > 0 && !flagSet(fs, "profile") {
+		names = nil // -trace alone replaces the default profile
+	}
+	for _, name := range append(names, traces...) {
 		sc, err := scenario(name)
 		if err != nil {
 			return err
@@ -117,19 +143,48 @@ func split(s string) []string {
 	return out
 }
 
+const usage = `usage: simulate [flags]
+
+Runs scaling policies against synthetic scenarios or recorded traffic and
+compares them. -profile and -trace take recorded traffic in these formats,
+told by the extension (.csv, .jsonl, .ndjson) or else by the first line:
+
+  CSV          arrival timestamps in seconds, one a line (1700000000.125), or
+               second,count lines (0,120)
+  access log   Common or Combined Log Format; the user field is the tenant, the
+               path the route, and an optional last field the latency: seconds
+               with a point (nginx $request_time), integer microseconds
+               (Apache %D) or a Go duration (42ms), optionally as key=value
+                 1.2.3.4 - acme [10/Oct/2000:13:55:36 -0700] "GET /cart HTTP/1.1" 200 512 0.042
+  JSON lines   one object a line: "timestamp" (or time, ts, @timestamp) as
+               RFC 3339 or Unix seconds or milliseconds; optional "latency_ms"
+               or "duration" (seconds or a Go duration), "tenant", "route"
+                 {"timestamp":"2026-03-10T09:00:00.125Z","tenant":"acme","latency_ms":42}
+
+A log's tenants are replayed as tenants and its latencies become the service
+time. A bad line is reported with its number.
+
+`
+
+func flagSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
+}
+
 func scenario(name string) (simulate.Scenario, error) {
-	if strings.HasSuffix(name, ".csv") {
+	if sc, ok := simulate.ScenarioByName(name); ok {
+		return sc, nil
+	}
+	if _, err := os.Stat(name); err == nil || strings.ContainsAny(name, `./\`) {
 		tr, err := simulate.ReadTraceFile(name)
 		if err != nil {
 			return simulate.Scenario{}, err
 		}
-		return simulate.TraceScenario(strings.TrimSuffix(filepath.Base(name), ".csv"), tr), nil
+		base := filepath.Base(name)
+		return simulate.TraceScenario(strings.TrimSuffix(base, filepath.Ext(base)), tr), nil
 	}
-	sc, ok := simulate.ScenarioByName(name)
-	if !ok {
-		return simulate.Scenario{}, fmt.Errorf("unknown scenario %q (known: %s; or a .csv trace)", name, strings.Join(simulate.ScenarioNames(), ", "))
-	}
-	return sc, nil
+	return simulate.Scenario{}, fmt.Errorf("unknown scenario %q (known: %s; or a trace file)", name, strings.Join(simulate.ScenarioNames(), ", "))
 }
 
 func write(dir string, c simulate.Comparison, results []*simulate.Result, table string) error {

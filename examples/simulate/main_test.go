@@ -62,3 +62,41 @@ func TestListAndHelp(t *testing.T) {
 		t.Errorf("-h: %v\n%s", err, errOut.String())
 	}
 }
+
+// TestTraceLogs replays the simulator's sample access log and JSON lines with
+// -trace (alone, so the default profile is not run), and a bad log fails naming
+// its line; -h documents the formats.
+func TestTraceLogs(t *testing.T) {
+	dir := filepath.Join("..", "..", "autoscale", "simulate", "testdata")
+	var out, errOut bytes.Buffer
+	args := []string{"-policy", "kpa", "-trace", filepath.Join(dir, "access-combined.log"), "-trace", filepath.Join(dir, "requests.jsonl")}
+	if err := run(context.Background(), args, &out, &errOut); err != nil {
+		t.Fatalf("%v\n%s", err, errOut.String())
+	}
+	for _, want := range []string{"| access-combined | kpa | 40 |", "| requests | kpa | 40 |"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("output lacks %q:\n%s", want, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "flash-sale") {
+		t.Errorf("-trace alone ran the default profile:\n%s", out.String())
+	}
+	bad := filepath.Join(t.TempDir(), "bad.log")
+	log := `1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" 200 5` + "\n" + `1.2.3.4 - - [10/Oct/2000:13:55:36 -0700] "GET / HTTP/1.0" oops 5` + "\n"
+	if err := os.WriteFile(bad, []byte(log), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	err := run(context.Background(), []string{"-trace", bad}, &out, &errOut)
+	if !errors.Is(err, simulate.ErrInvalidTrace) || !strings.Contains(err.Error(), "line 2") {
+		t.Errorf("a bad log: err = %v, want ErrInvalidTrace naming line 2", err)
+	}
+	errOut.Reset()
+	if err := run(context.Background(), []string{"-h"}, &out, &errOut); !errors.Is(err, flag.ErrHelp) {
+		t.Fatal(err)
+	}
+	for _, want := range []string{"Combined Log Format", "JSON lines", "$request_time", "-trace"} {
+		if !strings.Contains(errOut.String(), want) {
+			t.Errorf("-h lacks %q:\n%s", want, errOut.String())
+		}
+	}
+}
