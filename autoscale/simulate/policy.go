@@ -34,6 +34,10 @@ type Env struct {
 	Tenants []string
 	// Clock is the simulation's clock, for policies that read the time.
 	Clock metrics.Clock
+
+	// future is the run's scenario and seed, from which [Oracle] draws what is to
+	// come; nil outside a run.
+	future *future
 }
 
 // Capacity returns the requests per second one replica serves at full utilisation.
