@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"slices"
-	"sort"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/autoscale"
@@ -27,13 +26,16 @@ const OracleName = "oracle"
 // order they arrive, as they do when none waits long. It then plays the arrivals, second
 // by second, through one pool of slots served first come, first served (the hold
 // queue's discipline, with no balancer in the way), and gives each second i the fewest
-// replicas need(i) for which no request of the second whose service time is within the
-// SLO starts later than its slack, the SLO less its service time, after it arrived
-// (a request whose own service time exceeds the SLO violates it whatever the replicas,
-// and takes its slot without constraining the count). The work the earlier seconds left
-// in service carries over; a second with fewer replicas than the last drops the slots
-// whose work ends last, as draining replicas finish theirs. [Scenario.Changes] apply:
-// the concurrency and service time in force in each second.
+// replicas need(i) for which no request whose service time is within the SLO starts
+// later than its slack, the SLO less its service time, after it arrived (a request
+// whose own service time exceeds the SLO violates it whatever the replicas, and takes
+// its slot without constraining the count). The work the earlier seconds left in
+// service carries over, and the count must also carry the next second's arrivals:
+// without that look ahead, the fewest replicas for one second leave a backlog that the
+// next needs many more to clear, and the counts see-saw. A second with fewer replicas
+// than the last drops the slots whose work ends last, as draining replicas finish
+// theirs. [Scenario.Changes] apply: the concurrency and service time in force in each
+// second.
 //
 // At a decision at time t, with cold start C and tick T, the oracle asks for
 //
@@ -54,10 +56,11 @@ const OracleName = "oracle"
 // C+T ahead, not C) and the draining of removed replicas. It is a lower bound only
 // approximately:
 //
-//   - need is found greedily, second by second, each second with the fewest replicas
-//     that clear its own arrivals; a second given more could leave less work to the
-//     next, so the least-cost schedule over the whole run may differ a little (either
-//     way), and a second is counted whole where the load may change within it;
+//   - need is found greedily, second by second, each with the fewest replicas that
+//     clear its arrivals and the next second's; a second given more could leave less
+//     work to the next, so the least-cost schedule over the whole run may differ a
+//     little (either way), and a second is counted whole where the load may change
+//     within it;
 //   - the run places requests with the real balancer (power of two choices) on
 //     replicas of fixed slots, not in one pool, so a request may wait at a busy replica
 //     while another has a free slot: such waits show in the oracle's own violations;
@@ -118,9 +121,9 @@ func (o *oracle) Decide(_ context.Context, in *autoscale.Input) ([]autoscale.Act
 }
 
 // oracleNeed returns, per second of a run of sc with seed, the fewest replicas whose
-// slots, pooled, serve the second's arrivals in arrival order with none waiting past
-// its slack (the SLO less its own service time), carrying over what the earlier
-// seconds left in service.
+// slots, pooled, serve the arrivals in arrival order with none waiting past its slack
+// (the SLO less its own service time), through the second and the next at that count,
+// from what the earlier seconds, at theirs, left in service.
 func oracleNeed(sc Scenario, seed uint64) []int {
 	const sec = int64(time.Second)
 	svc := sc.Service.withDefaults()
@@ -133,9 +136,8 @@ func oracleNeed(sc Scenario, seed uint64) []int {
 	rng := serviceRand(seed)
 	arr := arrivalsFor(sc, seed)
 	next, _, more := arr.next()
-	var reqs []oracleReq
-	var slots, try endHeap // the free times of the pooled slots
-	for i := range secs {
+	// The arrivals of a second, drawn a second ahead, with the slot count then.
+	draw := func(i int) ([]oracleReq, int) {
 		end := int64(i+1) * sec
 		for len(sorted) > 0 && int64(sorted[0].At) < end {
 			if sorted[0].ServiceTime != nil {
@@ -146,33 +148,68 @@ func oracleNeed(sc Scenario, seed uint64) []int {
 			}
 			sorted = sorted[1:]
 		}
-		reqs = reqs[:0]
+		var reqs []oracleReq
 		for more && next < end {
 			reqs = append(reqs, oracleReq{t: next, d: max(int64(dist.Sample(rng)), 0)})
 			next, _, more = arr.next()
 		}
+		return reqs, conc
+	}
+	cur, curConc := draw(0)
+	var slots, try, keep, best endHeap // the free times of the pooled slots
+	n := 0
+	for i := range secs {
+		ahead, aheadConc := draw(i + 1)
+		// fits plays this second and the next on n replicas from the slots as the last
+		// second left them, keeping the slots as this second leaves them.
 		fits := func(n int) bool {
-			try = pooled(try, slots, n*conc, int64(i)*sec)
-			for _, r := range reqs {
-				if len(try) == 0 {
-					return false
+			try = pooled(try, slots, n*curConc, int64(i)*sec)
+			for k, reqs := range [2][]oracleReq{cur, ahead} {
+				if k == 1 {
+					keep = append(keep[:0], try...)
+					try = pooled(try, keep, n*aheadConc, int64(i+1)*sec)
 				}
-				start := max(r.t, try[0])
-				if r.d <= slo && start-r.t > slo-r.d {
-					return false
+				for _, r := range reqs {
+					if len(try) == 0 {
+						return false
+					}
+					start := max(r.t, try[0])
+					if r.d <= slo && start-r.t > slo-r.d {
+						return false
+					}
+					try[0] = start + r.d
+					try.down()
 				}
-				try[0] = start + r.d
-				heap.Fix(&try, 0)
 			}
 			return true
 		}
-		n := sort.Search(svc.Max, fits)
-		if n == svc.Max || !fits(n) {
-			n = svc.Max
-			fits(n)
+		// The count moves little from one second to the next: search from the last,
+		// keeping the slots as the fewest that fit leave them.
+		ok := func(n int) bool {
+			if !fits(n) {
+				return false
+			}
+			best = append(best[:0], keep...)
+			return true
+		}
+		if ok(n) {
+			for n > 0 && ok(n-1) {
+				n--
+			}
+		} else {
+			for n < svc.Max && !ok(n+1) {
+				n++
+			}
+			n = min(n+1, svc.Max)
+			if !ok(n) {
+				// Not even Max fits: play the second on Max regardless.
+				fits(n)
+				best = append(best[:0], keep...)
+			}
 		}
 		need[i] = n
-		slots, try = try, slots
+		slots, best = best, slots
+		cur, curConc = ahead, aheadConc
 	}
 	return need
 }
@@ -185,14 +222,32 @@ func pooled(dst, from endHeap, n int, t int64) endHeap {
 	dst = append(dst[:0], from...)
 	if n < len(dst) {
 		slices.Sort(dst)
-		dst = dst[:n] // sorted, so a heap
-		return dst
+		return dst[:n] // sorted, so a heap
 	}
 	for len(dst) < n {
 		dst = append(dst, t)
 	}
 	heap.Init(&dst)
 	return dst
+}
+
+// down restores the heap after its least element grew.
+func (h endHeap) down() {
+	i, n := 0, len(h)
+	for {
+		m := 2*i + 1
+		if m >= n {
+			return
+		}
+		if r := m + 1; r < n && h[r] < h[m] {
+			m = r
+		}
+		if h[i] <= h[m] {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
 }
 
 // endHeap is a min-heap of the end times of requests in service.

@@ -238,11 +238,14 @@ func LuaSource(name string, src luabind.Source) Policy {
 	}}
 }
 
-// ParsePolicy returns [Shipped] for a shipped name and [LuaFile] for a path ending in
-// ".lua".
+// ParsePolicy returns [Shipped] for a shipped name, [Oracle] for [OracleName] and
+// [LuaFile] for a path ending in ".lua".
 func ParsePolicy(s string) (Policy, error) {
 	if strings.HasSuffix(s, ".lua") {
 		return LuaFile(s)
+	}
+	if s == OracleName {
+		return Oracle(), nil
 	}
 	return Shipped(s)
 }
