@@ -263,11 +263,3 @@ func (h *endHeap) Pop() any {
 	*h = old[:len(old)-1]
 	return x
 }
-
-// popUntil removes the requests that have ended by t: a slot freed at t is free for an
-// arrival at t, as in the run, whose events come before the arrival of their instant.
-func (h *endHeap) popUntil(t int64) {
-	for h.Len() > 0 && (*h)[0] <= t {
-		heap.Pop(h)
-	}
-}

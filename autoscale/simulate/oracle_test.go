@@ -2,6 +2,7 @@ package simulate_test
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -29,20 +30,13 @@ func TestOracleBounds(t *testing.T) {
 		slack   float64 // the most replica-seconds allowed, over the work bound
 	}{
 		{"constant", simulate.Constant(300), 1.25},
-		{"step", simulate.Step{From: 100, To: 600, At: 2 * time.Minute}, 1.35},
+		{"step", simulate.Step{From: 100, To: 600, At: time.Minute}, 1.35},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			sc := simulate.Scenario{Name: tc.name, Duration: 5 * time.Minute, Traffic: tc.traffic, Service: svc}
-			if raceEnabled {
-				sc = lighter(sc)
-			}
+			sc := simulate.Scenario{Name: tc.name, Duration: 3 * time.Minute, Traffic: tc.traffic, Service: svc}
 			s := run(t, sc, simulate.Oracle(), 1).Summary
 			// The work bound: each request holds one of a replica's slots for 100 ms.
-			conc := 10.0
-			if raceEnabled {
-				conc = 1
-			}
-			work := float64(s.Requests) * 0.1 / conc
+			work := float64(s.Requests) * 0.1 / 10
 			t.Logf("%d requests, %d violations, %.0f replica-seconds (work bound %.0f), peak %d",
 				s.Requests, s.Violations, s.ReplicaSeconds, work, s.PeakReplicas)
 			if s.ReplicaSeconds < work || s.ReplicaSeconds > tc.slack*work {
@@ -52,5 +46,26 @@ func TestOracleBounds(t *testing.T) {
 				t.Errorf("violation rate %.4f%%, want at most 0.1%%", 100*s.ViolationRate)
 			}
 		})
+	}
+}
+
+// TestTableAgainstTheOracle checks the table's two columns against the oracle: a
+// row's violations less the oracle's on its scenario, and its replica-seconds over the
+// oracle's; "–" on a scenario the oracle did not run.
+func TestTableAgainstTheOracle(t *testing.T) {
+	sums := []simulate.Summary{
+		{Scenario: "a", Policy: simulate.OracleName, Violations: 10, ReplicaSeconds: 1000},
+		{Scenario: "a", Policy: "kpa", Violations: 25, ReplicaSeconds: 1500},
+		{Scenario: "a", Policy: "lean", Violations: 4, ReplicaSeconds: 900},
+		{Scenario: "b", Policy: "kpa", Violations: 7, ReplicaSeconds: 700},
+	}
+	rows := strings.Split(simulate.Table(sums), "\n")
+	want := []struct{ above, ratio string }{{"0", "1.00"}, {"15", "1.50"}, {"-6", "0.90"}, {"–", "–"}}
+	for i, w := range want {
+		cells := strings.Split(rows[2+i], " | ")
+		// | scenario | policy | requests | violations | % | above floor | p50 | p99 | replica-seconds | × oracle | ...
+		if got := [2]string{cells[5], cells[9]}; got != [2]string{w.above, w.ratio} {
+			t.Errorf("row %d (%s): above floor, × oracle = %q, want %q, %q", i, rows[2+i], got, w.above, w.ratio)
+		}
 	}
 }
