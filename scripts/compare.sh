@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # compare.sh regenerates the simulator's comparison report: every standard scenario
-# under the oracle and every shipped policy, on seeds 1 to 6 (comparisonSeeds in
-# autoscale/simulate/comparison_test.go), as many runs at once as GOMAXPROCS allows. It
+# under the oracle and every shipped policy, on seeds 1 to comparisonSeeds (the one place
+# that says how many: autoscale/simulate/comparison_test.go), as many runs at once as
+# GOMAXPROCS allows. On a 2-core VM it takes about 4 minutes with other work running. It
 # rewrites autoscale/simulate/testdata/comparison.md and the README's copy of its
 # tables, and prints the wall time. `go test ./autoscale/simulate` then checks one short
 # scenario's rows against the report.
