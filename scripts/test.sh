@@ -40,7 +40,8 @@ go test -race -count=1 -timeout 30m ./...
 # halved-backend test sweeps fewer fixed limits, the LLM gateway's allocation count is
 # loose (sync.Pool drops items under -race), and the compact windows' memory tests fill
 # 2,000 busy tenants instead of 100,000 and send 200,000 distinct keys instead of
-# 10,000,000. Here they run in full.
+# 10,000,000. Here they run in full (the comparison table as the default suite has it:
+# one short scenario checked against the report; scripts/compare.sh runs all of it).
 echo "== go test (full-size tests, without -race)"
 go test -count=1 -run 'TestMillionTenants' ./middleware
 go test -count=1 -run 'TestGatewayRecyclesExchanges' ./middleware/llm

@@ -21,8 +21,12 @@
 // [Result.WriteCSV]) and a [Summary] — requests, SLO-violating requests (slower than the
 // scenario's SLO, shed, or failed), p50 and p99, replica-seconds (cost), scale events,
 // flaps and reaction times. [Compare] runs several policies over several scenarios and
-// [Table] renders the comparison in markdown. The sub-package simulate/plot draws
-// timelines as SVG; it is apart so that a program calling [Run] does not link gonum.
+// [Table] renders the comparison in markdown. [Oracle] is the baseline: a policy that
+// knows the run's future and provisions, one cold start ahead, the fewest replicas
+// that keep every request within the SLO; [Table] gives each run's replica-seconds over
+// the oracle's and its violations above the oracle's, the unavoidable floor. The
+// sub-package simulate/plot draws timelines as SVG; it is apart so that a program
+// calling [Run] does not link gonum.
 //
 // # Example
 //

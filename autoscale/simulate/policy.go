@@ -34,6 +34,10 @@ type Env struct {
 	Tenants []string
 	// Clock is the simulation's clock, for policies that read the time.
 	Clock metrics.Clock
+
+	// future is the run's scenario and seed, from which [Oracle] draws what is to
+	// come; nil outside a run.
+	future *future
 }
 
 // Capacity returns the requests per second one replica serves at full utilisation.
@@ -234,11 +238,14 @@ func LuaSource(name string, src luabind.Source) Policy {
 	}}
 }
 
-// ParsePolicy returns [Shipped] for a shipped name and [LuaFile] for a path ending in
-// ".lua".
+// ParsePolicy returns [Shipped] for a shipped name, [Oracle] for [OracleName] and
+// [LuaFile] for a path ending in ".lua".
 func ParsePolicy(s string) (Policy, error) {
 	if strings.HasSuffix(s, ".lua") {
 		return LuaFile(s)
+	}
+	if s == OracleName {
+		return Oracle(), nil
 	}
 	return Shipped(s)
 }

@@ -377,15 +377,32 @@ func (r *Result) WriteCSV(w io.Writer) error {
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 
 // Table renders summaries as a markdown comparison table, in the given order: one row
-// per run, grouped by scenario.
+// per run, grouped by scenario. Where a scenario has a run of [Oracle] (named
+// [OracleName]), each of its rows gives its replica-seconds as a ratio to the oracle's
+// and its SLO-violating requests above the oracle's, the unavoidable floor (negative
+// when a policy violated less, as one that overprovisions through the oracle's first
+// seconds can); without one, those columns are "–".
 func Table(sums []Summary) string {
-	var b strings.Builder
-	b.WriteString("| scenario | policy | requests | SLO violations | violation % | p50 | p99 | replica-seconds | peak | scale events | flaps | reaction mean / max |\n")
-	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	oracles := map[string]Summary{}
 	for _, s := range sums {
-		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.3f | %s | %s | %.0f | %d | %d | %d | %s / %s |\n",
-			s.Scenario, s.Policy, s.Requests, s.Violations, 100*s.ViolationRate,
-			fmtDur(s.P50), fmtDur(s.P99), s.ReplicaSeconds, s.PeakReplicas, s.ScaleEvents, s.Flaps,
+		if s.Policy == OracleName {
+			oracles[s.Scenario] = s
+		}
+	}
+	var b strings.Builder
+	b.WriteString("| scenario | policy | requests | SLO violations | violation % | above floor | p50 | p99 | replica-seconds | × oracle | peak | scale events | flaps | reaction mean / max |\n")
+	b.WriteString("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n")
+	for _, s := range sums {
+		above, ratio := "–", "–"
+		if o, ok := oracles[s.Scenario]; ok {
+			above = fmt.Sprintf("%d", int64(s.Violations)-int64(o.Violations))
+			if o.ReplicaSeconds > 0 {
+				ratio = fmt.Sprintf("%.2f", s.ReplicaSeconds/o.ReplicaSeconds)
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %d | %d | %.3f | %s | %s | %s | %.0f | %s | %d | %d | %d | %s / %s |\n",
+			s.Scenario, s.Policy, s.Requests, s.Violations, 100*s.ViolationRate, above,
+			fmtDur(s.P50), fmtDur(s.P99), s.ReplicaSeconds, ratio, s.PeakReplicas, s.ScaleEvents, s.Flaps,
 			s.MeanReaction, s.MaxReaction)
 	}
 	return b.String()

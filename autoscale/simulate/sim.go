@@ -202,7 +202,7 @@ func newSim(cfg Config) (*sim, error) {
 		byBackend: map[*balancer.Backend]int32{},
 		conc:      svc.Concurrency, svcTime: svc.ServiceTime, changes: sc.Changes,
 		alt: cfg.Admitter, adaptive: sc.Adaptive != nil, slow: !svc.Slowdown.IsZero(),
-		rngSvc:  rand.New(rand.NewPCG(cfg.Seed, 2)),
+		rngSvc:  serviceRand(cfg.Seed),
 		rngMisc: rand.New(rand.NewPCG(cfg.Seed, 3)),
 	}
 	if w, ok := cfg.Admitter.(WaitingAdmitter); ok {
@@ -221,23 +221,18 @@ func newSim(cfg Config) (*sim, error) {
 	m.route = reg.Window(metrics.ScopeRoute, RouteName)
 
 	// Arrivals.
-	arrRng := rand.New(rand.NewPCG(cfg.Seed, 1))
-	var gens []arrivals
 	switch p := sc.Traffic.(type) {
 	case Mix:
-		for i, t := range p {
+		for _, t := range p {
 			m.tnames = append(m.tnames, t.Name)
 			m.prios = append(m.prios, t.Priority)
 			m.windows = append(m.windows, middleware.Windows{Route: m.route, Tenant: reg.Window(metrics.ScopeTenant, t.Name)})
-			r := rand.New(rand.NewPCG(cfg.Seed, 100+uint64(i)))
-			gens = append(gens, arrivalsOf(t.Profile, r, sc.Duration))
 		}
 	default:
 		m.tnames, m.prios = []string{""}, []int{0}
 		m.windows = []middleware.Windows{{Route: m.route}}
-		gens = append(gens, arrivalsOf(p, arrRng, sc.Duration))
 	}
-	s.arr = newMerged(gens)
+	s.arr = arrivalsFor(sc, cfg.Seed)
 	if svc.LLM != nil {
 		_, mix := sc.Traffic.(Mix)
 		m.newLLM(*svc.LLM, reg, cfg.Seed, mix)
@@ -276,6 +271,7 @@ func newSim(cfg Config) (*sim, error) {
 		Target: TargetName, Route: RouteName, Concurrency: svc.Concurrency,
 		ServiceTime: svc.ServiceTime.Mean(), ColdStart: svc.ColdStart, SLO: sc.SLO,
 		Min: svc.Min, Max: svc.Max, Clock: eng.clock,
+		future: &future{sc: sc, seed: cfg.Seed},
 	}
 	if _, ok := sc.Traffic.(Mix); ok {
 		env.Tenants = append(env.Tenants, m.tnames...)
@@ -322,6 +318,24 @@ func newSim(cfg Config) (*sim, error) {
 	s.timeline = make([]Sample, 0, int(sc.Duration/time.Second)+1)
 	return s, nil
 }
+
+// arrivalsFor returns the arrivals of a run of sc with seed, tagged with their tenants
+// (the index into a [Mix]; 0 without one). The oracle draws the same ones.
+func arrivalsFor(sc Scenario, seed uint64) *merged {
+	var gens []arrivals
+	if mix, ok := sc.Traffic.(Mix); ok {
+		for i, t := range mix {
+			gens = append(gens, arrivalsOf(t.Profile, rand.New(rand.NewPCG(seed, 100+uint64(i))), sc.Duration))
+		}
+	} else {
+		gens = append(gens, arrivalsOf(sc.Traffic, rand.New(rand.NewPCG(seed, 1)), sc.Duration))
+	}
+	return newMerged(gens)
+}
+
+// serviceRand returns the source of a run's service times, drawn one per request as it
+// starts. The oracle draws the same ones.
+func serviceRand(seed uint64) *rand.Rand { return rand.New(rand.NewPCG(seed, 2)) }
 
 func arrivalsOf(p Profile, rng *rand.Rand, d time.Duration) arrivals {
 	if tr, ok := p.(*Trace); ok {

@@ -1,0 +1,265 @@
+package simulate
+
+import (
+	"cmp"
+	"container/heap"
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"github.com/autoscalelua/autoscalelua/autoscale"
+)
+
+// OracleName is the name of [Oracle] in tables.
+const OracleName = "oracle"
+
+// Oracle returns a policy that knows the run's whole future: the baseline the shipped
+// policies are measured against, not one of them. It runs only inside [Run] (its
+// factory fails elsewhere), on a 1 s tick with no safety layer.
+//
+// # Construction
+//
+// Before the run, the oracle draws the run's own arrivals (the same generators on the
+// same seed as the run) and pairs the k-th arrival with the k-th draw of the run's
+// service-time source, which is the draw that request gets when requests start in the
+// order they arrive, as they do when none waits long. It then plays the arrivals, second
+// by second, through one pool of slots served first come, first served (the hold
+// queue's discipline, with no balancer in the way), and gives each second i the fewest
+// replicas need(i) for which no request whose service time is within the SLO starts
+// later than its slack, the SLO less its service time, after it arrived (a request
+// whose own service time exceeds the SLO violates it whatever the replicas, and takes
+// its slot without constraining the count). The work the earlier seconds left in
+// service carries over, and the count must also carry the next second's arrivals:
+// without that look ahead, the fewest replicas for one second leave a backlog that the
+// next needs many more to clear, and the counts see-saw. A second with fewer replicas
+// than the last drops the slots whose work ends last, as draining replicas finish
+// theirs. [Scenario.Changes] apply: the concurrency and service time in force in each
+// second.
+//
+// At a decision at time t, with cold start C and tick T, the oracle asks for
+//
+//	max { need(i) : second i meets [t, t+C+T) }
+//
+// within [Min, Max]: the replicas it starts now are ready at t+C and must carry the load
+// until the next decision's are ready at t+T+C, and it never removes a replica that a
+// second before then needs, since a removed one cannot come back sooner than C.
+//
+// # Why it is a lower bound, and how far
+//
+// A replica that serves at time s was started no later than s−C and is billed from then
+// to s, so a policy that has need(s) replicas ready at every s bills at least
+// max{need(s) : s ∈ [t, t+C]} at every t, and its replica-seconds are at least the
+// integral of that. need(s) is what the SLO allows at the least, for the pool is the
+// best any placement of requests on replicas can do, and the slack is all the waiting
+// the SLO permits. The oracle bills that integral plus what the tick adds (it looks
+// C+T ahead, not C) and the draining of removed replicas. It is a lower bound only
+// approximately:
+//
+//   - need is found greedily, second by second, each with the fewest replicas that
+//     clear its arrivals and the next second's; a second given more could leave less
+//     work to the next, so the least-cost schedule over the whole run may differ a
+//     little (either way), and a second is counted whole where the load may change
+//     within it;
+//   - the run places requests with the real balancer (power of two choices) on
+//     replicas of fixed slots, not in one pool, so a request may wait at a busy replica
+//     while another has a free slot: such waits show in the oracle's own violations;
+//   - requests the run sheds, fails or holds shift the pairing of arrivals with draws
+//     (the same draws, in another order); a service whose time depends on load is not
+//     modelled.
+//
+// Its violations are the floor the comparison measures the others against: the
+// requests whose own service time exceeds the SLO, the arrivals of the first seconds
+// before any replica the oracle orders can be ready, and the balancer's misses. A
+// policy with fewer replica-seconds than the oracle should be expected to violate the
+// SLO more.
+//
+// The oracle returned is safe for concurrent use: each run builds its own plan.
+func Oracle() Policy {
+	return Policy{Name: OracleName, Tick: time.Second, Safety: free(), New: newOracle}
+}
+
+// future is what a run tells the oracle: its scenario (with its default SLO) and seed.
+type future struct {
+	sc   Scenario
+	seed uint64
+}
+
+func newOracle(e Env) (autoscale.Policy, func() error, error) {
+	if e.future == nil {
+		return nil, nil, fmt.Errorf("%w: the oracle runs only inside simulate.Run", ErrInvalidConfig)
+	}
+	o := &oracle{
+		target: e.Target,
+		start:  e.Clock.Now(),
+		cold:   max(e.future.sc.Service.withDefaults().ColdStart, 0),
+		need:   oracleNeed(e.future.sc, e.future.seed),
+	}
+	return o, nil, nil
+}
+
+type oracle struct {
+	target string
+	start  time.Time // the run's start
+	cold   time.Duration
+	need   []int // per second of the run, the replicas it needs
+}
+
+// Decide asks for the most replicas a second in [now, now + cold start + tick) needs.
+func (o *oracle) Decide(_ context.Context, in *autoscale.Input) ([]autoscale.Action, error) {
+	t := in.Now.Sub(o.start)
+	from := int(t / time.Second)
+	to := int((t + o.cold + max(in.Tick, time.Second) - 1) / time.Second)
+	n := 0
+	for i := max(from, 0); i <= to && i < len(o.need); i++ {
+		n = max(n, o.need[i])
+	}
+	if ts, ok := in.Target(o.target); ok {
+		n = min(max(n, ts.Min), ts.Max)
+	}
+	return []autoscale.Action{autoscale.Scale{Target: o.target, Replicas: n, Reason: "oracle"}}, nil
+}
+
+// oracleNeed returns, per second of a run of sc with seed, the fewest replicas whose
+// slots, pooled, serve the arrivals in arrival order with none waiting past its slack
+// (the SLO less its own service time), through the second and the next at that count,
+// from what the earlier seconds, at theirs, left in service.
+func oracleNeed(sc Scenario, seed uint64) []int {
+	const sec = int64(time.Second)
+	svc := sc.Service.withDefaults()
+	slo := int64(cmp.Or(sc.SLO, DefaultSLO))
+	secs := int((int64(sc.Duration) + sec - 1) / sec)
+	need := make([]int, secs)
+	sorted := slices.Clone(sc.Changes)
+	slices.SortStableFunc(sorted, func(a, b Change) int { return cmp.Compare(a.At, b.At) })
+	dist, conc := svc.ServiceTime, svc.Concurrency
+	rng := serviceRand(seed)
+	arr := arrivalsFor(sc, seed)
+	next, _, more := arr.next()
+	// The arrivals of a second, drawn a second ahead, with the slot count then.
+	draw := func(i int) ([]oracleReq, int) {
+		end := int64(i+1) * sec
+		for len(sorted) > 0 && int64(sorted[0].At) < end {
+			if sorted[0].ServiceTime != nil {
+				dist = sorted[0].ServiceTime
+			}
+			if sorted[0].Concurrency > 0 {
+				conc = sorted[0].Concurrency
+			}
+			sorted = sorted[1:]
+		}
+		var reqs []oracleReq
+		for more && next < end {
+			reqs = append(reqs, oracleReq{t: next, d: max(int64(dist.Sample(rng)), 0)})
+			next, _, more = arr.next()
+		}
+		return reqs, conc
+	}
+	cur, curConc := draw(0)
+	var slots, try, keep, best endHeap // the free times of the pooled slots
+	n := 0
+	for i := range secs {
+		ahead, aheadConc := draw(i + 1)
+		// fits plays this second and the next on n replicas from the slots as the last
+		// second left them, keeping the slots as this second leaves them.
+		fits := func(n int) bool {
+			try = pooled(try, slots, n*curConc, int64(i)*sec)
+			for k, reqs := range [2][]oracleReq{cur, ahead} {
+				if k == 1 {
+					keep = append(keep[:0], try...)
+					try = pooled(try, keep, n*aheadConc, int64(i+1)*sec)
+				}
+				for _, r := range reqs {
+					if len(try) == 0 {
+						return false
+					}
+					start := max(r.t, try[0])
+					if r.d <= slo && start-r.t > slo-r.d {
+						return false
+					}
+					try[0] = start + r.d
+					try.down()
+				}
+			}
+			return true
+		}
+		// The count moves little from one second to the next: search from the last,
+		// keeping the slots as the fewest that fit leave them.
+		ok := func(n int) bool {
+			if !fits(n) {
+				return false
+			}
+			best = append(best[:0], keep...)
+			return true
+		}
+		if ok(n) {
+			for n > 0 && ok(n-1) {
+				n--
+			}
+		} else {
+			for n < svc.Max && !ok(n+1) {
+				n++
+			}
+			n = min(n+1, svc.Max)
+			if !ok(n) {
+				// Not even Max fits: play the second on Max regardless.
+				fits(n)
+				best = append(best[:0], keep...)
+			}
+		}
+		need[i] = n
+		slots, best = best, slots
+		cur, curConc = ahead, aheadConc
+	}
+	return need
+}
+
+type oracleReq struct{ t, d int64 }
+
+// pooled returns into dst the slots of from resized to n at time t: new slots are free
+// at t; removed ones are those whose work ends last (they drain).
+func pooled(dst, from endHeap, n int, t int64) endHeap {
+	dst = append(dst[:0], from...)
+	if n < len(dst) {
+		slices.Sort(dst)
+		return dst[:n] // sorted, so a heap
+	}
+	for len(dst) < n {
+		dst = append(dst, t)
+	}
+	heap.Init(&dst)
+	return dst
+}
+
+// down restores the heap after its least element grew.
+func (h endHeap) down() {
+	i, n := 0, len(h)
+	for {
+		m := 2*i + 1
+		if m >= n {
+			return
+		}
+		if r := m + 1; r < n && h[r] < h[m] {
+			m = r
+		}
+		if h[i] <= h[m] {
+			return
+		}
+		h[i], h[m] = h[m], h[i]
+		i = m
+	}
+}
+
+// endHeap is a min-heap of the end times of requests in service.
+type endHeap []int64
+
+func (h endHeap) Len() int           { return len(h) }
+func (h endHeap) Less(i, j int) bool { return h[i] < h[j] }
+func (h endHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *endHeap) Push(x any)        { *h = append(*h, x.(int64)) }
+func (h *endHeap) Pop() any {
+	old := *h
+	x := old[len(old)-1]
+	*h = old[:len(old)-1]
+	return x
+}
