@@ -57,6 +57,8 @@ func WithDestination(ctx context.Context, d Destination) context.Context {
 
 // DestinationFrom returns the destination ctx carries, if any.
 func DestinationFrom(ctx context.Context) (Destination, bool) {
-	d, ok := ctx.Value(destinationKey{}).(Destination)
-	return d, ok
+	if d, ok := ctx.Value(destinationKey{}).(*Destination); ok {
+		return *d, true
+	}
+	return Destination{}, false
 }

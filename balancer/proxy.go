@@ -382,7 +382,7 @@ func (st *proxyState) Value(key any) any {
 		}
 	case destinationKey{}:
 		if st.hasDest {
-			return st.dest
+			return &st.dest // a pointer: boxing the struct would allocate on every read
 		}
 	}
 	return st.parent.Value(key)

@@ -64,14 +64,14 @@ func (r *Runtime) Pick(ctx context.Context, req *Request, backends []BackendView
 	L.Push(v.reqv.proxy)
 	L.Push(list)
 	if err := v.pcall(2, 1, r.cfg.limits.budget(hPick)); err != nil {
-		v.reqv.cur = nil
+		v.reqv.clear()
 		cerr := v.callErr(hPick, err)
 		r.release(v, false)
 		return r.pickFailed(ctx, cerr)
 	}
 	ret := L.Get(-1)
 	L.Pop(1)
-	v.reqv.cur = nil
+	v.reqv.clear()
 	r.release(v, true)
 	i, err := pickAnswer(ret, backends)
 	if err != nil {

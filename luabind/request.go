@@ -76,7 +76,7 @@ func (r *Runtime) OnRequest(ctx context.Context, req *Request) (Decision, error)
 	L.Push(v.fns[hRequest])
 	L.Push(v.reqv.proxy)
 	if err := v.pcall(1, 1, r.cfg.limits.budget(hRequest)); err != nil {
-		v.reqv.cur = nil
+		v.reqv.clear()
 		cerr := v.callErr(hRequest, err)
 		r.release(v, false)
 		return r.requestFailed(ctx, cerr)
@@ -84,7 +84,7 @@ func (r *Runtime) OnRequest(ctx context.Context, req *Request) (Decision, error)
 	ret := L.Get(-1)
 	L.Pop(1)
 	d, err := decodeDecision(ret)
-	v.reqv.cur = nil
+	v.reqv.clear()
 	r.release(v, true)
 	if err != nil {
 		return r.requestFailed(ctx, fmt.Errorf("%w: on_request: %w", ErrBadReturn, err))
@@ -101,13 +101,21 @@ func (r *Runtime) requestFailed(ctx context.Context, err error) (Decision, error
 }
 
 // reqView is a VM's reusable request view: a protected proxy over a data table whose
-// fields are rewritten only when they change between calls.
+// fields are rewritten only when they change between calls. It copies what the
+// req:header and req:query methods read rather than keeping the caller's *Request,
+// so that the caller's Request does not escape to the heap (an allocation per
+// request; BenchmarkOnRequest).
 type reqView struct {
 	proxy, data *lua.LTable
-	cur         *Request
+	live        bool // between set and clear: the methods answer
+	header      http.Header
+	rawQuery    string
 	last        Request
 	valid       bool
 }
+
+// clear ends the call: the methods answer nil until the next set.
+func (rv *reqView) clear() { rv.live, rv.header, rv.rawQuery = false, nil, "" }
 
 var requestFields = [...]string{"method", "path", "host", "tenant", "route", "model", "priority", "content_length", "tokens", "header", "query"}
 
@@ -116,11 +124,11 @@ func (rv *reqView) init(v *vm) {
 	rv.data = L.CreateTable(0, len(requestFields))
 	rv.data.RawSetString("header", L.NewFunction(func(L *lua.LState) int {
 		name := stringArg(L, rv.proxy)
-		if rv.cur == nil || rv.cur.Header == nil {
+		if !rv.live || rv.header == nil {
 			L.Push(lua.LNil)
 			return 1
 		}
-		vals := rv.cur.Header.Values(name)
+		vals := rv.header.Values(name)
 		if len(vals) == 0 {
 			L.Push(lua.LNil)
 			return 1
@@ -130,11 +138,11 @@ func (rv *reqView) init(v *vm) {
 	}))
 	rv.data.RawSetString("query", L.NewFunction(func(L *lua.LState) int {
 		name := stringArg(L, rv.proxy)
-		if rv.cur == nil {
+		if !rv.live {
 			L.Push(lua.LNil)
 			return 1
 		}
-		val, ok := queryValue(rv.cur.RawQuery, name)
+		val, ok := queryValue(rv.rawQuery, name)
 		if !ok {
 			L.Push(lua.LNil)
 			return 1
@@ -157,7 +165,7 @@ func stringArg(L *lua.LState, self lua.LValue) string {
 
 // set points the view at req, rewriting only the fields that changed.
 func (rv *reqView) set(v *vm, req *Request) {
-	rv.cur = req
+	rv.live, rv.header, rv.rawQuery = true, req.Header, req.RawQuery
 	d, l := rv.data, &rv.last
 	first := !rv.valid
 	rv.valid = true

@@ -46,7 +46,8 @@ func (r *Runtime) OnResponse(ctx context.Context, req *Request, res *Response) e
 	L.Push(v.reqv.proxy)
 	L.Push(v.resv.proxy)
 	err = v.pcall(2, 0, r.cfg.limits.budget(hResponse))
-	v.reqv.cur, v.resv.cur = nil, nil
+	v.reqv.clear()
+	v.resv.clear()
 	if err != nil {
 		cerr := v.callErr(hResponse, err)
 		r.release(v, false)
@@ -56,21 +57,26 @@ func (r *Runtime) OnResponse(ctx context.Context, req *Request, res *Response) e
 	return nil
 }
 
+// resView is a VM's reusable response view. Like reqView it copies what res:value
+// reads (the values map) rather than keeping the caller's *Response.
 type resView struct {
 	proxy, data *lua.LTable
-	cur         *Response
+	live        bool
+	values      map[string]any
 }
+
+func (rv *resView) clear() { rv.live, rv.values = false, nil }
 
 func (rv *resView) init(v *vm) {
 	L := v.L
 	rv.data = L.CreateTable(0, len(responseFields))
 	rv.data.RawSetString("value", L.NewFunction(func(L *lua.LState) int {
 		name := stringArg(L, rv.proxy)
-		if rv.cur == nil {
+		if !rv.live {
 			L.Push(lua.LNil)
 			return 1
 		}
-		L.Push(scalarToLua(rv.cur.Values[name]))
+		L.Push(scalarToLua(rv.values[name]))
 		return 1
 	}))
 	v.strict(rv.data, "res", responseFields[:])
@@ -79,7 +85,7 @@ func (rv *resView) init(v *vm) {
 }
 
 func (rv *resView) set(v *vm, res *Response) {
-	rv.cur = res
+	rv.live, rv.values = true, res.Values
 	rv.data.RawSetString("status", lua.LNumber(res.Status))
 	rv.data.RawSetString("latency", ms(res.Latency))
 	rv.data.RawSetString("bytes", lua.LNumber(res.Bytes))
