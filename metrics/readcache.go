@@ -453,7 +453,8 @@ func (l *liveBuckets) addPage(p int, pg *[subCount]uint64) {
 // pageGroup is how many sub-buckets a scan of a page tests for zero at once: a
 // bucket's page mostly holds a few non-empty sub-buckets, and testing them four at a
 // time takes the scans (walkHist.add, liveBuckets.add) from 32 branches a page to 8
-// (BenchmarkSnapshot1000Windows/moving, where they were a third of a read).
+// (BenchmarkSnapshot1000Windows/moving, where they were a third of a read). groupEmpty
+// and sums are unrolled for four; a page's 32 sub-buckets are whole groups.
 const pageGroup = 4
 
 // groupEmpty reports whether sub-buckets g to g+pageGroup-1 of pg are all zero.
