@@ -211,22 +211,15 @@ func (s *Snapshot) scopePass(scope metrics.Scope, span time.Duration) *scopePass
 		return p
 	}
 	// Sized by the scope's key list (listed once per tick anyway), a pass over 1,000
-	// windows allocates its two slices once (BenchmarkOnTick1000Windows).
+	// windows allocates its snapshots once (BenchmarkOnTick1000Windows), and shares the
+	// key list when it yields the same keys, as a registry's pass does.
 	keys := s.keysLocked(scope)
-	p := &scopePass{scope: scope, span: span, keys: make([]string, 0, len(keys)), snaps: make([]metrics.Snapshot, 0, len(keys))}
-	add := func(k string, snap metrics.Snapshot) {
-		if f, ok := s.figs[readKey{scope, k, span}]; ok {
-			if !f.ok {
-				return // read alone as absent: stays absent
-			}
-			snap = f.s
-		}
-		p.keys = append(p.keys, k)
-		p.snaps = append(p.snaps, snap)
-	}
+	p := &scopePass{scope: scope, span: span, snaps: make([]metrics.Snapshot, 0, len(keys))}
+	b := &passBuilder{s: s, p: p, keys: keys, agree: true}
 	switch src := s.src.(type) {
 	case nil:
 		// Frozen without a pass: the scope's keys read alone, in order.
+		b.agree = false
 		for k, f := range s.figs {
 			if k.scope == scope && k.span == span && f.ok {
 				p.keys = append(p.keys, k.key)
@@ -238,22 +231,63 @@ func (s *Snapshot) scopePass(scope metrics.Scope, span time.Duration) *scopePass
 		}
 	case ScopeReader:
 		for k, snap := range src.Scope(scope, span) {
-			add(k, snap)
+			b.add(k, &snap)
 		}
 	default:
 		for _, k := range keys {
-			if _, read := s.figs[readKey{scope, k, span}]; read {
-				add(k, metrics.Snapshot{}) // add takes the figure read
+			if f, read := s.figs[readKey{scope, k, span}]; read {
+				b.add(k, &f.s) // add takes the figure read
 			} else if snap, ok := src.Snapshot(scope, k, span); ok {
-				add(k, snap)
+				b.add(k, &snap)
 			}
 		}
+	}
+	if b.agree {
+		p.keys = keys[:b.shared:b.shared]
 	}
 	s.passes = append(s.passes, p)
 	if s.logOn {
 		s.scopes = append(s.scopes, ScopeRead{Scope: scope, Span: span, Windows: len(p.keys)})
 	}
 	return p
+}
+
+// passBuilder fills a scopePass, under the snapshot's lock. While the keys it is given
+// agree with the scope's key list, it counts them (shared) instead of copying them.
+type passBuilder struct {
+	s      *Snapshot
+	p      *scopePass
+	keys   []string
+	shared int
+	agree  bool
+}
+
+// add appends key k and its snapshot, or the figure k was read alone at earlier.
+func (b *passBuilder) add(k string, snap *metrics.Snapshot) {
+	p := b.p
+	if len(b.s.figs) != 0 {
+		if f, ok := b.s.figs[readKey{p.scope, k, p.span}]; ok {
+			if !f.ok {
+				b.diverge()
+				return // read alone as absent: stays absent
+			}
+			snap = &f.s
+		}
+	}
+	if b.agree && b.shared < len(b.keys) && b.keys[b.shared] == k {
+		b.shared++
+	} else {
+		b.diverge()
+		p.keys = append(p.keys, k)
+	}
+	p.snaps = append(p.snaps, *snap)
+}
+
+// diverge copies the keys shared so far: from now on the pass keeps its own.
+func (b *passBuilder) diverge() {
+	if b.agree {
+		b.p.keys, b.agree = slices.Clone(b.keys[:b.shared]), false
+	}
 }
 
 func (s *Snapshot) pass(scope metrics.Scope, span time.Duration) *scopePass {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"iter"
 	"slices"
 	"testing"
 	"time"
@@ -99,6 +100,60 @@ func TestSnapshotScope(t *testing.T) {
 	}
 	for k := range nilSnap.Scope(metrics.ScopeBackend, 0) {
 		t.Errorf("the nil snapshot yielded %q", k)
+	}
+}
+
+// gappedReader lists a, b, c and d; its pass yields a, c and d (b has no window), and
+// read alone, c has none either (it went between the reads).
+type gappedReader struct{}
+
+func (gappedReader) Snapshot(_ metrics.Scope, key string, _ time.Duration) (metrics.Snapshot, bool) {
+	switch key {
+	case "a", "d":
+		return metrics.Snapshot{Count: uint64(key[0])}, true
+	}
+	return metrics.Snapshot{}, false
+}
+
+func (gappedReader) Keys(metrics.Scope) []string { return []string{"a", "b", "c", "d"} }
+
+func (gappedReader) Scope(_ metrics.Scope, _ time.Duration) iter.Seq2[string, metrics.Snapshot] {
+	return func(yield func(string, metrics.Snapshot) bool) {
+		for _, k := range []string{"a", "c", "d"} {
+			if !yield(k, metrics.Snapshot{Count: uint64(k[0])}) {
+				return
+			}
+		}
+	}
+}
+
+// TestSnapshotScopeGaps checks a pass whose keys differ from the scope's key list
+// (a key without a window, a key read alone as absent): it yields only what it read,
+// and the key list stays as listed.
+func TestSnapshotScopeGaps(t *testing.T) {
+	for _, readC := range []bool{false, true} {
+		snap := autoscale.NewSnapshot(t0, gappedReader{})
+		keys := snap.Keys(metrics.ScopeBackend)
+		want := []string{"a", "c", "d"}
+		if readC {
+			if _, ok := snap.Snapshot(metrics.ScopeBackend, "c", 0); ok {
+				t.Fatal("c read alone was found")
+			}
+			want = []string{"a", "d"}
+		}
+		var got []string
+		for k, s := range snap.Scope(metrics.ScopeBackend, 0) {
+			if s.Count != uint64(k[0]) {
+				t.Errorf("%s: count %d, want %d", k, s.Count, k[0])
+			}
+			got = append(got, k)
+		}
+		if !slices.Equal(got, want) {
+			t.Errorf("c read alone %v: pass yielded %v, want %v", readC, got, want)
+		}
+		if k := snap.Keys(metrics.ScopeBackend); !slices.Equal(k, []string{"a", "b", "c", "d"}) || !slices.Equal(keys, k) {
+			t.Errorf("c read alone %v: keys %v after the pass, %v before", readC, k, keys)
+		}
 	}
 }
 

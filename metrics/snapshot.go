@@ -215,7 +215,11 @@ func (w *Window) flightAt(m int64) (f, area int64, ok bool) {
 }
 
 // latency fills s's mean and quantiles from the sum of base and live (nil: none),
-// capped at maxLat; it skips the pages the quantiles do not fall in.
+// capped at maxLat; it skips the pages the quantiles do not fall in. A page it descends
+// into is first summed into one plain array (base's page copied, the live buckets'
+// added), so that the walk is a branch-free run of additions rather than three
+// nil-checked reads per sub-bucket (the walk was a fifth of
+// BenchmarkSnapshot1000Windows/moving).
 func latency(s *Snapshot, base *walkHist, live *liveBuckets, maxLat int64) {
 	if live == nil {
 		live = &liveBuckets{}
@@ -225,46 +229,55 @@ func latency(s *Snapshot, base *walkHist, live *liveBuckets, maxLat int64) {
 		return
 	}
 	qs := [...]float64{0.5, 0.9, 0.99}
+	var ranks [len(qs)]uint64
+	for i, q := range qs {
+		ranks[i] = nearestRank(q, total)
+	}
 	var out [len(qs)]time.Duration
 	i := 0
-	rank := nearestRank(qs[0], total)
 	var cum uint64
 	var sum float64
+	var pg [subCount]uint64
 	for u := base.used | live.used; u != 0; u &= u - 1 {
 		p := bits.TrailingZeros64(u)
 		pc := base.stat[p].n + live.stat[p].n
 		sum += base.stat[p].sum + live.stat[p].sum
-		if i == len(qs) || cum+pc < rank {
-			cum += pc
+		end := cum + pc
+		if i == len(qs) || end < ranks[i] {
+			cum = end
 			continue
 		}
-		bp := base.pages[p]
-		var la, lb *atomicPage
-		if live.used&(1<<p) != 0 {
-			la, lb = live.pages(p)
+		if bp := base.pages[p]; bp != nil && base.used&(1<<p) != 0 {
+			pg = *bp
+		} else {
+			pg = [subCount]uint64{}
 		}
-		for j := range subCount {
-			var c uint64
-			if bp != nil {
-				c = bp[j]
-			}
-			if la != nil {
-				c += uint64(la[j].Load())
-			}
-			if lb != nil {
-				c += uint64(lb[j].Load())
-			}
-			if c == 0 {
+		if live.used&(1<<p) != 0 {
+			live.addPage(p, &pg)
+		}
+		next := ranks[i]
+		for g := 0; g < subCount && i < len(qs); g += pageGroup {
+			if gc := pg[g] + pg[g+1] + pg[g+2] + pg[g+3]; cum+gc < next {
+				cum += gc
 				continue
 			}
-			cum += c
-			for i < len(qs) && cum >= rank {
-				out[i] = time.Duration(min(bucketMid(p, j), maxLat))
-				if i++; i < len(qs) {
-					rank = nearestRank(qs[i], total)
+			for j := g; j < g+pageGroup; j++ {
+				cum += pg[j]
+				for cum >= next {
+					out[i] = time.Duration(min(bucketMid(p, j), maxLat))
+					if i++; i == len(qs) {
+						break
+					}
+					next = ranks[i]
+				}
+				if i == len(qs) {
+					break
 				}
 			}
 		}
+		// Writers racing the read can make the page's sub-buckets differ from its
+		// count; the pages after it start from the count, as the skipped ones do.
+		cum = end
 	}
 	for ; i < len(qs); i++ {
 		out[i] = time.Duration(maxLat)
