@@ -56,7 +56,9 @@
 --                 stable_window (a jump the load has not shown within it): up is not
 --                 capped by up_cap, so an order-of-magnitude jump gets the replicas
 --                 its backlog needs in one step rather than three times the count at
---                 a time
+--                 a time, and up also sizes for lambda extrapolated by the trend of
+--                 the panic window alone (a ramp that began within the last cold
+--                 start), at most panic_ratio times lambda
 --   down          need((lambda + surprise) * s, down_utilization), the highest over
 --                 the last down_window seconds (that maximum also covers the noise of
 --                 lambda, so a step down is not reversed by it); applied only down_delay
@@ -171,12 +173,29 @@ local function median(xs)
   return (xs[math.floor((k + 1) / 2)] + xs[math.floor(k / 2) + 1]) / 2
 end
 
+-- clears returns the median of the first k rises less trend_z standard errors of
+-- it, or 0 when that is negative.
+local function clears(rises, k)
+  local xs = {}
+  for i = 1, k do
+    xs[i] = rises[i]
+  end
+  local med = median(xs)
+  local dev = {}
+  for i = 1, k do
+    dev[i] = math.abs(rises[i] - med)
+  end
+  local se = 1.2533 * 1.4826 * median(dev) / math.sqrt(k)
+  return math.max(med - trend_z * se, 0)
+end
+
 -- trend keeps one reading of the arrival rate per second over the last horizon
--- seconds and returns the rise per second that counts for a forecast: the median of
--- the rises from one second to the next, less trend_z standard errors of that median
--- (0 when that is negative or there are fewer than 3 rises), so that a ramp, which
--- rises every second, is extrapolated, and a step, which rises in a second or two, is
--- not, nor are the random rises of a flat load. The standard error of a median of k
+-- seconds and returns the rise per second that counts for a forecast, over the whole
+-- horizon and over its last panic_window seconds: the median of the rises from one
+-- second to the next, less trend_z standard errors of that median (0 when that is
+-- negative; both 0 before a whole horizon of readings), so that a ramp, which rises
+-- every second, is extrapolated, and a step, which rises in a second or two, is not,
+-- nor are the random rises of a flat load. The standard error of a median of k
 -- readings is 1.2533 sigma / sqrt(k), with sigma estimated robustly as 1.4826 times
 -- the median absolute deviation.
 function trend(state, now, x)
@@ -193,16 +212,9 @@ function trend(state, now, x)
     end
   end
   if #rises < horizon_n - 1 then
-    return 0 -- not a whole horizon of readings yet
+    return 0, 0 -- not a whole horizon of readings yet
   end
-  local k = #rises
-  local med = median(rises)
-  local dev = {}
-  for i = 1, k do
-    dev[i] = math.abs(rises[i] - med)
-  end
-  local se = 1.2533 * 1.4826 * median(dev) / math.sqrt(k)
-  return math.max(med - trend_z * se, 0)
+  return clears(rises, #rises), clears(rises, math.min(panic_n, #rises))
 end
 
 -- arrival_rate estimates the arrival rate from completions and the growth of requests
@@ -345,13 +357,15 @@ function on_tick(m, state)
     learn(state, pw.mean / 1000, queueing)
   end
 
-  local lambda, forecast, done = 0, 0, 0
+  local lambda, forecast, done, recent = 0, 0, 0, 0
   if idle then
     -- idle: forget the trend and measure the next rise from here
     state.ring = { { t = now, n = 0 } }
   else
     lambda, done = arrival_rate(state, pw, m.route(route, short_window), now)
-    forecast = lambda + trend(state, now, lambda) * horizon
+    local slope
+    slope, recent = trend(state, now, lambda)
+    forecast = lambda + slope * horizon
   end
   -- A surprise within the noise of lambda is none.
   local sp = surprise(state, now, lambda, forecast)
@@ -382,7 +396,15 @@ function on_tick(m, state)
     -- then sized in full.
     local stable = m.route(route, stable_window)
     local panic = stable.ok and lambda >= panic_ratio * math.max(stable.rps, tv / s / 10)
-    if not panic then
+    if panic then
+      -- The trend over the panic window alone (a ramp that began within the last cold
+      -- start, which the whole window's median does not see yet), at most
+      -- panic_ratio times the rate.
+      local ahead = math.min(lambda + recent * horizon, panic_ratio * lambda)
+      if ahead > rate then
+        up = math.max(up, need((ahead + backlog / panic_window) * s, util))
+      end
+    else
       up = math.min(up, math.ceil(up_cap * math.max(rate_need, 1)))
     end
     down = need((lambda + state.peak) * s, down_util)

@@ -214,3 +214,24 @@ function TestScalesDownOnlyAfterTheDelayAndInSteps()
     assert(downs[i] - downs[i - 1] >= 10, "steps closer than down_fast_interval")
   end
 end
+
+function TestASpikeIsNotHeldAfterItEnds()
+  -- 50 rps (1 replica) spikes to 1,500 rps for 90 s: the surprise (~1,450 rps) is
+  -- remembered for burst_memory, but the headroom kept is at most burst_cap (2) times
+  -- the rate, so once the spike has ended the count comes down to what 50 rps and
+  -- 100 rps of headroom need ((15 + sqrt(15)) / 10 -> 2), halving the count a step,
+  -- within a few minutes rather than burst_memory.
+  local state = { s = 0.1 }
+  local n = 1
+  local function tick(rps)
+    clock.advance(1)
+    n = assert_action(decide(at(n, rps, rps / 10), state), "scale", {}).replicas
+  end
+  for _ = 1, 60 do tick(50) end
+  for _ = 1, 90 do tick(1500) end
+  local peak = n
+  assert(peak >= 17, "spike: " .. peak)
+  for _ = 1, 240 do tick(50) end
+  assert(state.peak > 0 and state.peak <= 2 * 50 + 1e-9, "headroom " .. state.peak)
+  assert(n <= 2, "held " .. n .. " of " .. peak .. " after the spike")
+end
