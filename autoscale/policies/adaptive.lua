@@ -236,7 +236,9 @@ local function arrival_rate(state, w, short, now)
       if oldest == nil or r.t < oldest.t then
         oldest = r
       end
-      local g = (n - r.n - math.sqrt(n + r.n)) / age
+      -- over at least a second: a step between ticks (a wake) that finds a few
+      -- requests a millisecond after the last reading is not thousands a second
+      local g = (n - r.n - math.sqrt(n + r.n)) / math.max(age, 1)
       if g > 0 and (fastest == nil or g > fastest) then
         fastest = g
       end
@@ -245,7 +247,7 @@ local function arrival_rate(state, w, short, now)
   ring[math.floor(now) % panic_n + 1] = { t = now, n = n }
   local growth = 0
   if oldest then
-    growth = (n - oldest.n) / (now - oldest.t)
+    growth = (n - oldest.n) / math.max(now - oldest.t, 1)
   end
   -- Completions: over the panic window, or over the short window when it is higher
   -- by more than a standard deviation of its Poisson count.

@@ -28,8 +28,8 @@ var atTheFloor = map[string]bool{"diurnal": true}
 // and why; -adaptive.full logs its misses there rather than failing.
 var knownShort = map[string]string{
 	"slow-cold-start": "a 5× step within a 45 s cold start queues nearly every request that arrives while replicas start, unless the capacity for the step is already there; predictive's 1,042 comes from holding 5 replicas (2.5× the need) when the step comes",
-	"scale-from-zero": "the activator's wake asks for the held and in-flight requests over the concurrency (46 replicas for a 3 s cold start at 150 rps), and adaptive holds them for down_delay (a scale-down within 2 minutes of the wake would be a flap); kpa flaps instead",
-	"tenant-surge":    "a 20× surge over 30 s: kpa sizes from the requests in flight, queue included, reaching 100 replicas within 8 s, and so drains the queue sooner at ~30% more replica-seconds",
+	"scale-from-zero": "the violations are the requests held while the first replicas start and drain, which the activator's wake sizes for every policy alike: adaptive ties the anchors within a few requests (at the fewest replica-seconds, without a flap)",
+	"tenant-surge":    "a 20× surge over 30 s: kpa sizes from the requests in flight, queue included, reaching 100 replicas within 8 s, so the balancer spreads the queue over far more replicas and it drains sooner, at ~30% more replica-seconds",
 	"flash-sale":      "on seed 2 the rise saturates the two replicas 14 s in, before a trend clears the noise; kpa's in-flight sizing overshoots to 93 and drains sooner",
 	"diurnal":         "every policy sits at the floor (requests slower than the SLO on their own); adaptive is within 2 of the anchors",
 }
