@@ -80,7 +80,7 @@ func TestAdaptiveVersusAnchors(t *testing.T) {
 		}
 	}
 	var b strings.Builder
-	b.WriteString("\n| scenario | policy | violations mean | worst (seed) | replica-seconds mean | worst (seed) | flaps |\n|---|---|---:|---:|---:|---:|---:|\n")
+	b.WriteString("\n| scenario | policy | violations mean | worst (seed) | replica-seconds mean | worst (seed) | flaps, worst seed |\n|---|---|---:|---:|---:|---:|---:|\n")
 	for _, sc := range names {
 		for _, p := range policies {
 			v, vw, vs := stat(sums[sc][p], func(s simulate.Summary) float64 { return float64(s.Violations) })
