@@ -41,11 +41,14 @@ func PolicyNames() []string {
 //   - predictive: Holt's linear trend on request rate, one cold start ahead.
 //   - adaptive: the recommended default: Little's law on the arrival rate (completions
 //     plus the growth of requests in flight), a ramp extrapolated one cold start ahead,
-//     at once up, headroom kept down for the bursts it has seen, scale-downs only after
-//     a delay longer than a flap window and in steps, and scale to zero after an idle
-//     time, woken by the first request. Its time constants are config keys (down_delay,
-//     down_step_interval, down_step_fraction, down_window, burst_memory, idle_to_zero),
-//     for hosts on a compressed timescale.
+//     at once up (in full, with the backlog that builds while new replicas start, when
+//     the rate jumps to twice the stable window's: a panic), headroom kept down for the
+//     bursts it has seen (at most twice the rate), scale-downs only after a delay
+//     longer than a flap window and in steps (halving once the need is under half the
+//     count), and scale to zero after an idle time, woken by the first request. Its
+//     time constants are config keys (down_delay, down_step_interval,
+//     down_fast_interval, down_step_fraction, down_window, burst_memory,
+//     idle_to_zero), for hosts on a compressed timescale.
 //   - llm_cost: for AI gateways, per model: scale the model's target when its queue
 //     or its p99 time to first token says so, and while it is at its max or cold send
 //     its economy lane (low-priority and short prompts, re-keyed by the same file's

@@ -66,7 +66,9 @@ type ReadySetter interface {
 type HoldConfig struct {
 	// Concurrency is the number of requests one ready replica serves at once, at least
 	// 1. Held requests are released no faster than ready replicas × Concurrency, and
-	// the demand a wake asks for is the held and forwarded requests over it.
+	// the demand a wake asks for is the held and forwarded requests over it until a
+	// forwarded request has ended; then the held requests' arrival rate and their
+	// drain within a second, by the forwarded requests' mean service time, over it.
 	Concurrency int
 	// MaxQueue bounds the held requests, 0..1,000,000; 0 means [DefaultHoldQueue].
 	MaxQueue int
@@ -207,11 +209,13 @@ type holdTarget struct {
 	waiting  atomic.Int64 // held
 	service  atomic.Int64 // EWMA of forwarded requests' service time, ns
 
-	mu     sync.Mutex // guards the fields below
-	queue  waitHeap
-	bytes  int64
-	seq    uint64
-	wokeAt time.Time // when a request was first held with no replica ready
+	mu      sync.Mutex // guards the fields below
+	queue   waitHeap
+	bytes   int64
+	seq     uint64
+	wokeAt  time.Time // when a request was first held with no replica ready
+	heldAt  time.Time // when the queue last went from empty to holding one
+	heldSeq uint64    // seq then: the arrivals held since are seq - heldSeq
 
 	wakeMu   sync.Mutex   // serializes calls to the scaler
 	sent     int          // the demand last sent to the scaler; guarded by wakeMu
@@ -421,8 +425,7 @@ func (t *holdTarget) syncDemand() {
 	defer t.wakeMu.Unlock()
 	n := 0
 	if w := t.waiting.Load(); w > 0 {
-		c := int64(t.cfg.Concurrency)
-		n = int((w + t.inFlight.Load() + c - 1) / c)
+		n = t.wakeReplicas(w)
 	}
 	if n == t.sent {
 		return
@@ -430,6 +433,35 @@ func (t *holdTarget) syncDemand() {
 	t.sent = n
 	t.sentCopy.Store(int64(n))
 	_ = t.a.scaler.Wake(t.name, n) // an unknown target is the host's wiring error; the holds still time out
+}
+
+// wakeDrain is the time a wake sizes the held requests to drain in, once the service
+// time is known: short, since every request arriving meanwhile waits behind them.
+const wakeDrain = time.Second
+
+// wakeReplicas returns the replicas that w held requests and those forwarded need.
+// Before any forwarded request has ended, the service time is unknown and the count
+// is the held and forwarded requests over the concurrency: each gets a slot. Once it
+// is known (s, the forwarded requests' mean), the count is the slots that serve the
+// held requests' arrival rate (lambda, over the time since the queue was last empty)
+// and drain the held ones within wakeDrain, by Little's law, (lambda + w / wakeDrain)
+// * s, and no fewer than the forwarded requests hold: a queue that piles up for a
+// cold start (150 rps for 3 s: 450 held) asks for the capacity that serves it (6
+// replicas of 10 at 100 ms), not one slot per held request (45), which would cost
+// far more than the second of queueing it saves.
+func (t *holdTarget) wakeReplicas(w int64) int {
+	c := float64(t.cfg.Concurrency)
+	forwarded := float64(t.inFlight.Load())
+	s := time.Duration(t.service.Load())
+	if s <= 0 {
+		return int(math.Ceil((float64(w) + forwarded) / c))
+	}
+	t.mu.Lock()
+	arrivals, since := t.seq-t.heldSeq, t.a.clock.Now().Sub(t.heldAt)
+	t.mu.Unlock()
+	lambda := float64(arrivals) / max(since, s).Seconds()
+	slots := (lambda + float64(w)/wakeDrain.Seconds()) * s.Seconds()
+	return max(int(math.Ceil(max(slots, forwarded)/c)), 1)
 }
 
 func (t *holdTarget) sentLoad() int64 { return t.sentCopy.Load() }

@@ -144,6 +144,9 @@ func (t *holdTarget) pushLocked(w *waiter, now time.Time) {
 	if t.ready.Load() == 0 && t.wokeAt.IsZero() {
 		t.wokeAt = now
 	}
+	if t.waiting.Load() == 0 {
+		t.heldAt, t.heldSeq = now, t.seq
+	}
 	t.seq++
 	w.seq = t.seq
 	heap.Push(&t.queue, w)

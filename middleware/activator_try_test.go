@@ -247,3 +247,47 @@ func BenchmarkActivatorTryAcquireHeld(b *testing.B) {
 	}
 	prev.Done()
 }
+
+// Once a forwarded request has ended, a wake asks for the replicas that serve the held
+// requests' arrival rate and drain them within a second, by the service time, not a
+// slot per held request: 150 rps held for a 3 s cold start at 80 ms a request, 10 to
+// a replica, is (150 + 450 / 1 s) × 0.08 s / 10 = 4.8 -> 5 replicas, not 45.
+func TestActivatorWakeSizesFromTheRate(t *testing.T) {
+	clk := metrics.NewManualClock(t0)
+	w := &wakes{}
+	a := newActivator(t, w, middleware.HoldConfig{Concurrency: 10, MaxQueue: 1000, MaxWait: 10 * time.Second}, clk)
+	v := newVerdicts()
+	// Before any request has been served, each held request gets a slot.
+	for i := range 30 {
+		if _, _, err := a.TryAcquire("svc", 0, 0, v.notify(t, i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := w.last(); got != 3 {
+		t.Errorf("first wake asked for %d replicas, want 3 (30 held / 10 each)", got)
+	}
+	if err := a.SetReady("svc", 3); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(80 * time.Millisecond)
+	for i := range 30 {
+		v.holds[i].Done()
+	}
+	if got := w.last(); got != 0 {
+		t.Errorf("with nothing held the wake is %d, want 0", got)
+	}
+	// Idle, scaled to zero; then 150 rps for 3 s.
+	if err := a.SetReady("svc", 0); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(time.Minute)
+	for i := range 450 {
+		clk.Advance(time.Second / 150)
+		if _, k, err := a.TryAcquire("svc", 0, 0, v.notify(t, 100+i)); err != nil || k.IsZero() {
+			t.Fatalf("request %d: ticket zero %v, %v", i, k.IsZero(), err)
+		}
+	}
+	if got := w.last(); got != 5 {
+		t.Errorf("wake asked for %d replicas, want 5 ((150 rps + 450 / 1 s) × 80 ms / 10)", got)
+	}
+}

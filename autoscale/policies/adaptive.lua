@@ -25,33 +25,49 @@
 --                 what stands out of it, so that noise neither scales up nor holds
 --                 replicas
 --   forecast      lambda extrapolated linearly one cold start ahead, by the median of
---                 its rises from second to second over the last cold start, less
---                 trend_z standard errors of that median (from the rises' median
---                 absolute deviation): a ramp (rising every second, above the noise)
---                 is anticipated, a step (rising in one or two seconds) and the
---                 random rises of a flat or slowly moving load are not
+--                 its rises from second to second over the last cold start (once a
+--                 whole cold start of readings is in), less trend_z standard errors
+--                 of that median (from the rises' median absolute deviation): a ramp
+--                 (rising every second, above the noise) is anticipated, a step
+--                 (rising in one or two seconds) and the random rises of a flat or
+--                 slowly moving load are not
 --   surprise      how far lambda exceeds the forecast made for it one cold start
 --                 earlier: the load a cold start could not have prepared for, counted
 --                 only when it exceeds 3 standard deviations of the noise. Its largest
 --                 value over the last burst_memory seconds is the headroom kept when
---                 scaling down: smooth load (a trend the forecast follows) keeps none,
---                 bursty load keeps room for the bursts it has seen, undiminished
---                 while they recur within burst_memory
+--                 scaling down, at most burst_cap times lambda: smooth load (a trend
+--                 the forecast follows) keeps none, bursty load keeps room for the
+--                 bursts it has seen, undiminished while they recur within
+--                 burst_memory, and a one-off spike many times the load's size is not
+--                 held after it ends
 --   up            need((max(lambda, forecast) + backlog / panic_window) * s,
 --                 utilization), at most up_cap times the rate's need alone; the
 --                 backlog is the queue the new replicas will find when ready (requests
 --                 in flight beyond those in service, plus arrivals beyond what the
---                 current replicas serve, over a cold start), drained within a panic
+--                 serving replicas serve, over a cold start), drained within a panic
 --                 window; applied at once, as Knative's panic mode, but proportional.
---                 Arrivals that the current replicas can serve add no backlog: the
---                 in-flight count rising to a new level under a burst the replicas
---                 absorb is not a queue
+--                 The serving replicas are those asked for at least a cold start ago
+--                 (the fewest the count has been over the last cold start): replicas
+--                 still starting serve nothing, so a jump keeps adding to the backlog
+--                 until they are ready. Arrivals that the serving replicas can serve
+--                 add no backlog: the in-flight count rising to a new level under a
+--                 burst the replicas absorb is not a queue
+--   panic         lambda at least panic_ratio times the completions/s over the
+--                 stable_window (a jump the load has not shown within it): up is not
+--                 capped by up_cap, so an order-of-magnitude jump gets the replicas
+--                 its backlog needs in one step rather than three times the count at
+--                 a time, and up also sizes for lambda extrapolated by the trend of
+--                 the panic window alone (a ramp that began within the last cold
+--                 start), at most panic_ratio times lambda
 --   down          need((lambda + surprise) * s, down_utilization), the highest over
 --                 the last down_window seconds (that maximum also covers the noise of
 --                 lambda, so a step down is not reversed by it); applied only down_delay
 --                 seconds after the last scale-up (longer than a flap window, so an up
 --                 is never reversed within it), one step every down_step_interval
---                 seconds, each removing at most down_step_fraction of the count
+--                 seconds, each removing at most down_step_fraction of the count; when
+--                 the need is at most half the count (the load fell: a spike ended),
+--                 one step every down_fast_interval seconds, each halving the count,
+--                 as Knative's scale-down rate of 2
 --   zero          when the target's min is 0 and nothing has arrived or been in
 --                 flight for idle_to_zero seconds (and down_delay has passed since the
 --                 last scale-up), straight to zero; the first request wakes it with
@@ -71,20 +87,26 @@
 --   utilization         fraction of target_value to fill when scaling up (default 1)
 --   down_utilization    fraction to size for when scaling down (default: utilization)
 --   z                   headroom in standard deviations of the demand (default 1)
---   trend_z             standard errors a trend must clear to be extrapolated (default 2)
+--   trend_z             standard errors a trend must clear to be extrapolated (default 1)
 --   cold_start          time a new replica takes to serve (default 10)
 --   panic_window        span of the panic window (default 6)
 --   short_window        span of the window that sees a step of completions (default 2)
---   up_cap              cap of up over the rate's need (default 3)
+--   up_cap              cap of up over the rate's need, outside panic (default 3)
+--   panic_ratio         lambda over the stable window's completions/s that is a panic
+--                       (default 2, Knative's panic threshold)
+--   stable_window       span of the window a panic is measured against (default 60)
+--   burst_cap           cap of the burst headroom, in multiples of lambda (default 2)
 --   down_window         time of recommendations a scale-down considers (default 60)
---   down_delay          time after a scale-up before any scale-down (default 150)
+--   down_delay          time after a scale-up before any scale-down (default 125)
 --   down_step_interval  time between scale-down steps (default 30)
+--   down_fast_interval  time between halving steps once the need is at most half the
+--                       count (default 10)
 --   down_step_fraction  largest fraction of the count removed at once (default 0.25)
 --   burst_memory        how long a surprise is remembered (default 600)
 --   idle_to_zero        time without traffic before scaling to zero (default 60)
 --
 -- On a compressed timescale (a demo), shorten the times together: down_delay,
--- down_window, down_step_interval, burst_memory, idle_to_zero.
+-- down_window, down_step_interval, down_fast_interval, burst_memory, idle_to_zero.
 
 local cfg = config or {}
 local target = cfg.target
@@ -94,13 +116,17 @@ local service_time = cfg.service_time
 local util = cfg.utilization or 1
 local down_util = cfg.down_utilization or util
 local z = cfg.z or 1
-local trend_z = cfg.trend_z or 2
+local trend_z = cfg.trend_z or 1
 local cold_start = cfg.cold_start or 10
 local panic_window = cfg.panic_window or 6
 local short_window = cfg.short_window or 2
 local up_cap = cfg.up_cap or 3
+local panic_ratio = cfg.panic_ratio or 2
+local stable_window = cfg.stable_window or 60
+local burst_cap = cfg.burst_cap or 2
+local down_fast_interval = cfg.down_fast_interval or 10
 local down_window = cfg.down_window or 60
-local down_delay = cfg.down_delay or 150
+local down_delay = cfg.down_delay or 125
 local down_step_interval = cfg.down_step_interval or 30
 local down_step_fraction = cfg.down_step_fraction or 0.25
 local burst_memory = cfg.burst_memory or 600
@@ -147,12 +173,29 @@ local function median(xs)
   return (xs[math.floor((k + 1) / 2)] + xs[math.floor(k / 2) + 1]) / 2
 end
 
+-- clears returns the median of the first k rises less trend_z standard errors of
+-- it, or 0 when that is negative.
+local function clears(rises, k)
+  local xs = {}
+  for i = 1, k do
+    xs[i] = rises[i]
+  end
+  local med = median(xs)
+  local dev = {}
+  for i = 1, k do
+    dev[i] = math.abs(rises[i] - med)
+  end
+  local se = 1.2533 * 1.4826 * median(dev) / math.sqrt(k)
+  return math.max(med - trend_z * se, 0)
+end
+
 -- trend keeps one reading of the arrival rate per second over the last horizon
--- seconds and returns the rise per second that counts for a forecast: the median of
--- the rises from one second to the next, less trend_z standard errors of that median
--- (0 when that is negative or there are fewer than 3 rises), so that a ramp, which
--- rises every second, is extrapolated, and a step, which rises in a second or two, is
--- not, nor are the random rises of a flat load. The standard error of a median of k
+-- seconds and returns the rise per second that counts for a forecast, over the whole
+-- horizon and over its last panic_window seconds: the median of the rises from one
+-- second to the next, less trend_z standard errors of that median (0 when that is
+-- negative; both 0 before a whole horizon of readings), so that a ramp, which rises
+-- every second, is extrapolated, and a step, which rises in a second or two, is not,
+-- nor are the random rises of a flat load. The standard error of a median of k
 -- readings is 1.2533 sigma / sqrt(k), with sigma estimated robustly as 1.4826 times
 -- the median absolute deviation.
 function trend(state, now, x)
@@ -168,17 +211,10 @@ function trend(state, now, x)
       rises[#rises + 1] = r1[2] - r0[2]
     end
   end
-  if #rises < 3 then
-    return 0
+  if #rises < horizon_n - 1 then
+    return 0, 0 -- not a whole horizon of readings yet
   end
-  local k = #rises
-  local med = median(rises)
-  local dev = {}
-  for i = 1, k do
-    dev[i] = math.abs(rises[i] - med)
-  end
-  local se = 1.2533 * 1.4826 * median(dev) / math.sqrt(k)
-  return math.max(med - trend_z * se, 0)
+  return clears(rises, #rises), clears(rises, math.min(panic_n, #rises))
 end
 
 -- arrival_rate estimates the arrival rate from completions and the growth of requests
@@ -200,7 +236,9 @@ local function arrival_rate(state, w, short, now)
       if oldest == nil or r.t < oldest.t then
         oldest = r
       end
-      local g = (n - r.n - math.sqrt(n + r.n)) / age
+      -- over at least a second: a step between ticks (a wake) that finds a few
+      -- requests a millisecond after the last reading is not thousands a second
+      local g = (n - r.n - math.sqrt(n + r.n)) / math.max(age, 1)
       if g > 0 and (fastest == nil or g > fastest) then
         fastest = g
       end
@@ -209,7 +247,7 @@ local function arrival_rate(state, w, short, now)
   ring[math.floor(now) % panic_n + 1] = { t = now, n = n }
   local growth = 0
   if oldest then
-    growth = (n - oldest.n) / (now - oldest.t)
+    growth = (n - oldest.n) / math.max(now - oldest.t, 1)
   end
   -- Completions: over the panic window, or over the short window when it is higher
   -- by more than a standard deviation of its Poisson count.
@@ -276,6 +314,25 @@ local function remember(state, now, n)
   return best
 end
 
+-- serving keeps the count once per second over the last cold start and returns the
+-- lowest: the replicas that were asked for at least a cold start ago, which serve now
+-- (those asked for since are still starting).
+local function serving(state, now, current)
+  state.counts = state.counts or {}
+  local counts = state.counts
+  local size = math.ceil(cold_start) + 1
+  local sec = math.floor(now)
+  counts[sec % size + 1] = { sec, current }
+  local low = current
+  for i = 1, size do
+    local c = counts[i]
+    if c and sec - c[1] <= cold_start and c[2] < low then
+      low = c[2]
+    end
+  end
+  return low
+end
+
 function on_tick(m, state)
   local t = m.target(target)
   if t == nil then
@@ -302,35 +359,56 @@ function on_tick(m, state)
     learn(state, pw.mean / 1000, queueing)
   end
 
-  local lambda, forecast, done = 0, 0, 0
+  local lambda, forecast, done, recent = 0, 0, 0, 0
   if idle then
     -- idle: forget the trend and measure the next rise from here
     state.ring = { { t = now, n = 0 } }
   else
     lambda, done = arrival_rate(state, pw, m.route(route, short_window), now)
-    forecast = lambda + trend(state, now, lambda) * horizon
+    local slope
+    slope, recent = trend(state, now, lambda)
+    forecast = lambda + slope * horizon
   end
   -- A surprise within the noise of lambda is none.
   local sp = surprise(state, now, lambda, forecast)
   if sp <= surprise_z * math.sqrt(lambda / panic_window) then
     sp = 0
   end
-  state.peak = memory(state, now, sp)
+  -- The headroom kept for past bursts is at most burst_cap times the load: a spike
+  -- many times the load's size is not held for burst_memory after it ends.
+  state.peak = math.min(memory(state, now, sp), burst_cap * lambda)
 
   local up, down
+  local ready = serving(state, now, current)
   if state.s then
     local s = state.s
     local rate = math.max(lambda, forecast)
     local rate_need = need(rate * s, util)
     -- The backlog: requests in flight beyond those in service (done * s, by Little's
     -- law) and their Poisson noise, plus what arrives beyond both the completions and
-    -- what the current replicas serve (current * target_value / s), over a cold start:
+    -- what the serving replicas serve (ready * target_value / s), over a cold start:
     -- the queue new replicas find when they are ready, to be drained within a panic
     -- window.
     local backlog = math.max(pw.in_flight - done * s - math.sqrt(pw.in_flight), 0)
-        + math.max(lambda - math.max(done, current * tv / s), 0) * cold_start
+        + math.max(lambda - math.max(done, ready * tv / s), 0) * cold_start
     up = need((rate + backlog / panic_window) * s, util)
-    up = math.min(up, math.ceil(up_cap * math.max(rate_need, 1)))
+    -- Panic: the rate at least panic_ratio times the stable window's completions (a
+    -- jump the load has not shown before; the completions count at least a tenth of
+    -- a replica's capacity, so that a trickle after idleness is none); the backlog is
+    -- then sized in full.
+    local stable = m.route(route, stable_window)
+    local panic = stable.ok and lambda >= panic_ratio * math.max(stable.rps, tv / s / 10)
+    if panic then
+      -- The trend over the panic window alone (a ramp that began within the last cold
+      -- start, which the whole window's median does not see yet), at most
+      -- panic_ratio times the rate.
+      local ahead = math.min(lambda + recent * horizon, panic_ratio * lambda)
+      if ahead > rate then
+        up = math.max(up, need((ahead + backlog / panic_window) * s, util))
+      end
+    else
+      up = math.min(up, math.ceil(up_cap * math.max(rate_need, 1)))
+    end
     down = need((lambda + state.peak) * s, down_util)
   else
     -- Nothing learned yet (e.g. waking from zero): the requests in flight are the
@@ -365,8 +443,13 @@ function on_tick(m, state)
     n, why = 0, "to zero"
     state.last_down = now
   elseif down < current and settled
-      and (state.last_down == nil or now - state.last_down >= down_step_interval) then
+      and (state.last_down == nil or now - state.last_down >= down_step_interval
+        or (down <= current / 2 and now - state.last_down >= down_fast_interval)) then
     local step = math.max(1, math.floor(current * down_step_fraction))
+    if down <= current / 2 then
+      -- the demand fell under half the count: halve it
+      step = math.floor(current / 2)
+    end
     n = math.max(down, current - step)
     why = "down"
     state.last_down = now
@@ -386,6 +469,9 @@ function self_test()
   assert(cold_start >= 0 and panic_window >= 1 and down_window >= 1,
     "cold_start >= 0, panic_window and down_window >= 1")
   assert(trend_z >= 0 and up_cap >= 1, "trend_z >= 0 and up_cap >= 1")
+  assert(panic_ratio > 1 and stable_window >= 1 and burst_cap > 0,
+    "panic_ratio > 1, stable_window >= 1 and burst_cap > 0")
+  assert(down_fast_interval >= 0, "down_fast_interval >= 0")
   assert(down_delay >= 0 and down_step_interval >= 0 and idle_to_zero >= 0 and burst_memory > 0,
     "down_delay, down_step_interval, idle_to_zero >= 0 and burst_memory > 0")
   assert(service_time == nil or service_time > 0, "service_time must be > 0")
