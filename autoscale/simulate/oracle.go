@@ -1,7 +1,6 @@
 package simulate
 
 import (
-	"cmp"
 	"container/heap"
 	"context"
 	"fmt"
@@ -93,7 +92,7 @@ func newOracle(e Env) (autoscale.Policy, func() error, error) {
 		target: e.Target,
 		start:  e.Clock.Now(),
 		cold:   max(e.future.sc.Service.withDefaults().ColdStart, 0),
-		need:   oracleNeed(e.future.sc, e.future.seed),
+		need:   oracleNeed(e.future.sc, e.future.seed, e.Clock.Now()),
 	}
 	return o, nil, nil
 }
@@ -120,61 +119,42 @@ func (o *oracle) Decide(_ context.Context, in *autoscale.Input) ([]autoscale.Act
 	return []autoscale.Action{autoscale.Scale{Target: o.target, Replicas: n, Reason: "oracle"}}, nil
 }
 
-// oracleNeed returns, per second of a run of sc with seed, the fewest replicas whose
-// slots, pooled, serve the arrivals in arrival order with none waiting past its slack
-// (the SLO less its own service time), through the second and the next at that count,
-// from what the earlier seconds, at theirs, left in service.
-func oracleNeed(sc Scenario, seed uint64) []int {
+// oracleNeed returns, per second of a run of sc with seed from start, the fewest
+// replicas whose slots, pooled, serve the admitted arrivals in arrival order with none
+// waiting past its slack, through the second and the next at that count, from what
+// the earlier seconds, at theirs, left in service.
+func oracleNeed(sc Scenario, seed uint64, start time.Time) []int {
 	const sec = int64(time.Second)
 	svc := sc.Service.withDefaults()
-	slo := int64(cmp.Or(sc.SLO, DefaultSLO))
 	secs := int((int64(sc.Duration) + sec - 1) / sec)
 	need := make([]int, secs)
-	sorted := slices.Clone(sc.Changes)
-	slices.SortStableFunc(sorted, func(a, b Change) int { return cmp.Compare(a.At, b.At) })
-	dist, conc := svc.ServiceTime, svc.Concurrency
-	rng := serviceRand(seed)
-	arr := arrivalsFor(sc, seed)
-	next, _, more := arr.next()
-	// The arrivals of a second, drawn a second ahead, with the slot count then.
-	draw := func(i int) ([]oracleReq, int) {
-		end := int64(i+1) * sec
-		for len(sorted) > 0 && int64(sorted[0].At) < end {
-			if sorted[0].ServiceTime != nil {
-				dist = sorted[0].ServiceTime
-			}
-			if sorted[0].Concurrency > 0 {
-				conc = sorted[0].Concurrency
-			}
-			sorted = sorted[1:]
-		}
-		var reqs []oracleReq
-		for more && next < end {
-			reqs = append(reqs, oracleReq{t: next, d: max(int64(dist.Sample(rng)), 0)})
-			next, _, more = arr.next()
-		}
-		return reqs, conc
-	}
-	cur, curConc := draw(0)
+	dem := newDemand(sc, seed, start)
+	cur, curConc := dem.second(0)
 	var slots, try, keep, best endHeap // the free times of the pooled slots
 	n := 0
 	for i := range secs {
-		ahead, aheadConc := draw(i + 1)
+		ahead, aheadConc := dem.second(i + 1)
 		// fits plays this second and the next on n replicas from the slots as the last
 		// second left them, keeping the slots as this second leaves them.
+		force := false
 		fits := func(n int) bool {
-			try = pooled(try, slots, n*curConc, int64(i)*sec)
+			var held bool
+			if try, held = pooled(try, slots, n*curConc, int64(i)*sec); !held && !force {
+				return false
+			}
 			for k, reqs := range [2][]oracleReq{cur, ahead} {
 				if k == 1 {
 					keep = append(keep[:0], try...)
-					try = pooled(try, keep, n*aheadConc, int64(i+1)*sec)
+					if try, held = pooled(try, keep, n*aheadConc, int64(i+1)*sec); !held && !force {
+						return false
+					}
 				}
 				for _, r := range reqs {
 					if len(try) == 0 {
 						return false
 					}
 					start := max(r.t, try[0])
-					if r.d <= slo && start-r.t > slo-r.d {
+					if r.slack >= 0 && start-r.t > r.slack {
 						return false
 					}
 					try[0] = start + r.d
@@ -203,6 +183,7 @@ func oracleNeed(sc Scenario, seed uint64) []int {
 			n = min(n+1, svc.Max)
 			if !ok(n) {
 				// Not even Max fits: play the second on Max regardless.
+				force = true
 				fits(n)
 				best = append(best[:0], keep...)
 			}
@@ -214,21 +195,25 @@ func oracleNeed(sc Scenario, seed uint64) []int {
 	return need
 }
 
-type oracleReq struct{ t, d int64 }
-
 // pooled returns into dst the slots of from resized to n at time t: new slots are free
-// at t; removed ones are those whose work ends last (they drain).
-func pooled(dst, from endHeap, n int, t int64) endHeap {
+// at t; removed ones are free ones. It reports whether there were enough: a count
+// that cannot hold the work in service at t is too few, for the replicas serving it
+// are billed until it ends, draining or not. When it is too few, the slots removed
+// are those whose work ends last (they drain).
+func pooled(dst, from endHeap, n int, t int64) (endHeap, bool) {
 	dst = append(dst[:0], from...)
 	if n < len(dst) {
-		slices.Sort(dst)
-		return dst[:n] // sorted, so a heap
+		slices.Sort(dst) // sorted, so a heap
+		if k := len(dst) - n; dst[k-1] <= t {
+			return append(dst[:0], dst[k:]...), true
+		}
+		return dst[:n], false
 	}
 	for len(dst) < n {
 		dst = append(dst, t)
 	}
 	heap.Init(&dst)
-	return dst
+	return dst, true
 }
 
 // down restores the heap after its least element grew.
