@@ -57,8 +57,12 @@ const OracleName = "oracle"
 // (a replica serving is billed, draining or not). The work the earlier seconds left in
 // service carries over, and the count must also carry the next second's arrivals:
 // without that look ahead, the fewest replicas for one second leave a backlog that the
-// next needs many more to clear, and the counts see-saw. [Scenario.Changes] apply: the
-// concurrency and service time in force in each second.
+// next needs many more to clear, and the counts see-saw. Until the first cold start
+// ends only the replicas warm at the start can serve: those seconds are played on at
+// most that many, their backlog kept (it violates the SLO, but the seconds after must
+// serve it), so that the oracle orders at once what it needs when the first
+// replicas can be ready. [Scenario.Changes] apply: the concurrency and service time in
+// force in each second.
 //
 // At a decision at time t, with cold start C and tick T, the oracle asks for
 //
@@ -187,10 +191,10 @@ func oracleNeed(sc Scenario, seed uint64, start time.Time) []int {
 				}
 				for _, r := range reqs {
 					if len(try) == 0 {
-						return false
+						return force // forced to no replica: none is served
 					}
 					start := max(r.t, try[0])
-					if r.slack >= 0 && start-r.t > r.slack {
+					if r.slack >= 0 && start-r.t > r.slack && !force {
 						return false
 					}
 					try[0] = start + r.d
@@ -208,17 +212,23 @@ func oracleNeed(sc Scenario, seed uint64, start time.Time) []int {
 			best = append(best[:0], keep...)
 			return true
 		}
+		// Before the first cold start ends, only the replicas warm at the start serve.
+		top := svc.Max
+		if int64(i)*sec < int64(svc.ColdStart) {
+			top = svc.Replicas
+		}
+		n = min(n, top)
 		if ok(n) {
 			for n > 0 && ok(n-1) {
 				n--
 			}
 		} else {
-			for n < svc.Max && !ok(n+1) {
+			for n < top && !ok(n+1) {
 				n++
 			}
-			n = min(n+1, svc.Max)
+			n = min(n+1, top)
 			if !ok(n) {
-				// Not even Max fits: play the second on Max regardless.
+				// Not even top fits: play the second on top regardless.
 				force = true
 				fits(n)
 				best = append(best[:0], keep...)
