@@ -192,7 +192,7 @@ func (m *model) newLLM(cfg LLM, reg *metrics.Registry, seed uint64, mix bool) {
 	l := &llmModel{
 		cfg: cfg, prompt: cfg.Prompt.sampler(), output: cfg.Output.sampler(), budget: cfg.TokenBudget,
 		base: float64(cfg.StepBase), perSeq: float64(cfg.StepPerSeq), perToken: float64(time.Second) / cfg.PrefillRate,
-		rng:  rand.New(rand.NewPCG(seed, 6)),
+		rng:  rand.New(rand.NewPCG(seed, 6)), // the oracle draws the same tokens (newDemand)
 		ttft: reg.Window(llm.ScopeTTFT, cfg.Model), tpot: reg.Window(llm.ScopeTPOT, cfg.Model),
 		in: reg.Window(llm.ScopeInputTokens, cfg.Model), out: reg.Window(llm.ScopeOutputTokens, cfg.Model),
 	}
