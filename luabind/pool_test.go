@@ -111,3 +111,60 @@ func TestPoolWaitIsBounded(t *testing.T) {
 		t.Errorf("hostile request: %v, want a timeout", err)
 	}
 }
+
+// TestPoolReusesWarmVMs: calls one after another reuse the VM the last one released,
+// so a pool does not cycle its VMs (and their memory) through the caches; calls at
+// once still get VMs of their own.
+func TestPoolReusesWarmVMs(t *testing.T) {
+	rt := newRT(t, hostileOrBenign, luabind.WithLimits(luabind.Limits{PoolSize: 8}))
+	for i := range 50 {
+		if _, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/benign"}); err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+	}
+	if got := rt.Stats().VMsCreated; got != 1 {
+		t.Errorf("50 calls one after another made %d VMs, want 1 (the warm one reused)", got)
+	}
+	var wg sync.WaitGroup
+	for range 8 {
+		wg.Go(func() {
+			for range 200 {
+				if _, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/benign"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if st := rt.Stats(); st.VMsCreated > 8 || st.VMsDiscarded != 0 {
+		t.Errorf("concurrent calls made %d VMs and discarded %d, want at most the pool's 8 and none", st.VMsCreated, st.VMsDiscarded)
+	}
+}
+
+// TestPoolWaiterGetsReleasedVM: with one VM, callers that must wait are each served
+// by a release, never left waiting for their timeout while the VM sits free.
+func TestPoolWaiterGetsReleasedVM(t *testing.T) {
+	rt := newRT(t, hostileOrBenign, luabind.WithLimits(luabind.Limits{PoolSize: 1, RequestBudget: time.Second, PoolWait: 10 * time.Second}))
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range 4 {
+		wg.Go(func() {
+			for range 500 {
+				if _, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/benign"}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	// 2,000 calls of a few microseconds each; a waiter stranded until its 10 s pool
+	// wait would show here.
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("2,000 calls over one VM took %v", took)
+	}
+	if st := rt.Stats(); st.VMsCreated != 1 {
+		t.Errorf("made %d VMs, want 1", st.VMsCreated)
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"os"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -105,6 +106,12 @@ type Runtime struct {
 	prog atomic.Pointer[program]
 	gen  atomic.Uint64
 	idle chan *vm // PoolSize slots: a nil is a free slot without a VM yet
+	// hot holds VMs just released, taken first (see release): a channel hands its
+	// VMs out first in, first out, so a pool cycles every request through all its
+	// VMs and their memory through the caches; these few slots keep reusing the VMs
+	// that are warm. A VM here is one of the PoolSize slots, out of idle.
+	hot     []atomic.Pointer[vm]
+	waiting atomic.Int32 // callers in wait: release then hands its VM to idle
 
 	reloadMu sync.Mutex
 
@@ -158,7 +165,8 @@ func New(src Source, opts ...Option) (*Runtime, error) {
 	if c.meter == nil {
 		c.meter = noop.NewMeterProvider()
 	}
-	r := &Runtime{cfg: c, idle: make(chan *vm, c.limits.PoolSize)}
+	r := &Runtime{cfg: c, idle: make(chan *vm, c.limits.PoolSize),
+		hot: make([]atomic.Pointer[vm], min(runtime.GOMAXPROCS(0), c.limits.PoolSize))}
 	for range c.limits.PoolSize {
 		r.idle <- nil
 	}
@@ -266,6 +274,12 @@ func (r *Runtime) Has(h Hook) bool {
 func (r *Runtime) Close() error {
 	r.closeOnce.Do(func() {
 		r.closed.Store(true)
+		for i := range r.hot {
+			if v := r.hot[i].Swap(nil); v != nil {
+				r.discard(v)
+				r.idle <- nil
+			}
+		}
 		for range cap(r.idle) {
 			select {
 			case v := <-r.idle:
@@ -289,13 +303,15 @@ func (r *Runtime) Close() error {
 // acquire takes a VM running p, waiting for a free slot no longer than the hook's
 // pool wait (Limits.PoolWait, at most its budget) and ctx allow.
 func (r *Runtime) acquire(ctx context.Context, p *program, hook int) (*vm, error) {
-	var v *vm
-	select {
-	case v = <-r.idle:
-	default:
-		var err error
-		if v, err = r.wait(ctx, hook); err != nil {
-			return nil, err
+	v, ok := r.takeHot()
+	if !ok {
+		select {
+		case v = <-r.idle:
+		default:
+			var err error
+			if v, err = r.wait(ctx, hook); err != nil {
+				return nil, err
+			}
 		}
 	}
 	if r.closed.Load() {
@@ -322,8 +338,28 @@ func (r *Runtime) acquire(ctx context.Context, p *program, hook int) (*vm, error
 	return v, nil
 }
 
-// wait waits for a free slot, off the fast path (it allocates a timer).
+// takeHot takes a VM from the hot slots, if one is there.
+func (r *Runtime) takeHot() (*vm, bool) {
+	for i := range r.hot {
+		if r.hot[i].Load() != nil {
+			if v := r.hot[i].Swap(nil); v != nil {
+				return v, true
+			}
+		}
+	}
+	return nil, false
+}
+
+// wait waits for a free slot, off the fast path (it allocates a timer). It counts
+// itself in r.waiting before it looks at the hot slots a last time, and release
+// stores into a hot slot before it reads r.waiting, so that one of the two sees the
+// other: a VM released meanwhile is either taken here or handed on to idle.
 func (r *Runtime) wait(ctx context.Context, hook int) (*vm, error) {
+	r.waiting.Add(1)
+	defer r.waiting.Add(-1)
+	if v, ok := r.takeHot(); ok {
+		return v, nil
+	}
 	d := r.cfg.limits.poolWait(hook)
 	if d <= 0 {
 		select {
@@ -349,9 +385,35 @@ func (r *Runtime) wait(ctx context.Context, hook int) (*vm, error) {
 func (r *Runtime) release(v *vm, ok bool) {
 	if !ok || r.closed.Load() {
 		r.discard(v)
-		v = nil
+		r.idle <- nil
+		return
+	}
+	if r.waiting.Load() == 0 {
+		for i := range r.hot {
+			if r.hot[i].CompareAndSwap(nil, v) {
+				switch {
+				case r.closed.Load(): // Close may have emptied the slots already
+					if x := r.hot[i].Swap(nil); x != nil {
+						r.discard(x)
+						r.idle <- nil
+					}
+				case r.waiting.Load() > 0:
+					r.flushHot() // a caller began waiting: it waits on idle
+				}
+				return
+			}
+		}
 	}
 	r.idle <- v
+}
+
+// flushHot moves the hot slots' VMs to idle.
+func (r *Runtime) flushHot() {
+	for i := range r.hot {
+		if v := r.hot[i].Swap(nil); v != nil {
+			r.idle <- v
+		}
+	}
 }
 
 func (r *Runtime) discard(v *vm) {
