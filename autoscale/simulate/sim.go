@@ -253,11 +253,6 @@ func newSim(cfg Config) (*sim, error) {
 			admOpts = append(admOpts, middleware.WithTenantLimiter(q))
 		}
 	}
-	if mix, ok := sc.Traffic.(Mix); ok {
-		if q := newQuotas(mix); q != nil {
-			admOpts = append(admOpts, middleware.WithTenantLimiter(q))
-		}
-	}
 	if m.adm, err = middleware.NewAdmission(sc.Admission, admOpts...); err != nil {
 		return nil, fmt.Errorf("simulate: admission: %w", err)
 	}
