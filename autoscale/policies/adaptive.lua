@@ -80,6 +80,11 @@
 --                 the need is at most half the count (the load fell: a spike ended),
 --                 one step every down_fast_interval seconds, each halving the count,
 --                 as Knative's scale-down rate of 2
+--   rebound       an up within down_delay of a step down reversed it (the load came
+--                 back: a daily trough, a recurring lull); the count before that
+--                 step is then a floor for the steps down, for burst_memory seconds,
+--                 renewed each time it holds one, so that the next trough is held
+--                 through rather than flapped
 --   zero          when the target's min is 0 and nothing has arrived or been in
 --                 flight for idle_to_zero seconds (and down_delay has passed since the
 --                 last scale-up), straight to zero; the first request wakes it with
@@ -491,6 +496,12 @@ function on_tick(m, state)
   if up > current then
     n, why = up, "up"
     state.last_up = now
+    -- An up within down_delay of a step down reversed it: the load comes back (a
+    -- daily trough, a recurring lull). The count before that step is a floor for
+    -- burst_memory, renewed each time it holds a step down.
+    if state.last_down and now - state.last_down < down_delay and state.down_from then
+      state.rebound, state.rebound_until = state.down_from, now + burst_memory
+    end
   elseif floor == 0 and current > 0 and settled then
     n, why = 0, "to zero"
     state.last_down = now
@@ -503,8 +514,14 @@ function on_tick(m, state)
       step = math.floor(current / 2)
     end
     n = math.max(down, current - step)
-    why = "down"
-    state.last_down = now
+    if state.rebound and now < state.rebound_until and n < state.rebound then
+      n = math.min(state.rebound, current)
+      state.rebound_until = now + burst_memory
+    end
+    if n < current then
+      why = "down"
+      state.last_down, state.down_from = now, current
+    end
   end
   if why == nil then
     return scale(target, current, string.format("adaptive: hold: lambda %.4g/s, forecast %.4g/s", lambda, forecast))

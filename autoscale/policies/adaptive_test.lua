@@ -283,3 +283,25 @@ function TestABacklogAtTheReplicasIsNotASlowing()
   end
   assert(state.slow_s == nil, "learned a slowing from a backlog")
 end
+
+function TestAStepDownReversedIsAFloor()
+  -- A step down from 3 to 2 reversed 30 s later by 400 rps: 3 becomes a floor.
+  local now = clock.now()
+  local state = { s = 0.1, last_up = now - 1000, last_down = now - 30, down_from = 3 }
+  assert_action(decide(at(2, 400, 40), state), "scale", { replicas = 5 })
+  assert_eq(state.rebound, 3)
+  -- After down_delay, 30 rps needs 1 of 5: the steps stop at the floor, not at 1.
+  local last = 5
+  for _ = 1, 300 do
+    clock.advance(1)
+    last = assert_action(decide(at(last, 30, 3), state), "scale", {}).replicas
+  end
+  assert_eq(last, 3)
+  -- Once the floor has held nothing for burst_memory (600 s), it goes.
+  state.rebound_until = clock.now() - 1
+  for _ = 1, 100 do
+    clock.advance(1)
+    last = assert_action(decide(at(last, 30, 3), state), "scale", {}).replicas
+  end
+  assert_eq(last, 1)
+end

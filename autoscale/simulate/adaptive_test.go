@@ -32,10 +32,10 @@ var knownShort = map[string]string{
 	"flash-sale":       "on seed 2 the rise saturates the two replicas 14 s in, before a trend clears the noise; kpa's in-flight sizing overshoots to 93 and drains sooner",
 	"diurnal":          "every policy sits at the floor (requests slower than the SLO on their own); adaptive is within 2 of the anchors",
 	"heavy-tail":       "every policy sits near the floor (1.8% of requests slower than the SLO on their own): adaptive is 30-40 violations (0.4%) above both anchors on every seed, at the fewest replica-seconds",
-	"week":             "5 flaps on every seed: the 15% noise wandering over minutes lifts the need back within a flap window of a step down; seed 2 also has 2,249 violations to target_tracking's 2,114",
-	"trace-week":       "4 flaps on every seed: the trace's minute-scale swings lift the need back within a flap window of a step down (violations and replica-seconds beat both anchors)",
+	"week":             "1-2 flaps on every seed: the first daily trough is flapped before a reversal makes its count a floor, and the 15% noise reverses a step now and then; seed 2 also has 2,249 violations to target_tracking's 2,114",
+	"trace-week":       "2 flaps on every seed: the first troughs are flapped before a reversal makes their count a floor (violations and replica-seconds beat both anchors)",
 	"slows-under-load": "2 of 6 seeds flap once, as a ramp past the first full replicas shows the slowing; violations (1,431 mean) and replica-seconds (17,057) beat both anchors by 3-40x on every seed",
-	"llm-serving":      "3,289 violations and 28,011 replica-seconds mean to target_tracking's 1,272 and 21,678, up to 7 flaps; not yet diagnosed: seed 1 was 1,258 / 22,183 before the panic and full-jump changes and is 5,822 / 32,239 after them",
+	"llm-serving":      "2,080 violations and 32,419 replica-seconds mean to target_tracking's 1,272 and 21,678, up to 6 flaps; not yet diagnosed: seed 1 was 1,258 / 22,183 before the panic and full-jump changes",
 }
 
 // TestAdaptiveVersusAnchors runs adaptive, kpa and target_tracking and checks that
