@@ -6,6 +6,18 @@
 --   service time  s: learned from the route's mean latency while it is not queueing
 --                 (falls fast, rises slowly, so queueing does not inflate it); the
 --                 config's service_time, when given, is the estimate until then
+--   slowing       a service whose replicas slow when run hot (contention, GC, a
+--                 shared cache): while the serving replicas are full (their slots
+--                 busy over the panic window, the count unchanged for a cold start
+--                 and a panic window, no request canceled or failed, no backlog of
+--                 more than 4 times the slots), their completions are
+--                 what they can serve, queueing aside, and Little's law gives the
+--                 service time they show full: target_value * replicas /
+--                 completions/s. Seen above slow_ratio times the learned one on 3
+--                 ticks in a row, it is kept (smoothed) and every size below uses it,
+--                 so the service is sized by its observed concurrency and not run
+--                 hot again; a service that serves its nominal rate when full never
+--                 shows it
 --   arrival rate  lambda = completions/s + growth of requests in flight/s over the
 --                 panic window, or over the time since the route was last idle when
 --                 that is shorter, or over the span of the fastest significant rise
@@ -68,6 +80,11 @@
 --                 the need is at most half the count (the load fell: a spike ended),
 --                 one step every down_fast_interval seconds, each halving the count,
 --                 as Knative's scale-down rate of 2
+--   rebound       an up within down_delay of a step down reversed it (the load came
+--                 back: a daily trough, a recurring lull); the count before that
+--                 step is then a floor for the steps down, for burst_memory seconds,
+--                 renewed each time it holds one, so that the next trough is held
+--                 through rather than flapped
 --   zero          when the target's min is 0 and nothing has arrived or been in
 --                 flight for idle_to_zero seconds (and down_delay has passed since the
 --                 last scale-up), straight to zero; the first request wakes it with
@@ -81,6 +98,8 @@
 --   target              the target to scale (required)
 --   route               the route's window key (default: the target's name)
 --   target_value        requests one replica serves at once (required, > 0)
+--   slow_ratio          service time shown full, over the learned one, that says
+--                       the service slows under load (default 1.5)
 --   service_time        mean service time of a request, the estimate until one is
 --                       learned (default: none; until one is learned the requests in
 --                       flight are the demand)
@@ -140,6 +159,15 @@ local surprise_z = 3
 -- the forecast's horizon: a cold start and a tick
 local horizon = cold_start + 1
 local horizon_n = math.ceil(horizon) + 1
+-- a service slows under load when its replicas, full (concurrency at least slow_full
+-- of their slots), serve fewer than 1 / slow_ratio of the requests per second that
+-- the learned service time gives, over at least slow_count requests, on slow_ticks
+-- ticks in a row, with at most slow_queue times the slots in flight
+local slow_ratio = cfg.slow_ratio or 1.5
+local slow_full = 0.95
+local slow_count = 50
+local slow_ticks = 3
+local slow_queue = 4
 
 -- need returns the replicas that serve a demand of d requests in flight at utilisation u.
 function need(d, u)
@@ -380,8 +408,37 @@ function on_tick(m, state)
 
   local up, down
   local ready = serving(state, now, current)
+  -- A service that slows under load: while the serving replicas are full (slots
+  -- busy over the panic window and now), their completions are what they serve,
+  -- queueing aside, and target_value * ready / completions/s is the service time
+  -- they show (Little). Judged only once the count has held for a cold start and a
+  -- panic window (the window's completions are all those replicas') and with none
+  -- canceled or failed (a request its client gave up on held a slot and completed
+  -- nothing), and with at most slow_queue times the slots in flight (requests
+  -- queue at a replica: a backlog queued at the replicas there before a jump keeps
+  -- them busy while the replicas added since serve only the arrivals, so the
+  -- completions fall short of the slots without any slowing);
+  -- against the config's service_time too, when given, which is the learned
+  -- estimate's floor here (a batching model declares its full-batch latency).
+  if state.held_count ~= current then
+    state.held_count, state.held_since = current, now
+  end
+  if state.s and ready > 0 and pw.count >= slow_count and pw.rps > 0
+      and now - state.held_since >= cold_start + panic_window
+      and pw.concurrency >= slow_full * tv * ready and pw.canceled == 0 and pw.error_rate == 0
+      and pw.max_in_flight <= slow_queue * tv * ready then
+    local shown = tv * ready / pw.rps
+    if shown > slow_ratio * math.max(state.s, service_time or 0) and pw.in_flight >= tv * ready then
+      state.slow_n = (state.slow_n or 0) + 1
+      if state.slow_n >= slow_ticks then
+        state.slow_s = state.slow_s and 0.8 * state.slow_s + 0.2 * shown or shown
+      end
+    else
+      state.slow_n = 0
+    end
+  end
   if state.s then
-    local s = state.s
+    local s = math.max(state.s, state.slow_s or 0)
     local rate = math.max(lambda, forecast)
     local rate_need = need(rate * s, util)
     -- The backlog: requests in flight beyond those in service (done * s, by Little's
@@ -439,6 +496,12 @@ function on_tick(m, state)
   if up > current then
     n, why = up, "up"
     state.last_up = now
+    -- An up within down_delay of a step down reversed it: the load comes back (a
+    -- daily trough, a recurring lull). The count before that step is a floor for
+    -- burst_memory, renewed each time it holds a step down.
+    if state.last_down and now - state.last_down < down_delay and state.down_from then
+      state.rebound, state.rebound_until = state.down_from, now + burst_memory
+    end
   elseif floor == 0 and current > 0 and settled then
     n, why = 0, "to zero"
     state.last_down = now
@@ -451,8 +514,14 @@ function on_tick(m, state)
       step = math.floor(current / 2)
     end
     n = math.max(down, current - step)
-    why = "down"
-    state.last_down = now
+    if state.rebound and now < state.rebound_until and n < state.rebound then
+      n = math.min(state.rebound, current)
+      state.rebound_until = now + burst_memory
+    end
+    if n < current then
+      why = "down"
+      state.last_down, state.down_from = now, current
+    end
   end
   if why == nil then
     return scale(target, current, string.format("adaptive: hold: lambda %.4g/s, forecast %.4g/s", lambda, forecast))
@@ -469,6 +538,7 @@ function self_test()
   assert(cold_start >= 0 and panic_window >= 1 and down_window >= 1,
     "cold_start >= 0, panic_window and down_window >= 1")
   assert(trend_z >= 0 and up_cap >= 1, "trend_z >= 0 and up_cap >= 1")
+  assert(slow_ratio > 1, "slow_ratio must be > 1")
   assert(panic_ratio > 1 and stable_window >= 1 and burst_cap > 0,
     "panic_ratio > 1, stable_window >= 1 and burst_cap > 0")
   assert(down_fast_interval >= 0, "down_fast_interval >= 0")

@@ -235,3 +235,73 @@ function TestASpikeIsNotHeldAfterItEnds()
   assert(state.peak > 0 and state.peak <= 2 * 50 + 1e-9, "headroom " .. state.peak)
   assert(n <= 2, "held " .. n .. " of " .. peak .. " after the spike")
 end
+
+-- full runs the fixture of two full replicas (20 in flight, 25 now) completing rps
+-- requests a second for the ticks given, one a second, and returns the state.
+local function full(rps, ticks)
+  local state = { s = 0.1 }
+  for _ = 1, ticks do
+    decide(at(2, rps, 20, { in_flight = 25 }), state)
+    clock.advance(1)
+  end
+  return state
+end
+
+function TestLearnsTheServiceTimeAServiceThatSlowsShowsWhenFull()
+  -- Two full replicas completing 100 rps rather than the 200 that 100 ms gives: the
+  -- service shows 10 * 2 / 100 = 0.2 s when run hot, once the count has held for a
+  -- cold start and a panic window (16 s) and it was seen on 3 ticks in a row.
+  local state = full(100, 16)
+  assert(state.slow_s == nil, "learned before the count held")
+  state = full(100, 20)
+  assert_near(state.slow_s, 0.2, 1e-9)
+  -- It sizes by it once the load is lighter: 97 rps at 0.2 s need 3, not 2.
+  local a = assert_action(decide(at(2, 100, 5), state), "scale", {})
+  assert_eq(a.replicas, 3)
+end
+
+function TestFullReplicasServingTheirRateAreNotSlow()
+  -- Two full replicas completing the 200 rps that 100 ms gives show 0.1 s: no slowing.
+  local state = full(200, 40)
+  assert(state.slow_s == nil, "learned a slowing from full replicas serving their rate")
+  -- Nor when the window shows requests given up on (they held slots, completed none).
+  state = { s = 0.1 }
+  for _ = 1, 40 do
+    decide(at(2, 100, 20, { in_flight = 25, canceled = 5 }), state)
+    clock.advance(1)
+  end
+  assert(state.slow_s == nil, "learned a slowing from canceled requests")
+end
+
+function TestABacklogAtTheReplicasIsNotASlowing()
+  -- 100 rps from full replicas while 100 are in flight (5 times the slots): the
+  -- backlog of a jump, queued at the replicas there before it, not a slowing.
+  local state = { s = 0.1 }
+  for _ = 1, 40 do
+    decide(at(2, 100, 20, { in_flight = 25, max_in_flight = 100 }), state)
+    clock.advance(1)
+  end
+  assert(state.slow_s == nil, "learned a slowing from a backlog")
+end
+
+function TestAStepDownReversedIsAFloor()
+  -- A step down from 3 to 2 reversed 30 s later by 400 rps: 3 becomes a floor.
+  local now = clock.now()
+  local state = { s = 0.1, last_up = now - 1000, last_down = now - 30, down_from = 3 }
+  assert_action(decide(at(2, 400, 40), state), "scale", { replicas = 5 })
+  assert_eq(state.rebound, 3)
+  -- After down_delay, 30 rps needs 1 of 5: the steps stop at the floor, not at 1.
+  local last = 5
+  for _ = 1, 300 do
+    clock.advance(1)
+    last = assert_action(decide(at(last, 30, 3), state), "scale", {}).replicas
+  end
+  assert_eq(last, 3)
+  -- Once the floor has held nothing for burst_memory (600 s), it goes.
+  state.rebound_until = clock.now() - 1
+  for _ = 1, 100 do
+    clock.advance(1)
+    last = assert_action(decide(at(last, 30, 3), state), "scale", {}).replicas
+  end
+  assert_eq(last, 1)
+end
