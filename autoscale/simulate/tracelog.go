@@ -3,6 +3,7 @@ package simulate
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -160,7 +161,7 @@ func (b *logBuilder) build() (*Trace, error) {
 	if len(b.recs) == 0 {
 		return nil, fmt.Errorf("%w: no records", ErrInvalidTrace)
 	}
-	slices.SortStableFunc(b.recs, func(x, y logRecord) int { return cmpInt64(x.t, y.t) })
+	slices.SortStableFunc(b.recs, func(x, y logRecord) int { return cmp.Compare(x.t, y.t) })
 	first, last := floorDiv(b.recs[0].t, int64(time.Second)), floorDiv(b.recs[len(b.recs)-1].t, int64(time.Second))
 	if last-first >= MaxTraceLen {
 		return nil, fmt.Errorf("%w: the records span more than %d s", ErrInvalidTrace, MaxTraceLen)
@@ -207,16 +208,6 @@ func (b *logBuilder) trace(start int64, tenant int32) *Trace {
 		tr.length = sec + 1
 	}
 	return &tr
-}
-
-func cmpInt64(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 func floorDiv(a, b int64) int64 {
