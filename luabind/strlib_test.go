@@ -2,6 +2,7 @@ package luabind_test
 
 import (
 	"context"
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -154,10 +155,28 @@ func TestStringLibraryErrors(t *testing.T) {
 	}
 }
 
+// fastestStep returns the fastest of three on_request calls running body once.
+func fastestStep(t *testing.T, body string) time.Duration {
+	t.Helper()
+	rt := newRT(t, "function on_request(req)\n"+body+"\nend", luabind.WithLimits(luabind.Limits{RequestBudget: 5 * time.Second}))
+	best := time.Hour
+	for range 3 {
+		start := time.Now()
+		if _, err := rt.OnRequest(context.Background(), &luabind.Request{Path: "/"}); err != nil {
+			t.Fatalf("the step %q failed: %v", body, err)
+		}
+		best = min(best, time.Since(start))
+	}
+	return best
+}
+
 // TestLibraryWorkIsBounded runs, for each Go-side library function that can do
 // unbounded work or build unbounded results on script input, a call that would
 // run for seconds or build hundreds of MB, and checks that it ends within the
-// request budget plus 20 ms with the reason its bound gives.
+// request budget plus 20 ms with the reason its bound gives. A case whose loop body
+// holds one uninterruptible Go call that itself takes milliseconds (step) may end
+// that call late: its slack is twice that step's fastest time, measured in the same
+// run, when that is more than 20 ms (under -race on a loaded machine).
 func TestLibraryWorkIsBounded(t *testing.T) {
 	const budget = 30 * time.Millisecond
 	// MaxStringLen is 64 KiB here (a 1 MiB default behaves the same, 16 times
@@ -205,6 +224,17 @@ func TestLibraryWorkIsBounded(t *testing.T) {
 		{"gsub of empty matches over MaxStringLen, repeated", `local s = ` + big + ` while true do s:gsub("", "") end`, luabind.ReasonTimeout},
 		{"tostring of a big table, repeated", `local t = {} for i = 1, 100000 do t[i] = i end while true do tostring(t) end`, luabind.ReasonTimeout},
 	}
+	// steps holds, by case, its loop body's slowest uninterruptible call, run once.
+	steps := map[string]string{
+		"stores far past a table's end, repeated": `local t = {} t[65535] = 1`,
+	}
+	unused := maps.Clone(steps)
+	for _, tt := range tests {
+		delete(unused, tt.name)
+	}
+	if len(unused) > 0 {
+		t.Fatalf("steps name no case: %v", unused)
+	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			// A limit must stop the call long before a generous budget; a time-out
@@ -230,8 +260,12 @@ func TestLibraryWorkIsBounded(t *testing.T) {
 				}
 				best = min(best, took)
 			}
-			if tt.reason == luabind.ReasonTimeout && best > b+20*time.Millisecond {
-				t.Errorf("the fastest of 3 calls took %v, more than the budget %v + 20ms", best, b)
+			slack := 20 * time.Millisecond
+			if step, ok := steps[tt.name]; ok {
+				slack = max(slack, 2*fastestStep(t, step))
+			}
+			if tt.reason == luabind.ReasonTimeout && best > b+slack {
+				t.Errorf("the fastest of 3 calls took %v, more than the budget %v + %v", best, b, slack)
 			}
 			if tt.reason != luabind.ReasonTimeout && best > time.Second {
 				t.Errorf("the fastest of 3 calls took %v to hit its limit", best)
