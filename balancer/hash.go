@@ -36,7 +36,10 @@ type Hash struct {
 	Replicas int
 }
 
-var _ Algorithm = (*Hash)(nil)
+var (
+	_ Algorithm   = (*Hash)(nil)
+	_ indexPicker = (*hashPicker)(nil)
+)
 
 // NeedsTotalInFlight implements [LoadAware]: the bound needs the pool's load.
 func (a *Hash) NeedsTotalInFlight() bool { return a == nil || a.Epsilon >= 0 }
@@ -131,7 +134,9 @@ func (p *hashPicker) start(h uint64) int {
 	return i
 }
 
-func (p *hashPicker) Pick(req *Request) *Backend {
+func (p *hashPicker) Pick(req *Request) *Backend { return p.set.backends[p.pickIndex(req)] }
+
+func (p *hashPicker) pickIndex(req *Request) int {
 	var h uint64
 	if req == nil || req.Key == "" {
 		h = p.set.rand.Uint64()
@@ -139,21 +144,20 @@ func (p *hashPicker) Pick(req *Request) *Backend {
 		h = hashString(req.Key)
 	}
 	i := p.start(h)
-	bs := p.set.backends
 	if !p.bounded {
-		return bs[p.points[i]&idxMask]
+		return int(p.points[i] & idxMask)
 	}
+	hs := p.set.hot
 	m := float64(p.set.TotalInFlight() + 1)
-	capUniform := int64(math.Ceil(p.factor * m / float64(len(bs))))
+	capUniform := int64(math.Ceil(p.factor * m / float64(len(hs))))
 	for range len(p.points) {
 		idx := p.points[i] & idxMask
-		b := bs[idx]
 		c := capUniform
 		if !p.uniform {
 			c = int64(math.Ceil(p.factor * m * p.set.weights[idx] / p.wsum))
 		}
-		if b.inFlight.Load() < c {
-			return b
+		if hs[idx].inFlight.Load() < c {
+			return int(idx)
 		}
 		i++
 		if i == len(p.points) {
@@ -162,5 +166,5 @@ func (p *hashPicker) Pick(req *Request) *Backend {
 	}
 	// Every backend is at capacity (possible only under concurrent picks): take the
 	// key's own backend.
-	return bs[p.points[p.start(h)]&idxMask]
+	return int(p.points[p.start(h)] & idxMask)
 }
