@@ -51,15 +51,6 @@ type Picker interface {
 	Pick(req *Request) *Backend
 }
 
-// indexPicker is a [Picker] of this package that answers an index into its set rather
-// than the backend: the pool then takes the backend's pointer and its hot state from
-// the set's arrays, side by side, without reading the Backend. It returns -1 when it
-// has no backend to offer.
-type indexPicker interface {
-	Picker
-	pickIndex(req *Request) int
-}
-
 // PickFunc adapts a function to pick a backend by index, the way a Lua pick(req,
 // backends) script does (see the luabind package). backends are the ready backends,
 // in the pool's order (sorted by id); the function returns an index into them. An
@@ -75,7 +66,6 @@ type PickFunc func(req *Request, backends []*Backend) (int, error)
 // safe for concurrent use.
 type Set struct {
 	backends []*Backend
-	hot      []*hot // backends[i].h, so that a picker reads a backend's load in one step
 	weights  []float64
 	minW     float64
 	maxW     float64

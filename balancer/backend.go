@@ -72,11 +72,16 @@ func (e Endpoint) validate() (*url.URL, error) {
 // picker, a Lua pick function or a dashboard may read them on every request. A Backend
 // is safe for concurrent use; it must not be copied.
 type Backend struct {
-	// h is the state every request touches, in a cache line of its own; the pool's
-	// snapshots point at it directly (Set.hot), so that picking and ending a request
-	// read no field of the Backend itself.
-	h    *hot
-	pool *Pool
+	// What Pick and Done touch comes first, to share cache lines.
+	inFlight atomic.Int64
+	// Consecutive failures, reset by a success (Envoy's consecutive_5xx and
+	// consecutive_gateway_failure).
+	consec5xx atomic.Int32
+	consecGw  atomic.Int32
+	peak      *metrics.PeakLatency // &peakv unless the pool has its own decay
+	window    *metrics.Window
+	pool      *Pool
+	peakv     metrics.PeakLatency // the zero value decays with metrics.DefaultDecay
 
 	id     string
 	url    *url.URL
@@ -110,15 +115,15 @@ func (b *Backend) Labels() map[string]string { return *b.labels.Load() }
 func (b *Backend) Label(key string) string { return (*b.labels.Load())[key] }
 
 // InFlight returns the requests picked and not yet done.
-func (b *Backend) InFlight() int64 { return b.h.inFlight.Load() }
+func (b *Backend) InFlight() int64 { return b.inFlight.Load() }
 
 // PeakLatency returns the backend's peak-sensitive moving average of latency at now
 // (Finagle's peak EWMA, see [metrics.PeakLatency]), decayed for the time since its last
 // sample; 0 before the first sample. It is the "EWMA latency" shown to Lua scripts.
-func (b *Backend) PeakLatency(now time.Time) time.Duration { return b.h.peak.ValueAt(now) }
+func (b *Backend) PeakLatency(now time.Time) time.Duration { return b.peak.ValueAt(now) }
 
 // Window returns the backend's metrics window: count, error rate, latency quantiles.
-func (b *Backend) Window() *metrics.Window { return b.h.window }
+func (b *Backend) Window() *metrics.Window { return b.window }
 
 // Weight returns the backend's configured weight: the last [Pool.SetWeight] if any,
 // else the [Endpoint]'s. 0 means drained. Slow start does not change it.
@@ -151,27 +156,6 @@ func (b *Backend) LoadWindow() *metrics.Window { return b.loadWindow.Load() }
 
 // String returns the backend's id.
 func (b *Backend) String() string { return b.id }
-
-// hot is a backend's request-path state: what Pick reads (in flight, the peak-EWMA)
-// and what Done writes outside the window (in flight, the failure counters, the
-// peak-EWMA), and the two pointers Done follows (the window, the pool). It is 64 bytes,
-// allocated on its own: Go serves a 64-byte object from a span of 64-byte slots, so it
-// is one whole, aligned cache line that no other backend's state shares (two requests
-// on different backends never move each other's lines), and the hot state of a pool's
-// backends is packed at 64 bytes each (6.4 MB at 100,000 backends, within the L3
-// cache) instead of spread over the backends' 2.6 KB each of heap.
-type hot struct {
-	inFlight atomic.Int64
-	// Consecutive failures, reset by a success (Envoy's consecutive_5xx and
-	// consecutive_gateway_failure).
-	consec5xx atomic.Int32
-	consecGw  atomic.Int32
-	peak      *metrics.PeakLatency // &peakv unless the pool has its own decay
-	window    *metrics.Window
-	pool      *Pool
-	peakv     metrics.PeakLatency // the zero value decays with metrics.DefaultDecay
-	_         [8]byte             // to 64 bytes: see TestHotIsOneLine
-}
 
 func newLabels(m map[string]string) *map[string]string {
 	c := maps.Clone(m)

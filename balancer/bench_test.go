@@ -67,13 +67,10 @@ func BenchmarkPick(b *testing.B) {
 // the request's time is known (req.Now and Outcome.At advance by 1 µs per request, so
 // the moving averages decay and the window moves on as in real traffic). Done updates
 // the in-flight count, the peak-EWMA, the failure counters and the backend's window.
-//
-// Each also reports the memory floor of its requests (floor-ns/op and x-floor, as in
-// BenchmarkPickDoneScale).
 func BenchmarkPickDone(b *testing.B) {
 	for _, a := range benchAlgorithms {
 		b.Run(a.name, func(b *testing.B) {
-			benchPickDoneFloor(b, 1000, a.name, a.alg())
+			benchPickDone(b, benchPool(b, 1000, a.alg()), false)
 		})
 	}
 	// The cost of WithWindowConcurrency: Window.StartAt and DoneAt for RecordAt.
@@ -92,9 +89,7 @@ func BenchmarkPickDoneParallel(b *testing.B) {
 	}
 }
 
-// benchPickDone returns the CPU time the timed requests took (0 when the platform does
-// not say), which it also reports as cpu-ns/op.
-func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) (cpu time.Duration) {
+func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = fmt.Sprint("tenant-", i)
@@ -127,8 +122,7 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) (cpu time.Dura
 	cpu0, cpuOK := processCPU()
 	defer func() {
 		if cpu1, ok := processCPU(); ok && cpuOK && b.N > 0 {
-			cpu = cpu1 - cpu0
-			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
+			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
 		}
 	}()
 	if !parallel {
@@ -138,7 +132,7 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) (cpu time.Dura
 			one(req, i)
 			i++
 		}
-		return 0 // set by the deferred function
+		return
 	}
 	b.ResetTimer() // b.Loop does this itself; RunParallel does not
 	var goroutines atomic.Int64
@@ -153,7 +147,6 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) (cpu time.Dura
 			i++
 		}
 	})
-	return 0 // set by the deferred function
 }
 
 // BenchmarkDoneParts splits Done's cost: the peak-EWMA update and the window record
@@ -169,10 +162,9 @@ func BenchmarkDoneParts(b *testing.B) {
 			i++
 		}
 	})
-	// One uncontended atomic add, on one line. Pick + Done with round robin makes six
+	// The floor: one uncontended atomic add. Pick + Done with round robin makes six
 	// (the round-robin counter, in-flight up and down, the peak-EWMA's compare-and-swap,
-	// the window's count and histogram); BenchmarkPickDone's floor-ns/op makes them at
-	// the lines the pool's state occupies (see memoryFloor).
+	// the window's count and histogram).
 	b.Run("AtomicAdd", func(b *testing.B) {
 		var n atomic.Int64
 		b.ReportAllocs()

@@ -36,10 +36,7 @@ type Hash struct {
 	Replicas int
 }
 
-var (
-	_ Algorithm   = (*Hash)(nil)
-	_ indexPicker = (*hashPicker)(nil)
-)
+var _ Algorithm = (*Hash)(nil)
 
 // NeedsTotalInFlight implements [LoadAware]: the bound needs the pool's load.
 func (a *Hash) NeedsTotalInFlight() bool { return a == nil || a.Epsilon >= 0 }
@@ -134,9 +131,7 @@ func (p *hashPicker) start(h uint64) int {
 	return i
 }
 
-func (p *hashPicker) Pick(req *Request) *Backend { return p.set.backends[p.pickIndex(req)] }
-
-func (p *hashPicker) pickIndex(req *Request) int {
+func (p *hashPicker) Pick(req *Request) *Backend {
 	var h uint64
 	if req == nil || req.Key == "" {
 		h = p.set.rand.Uint64()
@@ -144,20 +139,21 @@ func (p *hashPicker) pickIndex(req *Request) int {
 		h = hashString(req.Key)
 	}
 	i := p.start(h)
+	bs := p.set.backends
 	if !p.bounded {
-		return int(p.points[i] & idxMask)
+		return bs[p.points[i]&idxMask]
 	}
-	hs := p.set.hot
 	m := float64(p.set.TotalInFlight() + 1)
-	capUniform := int64(math.Ceil(p.factor * m / float64(len(hs))))
+	capUniform := int64(math.Ceil(p.factor * m / float64(len(bs))))
 	for range len(p.points) {
 		idx := p.points[i] & idxMask
+		b := bs[idx]
 		c := capUniform
 		if !p.uniform {
 			c = int64(math.Ceil(p.factor * m * p.set.weights[idx] / p.wsum))
 		}
-		if hs[idx].inFlight.Load() < c {
-			return int(idx)
+		if b.inFlight.Load() < c {
+			return b
 		}
 		i++
 		if i == len(p.points) {
@@ -166,5 +162,5 @@ func (p *hashPicker) pickIndex(req *Request) int {
 	}
 	// Every backend is at capacity (possible only under concurrent picks): take the
 	// key's own backend.
-	return int(p.points[p.start(h)] & idxMask)
+	return bs[p.points[p.start(h)]&idxMask]
 }

@@ -157,7 +157,7 @@ func (p *Pool) Sweep(now time.Time) []string {
 		if ejected || b.Weight() == 0 {
 			continue
 		}
-		snap := b.h.window.SnapshotAt(now, o.Interval)
+		snap := b.window.SnapshotAt(now, o.Interval)
 		n := snap.Count - snap.Canceled
 		if o.RequestVolume > 0 && n < uint64(o.RequestVolume) {
 			continue

@@ -18,10 +18,8 @@ import (
 type P2C struct{}
 
 var (
-	_ Algorithm   = (*P2C)(nil)
-	_ Algorithm   = (*PeakEWMA)(nil)
-	_ indexPicker = (*p2cPicker)(nil)
-	_ indexPicker = (*ewmaPicker)(nil)
+	_ Algorithm = (*P2C)(nil)
+	_ Algorithm = (*PeakEWMA)(nil)
 )
 
 // Build returns a P2C picker over set.
@@ -45,29 +43,25 @@ func two(r uint64, n int) (int, int) {
 	return i, j
 }
 
-func (p *p2cPicker) Pick(req *Request) *Backend { return p.set.backends[p.pickIndex(req)] }
-
-// pickIndex reads the two candidates' hot state through Set.hot: two independent
-// loads, not a load of each Backend and then of its state.
-func (p *p2cPicker) pickIndex(*Request) int {
-	hs := p.set.hot
-	if len(hs) == 1 {
-		return 0
+func (p *p2cPicker) Pick(*Request) *Backend {
+	bs := p.set.backends
+	if len(bs) == 1 {
+		return bs[0]
 	}
-	i, j := two(p.set.rand.Uint64(), len(hs))
-	a, b := hs[i].inFlight.Load(), hs[j].inFlight.Load()
+	i, j := two(p.set.rand.Uint64(), len(bs))
+	a, b := bs[i], bs[j]
 	if p.uniform {
-		if b < a {
-			return j
+		if b.inFlight.Load() < a.inFlight.Load() {
+			return b
 		}
-		return i
+		return a
 	}
-	ca := float64(a+1) / p.set.weights[i]
-	cb := float64(b+1) / p.set.weights[j]
+	ca := float64(a.inFlight.Load()+1) / p.set.weights[i]
+	cb := float64(b.inFlight.Load()+1) / p.set.weights[j]
 	if cb < ca {
-		return j
+		return b
 	}
-	return i
+	return a
 }
 
 // PeakEWMA is power of two choices over a latency cost: each backend's peak-EWMA of
@@ -105,9 +99,9 @@ type ewmaPicker struct {
 	penalty float64
 }
 
-func (p *ewmaPicker) cost(h *hot, now time.Time) float64 {
-	in := float64(h.inFlight.Load())
-	rtt := float64(h.peak.ValueAt(now))
+func (p *ewmaPicker) cost(b *Backend, now time.Time) float64 {
+	in := float64(b.inFlight.Load())
+	rtt := float64(b.peak.ValueAt(now))
 	if rtt == 0 {
 		if in == 0 {
 			return 0
@@ -117,22 +111,20 @@ func (p *ewmaPicker) cost(h *hot, now time.Time) float64 {
 	return rtt * (in + 1)
 }
 
-func (p *ewmaPicker) Pick(req *Request) *Backend { return p.set.backends[p.pickIndex(req)] }
-
-func (p *ewmaPicker) pickIndex(req *Request) int {
-	hs := p.set.hot
-	if len(hs) == 1 {
-		return 0
+func (p *ewmaPicker) Pick(req *Request) *Backend {
+	bs := p.set.backends
+	if len(bs) == 1 {
+		return bs[0]
 	}
 	now := p.set.Now(req)
-	i, j := two(p.set.rand.Uint64(), len(hs))
-	ca, cb := p.cost(hs[i], now), p.cost(hs[j], now)
+	i, j := two(p.set.rand.Uint64(), len(bs))
+	ca, cb := p.cost(bs[i], now), p.cost(bs[j], now)
 	if !p.uniform {
 		ca /= p.set.weights[i]
 		cb /= p.set.weights[j]
 	}
 	if cb < ca {
-		return j
+		return bs[j]
 	}
-	return i
+	return bs[i]
 }

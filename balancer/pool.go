@@ -84,7 +84,6 @@ type Pool struct {
 type snapshot struct {
 	set       *Set
 	picker    Picker
-	ipick     indexPicker // picker, when it is one; nil otherwise
 	all       []*Backend
 	refreshAt int64 // ns; the snapshot is stale from then on
 	panic     bool
@@ -341,19 +340,18 @@ func (p *Pool) Update(endpoints []Endpoint) error {
 }
 
 func (p *Pool) newBackend(id string, u *url.URL) *Backend {
-	h := &hot{pool: p}
-	h.peak = &h.peakv
+	b := &Backend{id: id, url: u, pool: p}
+	b.peak = &b.peakv
 	if p.decay > 0 && p.decay != metrics.DefaultDecay {
-		h.peak = metrics.NewPeakLatency(p.decay)
+		b.peak = metrics.NewPeakLatency(p.decay)
 	}
+	b.override.Store(-1)
 	if p.registry != nil {
-		h.window = p.registry.Window(metrics.ScopeBackend, id)
+		b.window = p.registry.Window(metrics.ScopeBackend, id)
 	} else {
 		// The config was validated, so NewWindow cannot fail.
-		h.window, _ = metrics.NewWindow(p.windowCfg, p.clock)
+		b.window, _ = metrics.NewWindow(p.windowCfg, p.clock)
 	}
-	b := &Backend{h: h, id: id, url: u, pool: p}
-	b.override.Store(-1)
 	return b
 }
 
@@ -480,7 +478,6 @@ func (p *Pool) SetPickFunc(f PickFunc) {
 type Result struct {
 	// Backend is the backend picked.
 	Backend *Backend
-	h       *hot // Backend.h, taken from the set beside Backend; nil means read Backend.h
 }
 
 // Pick chooses a backend for req (nil means an empty [Request]) and counts a request
@@ -493,7 +490,7 @@ func (p *Pool) Pick(req *Request) (Result, error) {
 		req = &p.empty
 	}
 	s := p.snap.Load()
-	set, picker, ip := s.set, s.picker, s.ipick
+	set, picker := s.set, s.picker
 	if req.Model != "" {
 		g := s.groups[req.Model]
 		if g == nil || len(g.set.backends) == 0 {
@@ -508,41 +505,34 @@ func (p *Pool) Pick(req *Request) (Result, error) {
 			}
 		}
 		set, picker = g.set, g.picker
-		ip, _ = picker.(indexPicker)
 	} else if len(set.backends) == 0 || s.panic {
 		s = p.refreshEmpty()
-		set, picker, ip = s.set, s.picker, s.ipick
+		set, picker = s.set, s.picker
 		if len(set.backends) == 0 {
 			p.noBackend.Add(1)
 			return Result{}, fmt.Errorf("%w: %d members, none ready", ErrNoBackend, len(s.all))
 		}
 	}
 	var b *Backend
-	var h *hot
 	if fp := p.pickFunc.Load(); fp != nil {
 		i, err := callPickFunc(*fp, req, set.backends)
 		if err == nil && i >= 0 && i < len(set.backends) {
-			b, h = set.backends[i], set.hot[i]
+			b = set.backends[i]
 		} else {
 			p.fallbacks.Add(1)
 		}
 	}
 	if b == nil {
-		if ip != nil {
-			i := ip.pickIndex(req)
-			b, h = set.backends[i], set.hot[i]
-		} else if b = picker.Pick(req); b == nil {
+		b = picker.Pick(req)
+		if b == nil {
 			p.noBackend.Add(1)
 			return Result{}, fmt.Errorf("%w: the algorithm found none", ErrNoBackend)
 		}
 	}
 	if req.Avoid != nil && b == req.Avoid && len(set.backends) > 1 {
-		b, h = avoid(set, picker, req, b), nil
+		b = avoid(set, picker, req, b)
 	}
-	if h == nil {
-		h = b.h
-	}
-	h.inFlight.Add(1)
+	b.inFlight.Add(1)
 	if p.trackTotal {
 		p.total.Add(1)
 	}
@@ -551,9 +541,9 @@ func (p *Pool) Pick(req *Request) (Result, error) {
 		if now.IsZero() {
 			now = p.clock.Now()
 		}
-		h.window.StartAt(now)
+		b.window.StartAt(now)
 	}
-	return Result{Backend: b, h: h}, nil
+	return Result{Backend: b}, nil
 }
 
 // callPickFunc calls f, turning a panic into an error so that a broken pick function
@@ -625,15 +615,12 @@ type Outcome struct {
 // errors are also gateway failures (as Envoy classifies them). Done on the zero Result
 // does nothing.
 func (r Result) Done(o Outcome) {
-	h := r.h
-	if h == nil {
-		if r.Backend == nil {
-			return
-		}
-		h = r.Backend.h
+	b := r.Backend
+	if b == nil {
+		return
 	}
-	p := h.pool
-	h.inFlight.Add(-1)
+	p := b.pool
+	b.inFlight.Add(-1)
 	if p.trackTotal {
 		p.total.Add(-1)
 	}
@@ -659,22 +646,22 @@ func (r Result) Done(o Outcome) {
 		if fail {
 			// A failure does not feed the latency average: a backend that fails
 			// fast must not look fast to peak-EWMA. The outlier detectors judge it.
-			p.countFailure(r.Backend, h, ns, gw)
+			p.countFailure(b, ns, gw)
 		} else {
-			h.peak.Observe(at, o.Latency)
-			if h.consec5xx.Load() != 0 {
-				h.consec5xx.Store(0)
+			b.peak.Observe(at, o.Latency)
+			if b.consec5xx.Load() != 0 {
+				b.consec5xx.Store(0)
 			}
-			if h.consecGw.Load() != 0 {
-				h.consecGw.Store(0)
+			if b.consecGw.Load() != 0 {
+				b.consecGw.Store(0)
 			}
 		}
 	}
 	obs := metrics.Observation{Latency: o.Latency, Outcome: mo, Bytes: o.Bytes}
 	if p.windowLoad {
-		h.window.DoneAt(at, obs)
+		b.window.DoneAt(at, obs)
 	} else {
-		h.window.RecordAt(at, obs)
+		b.window.RecordAt(at, obs)
 	}
 	if ns >= p.snap.Load().refreshAt && p.mu.TryLock() {
 		if ns >= p.snap.Load().refreshAt {
@@ -684,20 +671,19 @@ func (r Result) Done(o Outcome) {
 	}
 }
 
-// countFailure bumps b's consecutive-failure counters (in h, its hot state) and ejects
-// it at a threshold.
-func (p *Pool) countFailure(b *Backend, h *hot, now int64, gw bool) {
+// countFailure bumps b's consecutive-failure counters and ejects it at a threshold.
+func (p *Pool) countFailure(b *Backend, now int64, gw bool) {
 	o := &p.outlier
 	hit := false
-	if o.Consecutive5xx > 0 && int(h.consec5xx.Add(1)) >= o.Consecutive5xx {
+	if o.Consecutive5xx > 0 && int(b.consec5xx.Add(1)) >= o.Consecutive5xx {
 		hit = true
 	}
 	if gw {
-		if o.ConsecutiveGatewayFailure > 0 && int(h.consecGw.Add(1)) >= o.ConsecutiveGatewayFailure {
+		if o.ConsecutiveGatewayFailure > 0 && int(b.consecGw.Add(1)) >= o.ConsecutiveGatewayFailure {
 			hit = true
 		}
-	} else if h.consecGw.Load() != 0 {
-		h.consecGw.Store(0)
+	} else if b.consecGw.Load() != 0 {
+		b.consecGw.Store(0)
 	}
 	if !hit {
 		return
@@ -708,8 +694,8 @@ func (p *Pool) countFailure(b *Backend, h *hot, now int64, gw bool) {
 	if b.removed.Load() || b.ejectedUntil.Load() > now {
 		return
 	}
-	h.consec5xx.Store(0)
-	h.consecGw.Store(0)
+	b.consec5xx.Store(0)
+	b.consecGw.Store(0)
 	p.passiveEjectLocked(b, now)
 }
 
@@ -773,7 +759,7 @@ func (p *Pool) rebuildLocked(now int64) {
 			p.panics.Add(1)
 		}
 	}
-	set := &Set{backends: ready, hot: hotOf(ready), weights: weights, rand: p.rand, clock: p.clock}
+	set := &Set{backends: ready, weights: weights, rand: p.rand, clock: p.clock}
 	if p.trackTotal {
 		set.total = &p.total
 	}
@@ -788,19 +774,9 @@ func (p *Pool) rebuildLocked(now int64) {
 	}
 	if len(ready) > 0 {
 		s.picker = p.algorithm.Build(set)
-		s.ipick, _ = s.picker.(indexPicker)
 	}
 	s.groups = p.buildGroups(ready, weights, set)
 	p.snap.Store(s)
-}
-
-// hotOf returns the backends' hot state, in their order.
-func hotOf(bs []*Backend) []*hot {
-	hs := make([]*hot, len(bs))
-	for i, b := range bs {
-		hs[i] = b.h
-	}
-	return hs
 }
 
 // buildGroups splits the ready backends by the models they serve, each group with a
@@ -828,7 +804,6 @@ func (p *Pool) buildGroups(ready []*Backend, weights []float64, all *Set) map[st
 		for _, m := range modelsOf(b.Labels()) {
 			g := groups[m]
 			g.set.backends = append(g.set.backends, b)
-			g.set.hot = append(g.set.hot, b.h)
 			g.set.weights = append(g.set.weights, weights[i])
 		}
 	}

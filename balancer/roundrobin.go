@@ -13,12 +13,9 @@ import (
 type RoundRobin struct{}
 
 var (
-	_ Algorithm   = RoundRobin{}
-	_ Algorithm   = (*SmoothWeighted)(nil)
-	_ Algorithm   = Random{}
-	_ indexPicker = (*rrPicker)(nil)
-	_ indexPicker = (*seqPicker)(nil)
-	_ indexPicker = (*randomPicker)(nil)
+	_ Algorithm = RoundRobin{}
+	_ Algorithm = (*SmoothWeighted)(nil)
+	_ Algorithm = Random{}
 )
 
 // Build returns a round-robin picker over set.
@@ -36,9 +33,9 @@ type rrPicker struct {
 	_        [60]byte
 }
 
-func (p *rrPicker) Pick(req *Request) *Backend { return p.backends[p.pickIndex(req)] }
-
-func (p *rrPicker) pickIndex(*Request) int { return int(fastmod(p.next.Add(1), p.m, p.n)) }
+func (p *rrPicker) Pick(*Request) *Backend {
+	return p.backends[fastmod(p.next.Add(1), p.m, p.n)]
+}
 
 // SmoothWeighted is nginx's smooth weighted round robin (ngx_http_upstream_round_robin.c,
 // "smooth weighted round-robin balancing", nginx 1.3.1): at every step each backend's
@@ -74,8 +71,8 @@ func (a *SmoothWeighted) Build(set *Set) Picker {
 	// weight change in a pool of thousands does not stall the control plane.
 	maxPeriod = max(min(maxPeriod, (1<<24)/n), n)
 	ws := integerWeights(set.Weights(), maxPeriod)
-	seq := nginxSequence(ws)
-	p := &seqPicker{backends: set.Backends(), seq: seq, n: uint64(len(seq)), m: fastmodM(uint32(len(seq)))}
+	seq := nginxSequence(set.Backends(), ws)
+	p := &seqPicker{seq: seq, n: uint64(len(seq)), m: fastmodM(uint32(len(seq)))}
 	p.next.Store(uint32(set.Rand()))
 	return p
 }
@@ -116,15 +113,14 @@ func gcd(a, b int) int {
 	return a
 }
 
-// nginxSequence runs one period of nginx's smooth weighted round robin over weights
-// ws, answering indices into them.
-func nginxSequence(ws []int) []uint32 {
+// nginxSequence runs one period of nginx's smooth weighted round robin.
+func nginxSequence(bs []*Backend, ws []int) []*Backend {
 	total := 0
 	for _, w := range ws {
 		total += w
 	}
 	cur := make([]int, len(ws))
-	seq := make([]uint32, total)
+	seq := make([]*Backend, total)
 	for k := range seq {
 		best := 0
 		for i, w := range ws {
@@ -134,23 +130,22 @@ func nginxSequence(ws []int) []uint32 {
 			}
 		}
 		cur[best] -= total
-		seq[k] = uint32(best)
+		seq[k] = bs[best]
 	}
 	return seq
 }
 
 type seqPicker struct {
-	backends []*Backend
-	seq      []uint32 // indices into backends
-	n, m     uint64
-	_        [64]byte
-	next     atomic.Uint32
-	_        [60]byte
+	seq  []*Backend
+	n, m uint64
+	_    [64]byte
+	next atomic.Uint32
+	_    [60]byte
 }
 
-func (p *seqPicker) Pick(req *Request) *Backend { return p.backends[p.pickIndex(req)] }
-
-func (p *seqPicker) pickIndex(*Request) int { return int(p.seq[fastmod(p.next.Add(1), p.m, p.n)]) }
+func (p *seqPicker) Pick(*Request) *Backend {
+	return p.seq[fastmod(p.next.Add(1), p.m, p.n)]
+}
 
 // Random picks a ready backend uniformly at random from the pool's random source,
 // ignoring weights (weight 0 still drains). Simple and stateless; with many gateway
@@ -163,6 +158,6 @@ func (Random) Build(set *Set) Picker { return &randomPicker{set: set} }
 
 type randomPicker struct{ set *Set }
 
-func (p *randomPicker) Pick(req *Request) *Backend { return p.set.backends[p.pickIndex(req)] }
-
-func (p *randomPicker) pickIndex(*Request) int { return p.set.Intn(len(p.set.backends)) }
+func (p *randomPicker) Pick(*Request) *Backend {
+	return p.set.backends[p.set.Intn(len(p.set.backends))]
+}

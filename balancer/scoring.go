@@ -436,7 +436,7 @@ func (p *scoringPicker) Pick(req *Request) *Backend {
 		b := bs[i]
 		c := &cs[k]
 		*c = cand{idx: i}
-		c.inFlight = float64(b.h.inFlight.Load())
+		c.inFlight = float64(b.inFlight.Load())
 		c.load = c.inFlight
 		if r := b.loadReport.Load(); r != nil && !r.At.Before(cutoff) {
 			c.report = true
@@ -446,7 +446,7 @@ func (p *scoringPicker) Pick(req *Request) *Backend {
 				(cfg.SaturatedKVCache > 0 && r.KVCache > cfg.SaturatedKVCache)
 		}
 		if w.Latency > 0 {
-			c.lat = float64(b.h.peak.ValueAt(now))
+			c.lat = float64(b.peak.ValueAt(now))
 		}
 		if nb > 0 {
 			c.prefix = float64(p.sets[i].match(hs[:nb])) / float64(nb)
