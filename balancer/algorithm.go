@@ -69,7 +69,7 @@ type Set struct {
 	weights  []float64
 	minW     float64
 	maxW     float64
-	rand     *rand.Rand
+	rand     *rand.Rand // nil: math/rand/v2's top-level generator
 	clock    metrics.Clock
 	total    *atomicInt64 // requests in flight in the pool; nil unless an algorithm asks
 }
@@ -94,12 +94,22 @@ func (s *Set) Weights() []float64 { return s.weights }
 func (s *Set) Uniform() bool { return s.minW == s.maxW }
 
 // Rand returns 64 random bits from the pool's random source.
-func (s *Set) Rand() uint64 { return s.rand.Uint64() }
+func (s *Set) Rand() uint64 { return s.rand64() }
+
+// rand64 returns 64 random bits: from math/rand/v2's top-level generator, called
+// directly, when the pool has no source of its own ([WithRand]); that saves the pickers
+// an interface call per draw.
+func (s *Set) rand64() uint64 {
+	if s.rand == nil {
+		return rand.Uint64()
+	}
+	return s.rand.Uint64()
+}
 
 // Intn returns a random int in [0, n), n > 0, from the pool's random source (Lemire's
 // multiply-shift, without division).
 func (s *Set) Intn(n int) int {
-	hi, _ := mul64(s.rand.Uint64(), uint64(n))
+	hi, _ := mul64(s.rand64(), uint64(n))
 	return int(hi)
 }
 
@@ -126,9 +136,3 @@ func (s *Set) TotalInFlight() int64 {
 type LoadAware interface {
 	NeedsTotalInFlight() bool
 }
-
-// runtimeSource is math/rand/v2's top-level generator as a [rand.Source]: safe for
-// concurrent use and lock-free.
-type runtimeSource struct{}
-
-func (runtimeSource) Uint64() uint64 { return rand.Uint64() }

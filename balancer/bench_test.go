@@ -67,10 +67,13 @@ func BenchmarkPick(b *testing.B) {
 // the request's time is known (req.Now and Outcome.At advance by 1 µs per request, so
 // the moving averages decay and the window moves on as in real traffic). Done updates
 // the in-flight count, the peak-EWMA, the failure counters and the backend's window.
+//
+// Each also reports the memory floor of its requests (floor-ns/op and x-floor, as in
+// BenchmarkPickDoneScale).
 func BenchmarkPickDone(b *testing.B) {
 	for _, a := range benchAlgorithms {
 		b.Run(a.name, func(b *testing.B) {
-			benchPickDone(b, benchPool(b, 1000, a.alg()), false)
+			benchPickDoneFloor(b, 1000, a.name, a.alg())
 		})
 	}
 	// The cost of WithWindowConcurrency: Window.StartAt and DoneAt for RecordAt.
@@ -89,7 +92,9 @@ func BenchmarkPickDoneParallel(b *testing.B) {
 	}
 }
 
-func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
+// benchPickDone returns the CPU time the timed requests took (0 when the platform does
+// not say), which it also reports as cpu-ns/op.
+func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) (cpu time.Duration) {
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = fmt.Sprint("tenant-", i)
@@ -122,7 +127,8 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
 	cpu0, cpuOK := processCPU()
 	defer func() {
 		if cpu1, ok := processCPU(); ok && cpuOK && b.N > 0 {
-			b.ReportMetric(float64(cpu1-cpu0)/float64(b.N), "cpu-ns/op")
+			cpu = cpu1 - cpu0
+			b.ReportMetric(float64(cpu)/float64(b.N), "cpu-ns/op")
 		}
 	}()
 	if !parallel {
@@ -132,12 +138,20 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
 			one(req, i)
 			i++
 		}
-		return
+		return 0 // set by the deferred function
 	}
 	b.ResetTimer() // b.Loop does this itself; RunParallel does not
 	var goroutines atomic.Int64
 	b.RunParallel(func(pb *testing.PB) {
-		req := &balancer.Request{}
+		// Each goroutine writes its request's Key and Now on every op: padded, so
+		// that two goroutines' requests, allocated one after the other, do not share a
+		// cache line and the benchmark's own false sharing is not counted as the pool's.
+		padded := new(struct {
+			_   [64]byte
+			req balancer.Request
+			_   [64]byte
+		})
+		req := &padded.req
 		// Each goroutine starts elsewhere in the keys (and in time), as different
 		// clients would, rather than hashing the same key as the others at the same
 		// moment.
@@ -147,6 +161,7 @@ func benchPickDone(b *testing.B, p *balancer.Pool, parallel bool) {
 			i++
 		}
 	})
+	return 0 // set by the deferred function
 }
 
 // BenchmarkDoneParts splits Done's cost: the peak-EWMA update and the window record
@@ -162,9 +177,10 @@ func BenchmarkDoneParts(b *testing.B) {
 			i++
 		}
 	})
-	// The floor: one uncontended atomic add. Pick + Done with round robin makes six
+	// One uncontended atomic add, on one line. Pick + Done with round robin makes six
 	// (the round-robin counter, in-flight up and down, the peak-EWMA's compare-and-swap,
-	// the window's count and histogram).
+	// the window's count and histogram); BenchmarkPickDone's floor-ns/op makes them at
+	// the lines the pool's state occupies (see memoryFloor).
 	b.Run("AtomicAdd", func(b *testing.B) {
 		var n atomic.Int64
 		b.ReportAllocs()

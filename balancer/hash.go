@@ -134,7 +134,7 @@ func (p *hashPicker) start(h uint64) int {
 func (p *hashPicker) Pick(req *Request) *Backend {
 	var h uint64
 	if req == nil || req.Key == "" {
-		h = p.set.rand.Uint64()
+		h = p.set.rand64()
 	} else {
 		h = hashString(req.Key)
 	}

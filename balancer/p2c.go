@@ -48,7 +48,7 @@ func (p *p2cPicker) Pick(*Request) *Backend {
 	if len(bs) == 1 {
 		return bs[0]
 	}
-	i, j := two(p.set.rand.Uint64(), len(bs))
+	i, j := two(p.set.rand64(), len(bs))
 	a, b := bs[i], bs[j]
 	if p.uniform {
 		if b.inFlight.Load() < a.inFlight.Load() {
@@ -117,7 +117,7 @@ func (p *ewmaPicker) Pick(req *Request) *Backend {
 		return bs[0]
 	}
 	now := p.set.Now(req)
-	i, j := two(p.set.rand.Uint64(), len(bs))
+	i, j := two(p.set.rand64(), len(bs))
 	ca, cb := p.cost(bs[i], now), p.cost(bs[j], now)
 	if !p.uniform {
 		ca /= p.set.weights[i]

@@ -45,7 +45,7 @@ type Pool struct {
 	registry   *metrics.Registry
 	windowCfg  metrics.WindowConfig
 	algorithm  Algorithm
-	rand       *rand.Rand
+	rand       *rand.Rand // nil: math/rand/v2's top-level generator (see Set.rand64)
 	decay      time.Duration
 	slow       SlowStart
 	outlier    Outlier
@@ -251,9 +251,6 @@ func New(opts ...Option) (*Pool, error) {
 	}
 	if p.algorithm == nil {
 		p.algorithm = &P2C{}
-	}
-	if p.rand == nil {
-		p.rand = rand.New(runtimeSource{})
 	}
 	if la, ok := p.algorithm.(LoadAware); ok && la.NeedsTotalInFlight() {
 		p.trackTotal = true
