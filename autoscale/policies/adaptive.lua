@@ -52,18 +52,23 @@
 --                 bursts it has seen, undiminished while they recur within
 --                 burst_memory, and a one-off spike many times the load's size is not
 --                 held after it ends
---   up            need((max(lambda, forecast) + backlog / panic_window) * s,
+--   up            need((max(lambda, forecast) + backlog / max(panic_window, s)) * s,
 --                 utilization), at most up_cap times the rate's need alone; the
 --                 backlog is the queue the new replicas will find when ready (requests
 --                 in flight beyond those in service, plus arrivals beyond what the
---                 serving replicas serve, over a cold start), drained within a panic
---                 window; applied at once, as Knative's panic mode, but proportional.
---                 The serving replicas are those asked for at least a cold start ago
---                 (the fewest the count has been over the last cold start): replicas
---                 still starting serve nothing, so a jump keeps adding to the backlog
---                 until they are ready. Arrivals that the serving replicas can serve
---                 add no backlog: the in-flight count rising to a new level under a
---                 burst the replicas absorb is not a queue
+--                 replicas serve, second by second over the next cold start), drained
+--                 within a panic window (or a service time, when longer: a request
+--                 takes s however many slots wait for it); applied at once, as
+--                 Knative's panic mode, but proportional. The replicas serving a
+--                 second are those asked for at least a cold start before it (the
+--                 fewest the count has been since): replicas still starting serve
+--                 nothing, so a jump keeps adding to the backlog until they are
+--                 ready, and those already asked for stop adding to it once they
+--                 are, so that each tick of a jump does not ask again for the queue
+--                 the previous one sized. Arrivals that the replicas can serve, or
+--                 that exceed it by no more than the noise of lambda, add no
+--                 backlog: the in-flight count rising to a new level under a burst
+--                 the replicas absorb is not a queue
 --   panic         lambda at least panic_ratio times the completions/s over the
 --                 stable_window (a jump the load has not shown within it): up is not
 --                 capped by up_cap, so an order-of-magnitude jump gets the replicas
@@ -75,9 +80,11 @@
 --                 the last down_window seconds (that maximum also covers the noise of
 --                 lambda, so a step down is not reversed by it); applied only down_delay
 --                 seconds after the last scale-up (longer than a flap window, so an up
---                 is never reversed within it), one step every down_step_interval
---                 seconds, each removing at most down_step_fraction of the count; when
---                 the need is at most half the count (the load fell: a spike ended),
+--                 is never reversed within it) and once a whole down_window of
+--                 recommendations is in (at the start there is none to step down on),
+--                 one step every down_step_interval seconds, each removing at most
+--                 down_step_fraction of the count; when the need is at most half the
+--                 count (the load fell: a spike ended),
 --                 one step every down_fast_interval seconds, each halving the count,
 --                 as Knative's scale-down rate of 2
 --   rebound       an up within down_delay of a step down reversed it (the load came
@@ -103,6 +110,12 @@
 --   service_time        mean service time of a request, the estimate until one is
 --                       learned (default: none; until one is learned the requests in
 --                       flight are the demand)
+--   batching            true when a replica batches the requests it serves (a
+--                       language model with continuous batching): service_time is
+--                       then its latency at a full batch, what a replica's capacity is
+--                       measured by, and the floor of the estimate (a partial batch is
+--                       faster, and sizing by it fills the batches until they slow)
+--                       (default false)
 --   utilization         fraction of target_value to fill when scaling up (default 1)
 --   down_utilization    fraction to size for when scaling down (default: utilization)
 --   z                   headroom in standard deviations of the demand (default 1)
@@ -132,6 +145,7 @@ local target = cfg.target
 local route = cfg.route or target
 local tv = cfg.target_value
 local service_time = cfg.service_time
+local batching = cfg.batching or false
 local util = cfg.utilization or 1
 local down_util = cfg.down_utilization or util
 local z = cfg.z or 1
@@ -344,21 +358,46 @@ end
 
 -- serving keeps the count once per second over the last cold start and returns the
 -- lowest: the replicas that were asked for at least a cold start ago, which serve now
--- (those asked for since are still starting).
+-- (those asked for since are still starting); and a list whose k-th entry (from 1)
+-- is the lowest count over the last k - 1 seconds: the replicas that serve a cold
+-- start less k - 1 seconds from now, once those asked for since are ready.
 local function serving(state, now, current)
   state.counts = state.counts or {}
   local counts = state.counts
   local size = math.ceil(cold_start) + 1
   local sec = math.floor(now)
   counts[sec % size + 1] = { sec, current }
-  local low = current
+  local by_age = {}
   for i = 1, size do
     local c = counts[i]
-    if c and sec - c[1] <= cold_start and c[2] < low then
-      low = c[2]
+    if c and sec - c[1] <= cold_start then
+      by_age[sec - c[1] + 1] = c[2]
     end
   end
-  return low
+  local low, lows = current, {}
+  for k = 1, size do
+    if by_age[k] and by_age[k] < low then
+      low = by_age[k]
+    end
+    lows[k] = low
+  end
+  return low, lows
+end
+
+-- queued returns the requests that arrive at rate lambda beyond what the replicas
+-- serve over the next cold start, second by second, as the replicas already asked
+-- for become ready (lows from serving; each replica serves target_value / s a second,
+-- the whole at least the completions done): the queue that replicas asked for now
+-- find when they are ready.
+local function queued(lows, lambda, done, s)
+  local q = 0
+  lambda = lambda - math.sqrt(lambda / panic_window)
+  for t = 0, math.ceil(cold_start) - 1 do
+    local k = math.ceil(cold_start) - t + 1
+    local r = lows[math.min(k, #lows)]
+    q = q + math.max(lambda - math.max(done, r * tv / s), 0)
+  end
+  return q
 end
 
 function on_tick(m, state)
@@ -381,6 +420,7 @@ function on_tick(m, state)
   end
 
   local idle = pw.count == 0 and pw.in_flight == 0
+  local ready, lows = serving(state, now, current)
   local queueing = pw.concurrency > 0.9 * tv * math.max(current, 1)
       or (state.s == nil and pw.max_in_flight > 0.9 * tv * math.max(current, 1))
   if pw.count > 0 then
@@ -407,7 +447,6 @@ function on_tick(m, state)
   state.peak = math.min(memory(state, now, sp), burst_cap * lambda)
 
   local up, down
-  local ready = serving(state, now, current)
   -- A service that slows under load: while the serving replicas are full (slots
   -- busy over the panic window and now), their completions are what they serve,
   -- queueing aside, and target_value * ready / completions/s is the service time
@@ -438,17 +477,20 @@ function on_tick(m, state)
     end
   end
   if state.s then
-    local s = math.max(state.s, state.slow_s or 0)
+    -- A batching replica's latency falls with its batch: the full batch's, the
+    -- config's service_time, is what its capacity is measured by.
+    local s = math.max(state.s, state.slow_s or 0, batching and service_time or 0)
     local rate = math.max(lambda, forecast)
     local rate_need = need(rate * s, util)
     -- The backlog: requests in flight beyond those in service (done * s, by Little's
     -- law) and their Poisson noise, plus what arrives beyond both the completions and
-    -- what the serving replicas serve (ready * target_value / s), over a cold start:
-    -- the queue new replicas find when they are ready, to be drained within a panic
-    -- window.
+    -- what the replicas serve over the next cold start, as those already asked for
+    -- become ready (queued): the queue new replicas find when they are ready, to be
+    -- drained within a panic window, or a service time when that is longer (a
+    -- request takes s however many slots it has).
     local backlog = math.max(pw.in_flight - done * s - math.sqrt(pw.in_flight), 0)
-        + math.max(lambda - math.max(done, ready * tv / s), 0) * cold_start
-    up = need((rate + backlog / panic_window) * s, util)
+        + queued(lows, lambda, done, s)
+    up = need((rate + backlog / math.max(panic_window, s)) * s, util)
     -- Panic: the rate at least panic_ratio times the stable window's completions (a
     -- jump the load has not shown before; the completions count at least a tenth of
     -- a replica's capacity, so that a trickle after idleness is none); the backlog is
@@ -461,7 +503,7 @@ function on_tick(m, state)
       -- panic_ratio times the rate.
       local ahead = math.min(lambda + recent * horizon, panic_ratio * lambda)
       if ahead > rate then
-        up = math.max(up, need((ahead + backlog / panic_window) * s, util))
+        up = math.max(up, need((ahead + backlog / math.max(panic_window, s)) * s, util))
       end
     else
       up = math.min(up, math.ceil(up_cap * math.max(rate_need, 1)))
@@ -492,7 +534,9 @@ function on_tick(m, state)
 
   local n = current
   local why
-  local settled = state.last_up == nil or now - state.last_up >= down_delay
+  state.start = state.start or now
+  local settled = (state.last_up == nil or now - state.last_up >= down_delay)
+      and now - state.start >= down_window
   if up > current then
     n, why = up, "up"
     state.last_up = now
@@ -545,5 +589,6 @@ function self_test()
   assert(down_delay >= 0 and down_step_interval >= 0 and idle_to_zero >= 0 and burst_memory > 0,
     "down_delay, down_step_interval, idle_to_zero >= 0 and burst_memory > 0")
   assert(service_time == nil or service_time > 0, "service_time must be > 0")
+  assert(not batching or service_time, "batching needs service_time")
   assert(need(0, util) == 0)
 end

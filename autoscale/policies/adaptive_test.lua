@@ -305,3 +305,56 @@ function TestAStepDownReversedIsAFloor()
   end
   assert_eq(last, 1)
 end
+
+function TestNoStepDownBeforeAWindowOfRecommendations()
+  -- At the start nothing has completed yet (a service slower than a tick): the rate
+  -- reads 0, and with no down_window (60 s) of recommendations behind it the count
+  -- holds rather than stepping down on that one reading.
+  local state = { s = 0.1 }
+  local function starting() return at(2, 0, 4, { count = 0 }) end
+  for _ = 1, 59 do
+    assert_action(decide(starting(), state), "scale", { replicas = 2 })
+    clock.advance(1)
+  end
+  -- Once a whole window of them says so, it steps down.
+  clock.advance(1)
+  assert_action(decide(starting(), state), "scale", { replicas = 1 })
+end
+
+function TestArrivalsWithinTheNoiseOfCapacityAreNoQueue()
+  -- 8 replicas serve 800 rps; they complete 798 while the requests in flight grow by
+  -- 10 a second: 808 rps, 8 beyond them, within the noise of the rate
+  -- (sqrt(808 / 6) = 11.6 rps), adds no backlog over the cold start, and 81 in flight
+  -- need (81 + 9) / 10 -> 9 replicas, not the 10 that 80 queued requests would add.
+  local state = { s = 0.1 }
+  decide(at(8, 798, 80), state)
+  clock.advance(1)
+  local a = assert_action(decide(at(8, 798, 90), state), "scale", {})
+  assert_eq(a.replicas, 9)
+end
+
+function TestReplicasStartingServeTheQueueTheyWillFind()
+  -- 500 rps at 1 replica, which completes 100 a second; 10 replicas asked for 4 s
+  -- ago are ready in 6 s. The queue that a replica asked for now finds is what the
+  -- one replica cannot serve until those are ready, 6 s of 391 rps (the rate less
+  -- its noise), plus the 1,995 queued already: (500 + 4,340 / 6) * 0.1 = 122 in
+  -- flight need 14, not the 17 that a whole cold start of 400 rps would ask.
+  local state = { s = 0.1 }
+  decide(at(1, 100, 50), state)
+  local a
+  for k = 1, 5 do
+    clock.advance(1)
+    a = assert_action(decide(at(10, 100, 50 + 400 * k), state), "scale", {})
+  end
+  assert_eq(a.replicas, 14)
+end
+
+function TestABacklogDrainsWithinAServiceTime()
+  -- A service of 12 s (a language model): 4 replicas completing 3 rps (36 in service)
+  -- with 82 in flight, 37 of them queued beyond the noise. A request takes 12 s
+  -- however many slots wait for it, so the queue needs its 37 slots, not the 74 that
+  -- draining it within the 6 s panic window would ask: (3 + 37 / 12) * 12 = 73 in
+  -- flight need (73 + 8.5) / 10 -> 9 replicas, not 13.
+  local a = assert_action(decide(at(4, 3, 82, { mean = 12000 }), { s = 12 }), "scale", {})
+  assert_eq(a.replicas, 9)
+end

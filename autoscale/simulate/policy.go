@@ -24,6 +24,9 @@ type Env struct {
 	Concurrency int
 	// ServiceTime is the mean service time of one request.
 	ServiceTime time.Duration
+	// Batching is true when a replica batches the requests it serves (an [LLM]):
+	// ServiceTime is then its latency at a full batch, and a partial batch is faster.
+	Batching bool
 	// ColdStart is the time a new replica takes to serve.
 	ColdStart time.Duration
 	// SLO is the scenario's latency objective.
@@ -182,7 +185,7 @@ func Shipped(name string) (Policy, error) {
 		return shippedLua(name, time.Second, free(), func(e Env) map[string]any {
 			return map[string]any{"target": e.Target, "route": e.Route,
 				"target_value": float64(e.Concurrency), "cold_start": e.ColdStart.Seconds(),
-				"service_time": e.ServiceTime.Seconds()}
+				"service_time": e.ServiceTime.Seconds(), "batching": e.Batching}
 		}), nil
 	case "target_tracking_go":
 		return Policy{Name: name, Tick: 15 * time.Second, New: func(e Env) (autoscale.Policy, func() error, error) {

@@ -265,7 +265,7 @@ func newSim(cfg Config) (*sim, error) {
 	env := Env{
 		Target: TargetName, Route: RouteName, Concurrency: svc.Concurrency,
 		ServiceTime: svc.ServiceTime.Mean(), ColdStart: svc.ColdStart, SLO: sc.SLO,
-		Min: svc.Min, Max: svc.Max, Clock: eng.clock,
+		Min: svc.Min, Max: svc.Max, Clock: eng.clock, Batching: svc.LLM != nil,
 		future: &future{sc: sc, seed: cfg.Seed},
 	}
 	if _, ok := sc.Traffic.(Mix); ok {
