@@ -66,7 +66,7 @@ type cchunk [chunkLen]cbucket
 type cbucket struct {
 	epoch       atomic.Uint64 // as bucket.epoch
 	countErr    atomic.Uint64 // as bucket.countErr
-	canRej      atomic.Uint64 // canceled in the low 32 bits, rejected in the high 32
+	canRej      atomic.Uint64 // canceled in the low 32 bits, rejected in the high 32: both among countErr's requests, so below 2^32 (see MaxWidth) and the low half never carries
 	bytes       atomic.Uint64
 	value       atomic.Uint64 // float64 bits
 	area        atomic.Int64  // as bucket.area

@@ -31,10 +31,7 @@ func (w *Window) HistogramAt(now time.Time, span time.Duration, h *Histogram) {
 	if k == w.n && w.n >= 3 {
 		// A whole window: the running histogram of the read cache and the two
 		// newest buckets, as a whole-window snapshot reads them.
-		if w.cache == nil {
-			w.cache = newReadCache(w.ringLen)
-		}
-		if c := w.cache; c.sync(w, n) {
+		if c := w.readCacheLocked(); c.sync(w, n) {
 			h.Merge(&c.hist.Histogram)
 			h.max = max(h.max, c.maxLat.max())
 			for m := n - 1; m <= n; m++ {

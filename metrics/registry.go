@@ -373,14 +373,17 @@ func (r *Registry) Keys(scope Scope) []string {
 
 // Windows yields the windows of a scope in the order of their keys, as of the call: a
 // window registered or evicted meanwhile does not change what it yields. Like Keys, it
-// sorts only after the scope's membership changed.
+// sorts only after the scope's membership changed. It prefetches the lines a
+// whole-window read of the next few windows will touch, so that a pass reading each
+// window it yields waits on memory less (see warmPass).
 func (r *Registry) Windows(scope Scope) iter.Seq[*Window] {
 	kl := r.sorted(scope)
 	return func(yield func(*Window) bool) {
 		if kl == nil {
 			return
 		}
-		for _, w := range kl.windows {
+		for i, w := range kl.windows {
+			warmPass(kl.windows, i)
 			if !yield(w) {
 				return
 			}

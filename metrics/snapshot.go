@@ -126,10 +126,7 @@ func (w *Window) wholeLocked(n, elapsed, inFlightNow int64, t *totals, area *int
 	if w.n < 3 {
 		return false
 	}
-	if w.cache == nil {
-		w.cache = newReadCache(w.ringLen)
-	}
-	c := w.cache
+	c := w.readCacheLocked()
 	if !c.sync(w, n) {
 		return false
 	}
@@ -145,6 +142,17 @@ func (w *Window) wholeLocked(n, elapsed, inFlightNow int64, t *totals, area *int
 	*area = a + c.fixedArea + c.trailing*w.width*cur
 	latency(s, &c.hist, &live, t.maxLat)
 	return true
+}
+
+// readCacheLocked returns the window's read cache, making it on the first read; the
+// caller holds w.mu.
+func (w *Window) readCacheLocked() *readCache {
+	c := w.cache.Load()
+	if c == nil {
+		c = newReadCache(w.ringLen)
+		w.cache.Store(c)
+	}
+	return c
 }
 
 // totals are the scalar sums and maxima of a run of buckets.

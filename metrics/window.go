@@ -255,8 +255,9 @@ type Window struct {
 
 	created int64 // ns
 
-	mu      sync.Mutex // readers only
-	cache   *readCache
+	mu sync.Mutex // readers only
+	// cache is written under mu and read without it only by warm.
+	cache   atomic.Pointer[readCache]
 	scratch *walkHist // made by the first read that walks the ring
 }
 
