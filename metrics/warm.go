@@ -19,13 +19,23 @@ import (
 // a loaded VM, BenchmarkScopeReadScale cpu-ns/key) and nothing at 1,000, whose lines the
 // caches mostly hold.
 
+// warmMin is the fewest windows a pass warms ahead for: below it the windows' lines
+// mostly stay in the caches between ticks, and warming costs about 5% of a read's CPU
+// where it saves nothing (1,000 windows made in key order, BenchmarkScopeReadScale).
+// A variable so that a test can warm small passes.
+var warmMin = 4096
+
 // warmStages is how many windows ahead of the one being read a pass starts warming: one
 // step per link of the chain warm follows.
 const warmStages = 5
 
 // warmPass warms the windows after ws[i] for a pass that is about to read ws[i]: it
-// moves each of ws[i+1] to ws[i+warmStages] one link further along its chain.
+// moves each of ws[i+1] to ws[i+warmStages] one link further along its chain. It does
+// nothing for a pass over fewer than warmMin windows.
 func warmPass(ws []*Window, i int) {
+	if len(ws) < warmMin {
+		return
+	}
 	for k := 1; k <= warmStages && i+k < len(ws); k++ {
 		ws[i+k].warm(warmStages - k)
 	}
