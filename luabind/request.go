@@ -305,21 +305,18 @@ func (d *Decision) set(key string, val lua.LValue) error {
 		if !ok {
 			return fmt.Errorf("headers is not a table")
 		}
-		var bad error
-		t.ForEach(func(k, hv lua.LValue) {
+		// Next, not ForEach, whose callback would be one allocation per request.
+		for k, hv := t.Next(lua.LNil); k != lua.LNil; k, hv = t.Next(k) {
 			name, ok1 := k.(lua.LString)
 			value, ok2 := hv.(lua.LString)
 			switch {
-			case bad != nil:
 			case !ok1 || !ok2 || !validHeaderName(string(name)) || !validHeaderValue(string(value)):
-				bad = fmt.Errorf("header %v: %v is not a valid header", k, hv)
+				return fmt.Errorf("header %v: %v is not a valid header", k, hv)
 			case len(d.Headers) >= 32:
-				bad = fmt.Errorf("more than 32 headers")
-			default:
-				d.Headers = append(d.Headers, Header{http.CanonicalHeaderKey(string(name)), string(value)})
+				return fmt.Errorf("more than 32 headers")
 			}
-		})
-		return bad
+			d.Headers = append(d.Headers, Header{http.CanonicalHeaderKey(string(name)), string(value)})
+		}
 	default:
 		return fmt.Errorf("unknown field %q", key)
 	}
