@@ -50,6 +50,26 @@ func TestOnRequestDecisions(t *testing.T) {
 	}
 }
 
+// TestHeaderNames reads more distinct header names per call than reqView keeps
+// canonical forms of, in every case, over several calls on one VM: each read must
+// find its header (or nil) whatever the cache holds.
+func TestHeaderNames(t *testing.T) {
+	rt := newRT(t, `function on_request(req)
+  local got = {}
+  for _, n in ipairs({"x-a", "X-B", "x-c", "X-D", "x-e", "X-A", "x-b", "missing", "x-a", "X-E", "Content-Type", "content-type"}) do
+    got[#got + 1] = tostring(req:header(n))
+  end
+  return { status = 400, body = table.concat(got, ",") }
+end`)
+	req := &luabind.Request{Header: http.Header{"X-A": {"1"}, "X-B": {"2"}, "X-C": {"3"}, "X-D": {"4"}, "X-E": {"5"}, "Content-Type": {"t"}}}
+	for i := range 3 {
+		d, err := rt.OnRequest(context.Background(), req)
+		if want := "1,2,3,4,5,1,2,nil,1,5,t,t"; err != nil || d.Body != want {
+			t.Fatalf("call %d: %q, %v; want %q", i, d.Body, err, want)
+		}
+	}
+}
+
 func TestFailClosed(t *testing.T) {
 	rt := newRT(t, `function on_request(req) error("x") end
 function on_tick(m, s) error("y") end`,

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"net/textproto"
 	"net/url"
 	"strings"
 	"time"
@@ -112,6 +113,32 @@ type reqView struct {
 	rawQuery    string
 	last        Request
 	valid       bool
+	// names caches the canonical forms of the header names the script asked for, so
+	// that req:header("X-Debug") does not canonicalize its constant on every request
+	// (nor allocate, for a name not in canonical form): a few slots, taken in turn.
+	names    [4]canonName
+	nextName int
+}
+
+type canonName struct{ name, canon string }
+
+// maxCachedName bounds the header names reqView.canonical keeps.
+const maxCachedName = 64
+
+// canonical returns textproto.CanonicalMIMEHeaderKey(name), from the cache when the
+// script asked for name recently.
+func (rv *reqView) canonical(name string) string {
+	for i := range rv.names {
+		if e := &rv.names[i]; e.name == name && e.canon != "" {
+			return e.canon
+		}
+	}
+	canon := textproto.CanonicalMIMEHeaderKey(name)
+	if canon != "" && len(name) <= maxCachedName {
+		rv.names[rv.nextName] = canonName{name, canon}
+		rv.nextName = (rv.nextName + 1) % len(rv.names)
+	}
+	return canon
 }
 
 // clear ends the call: the methods answer nil until the next set.
@@ -128,7 +155,7 @@ func (rv *reqView) init(v *vm) {
 			L.Push(lua.LNil)
 			return 1
 		}
-		vals := rv.header.Values(name)
+		vals := rv.header[rv.canonical(name)]
 		if len(vals) == 0 {
 			L.Push(lua.LNil)
 			return 1
@@ -305,21 +332,18 @@ func (d *Decision) set(key string, val lua.LValue) error {
 		if !ok {
 			return fmt.Errorf("headers is not a table")
 		}
-		var bad error
-		t.ForEach(func(k, hv lua.LValue) {
+		// Next, not ForEach, whose callback would be one allocation per request.
+		for k, hv := t.Next(lua.LNil); k != lua.LNil; k, hv = t.Next(k) {
 			name, ok1 := k.(lua.LString)
 			value, ok2 := hv.(lua.LString)
 			switch {
-			case bad != nil:
 			case !ok1 || !ok2 || !validHeaderName(string(name)) || !validHeaderValue(string(value)):
-				bad = fmt.Errorf("header %v: %v is not a valid header", k, hv)
+				return fmt.Errorf("header %v: %v is not a valid header", k, hv)
 			case len(d.Headers) >= 32:
-				bad = fmt.Errorf("more than 32 headers")
-			default:
-				d.Headers = append(d.Headers, Header{http.CanonicalHeaderKey(string(name)), string(value)})
+				return fmt.Errorf("more than 32 headers")
 			}
-		})
-		return bad
+			d.Headers = append(d.Headers, Header{http.CanonicalHeaderKey(string(name)), string(value)})
+		}
 	default:
 		return fmt.Errorf("unknown field %q", key)
 	}

@@ -6,6 +6,8 @@ import (
 	"hash/maphash"
 	"slices"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/autoscalelua/autoscalelua/luabind/internal/luaunit"
@@ -36,14 +38,14 @@ type vm struct {
 	fns   [hTick + 1]*lua.LFunction
 	hook  int // the hook running, for print and errors
 
-	cancel context.CancelFunc
-	timer  *time.Timer
-	ctxSet bool
-	// deadline is the end of the running call's budget (zero without one), which the
-	// Go-side library functions check themselves (budgetCheck) so that they stop on
-	// time even when the budget's timer has not run yet; overran records that one did.
-	deadline time.Time
-	overran  bool
+	// budget is the context the VM's calls run under, which ends a call past its
+	// deadline; ctxSet says the state has it (a runtime without budgets runs without
+	// a context, which gopher-lua's loop then does not consult). The Go-side library
+	// functions check the deadline themselves (budgetCheck), and overran records that
+	// one saw it pass.
+	budget  budgetCtx
+	ctxSet  bool
+	overran bool
 	// built counts the bytes of the strings the library functions built in the
 	// running call, against Limits.MaxCallBytes.
 	built int
@@ -130,11 +132,8 @@ func (rt *Runtime) newVM(p *program, budget time.Duration) (*vm, error) {
 	v.data.RawSetString("_G", v.env)
 
 	if budget > 0 || lim.budget(hLoad) > 0 {
-		ctx, cancel := context.WithCancel(context.Background())
-		v.cancel = cancel
-		v.timer = time.AfterFunc(time.Hour, cancel)
-		v.timer.Stop()
-		L.SetContext(ctx)
+		v.budget.init()
+		L.SetContext(&v.budget)
 		v.ctxSet = true
 	}
 
@@ -182,28 +181,139 @@ func sentinelOf(err error, def error) error {
 func (v *vm) pcall(nargs, nret int, budget time.Duration) error {
 	v.built = 0
 	if budget <= 0 || !v.ctxSet {
-		v.deadline = time.Time{}
 		return v.L.PCall(nargs, nret, nil)
 	}
-	v.deadline, v.overran = time.Now().Add(budget), false
-	v.timer.Reset(budget)
+	v.overran = false
+	d := v.budget.begin(budget)
 	err := v.L.PCall(nargs, nret, nil)
-	if !v.timer.Stop() || v.overran {
-		// The timer fired (the context is cancelled) or a library function saw the
-		// deadline pass: a timeout, whatever the call returned.
+	if !v.budget.end(d) || v.overran {
+		// The watchdog ended the call (the context is done) or a library function saw
+		// the deadline pass: a timeout, whatever the call returned.
 		return errTimeout{budget}
 	}
 	return err
 }
 
 func (v *vm) close() {
-	if v.timer != nil {
-		v.timer.Stop()
-	}
-	if v.cancel != nil {
-		v.cancel()
-	}
+	v.budget.stop()
 	v.L.Close()
+}
+
+// monoBase anchors monoNow.
+var monoBase = time.Now()
+
+// monoNow reads the monotonic clock alone: one clock read, where time.Now takes two.
+func monoNow() int64 { return int64(time.Since(monoBase)) }
+
+// budgetCtx is the context a VM's calls run under, which gopher-lua asks for its Done
+// channel before every instruction, stopping the call once that channel is closed.
+// Done is nil (a select passes it at once) until a watchdog timer finds the running
+// call past its deadline and trips the context, for good: the VM is then discarded.
+//
+// The watchdog is not armed and stopped around every call, as a timer per call would
+// be (two timer-heap operations under the runtime's timer lock, and a channel polled
+// per instruction; BenchmarkOnRequest): a call stores its deadline, and arms the timer
+// only when it is not armed or armed for later than that deadline. When the timer
+// fires, the watchdog trips a call past its deadline, re-arms for a call still within
+// it, and stays disarmed while the VM is idle. mu orders a call's start with the
+// watchdog; a call's end is one compare-and-swap.
+type budgetCtx struct {
+	state atomic.Int64 // the running call's deadline on monoNow's clock; 0 idle; tripped
+
+	mu     sync.Mutex
+	armed  bool  // the timer is pending, to fire at fireAt
+	fireAt int64 // on monoNow's clock
+	timer  *time.Timer
+}
+
+// tripped is budgetCtx.state once the watchdog ended a call, or the VM was closed.
+const tripped = -1
+
+// closedChan is the Done of a tripped budgetCtx.
+var closedChan = func() chan struct{} {
+	c := make(chan struct{})
+	close(c)
+	return c
+}()
+
+// init makes the watchdog's timer, stopped, before the context is first used.
+func (c *budgetCtx) init() {
+	c.timer = time.AfterFunc(time.Hour, c.watch)
+	c.timer.Stop()
+}
+
+// begin starts a call with the budget and returns its deadline. On a tripped context
+// it returns tripped, and the call stops at its first instruction.
+func (c *budgetCtx) begin(budget time.Duration) int64 {
+	now := monoNow()
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.state.Load() == tripped {
+		return tripped
+	}
+	d := now + int64(budget)
+	c.state.Store(d)
+	if !c.armed || d < c.fireAt {
+		c.timer.Reset(time.Duration(d - now))
+		c.armed, c.fireAt = true, d
+	}
+	return d
+}
+
+// end ends the call begun with deadline d, reporting false if the watchdog tripped it.
+func (c *budgetCtx) end(d int64) bool { return d != tripped && c.state.CompareAndSwap(d, 0) }
+
+// watch is the watchdog, run by the timer.
+func (c *budgetCtx) watch() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.armed = false
+	d := c.state.Load()
+	if d <= 0 {
+		return // idle, or tripped already
+	}
+	if now := monoNow(); now < d {
+		c.timer.Reset(time.Duration(d - now))
+		c.armed, c.fireAt = true, d
+		return
+	}
+	// This fails when the call has just ended; a call that began since with the same
+	// deadline is past it too, and is rightly tripped.
+	c.state.CompareAndSwap(d, tripped)
+}
+
+// stop trips the context and stops the watchdog, for a VM being closed.
+func (c *budgetCtx) stop() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.state.Store(tripped)
+	if c.timer != nil {
+		c.timer.Stop()
+	}
+}
+
+func (c *budgetCtx) Done() <-chan struct{} {
+	if c.state.Load() == tripped {
+		return closedChan
+	}
+	return nil
+}
+
+func (c *budgetCtx) Err() error {
+	if c.state.Load() == tripped {
+		return context.DeadlineExceeded
+	}
+	return nil
+}
+
+func (c *budgetCtx) Deadline() (time.Time, bool) { return time.Time{}, false }
+func (c *budgetCtx) Value(any) any               { return nil }
+
+// expired reports whether the running call's deadline has passed, for the library
+// functions, which run while the Lua loop does not look at Done.
+func (c *budgetCtx) expired() bool {
+	d := c.state.Load()
+	return d > 0 && monoNow() > d
 }
 
 func luaReadOnly(L *lua.LState) int {

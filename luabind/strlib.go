@@ -4,7 +4,6 @@ import (
 	"errors"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/autoscalelua/autoscalelua/luabind/internal/pattern"
 	lua "github.com/yuin/gopher-lua"
@@ -24,9 +23,9 @@ import (
 var errBudget = errors.New("time budget exceeded")
 
 // budgetCheck is the check of the Go-side library functions that loop on script
-// input (the matcher, table.sort): the call's context, cancelled by the budget's
-// timer, and its deadline, read directly so that the call stops on time even when
-// the timer's goroutine has not been scheduled yet.
+// input (the matcher, table.sort): the call's context, done once the Lua loop saw the
+// deadline pass, and the deadline itself, read directly, since the loop does not run
+// while a library function does.
 func (v *vm) budgetCheck() error {
 	ctx := v.L.Context()
 	if ctx == nil {
@@ -35,7 +34,7 @@ func (v *vm) budgetCheck() error {
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	if !v.deadline.IsZero() && time.Now().After(v.deadline) {
+	if v.budget.expired() {
 		v.overran = true
 		return errBudget
 	}
