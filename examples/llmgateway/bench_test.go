@@ -8,6 +8,8 @@ import (
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -19,24 +21,26 @@ import (
 	"github.com/autoscalelua/autoscalelua/middleware"
 )
 
-// BenchmarkGatewayVsBareProxy measures, in one run, the throughput of the demo's whole
-// request path (classification, llm_cost's on_request in Lua, admission with a route
-// rule, the model windows, the cold-start holder, the balancer's proxy routing by model
-// with a fallback chain) and of a bare httputil.ReverseProxy with a buffer pool, both
-// over loopback to the same simulated model server (instant: no prefill or decode
-// time), with short non-streamed chat requests from the same client. Rounds alternate
-// between them so that drift on a shared machine hits both; the figures are medians
-// over rounds. "ratio" is gateway/bare throughput; "cpu-ratio" is gateway/bare requests
-// per CPU-second of the whole process (client, gateway and model server alike).
-// "proxy-only" is the balancer's proxy alone (model routing and the fallback chain,
-// without the LLM layer, the middleware and Lua).
-//
-//	go test -run '^$' -bench GatewayVsBareProxy -benchtime 1x ./examples/llmgateway
-func BenchmarkGatewayVsBareProxy(b *testing.B) {
+// benchServers are BenchmarkGatewayVsBareProxy's three servers over one simulated
+// model server: the demo's gateway, the bare reverse proxy and the balancer's proxy
+// alone.
+type benchServers struct {
+	gw, bare, only string // base URLs
+	close          func()
+}
+
+// newBenchServers starts the benchServers; close stops them.
+func newBenchServers(b *testing.B) *benchServers {
+	var closers []func()
+	s := &benchServers{close: func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}}
 	spec := &modelSpec{name: "llama-8b", batch: 1024, queue: 1024, kvTokens: 1 << 30}
 	engine := &modelServer{spec: spec, id: "bench"}
 	backend := httptest.NewServer(engine)
-	defer backend.Close()
+	closers = append(closers, backend.Close)
 	u, _ := url.Parse(backend.URL)
 
 	bare := &httputil.ReverseProxy{
@@ -45,8 +49,7 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 		Transport:  &http.Transport{MaxIdleConnsPerHost: 256},
 	}
 	bareSrv := httptest.NewServer(bare)
-	defer bareSrv.Close()
-
+	closers = append(closers, bareSrv.Close)
 	g := &gateway{specs: []*modelSpec{{name: "llama-70b", cheaper: "llama-8b", batch: 8, kvTokens: 8000}, spec}}
 	var err error
 	if g.reg, err = metrics.NewRegistry(); err != nil {
@@ -66,7 +69,7 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	g.fleet = newFleet(g.pool, g.specs, lane)
-	defer g.fleet.Close()
+	closers = append(closers, g.fleet.Close)
 	g.hold = &holder{fleet: g.fleet, pool: g.pool, lane: lane, timeout: time.Second, next: g.proxy}
 	src, err := luabind.FromFS(autoscale.Policies(), "policies/llm_cost.lua")
 	if err != nil {
@@ -75,7 +78,7 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	if g.access, err = luabind.New(src, luabind.WithConfig(policyConfig(g.specs, config{}))); err != nil {
 		b.Fatal(err)
 	}
-	defer g.access.Close()
+	closers = append(closers, func() { g.access.Close() })
 	if g.adm, err = middleware.NewAdmission(middleware.AdmissionConfig{}); err != nil {
 		b.Fatal(err)
 	}
@@ -88,7 +91,7 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	gwSrv := httptest.NewServer(front)
-	defer gwSrv.Close()
+	closers = append(closers, gwSrv.Close)
 	// The balancer's proxy alone, routing by model (from a header here) with the chain.
 	only, err := balancer.NewProxy(g.pool, balancer.WithTransport(&http.Transport{MaxIdleConnsPerHost: 256}),
 		balancer.WithModel(func(*http.Request) string { return "llama-8b" }),
@@ -97,8 +100,28 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 		b.Fatal(err)
 	}
 	onlySrv := httptest.NewServer(only)
-	defer onlySrv.Close()
+	closers = append(closers, onlySrv.Close)
 
+	s.gw, s.bare, s.only = gwSrv.URL, bareSrv.URL, onlySrv.URL
+	return s
+}
+
+// BenchmarkGatewayVsBareProxy measures, in one run, the throughput of the demo's whole
+// request path (classification, llm_cost's on_request in Lua, admission with a route
+// rule, the model windows, the cold-start holder, the balancer's proxy routing by model
+// with a fallback chain) and of a bare httputil.ReverseProxy with a buffer pool, both
+// over loopback to the same simulated model server (instant: no prefill or decode
+// time), with short non-streamed chat requests from the same client. Rounds alternate
+// between them so that drift on a shared machine hits both; the figures are medians
+// over rounds. "ratio" is gateway/bare throughput; "cpu-ratio" is gateway/bare requests
+// per CPU-second of the whole process (client, gateway and model server alike).
+// "proxy-only" is the balancer's proxy alone (model routing and the fallback chain,
+// without the LLM layer, the middleware and Lua).
+//
+//	go test -run '^$' -bench GatewayVsBareProxy -benchtime 1x ./examples/llmgateway
+func BenchmarkGatewayVsBareProxy(b *testing.B) {
+	s := newBenchServers(b)
+	defer s.close()
 	const conc = 32
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
 	defer client.CloseIdleConnections()
@@ -114,15 +137,15 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 	}
 	median := proxybench.Median
 	for b.Loop() {
-		load(gwSrv.URL, 300*time.Millisecond) // warm up both
-		load(bareSrv.URL, 300*time.Millisecond)
+		load(s.gw, 300*time.Millisecond) // warm up both
+		load(s.bare, 300*time.Millisecond)
 		var gw, br, on, gwCPU, brCPU, onCPU []float64
 		for range 9 {
-			r, c := load(gwSrv.URL, 700*time.Millisecond)
+			r, c := load(s.gw, 700*time.Millisecond)
 			gw, gwCPU = append(gw, r), append(gwCPU, c)
-			r, c = load(bareSrv.URL, 700*time.Millisecond)
+			r, c = load(s.bare, 700*time.Millisecond)
 			br, brCPU = append(br, r), append(brCPU, c)
-			r, c = load(onlySrv.URL, 700*time.Millisecond)
+			r, c = load(s.only, 700*time.Millisecond)
 			on, onCPU = append(on, r), append(onCPU, c)
 		}
 		g, r := median(gw), median(br)
@@ -132,6 +155,53 @@ func BenchmarkGatewayVsBareProxy(b *testing.B) {
 		b.ReportMetric(median(gwCPU)/median(brCPU), "cpu-ratio")
 		b.ReportMetric(median(on)/r, "proxy-only-ratio")
 		b.ReportMetric(median(onCPU)/median(brCPU), "proxy-only-cpu-ratio")
+	}
+}
+
+// BenchmarkPerRequest sends b.N short non-streamed chat requests, from 32 clients,
+// through one of BenchmarkGatewayVsBareProxy's servers, so that each path can be
+// profiled on its own and compared per request (pprof -diff_base, or callgrind with
+// GODEBUG=asyncpreemptoff=1): the gateway, the bare reverse proxy and the balancer's
+// proxy alone. allocs/op counts the whole process: client, server and model server.
+//
+//	go test -run '^$' -bench 'PerRequest/gateway' -benchtime 20000x -cpuprofile gw.pprof ./examples/llmgateway
+func BenchmarkPerRequest(b *testing.B) {
+	s := newBenchServers(b)
+	defer s.close()
+	for _, t := range []struct{ name, url string }{{"gateway", s.gw}, {"bare", s.bare}, {"proxy-only", s.only}} {
+		b.Run(t.name, func(b *testing.B) {
+			const conc = 32
+			client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: conc, MaxConnsPerHost: conc}}
+			defer client.CloseIdleConnections()
+			body := []byte(`{"model":"llama-70b","max_tokens":8,"messages":[{"role":"user","content":"Say hi."}]}`)
+			do := func(w int) {
+				req, _ := http.NewRequest(http.MethodPost, t.url+"/v1/chat/completions", bytes.NewReader(body))
+				req.Header.Set("Content-Type", "application/json")
+				req.Header.Set(middleware.TenantHeader, []string{"acme", "globex", "batchco"}[w%3])
+				req.Header.Set(priorityHeader, "0")
+				resp, err := client.Do(req)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode != http.StatusOK {
+					b.Errorf("status %d", resp.StatusCode)
+				}
+			}
+			var n atomic.Int64
+			var wg sync.WaitGroup
+			b.ReportAllocs()
+			for w := range conc {
+				wg.Go(func() {
+					for n.Add(1) <= int64(b.N) {
+						do(w)
+					}
+				})
+			}
+			wg.Wait()
+		})
 	}
 }
 

@@ -435,7 +435,9 @@ func frontend(g *gateway, logger *slog.Logger) (http.Handler, error) {
 		middleware.WithLogger(logger),
 		middleware.WithClassifier(llm.Classifier(func(r *http.Request) middleware.Keys {
 			k := middleware.Keys{Route: "chat"}
-			k.Priority, _ = strconv.Atoi(r.Header.Get(priorityHeader))
+			if v := r.Header[priorityHeader]; len(v) > 0 { // canonical: no Get
+				k.Priority, _ = strconv.Atoi(v[0])
+			}
 			return k
 		})),
 		middleware.WithHook(luahttp.Hook(g.access, luahttp.WithTokens(llm.PromptTokens))),

@@ -83,3 +83,38 @@ func BenchmarkFloor(b *testing.B) {
 		}
 	})
 }
+
+// chatResponse is a short non-streamed chat completion with usage, as the demo's model
+// servers answer.
+var chatResponse = []byte(`{"id":"chatcmpl-1","object":"chat.completion","created":1733600000,"model":"llama-8b","choices":[{"index":0,"message":{"role":"assistant","content":"tok tok tok tok tok tok tok tok "},"finish_reason":"stop"}],"usage":{"prompt_tokens":12,"completion_tokens":8,"total_tokens":20}}` + "\n")
+
+// BenchmarkUsageJSON is reading the usage of a short non-streamed response as the
+// gateway does: kept as it passes, read at its end.
+func BenchmarkUsageJSON(b *testing.B) {
+	var s usageScanner
+	b.SetBytes(int64(len(chatResponse)))
+	b.ReportAllocs()
+	for b.Loop() {
+		s.reset(scanJSON, 1<<20)
+		s.write(chatResponse)
+		if u := s.finish(); u.InputTokens != 12 || u.OutputTokens != 8 {
+			b.Fatalf("usage %+v", u)
+		}
+	}
+}
+
+// BenchmarkEstimatorObserve is the calibration step the gateway takes after each
+// response that reports its prompt tokens, for a short chat request.
+func BenchmarkEstimatorObserve(b *testing.B) {
+	e, _ := NewEstimator(EstimatorConfig{})
+	var q Request
+	if err := parse([]byte(`{"model":"llama-8b","max_tokens":8,"messages":[{"role":"user","content":"Say hi."}]}`), EndpointChatCompletions, &q, nil); err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if !e.Observe(&q, 12) {
+			b.Fatal("sample not used")
+		}
+	}
+}

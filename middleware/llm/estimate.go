@@ -65,10 +65,11 @@ type Estimator struct {
 // calib is one model's fit: its weights (float64 bits, read without a lock) and the
 // inverse correlation matrix P of the least-squares fit, under mu.
 type calib struct {
-	w  [nFeatures]atomic.Uint64
-	mu sync.Mutex
-	p  [nFeatures][nFeatures]float64
-	n  atomic.Int64
+	w    [nFeatures]atomic.Uint64
+	mu   sync.Mutex
+	p    [nFeatures][nFeatures]float64
+	seen uint16 // the features some sample had, under mu
+	n    atomic.Int64
 }
 
 // priorVar is P's starting diagonal: the prior weights are trusted to about ±60%.
@@ -205,46 +206,74 @@ func (e *Estimator) Observe(r *Request, reported int64) bool {
 // scaled by its size, so that every prompt weighs by its relative error, not its
 // length. P's diagonal is held at or below its prior, so that a feature unseen for a
 // long time does not wind up a huge gain. c.mu is held.
+//
+// A feature no sample has had yet keeps its prior: its row and column of P are zero
+// but for the diagonal, so the step leaves its weight alone and its variance at the
+// prior it is held to. The step therefore runs over the features seen so far only (a
+// model asked only plain English has seen four of ten), P·x over the sample's nonzero
+// ones, and P, symmetric, is computed in its upper triangle and mirrored
+// (BenchmarkEstimatorObserve).
 func (c *calib) update(x [nFeatures]float64, y, lambda float64) {
 	s := max(1, 0.05*y)
+	var nz, seen [nFeatures]int
+	n, m := 0, 0
 	for i := range x {
 		x[i] /= s
+		if x[i] != 0 {
+			nz[n] = i
+			n++
+			c.seen |= 1 << i
+		}
+	}
+	for i := range x {
+		if c.seen&(1<<i) != 0 {
+			seen[m] = i
+			m++
+		}
 	}
 	y /= s
-	var w [nFeatures]float64
-	var px [nFeatures]float64
+	var w, px, k [nFeatures]float64
 	for i := range w {
 		w[i] = math.Float64frombits(c.w[i].Load())
 	}
 	den := lambda
 	var pred float64
-	for i := range x {
-		for j := range x {
-			px[i] += c.p[i][j] * x[j]
+	for _, i := range seen[:m] {
+		row := &c.p[i]
+		var v float64
+		for _, j := range nz[:n] {
+			v += row[j] * x[j]
 		}
+		px[i] = v
+	}
+	for _, i := range nz[:n] {
 		den += x[i] * px[i]
 		pred += w[i] * x[i]
 	}
 	errY := y - pred
-	for i := range w {
-		k := px[i] / den
-		w[i] = min(max(w[i]+k*errY, 0), 20*priorWeights[i])
+	for _, i := range seen[:m] {
+		k[i] = px[i] / den
+		w[i] = min(max(w[i]+k[i]*errY, 0), 20*priorWeights[i])
 	}
-	for i := range x {
-		for j := range x {
-			c.p[i][j] = (c.p[i][j] - px[i]*px[j]/den) / lambda
+	inv := 1 / lambda
+	for a, i := range seen[:m] {
+		for _, j := range seen[a:m] {
+			v := (c.p[i][j] - k[i]*px[j]) * inv
+			c.p[i][j], c.p[j][i] = v, v
 		}
 	}
-	for i := range x {
-		if c.p[i][i] > priorVar[i] {
-			d := math.Sqrt(priorVar[i] / c.p[i][i])
-			for j := range x {
-				c.p[i][j] *= d
-				c.p[j][i] *= d
+	for _, i := range seen[:m] {
+		if pii := c.p[i][i]; pii > priorVar[i] {
+			// Row and column i scaled by d: the diagonal by d twice.
+			d := math.Sqrt(priorVar[i] / pii)
+			for _, j := range seen[:m] {
+				v := c.p[i][j] * d
+				c.p[i][j], c.p[j][i] = v, v
 			}
+			c.p[i][i] = pii * d * d
 		}
 	}
-	for i := range w {
+	for _, i := range seen[:m] {
 		c.w[i].Store(math.Float64bits(w[i]))
 	}
 	c.n.Add(1)

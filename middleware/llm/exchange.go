@@ -85,10 +85,7 @@ func (x *exchange) setModel(r *http.Request, model string) {
 		return
 	}
 	var scratch [64]byte
-	quoted := strconv.AppendQuote(scratch[:0], model)
-	if !jsonSafe(model) {
-		quoted = appendJSONString(scratch[:0], model)
-	}
+	quoted := appendJSONString(scratch[:0], model)
 	old := x.cur.b
 	nb := getBuf(&x.g.bufs, len(old)-(q.modelAt[1]-q.modelAt[0])+len(quoted))
 	nb.b = append(nb.b, old[:q.modelAt[0]]...)
@@ -108,15 +105,8 @@ func (x *exchange) setModel(r *http.Request, model string) {
 	x.attach(r)
 }
 
-func jsonSafe(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; c < 0x20 || c == '"' || c == '\\' || c >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
+// appendJSONString appends s as a JSON string: quotes, backslashes and control
+// characters escaped, every other byte as it is.
 func appendJSONString(dst []byte, s string) []byte {
 	const hex = "0123456789abcdef"
 	dst = append(dst, '"')
@@ -219,7 +209,7 @@ func (g *Gateway) serve(w http.ResponseWriter, r *http.Request, next http.Handle
 	// From here on the body is the exchange's reader, so FromRequest finds it.
 	x.attach(r)
 	if !g.cfg.KeepAcceptEncoding {
-		r.Header.Del("Accept-Encoding")
+		delete(r.Header, "Accept-Encoding") // canonical: Del would canonicalize it again
 	}
 
 	if e := g.admit(w, r, x, models); e != nil {

@@ -1,6 +1,7 @@
 package llm
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"strings"
@@ -183,17 +184,21 @@ func malformed(err error) error { return fmt.Errorf("%w: %w", ErrMalformed, err)
 func invalid(field string) error { return fmt.Errorf("%w: %s", ErrInvalidField, field) }
 
 // keyIs compares a raw key (quotes included) with name, decoding escapes if it has any.
+// Every escape decodes to fewer bytes than it takes, so a key as long as name (plus
+// its quotes) matches only byte for byte, and a shorter one never does: only a longer
+// one is looked at for escapes.
 func keyIs(key []byte, name string) bool {
-	if len(key) == len(name)+2 && string(key[1:len(key)-1]) == name {
-		return true
+	switch n := len(name) + 2; {
+	case len(key) == n:
+		return string(key[1:len(key)-1]) == name
+	case len(key) < n:
+		return false
 	}
-	for _, c := range key {
-		if c == '\\' {
-			var buf [64]byte
-			return string(unquote(buf[:0], key)) == name
-		}
+	if bytes.IndexByte(key, '\\') < 0 {
+		return false
 	}
-	return false
+	var buf [64]byte
+	return string(unquote(buf[:0], key)) == name
 }
 
 func (p *parser) top(in intern) error {

@@ -165,6 +165,9 @@ func FuzzScanString(f *testing.F) {
 		}
 		var c counts
 		end, _, err := scanString(enc, 0, &c)
+		if end2, _, err2 := scanString(enc, 0, nil); end2 != end || (err2 == nil) != (err == nil) {
+			t.Fatalf("scanString(%q) without counts = %d, %v; with = %d, %v", enc, end2, err2, end, err)
+		}
 		if !utf8.ValidString(s) {
 			return // json.Marshal replaced the invalid bytes; nothing to compare
 		}

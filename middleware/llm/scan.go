@@ -106,18 +106,36 @@ func scanString(b []byte, i int, c *counts) (int, bool, error) {
 	esc := false
 	var n counts
 	for i < len(b) {
-		// Eight plain ASCII bytes at a time (no quote, backslash, control or
-		// non-ASCII byte): count their classes with word arithmetic.
-		for i+8 <= len(b) {
-			x := binary.LittleEndian.Uint64(b[i:])
-			if special(x) {
-				break
+		// Eight bytes at a time: the plain ASCII ones (no quote, backslash, control
+		// or non-ASCII byte) before the first that needs care are counted with word
+		// arithmetic, and the switch below takes that one.
+		if c == nil {
+			for i+8 <= len(b) {
+				if m := special(binary.LittleEndian.Uint64(b[i:])); m != 0 {
+					i += bits.TrailingZeros64(m) >> 3
+					break
+				}
+				i += 8
 			}
-			a, sp := classes(x)
-			n.alnum += a
-			n.space += sp
-			n.punct += 8 - a - sp
-			i += 8
+		} else {
+			for i+8 <= len(b) {
+				x := binary.LittleEndian.Uint64(b[i:])
+				if m := special(x); m != 0 {
+					if k := bits.TrailingZeros64(m) >> 3; k > 0 {
+						a, sp := classes(x & (1<<(8*k) - 1)) // zero bytes count in no class
+						n.alnum += a
+						n.space += sp
+						n.punct += int64(k) - a - sp
+						i += k
+					}
+					break
+				}
+				a, sp := classes(x)
+				n.alnum += a
+				n.space += sp
+				n.punct += 8 - a - sp
+				i += 8
+			}
 		}
 		if i >= len(b) {
 			break
@@ -197,11 +215,13 @@ const (
 	msb = 0x8080808080808080
 )
 
-// special reports whether any byte of x is a quote, a backslash, a control character
-// or at or above 0x80 (Mycroft's has-zero-byte test, on x and on x xor the byte).
-func special(x uint64) bool {
+// special marks the bytes of x that are a quote, a backslash, a control character or
+// at or above 0x80, by their high bits (Mycroft's has-zero-byte test, on x and on x
+// xor the byte). A borrow may mark a byte above a marked one too, never below, so the
+// lowest mark is exact: it is the first byte that needs care.
+func special(x uint64) uint64 {
 	hasZero := func(v uint64) uint64 { return (v - lsb) &^ v & msb }
-	return x&msb != 0 || (x-0x20*lsb)&^x&msb != 0 || hasZero(x^('"'*lsb)) != 0 || hasZero(x^('\\'*lsb)) != 0
+	return x&msb | (x-0x20*lsb)&^x&msb | hasZero(x^('"'*lsb)) | hasZero(x^('\\'*lsb))
 }
 
 // classes counts the letters and digits, and the spaces, among eight ASCII bytes. For

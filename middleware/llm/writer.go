@@ -54,9 +54,10 @@ func (w *respWriter) WriteHeader(code int) {
 	if w.status == 0 && code >= 200 {
 		w.status = code
 		if code < 300 {
+			// Canonical keys read straight from the map: Get would canonicalize them
+			// again on every response.
 			h := w.Header()
-			ct := h.Get("Content-Type")
-			enc := h.Get("Content-Encoding")
+			ct, enc := first(h["Content-Type"]), first(h["Content-Encoding"])
 			switch {
 			case enc != "" && enc != "identity":
 			case strings.HasPrefix(ct, "text/event-stream"):
@@ -67,6 +68,13 @@ func (w *respWriter) WriteHeader(code int) {
 		}
 	}
 	w.ResponseWriter.WriteHeader(code)
+}
+
+func first(v []string) string {
+	if len(v) == 0 {
+		return ""
+	}
+	return v[0]
 }
 
 // Write passes p on, then reads it for usage.
